@@ -1,0 +1,97 @@
+"""`dfine <verb>`: every GUI action as a headless command.
+
+Each verb lives in the module of the room that owns it; that module exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
+when their verb is used, so `dfine new` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> (module, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "new": ("core.project_cli", "create a project from the template"),
+    "demo": ("core.demo", "create (or reuse) the built-in demo project"),
+    "classes": ("core.project_cli", "list/add/rename/merge/delete classes"),
+    "split": ("core.project_cli", "(re)write splits/train.txt and val.txt"),
+    "check": ("core.project_cli", "load every label and report malformed files"),
+    "import": ("core.data.formats.cli", "import YOLO / Ultralytics data.yaml / COCO / labelme into a project"),
+    "convert": ("core.data.formats.cli", "export a project's labels to YOLO / COCO / labelme"),
+    "train": ("core.train.cli", "train D-FINE-seg on a project"),
+    "val": ("core.train.cli", "evaluate a checkpoint on the project's val split"),
+    "export": ("core.export.cli", "export a checkpoint to ONNX / OpenVINO / TensorRT"),
+    "infer": ("core.infer.cli", "run a model on images, a folder, a video or a camera"),
+    "bench": ("core.bench", "latency/F1 per format x precision x batch (paper protocol)"),
+    "analyze": ("core.analysis.cli", "rank likely label mistakes"),
+}
+
+
+class NotBuiltYet(Exception):
+    pass
+
+
+def _load(verb: str):
+    module_name = VERBS[verb][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise NotBuiltYet(f"`dfine {verb}` is not built yet ({module_name} missing)") from exc
+        raise
+    return module
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """Parser with every verb listed; only ``verb``'s module is imported for its options."""
+    parser = argparse.ArgumentParser(prog="dfine", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (_, help_text) in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name != verb:
+            continue
+        try:
+            module = _load(name)
+        except NotBuiltYet:
+            p.set_defaults(_not_built=True)
+            continue
+        adder = getattr(module, f"add_{name}_arguments", None) or getattr(module, "add_arguments")
+        adder(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(argv)
+    if args.version:
+        from core import __version__
+
+        print(f"dfine-studio {__version__}")
+        return 0
+    if not args.verb:
+        parser.print_help()
+        return 2
+    if getattr(args, "_not_built", False):
+        print(f"dfine {args.verb}: not built yet", file=sys.stderr)
+        return 3
+    module = _load(args.verb)
+    runner = getattr(module, f"run_{args.verb}", None) or getattr(module, "run")
+    try:
+        return int(runner(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UserFacingError as exc:  # bad input: a clear message, never a traceback
+        print(f"dfine {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+from core.errors import UserFacingError  # noqa: E402  (kept at the bottom: tiny, no deps)
+
+if __name__ == "__main__":
+    sys.exit(main())
