@@ -1,0 +1,68 @@
+# dfine-studio: `make run` (install + open the demo project in the GUI), `make test` (install + whole suite).
+# Everything installs into .venv; torch is pinned to the 2.13.0 CPU wheel for dev/CI.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+DEMO   := demo_project
+PROJECT ?= $(DEMO)
+RUN    ?=
+WEIGHTS ?= $(PROJECT)/runs/$(if $(RUN),$(RUN),train)/best.pt
+SOURCE ?= $(PROJECT)/images
+STAMP  := $(VENV)/.installed
+
+# Qt's xcb/offscreen platforms need these shared libraries; installed only when missing (needs root/sudo).
+QT_SYSTEM_PACKAGES := libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
+
+.PHONY: install run test test-all train export infer bench installer demo system-deps clean
+
+system-deps:
+	@missing=""; for p in $(QT_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Qt system libraries:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[export,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO)/project.yaml: | $(STAMP)
+	$(VENV)/bin/dfine demo $(DEMO)
+
+demo: $(DEMO)/project.yaml
+
+run: $(STAMP) $(DEMO)/project.yaml
+	$(VENV)/bin/dfine-studio $(PROJECT)
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+test-all: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m ""
+
+train: $(STAMP) $(DEMO)/project.yaml
+	$(VENV)/bin/dfine train $(PROJECT) $(if $(RUN),--name $(RUN))
+
+export: $(STAMP)
+	$(VENV)/bin/dfine export $(WEIGHTS) --project $(PROJECT) --formats onnx,openvino --precision fp32,fp16,int8
+
+infer: $(STAMP)
+	$(VENV)/bin/dfine infer $(WEIGHTS) $(SOURCE) --save $(PROJECT)/infer_out
+
+bench: $(STAMP)
+	$(VENV)/bin/dfine bench $(WEIGHTS) --project $(PROJECT)
+
+installer: $(STAMP)
+	$(PIP) install -q pyinstaller
+	$(VENV)/bin/pyinstaller --noconfirm build_installer.spec
+
+clean:
+	rm -rf build dist .pytest_cache
