@@ -1,0 +1,580 @@
+"""The project folder: config, images, the atomic label store, class edits, splits.
+
+Layout (see DESIGN.md)::
+
+    project.yaml  images/ (or image_root)  labels/<rel/path/stem>.txt (+ .parts.json sidecars)
+    splits/train.txt, val.txt   groups.csv (optional)   runs/  exports/  review/
+    .dfine/class_edit.json      journal of the last class edit (undo + crash recovery)
+
+Why this shape: the label files are the user's work, so every write is atomic
+(core.atomic_io), a malformed file is reported and never rewritten, and a class
+edit that touches many files is journaled first so a crash half-way is rolled back
+on the next open and the last edit can be undone in one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from core.annotation import ImageAnnotation
+from core.atomic_io import atomic_delete, atomic_write_text, remove_stale_temps
+from core.config import CONFIG_FILE, ProjectConfig, load_config, parse_config_text
+from core.data.formats.yolo_txt import (
+    decode_label_bytes,
+    format_yolo_txt,
+    load_sidecar,
+    parse_class_id,
+    parse_yolo_txt,
+    sidecar_path,
+)
+from core.data.images import IMAGE_EXTENSIONS  # the one reader decides what an image is
+from core.errors import ConfigError, LabelError, UserFacingError
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "projects_template" / CONFIG_FILE
+GROUPS_FILE = "groups.csv"
+JOURNAL_DIR = ".dfine"
+Split = Literal["train", "val"]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from core.data.images import image_size  # EXIF-aware, shared with the reader
+
+    return image_size(path)
+
+
+class Project:
+    """A project folder on disk. Cheap to open; nothing is loaded until asked."""
+
+    def __init__(self, root: Path, config: ProjectConfig):
+        self.root = Path(root)
+        self.config = config
+
+    # ------------------------------------------------------------------ open / create
+
+    @classmethod
+    def open(cls, root: Path | str) -> Project:
+        root = Path(root)
+        cfg_path = root / CONFIG_FILE
+        if not cfg_path.is_file():
+            raise UserFacingError(f"{root}: not a dfine-studio project (no {CONFIG_FILE}); create one with `dfine new`")
+        ClassEditJournal(root).recover()
+        for d in (root / "labels", root / JOURNAL_DIR):
+            remove_stale_temps(d)
+        return cls(root, load_config(cfg_path))
+
+    @classmethod
+    def create(cls, root: Path | str, classes: Iterable[str], task: str = "segment") -> Project:
+        """New project from the commented template (comments kept), with the given classes and task."""
+        root = Path(root)
+        if (root / CONFIG_FILE).exists():
+            raise UserFacingError(f"{root / CONFIG_FILE}: already exists; open the project instead")
+        classes = list(classes)
+        text = TEMPLATE.read_text(encoding="utf-8")
+        text = set_top_level_value(text, "classes", _flow_list(classes))
+        text = set_top_level_value(text, "task", _flow_scalar(task))
+        cfg = parse_config_text(text, str(root / CONFIG_FILE))  # validate before touching disk
+        root.mkdir(parents=True, exist_ok=True)
+        for d in ("images", "labels", "splits"):
+            (root / d).mkdir(exist_ok=True)
+        atomic_write_text(root / CONFIG_FILE, text)
+        return cls(root, cfg)
+
+    def reload_config(self) -> ProjectConfig:
+        self.config = load_config(self.config_path)
+        return self.config
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.classes)
+
+    @property
+    def image_dir(self) -> Path:
+        ir = self.config.image_root
+        if not ir:
+            return self.root / "images"
+        p = Path(ir).expanduser()
+        return Path(os.path.normpath(p if p.is_absolute() else self.root / p))
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / "labels"
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / "splits"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def review_dir(self) -> Path:
+        return self.root / "review"
+
+    def image_paths(self) -> list[Path]:
+        """Every image under the image folder (recursive, any case of extension), sorted."""
+        d = self.image_dir
+        if not d.is_dir():
+            return []
+        return sorted(
+            p for p in d.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        )
+
+    def rel_image(self, image: Path | str) -> str:
+        """Image path relative to the image folder, posix (the key used by splits and groups)."""
+        image = Path(image)
+        if not image.is_absolute():
+            image = self.image_dir / image
+        try:
+            return Path(os.path.normpath(image)).relative_to(self.image_dir).as_posix()
+        except ValueError:
+            return image.name
+
+    def label_path(self, image: Path | str) -> Path:
+        """labels/<same sub-folders>/<stem>.txt, as Ultralytics pairs images/ and labels/."""
+        rel = Path(self.rel_image(image))
+        return self.labels_dir / rel.with_suffix(".txt")
+
+    # ------------------------------------------------------------------ annotations
+
+    def load_annotation(self, image: Path | str, warnings: list[str] | None = None) -> ImageAnnotation:
+        """Labels of one image (no label file = no instances). Raises LabelError / ImageReadError."""
+        image = Path(image)
+        if not image.is_absolute():
+            image = self.image_dir / image
+        w, h = _image_size(image)
+        lp = self.label_path(image)
+        inst = []
+        if lp.exists():
+            text = decode_label_bytes(lp.read_bytes(), lp)
+            side = sidecar_path(lp)
+            sidecar = load_sidecar(side.read_bytes()) if side.exists() else None
+            parsed = parse_yolo_txt(text, w, h, lp, len(self.config.classes), sidecar)
+            inst = parsed.instances
+            for msg in parsed.warnings:
+                log.warning(msg)
+                if warnings is not None:
+                    warnings.append(msg)
+        return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image))
+
+    def save_annotation(self, ann: ImageAnnotation) -> Path:
+        """Write labels atomically; the sidecar is kept valid for old or new txt at any crash point."""
+        n = len(self.config.classes)
+        for inst in ann.instances:
+            if not 0 <= inst.class_id < n:
+                raise LabelError(self.label_path(ann.image_path), None,
+                                 f"class id out of range 0..{n - 1}", inst.class_id)
+        lp = self.label_path(ann.image_path)
+        lp.parent.mkdir(parents=True, exist_ok=True)
+        out = format_yolo_txt(ann.instances, ann.width, ann.height)
+        side = sidecar_path(lp)
+        old_side = load_sidecar(side.read_bytes()) if side.exists() else None
+        new_rows = (out.sidecar or {}).get("rows", {})
+        old_rows = (old_side or {}).get("rows", {})
+        if new_rows and any(k not in old_rows for k in new_rows):
+            # 1) union first: valid for whichever txt is on disk if we die before step 3
+            atomic_write_text(side, json.dumps({"version": 1, "rows": {**old_rows, **new_rows}}, indent=None))
+        atomic_write_text(lp, out.text)  # 2)
+        if new_rows and new_rows != old_rows:  # 3) prune
+            atomic_write_text(side, json.dumps(out.sidecar, indent=None))
+        elif not new_rows and side.exists():
+            atomic_delete(side)
+        return lp
+
+    def load_all(self, warnings: list[str] | None = None) -> tuple[list[ImageAnnotation], list[UserFacingError]]:
+        """Every image's labels; a bad file is reported in the error list and the rest still loads."""
+        anns, errors = [], []
+        for img in self.image_paths():
+            try:
+                anns.append(self.load_annotation(img, warnings))
+            except UserFacingError as exc:
+                errors.append(exc)
+        return anns, errors
+
+    # ------------------------------------------------------------------ groups and splits
+
+    def group_of(self, image: Path | str) -> str | None:
+        """Group id of an image (split.group_by: csv | pattern), None when ungrouped."""
+        mode = self.config.split.group_by
+        rel = self.rel_image(image)
+        if mode == "csv":
+            table = self._groups_table()
+            return table.get(rel) or table.get(Path(rel).name)
+        if mode == "pattern":
+            m = re.search(self.config.split.group_pattern, str(Path(rel).with_suffix("")))
+            if not m:
+                return None
+            return m.group(1) if m.groups() else m.group(0)
+        return None
+
+    def _groups_table(self) -> dict[str, str]:
+        path = self.root / GROUPS_FILE
+        key = (path, path.stat().st_mtime_ns) if path.exists() else (path, None)
+        cached = getattr(self, "_groups_cache", None)
+        if cached and cached[0] == key:
+            return cached[1]
+        table: dict[str, str] = {}
+        if not path.exists():
+            raise ConfigError(f"{self.config_path}: split.group_by is 'csv' but {path} does not exist "
+                              f"(header `image,group`)")
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            for lineno, row in enumerate(reader, start=1):
+                if not row or not any(c.strip() for c in row):
+                    continue
+                if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["image", "group"]:
+                    continue
+                if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                    raise ConfigError(f"{path}:{lineno}: expected `image,group`, got {','.join(row)!r}")
+                table[row[0].strip().replace("\\", "/")] = row[1].strip()
+        self._groups_cache = (key, table)
+        return table
+
+    def _hash_split(self, key: str) -> Split:
+        s = self.config.split
+        h = hashlib.sha256(f"{s.seed}:{key}".encode()).digest()
+        u = int.from_bytes(h[:8], "big") / 2**64
+        return "val" if u < s.val_fraction else "train"
+
+    def _read_split_files(self) -> dict[str, Split]:
+        out: dict[str, Split] = {}
+        for name in ("train", "val"):
+            p = self.splits_dir / f"{name}.txt"
+            if p.exists():
+                for line in p.read_text(encoding="utf-8-sig").splitlines():
+                    line = line.strip()
+                    if line:
+                        out[self.rel_image(Path(line)) if Path(line).is_absolute() else line] = name
+        return out
+
+    def compute_splits(self, reset: bool = False) -> dict[str, Split]:
+        """rel image path -> split. Existing split files are kept (an image never changes side);
+        new images follow their group's side if the group is already placed, else a seeded hash
+        of the group id (or of the path) - so the result does not depend on which images exist."""
+        images = [self.rel_image(p) for p in self.image_paths()]
+        existing = {} if reset else self._read_split_files()
+        assign: dict[str, Split] = {}
+        group_side: dict[str, Split] = {}
+        groups = {rel: self.group_of(rel) for rel in images}
+        for rel in images:
+            if rel in existing:
+                assign[rel] = existing[rel]
+                g = groups[rel]
+                if g is not None:
+                    group_side.setdefault(g, existing[rel])
+        for rel in images:
+            if rel in assign:
+                continue
+            g = groups[rel]
+            if g is not None and g in group_side:
+                assign[rel] = group_side[g]
+            else:
+                assign[rel] = self._hash_split(f"group:{g}" if g is not None else f"image:{rel}")
+                if g is not None:
+                    group_side[g] = assign[rel]
+        return assign
+
+    def write_splits(self, reset: bool = False) -> dict[str, Split]:
+        """Write splits/train.txt and val.txt (paths relative to the image folder, one a line)."""
+        assign = self.compute_splits(reset=reset)
+        self.splits_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "val"):
+            rows = sorted(r for r, s in assign.items() if s == name)
+            atomic_write_text(self.splits_dir / f"{name}.txt", "".join(r + "\n" for r in rows))
+        return assign
+
+    def split_images(self, which: Split) -> list[Path]:
+        if which not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {which!r}")
+        assign = self.compute_splits()
+        return sorted(self.image_dir / r for r, s in assign.items() if s == which)
+
+    # ------------------------------------------------------------------ classes
+
+    def add_class(self, name: str) -> None:
+        self._edit_classes("add", [*self.class_names, name], {i: i for i in range(len(self.class_names))})
+
+    def rename_class(self, old: str, new: str) -> None:
+        names = self.class_names
+        i = self._class_index(old)
+        names[i] = new
+        self._edit_classes("rename", names, {k: k for k in range(len(names))})
+
+    def merge_classes(self, source: str, target: str) -> None:
+        """Relabel every `source` instance as `target` and remove `source` from the list."""
+        s, t = self._class_index(source), self._class_index(target)
+        if s == t:
+            raise UserFacingError(f"cannot merge class {source!r} into itself")
+        self.delete_class(source, relabel_to=target)
+
+    def delete_class(self, name: str, relabel_to: str | None = None) -> None:
+        """Remove a class; its instances are relabelled to `relabel_to` or deleted. Ids above shift down."""
+        d = self._class_index(name)
+        t = self._class_index(relabel_to) if relabel_to is not None else None
+        names = [c for i, c in enumerate(self.class_names) if i != d]
+        mapping: dict[int, int | None] = {}
+        for i in range(len(self.class_names)):
+            j = t if (i == d and t is not None) else i
+            mapping[i] = None if (i == d and t is None) else (j - (1 if j > d else 0))
+        self._edit_classes("merge" if t is not None else "delete", names, mapping, removed=d)
+
+    def undo_class_edit(self) -> str:
+        """Undo the last class edit (one step); returns its description."""
+        desc = ClassEditJournal(self.root).undo(self)
+        self.reload_config()
+        return desc
+
+    def _class_index(self, name: str) -> int:
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            raise UserFacingError(f"no class named {name!r} (classes: {', '.join(self.class_names)})") from None
+
+    def _edit_classes(self, op: str, new_names: list[str], mapping: dict[int, int | None],
+                      removed: int | None = None) -> None:
+        text = self.config_path.read_text(encoding="utf-8")
+        new_text = set_top_level_value(text, "classes", _flow_list(new_names))
+        parse_config_text(new_text, str(self.config_path))  # duplicate/empty names -> ConfigError now
+        identity = all(k == v for k, v in mapping.items())  # add/rename: no label changes
+        changes = {} if identity else remap_label_files(self.labels_dir, mapping, len(self.class_names))
+        changes[self.config_path] = (text, new_text)
+        # inverse for files labelled after the edit: the removed id has no pre-image,
+        # a merged-into id maps back to the target (the class that kept its identity)
+        new_to_old = {new: old for old, new in mapping.items() if new is not None and old != removed}
+        desc = f"{op}: {', '.join(self.class_names)} -> {', '.join(new_names)}"
+        ClassEditJournal(self.root).apply(desc, changes, new_to_old)
+        self.reload_config()
+
+
+def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_classes: int | None,
+                      ) -> dict[Path, tuple[str, str]]:
+    """New text for every label file whose class ids change ({path: (old, new)}); nothing written.
+
+    Works on the text (only the first token of a row changes, other bytes stay) so files
+    written by other tools keep their formatting. Refuses (UserFacingError) if any file is bad:
+    relabelling around a broken file would leave it with ids from the old list.
+    """
+    changes: dict[Path, tuple[str, str]] = {}
+    errors: list[str] = []
+    if not labels_dir.is_dir():
+        return changes
+    for lp in sorted(labels_dir.rglob("*.txt")):
+        if lp.name.startswith("."):
+            continue
+        try:
+            old = decode_label_bytes(lp.read_bytes(), lp)
+            new = remap_text(old, mapping, lp, num_classes)
+        except LabelError as exc:
+            errors.append(str(exc))
+            continue
+        if new != old:
+            changes[lp] = (old, new)
+    if errors:
+        raise UserFacingError("class edit refused, fix these label files first (nothing was changed):\n  "
+                              + "\n  ".join(errors))
+    return changes
+
+
+def remap_text(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None) -> str:
+    """Apply old->new class ids to one file's text; rows mapped to None are removed."""
+    text = text.lstrip("\ufeff")
+    out = []
+    for i, line in enumerate(text.splitlines(keepends=True), start=1):
+        toks = line.split()
+        if not toks:
+            out.append(line)
+            continue
+        cid = parse_class_id(toks[0], path, i, num_classes)
+        if cid not in mapping:
+            raise LabelError(path, i, "class id not covered by the class edit", toks[0])
+        new = mapping[cid]
+        if new is None:
+            continue
+        lead = line[: len(line) - len(line.lstrip())]
+        rest = line.lstrip()[len(toks[0]):]
+        out.append(f"{lead}{new}{rest}")
+    return "".join(out)
+
+
+class ClassEditJournal:
+    """`.dfine/class_edit.json` holds the old and new text of every file a class edit touched.
+
+    apply: journal (fsynced) -> files (atomic each) -> `.done` marker with the edit id.
+    recover (on open): a journal without its marker = crash mid-edit -> restore every old text.
+    undo: restore old texts of files still as the edit left them; files changed since (or new)
+    get the inverse id map, so later labelling is kept.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.dir = self.root / JOURNAL_DIR
+        self.path = self.dir / "class_edit.json"
+        self.done = self.dir / "class_edit.done"
+
+    def _read(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None  # a torn journal cannot exist (atomic write); a hand-damaged one is ignored
+
+    def _is_done(self, j: dict) -> bool:
+        return self.done.exists() and self.done.read_text(encoding="utf-8").strip() == j["id"]
+
+    @contextlib.contextmanager
+    def _lock(self, blocking: bool = True):
+        """Yield True while holding the edit lock (False if another live process holds it).
+
+        An OS lock (flock) dies with its process, so a SIGKILLed editor never blocks the
+        recovery, while a trainer opening the project during a live GUI edit does not
+        "recover" (roll back) an edit that is still being written."""
+        self.dir.mkdir(exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; recovery runs unguarded
+            yield True
+            return
+        with open(self.dir / "class_edit.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def apply(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int]) -> None:
+        with self._lock():
+            self._apply_locked(desc, changes, new_to_old)
+
+    def _apply_locked(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int]) -> None:
+        j = {
+            "id": uuid.uuid4().hex,
+            "description": desc,
+            "new_to_old": {str(k): v for k, v in new_to_old.items()},
+            "files": [
+                {"path": p.relative_to(self.root).as_posix(), "old": old, "new": new}
+                for p, (old, new) in changes.items()
+            ],
+        }
+        atomic_write_text(self.path, json.dumps(j))
+        for p, (_, new) in changes.items():
+            atomic_write_text(p, new)
+        atomic_write_text(self.done, j["id"])
+
+    def recover(self) -> bool:
+        """Roll back a half-applied edit; True if something was rolled back."""
+        if not self.path.exists():
+            return False
+        with self._lock(blocking=False) as mine:
+            return mine and self._recover_locked()
+
+    def _recover_locked(self) -> bool:
+        j = self._read()
+        if j is None or self._is_done(j):
+            return False
+        for f in j["files"]:
+            atomic_write_text(self.root / f["path"], f["old"])
+        atomic_delete(self.path)
+        log.warning("rolled back an interrupted class edit (%s)", j["description"])
+        return True
+
+    def undo(self, project: Project) -> str:
+        with self._lock():
+            return self._undo_locked(project)
+
+    def _undo_locked(self, project: Project) -> str:
+        j = self._read()
+        if j is None or not self._is_done(j):
+            raise UserFacingError("nothing to undo: no class edit recorded")
+        inv = {int(k): v for k, v in j["new_to_old"].items()}
+        journaled = {f["path"]: f for f in j["files"]}
+        cfg_rel = project.config_path.relative_to(self.root).as_posix()
+        writes: dict[Path, str] = {}
+        n_new = len(project.class_names)
+        errors = []
+        for lp in sorted(project.labels_dir.rglob("*.txt")) if project.labels_dir.is_dir() else []:
+            if lp.name.startswith("."):
+                continue
+            rel = lp.relative_to(self.root).as_posix()
+            cur = lp.read_bytes().decode("utf-8-sig", errors="replace")
+            f = journaled.get(rel)
+            if f is not None and cur == f["new"]:
+                writes[lp] = f["old"]
+                continue
+            try:
+                new = remap_text(cur, inv, lp, n_new)
+            except LabelError as exc:
+                errors.append(str(exc))
+                continue
+            if new != cur:
+                writes[lp] = new
+        if errors:
+            raise UserFacingError("cannot undo the class edit (nothing was changed):\n  " + "\n  ".join(errors))
+        cfg = journaled[cfg_rel]
+        cur_cfg = project.config_path.read_text(encoding="utf-8")
+        old_classes = yaml.safe_load(cfg["old"]).get("classes", [])
+        writes[project.config_path] = (cfg["old"] if cur_cfg == cfg["new"]
+                                       else set_top_level_value(cur_cfg, "classes", _flow_list(old_classes)))
+        # the undo is itself journaled, so a crash during undo rolls back to the edited state
+        self._apply_locked(f"undo {j['description']}", {p: (p.read_text(encoding="utf-8-sig"), t) for p, t in writes.items()},
+                   {})
+        atomic_delete(self.path)  # journal first: a marker without a journal is inert
+        atomic_delete(self.done)
+        return j["description"]
+
+
+# ---------------------------------------------------------------------- YAML text edits
+
+
+def set_top_level_value(text: str, key: str, value_text: str) -> str:
+    """Replace the value of a top-level key in YAML text, keeping every comment and other line."""
+    node = yaml.compose(text)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key:
+                start, end = v.start_mark.index, v.end_mark.index
+                if isinstance(v, (yaml.SequenceNode, yaml.MappingNode)) and not v.flow_style:
+                    # block collection: replace through its last item; comments after it stay
+                    last = v.value[-1][1] if isinstance(v, yaml.MappingNode) else v.value[-1]
+                    end = last.end_mark.index
+                    return text[: k.end_mark.index] + ": " + value_text + text[end:]
+                return text[:start] + value_text + text[end:]
+    sep = "" if text.endswith("\n") or not text else "\n"
+    return f"{text}{sep}{key}: {value_text}\n"
+
+
+def _flow_scalar(v: str) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, allow_unicode=True).strip().removesuffix("...").strip()
+
+
+def _flow_list(items: list[str]) -> str:
+    return "[" + ", ".join(_flow_scalar(str(x)) for x in items) + "]"
