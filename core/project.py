@@ -14,6 +14,7 @@ on the next open and the last edit can be undone in one step.
 
 from __future__ import annotations
 
+
 import contextlib
 import csv
 import hashlib
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,7 +46,17 @@ from core.errors import ConfigError, LabelError, UserFacingError
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "projects_template" / CONFIG_FILE
+def _find_template() -> Path:
+    """projects_template/ sits beside core/ in a checkout (and in the PyInstaller folder);
+    a wheel installs it under <prefix>/share/dfine-studio/ (pyproject data-files)."""
+    candidates = [Path(__file__).resolve().parents[1] / "projects_template" / CONFIG_FILE,
+                  Path(sys.prefix) / "share" / "dfine-studio" / "projects_template" / CONFIG_FILE]
+    if getattr(sys, "_MEIPASS", None):
+        candidates.insert(0, Path(sys._MEIPASS) / "projects_template" / CONFIG_FILE)
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+TEMPLATE = _find_template()
 GROUPS_FILE = "groups.csv"
 JOURNAL_DIR = ".dfine"
 Split = Literal["train", "val"]
@@ -60,7 +72,7 @@ class Project:
     """A project folder on disk. Cheap to open; nothing is loaded until asked."""
 
     def __init__(self, root: Path, config: ProjectConfig):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute: image paths are resolved against images/
         self.config = config
 
     # ------------------------------------------------------------------ open / create
