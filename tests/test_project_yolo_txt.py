@@ -172,3 +172,20 @@ def test_non_utf8_file_names_line():
     with pytest.raises(LabelError) as ei:
         decode_label_bytes(b"0 0.5 0.5 0.1 0.1\n\xff\xfe\x00garbage\n", Path("l/a.txt"))
     assert ei.value.line == 2 and "a.txt:2" in str(ei.value) and "UTF-8" in str(ei.value)
+
+
+def test_model_made_mark_survives_save_and_is_dropped_by_an_edit(tmp_path) -> None:
+    from core.annotation import ImageAnnotation, Instance
+    from core.data.formats.yolo_txt import format_yolo_txt, parse_yolo_txt
+
+    poly = [[10, 10], [50, 12], [30, 40]]
+    model_made = Instance(class_id=1, polygons=[poly], source="model", score=0.875)
+    human = Instance(class_id=0, box=(5, 5, 20, 25))
+    out = format_yolo_txt([model_made, human], 100, 80)
+    parsed = parse_yolo_txt(out.text, 100, 80, sidecar=out.sidecar).instances
+    assert [(i.source, i.score) for i in parsed] == [("model", 0.875), ("human", None)]
+    # a person moves a vertex: the row's coordinates change, so the mark no longer applies
+    edited = out.text.replace(out.text.split()[1], "0.150000", 1)
+    parsed = parse_yolo_txt(edited, 100, 80, sidecar=out.sidecar).instances
+    assert parsed[0].source == "human" and parsed[0].score is None
+    assert ImageAnnotation(tmp_path / "a.jpg", 100, 80, parsed).instances[1].is_box

@@ -169,10 +169,7 @@ def parse_yolo_txt(
             corners = _check_range(corners, [f"{v:g}" for v in corners], path, line, warnings)
             box = (corners[0] * width, corners[1] * height, corners[2] * width, corners[3] * height)
             entry = entries.get(row_key(ctoks))
-            meta = entry if isinstance(entry, dict) else {}
-            gid = meta.get("group_id")
-            instances.append(Instance(class_id=cid, box=box, group_id=gid if isinstance(gid, int) else None,
-                                      iscrowd=bool(meta.get("iscrowd", False))))
+            instances.append(Instance(class_id=cid, box=box, **_meta_kwargs(entry)))
             continue
         if n == 0:
             raise LabelError(path, line, "row has a class id but no coordinates", " ".join(toks))
@@ -197,17 +194,29 @@ def _from_sidecar(entry: dict, cid: int, scale: np.ndarray) -> Instance | None:
     try:
         polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale for p in entry.get("polygons", [])]
         holes = [np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale for p in entry.get("holes", [])]
-        gid = entry.get("group_id")
-        crowd = bool(entry.get("iscrowd", False))
+        meta = _meta_kwargs(entry)
         if entry.get("box"):
             x0, y0 = polys[0].min(axis=0)
             x1, y1 = polys[0].max(axis=0)
-            return Instance(class_id=cid, box=(x0, y0, x1, y1), group_id=gid, iscrowd=crowd)
+            return Instance(class_id=cid, box=(x0, y0, x1, y1), **meta)
         if not polys or any(len(p) < 3 for p in polys):
             return None
-        return Instance(class_id=cid, polygons=polys, holes=holes, group_id=gid, iscrowd=crowd)
+        return Instance(class_id=cid, polygons=polys, holes=holes, **meta)
     except (TypeError, ValueError, AttributeError, IndexError):
         return None
+
+
+def _meta_kwargs(entry: object) -> dict:
+    """Instance metadata kept in the sidecar: group, crowd flag, and the model-made mark
+    (source/score). The key hashes the coordinates, so a person's edit drops the mark."""
+    meta = entry if isinstance(entry, dict) else {}
+    gid, score = meta.get("group_id"), meta.get("score")
+    return {
+        "group_id": gid if isinstance(gid, int) else None,
+        "iscrowd": bool(meta.get("iscrowd", False)),
+        "source": "model" if meta.get("source") == "model" else "human",
+        "score": float(score) if isinstance(score, (int, float)) else None,
+    }
 
 
 def load_sidecar(data: bytes | None) -> dict | None:
@@ -262,6 +271,10 @@ def format_yolo_txt(instances: list[Instance], width: int, height: int) -> Forma
             extra["group_id"] = int(inst.group_id)
         if inst.iscrowd:
             extra["iscrowd"] = True
+        if inst.source == "model":
+            extra["source"] = "model"
+            if inst.score is not None:
+                extra["score"] = float(inst.score)
         if inst.is_box:
             x0, y0, x1, y1 = inst.bbox()
             if not any_poly:
