@@ -1,0 +1,107 @@
+"""Nothing the person labels is lost, and nothing another program wrote is overwritten.
+
+* The current document is saved through the project's atomic store when the person
+  switches image, after a short idle pause (``idle_ms``), on Ctrl+S and on close.
+* Before every save the label file's (mtime, size) is compared to what we last
+  loaded/saved; if another program changed it, we reload instead of saving.
+* A QFileSystemWatcher on the label folder notices such changes while the image is
+  open (the folder, not the file: atomic writers replace the file, which drops a
+  per-file watch) and reloads the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
+
+from app.document import LabelDocument
+from core.annotation import ImageAnnotation
+from core.errors import UserFacingError
+
+IDLE_MS = 1500
+
+
+class AutoSaver(QObject):
+    saved = Signal(object)  # LabelDocument
+    reloaded = Signal(object, bool)  # LabelDocument, lost_local_edits
+    failed = Signal(object, str)  # LabelDocument, message
+
+    def __init__(self, save: Callable[[ImageAnnotation], None], load: Callable[[Path], ImageAnnotation],
+                 idle_ms: int = IDLE_MS, parent: QObject | None = None):
+        super().__init__(parent)
+        self._save = save
+        self._load = load
+        self.doc: LabelDocument | None = None
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(idle_ms)
+        self.timer.timeout.connect(self.save_current)
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(self._disk_changed)
+        self.watcher.fileChanged.connect(self._disk_changed)
+
+    def track(self, doc: LabelDocument | None) -> None:
+        """Follow ``doc`` (the image on screen); saves the previous one first."""
+        if self.doc is not None and self.doc is not doc:
+            self.save(self.doc)
+            self.doc.undo_stack.indexChanged.disconnect(self._edited)
+        self.doc = doc
+        old = self.watcher.directories() + self.watcher.files()
+        if old:
+            self.watcher.removePaths(old)
+        if doc is None:
+            return
+        doc.undo_stack.indexChanged.connect(self._edited)
+        folder = doc.label_path.parent
+        if folder.is_dir():
+            self.watcher.addPath(str(folder))
+        if doc.label_path.exists():
+            self.watcher.addPath(str(doc.label_path))
+        if doc.changed_on_disk():  # changed while we looked at other images
+            self.reload(doc)
+
+    def _edited(self, *_: object) -> None:
+        self.timer.start()
+
+    def save_current(self) -> bool:
+        return self.doc is None or self.save(self.doc)
+
+    def save(self, doc: LabelDocument) -> bool:
+        """Save if dirty; returns False when the save failed or was refused because
+        another program changed the file (then the disk version is loaded)."""
+        if not doc.is_dirty():
+            return True
+        if doc.changed_on_disk():
+            self.reload(doc)
+            return False
+        try:
+            self._save(doc.ann)
+        except (OSError, UserFacingError) as exc:
+            self.failed.emit(doc, str(exc))
+            return False
+        doc.mark_saved()
+        if doc is self.doc and str(doc.label_path) not in self.watcher.files() and doc.label_path.exists():
+            self.watcher.addPath(str(doc.label_path))
+        self.saved.emit(doc)
+        return True
+
+    def reload(self, doc: LabelDocument) -> None:
+        lost = doc.is_dirty()
+        try:
+            ann = self._load(doc.image_path)
+        except (OSError, UserFacingError) as exc:
+            self.failed.emit(doc, str(exc))
+            return
+        doc.reload(ann)
+        self.reloaded.emit(doc, lost)
+
+    def _disk_changed(self, _path: str) -> None:
+        doc = self.doc
+        if doc is None:
+            return
+        if doc.label_path.exists() and str(doc.label_path) not in self.watcher.files():
+            self.watcher.addPath(str(doc.label_path))
+        if doc.changed_on_disk():
+            self.reload(doc)

@@ -1,0 +1,527 @@
+"""CanvasView: zoom to cursor, pan (Space+drag, middle button), fit (F), draw
+polygons (click vertices; close on the first vertex or Enter) and boxes (drag),
+select/move instances, drag/insert (double-click an edge)/delete (Shift+click or
+Del on a hovered vertex) vertices, crosshair, mask fill opacity.
+
+Why the view does hit testing in numpy instead of per-vertex QGraphicsItems: a
+1,000-vertex polygon would be 1,000 items to create on every image switch; one
+painted item plus a vectorised nearest-vertex search keeps both switching and
+dragging cheap. The image is drawn as the cached background (CacheBackground), so
+redrawing during a drag only blits it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
+
+from app import commands
+from app.canvas import geometry as geo
+from app.canvas.items import InstanceItem
+from app.document import LabelDocument
+from app.image_cache import DisplayImage
+from app.theme import class_color, colors
+from core.annotation import Instance
+
+PICK_PX = 8.0  # how close (screen pixels) a click must be to a vertex / the first point
+
+
+class Tool(enum.Enum):
+    SELECT = "select"
+    POLYGON = "polygon"
+    BOX = "box"
+
+
+class CanvasView(QGraphicsView):
+    selection_changed = Signal(list)  # indices into doc.instances
+    tool_changed = Signal(object)
+    zoom_changed = Signal(float)
+    context_menu_requested = Signal(object, list)  # global QPoint, indices
+    cursor_moved = Signal(float, float)  # image pixel coordinates
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._scene = QGraphicsScene(self)
+        self._scene.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)  # few items, often moved
+        self.setScene(self._scene)
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheBackground)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)  # zoom_by anchors itself
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing, True)
+        self.setObjectName("canvas")
+        self.doc: LabelDocument | None = None
+        self.image: DisplayImage | None = None
+        self.img_w, self.img_h = 1, 1
+        self.items: list[InstanceItem] = []
+        self.selected: list[int] = []
+        self.tool = Tool.SELECT
+        self.current_class = 0
+        self.fill_opacity = 0.35
+        self.show_crosshair = True
+        self._cursor: QPointF | None = None
+        self._draft: list[tuple[float, float]] = []  # polygon being drawn
+        self._box_start: QPointF | None = None
+        self._space = False
+        self._pan_last = None
+        self._drag: dict | None = None  # active vertex/instance drag
+        self._hover: tuple[int, geo.VertexRef] | None = None
+        self._fitted = True
+        self.read_only = False  # a label file with errors is shown, never edited/overwritten
+
+    # ------------------------------------------------------------------ document
+    def set_document(self, doc: LabelDocument | None, image: DisplayImage | None = None) -> None:
+        if self.doc is not None:
+            for sig, slot in self._doc_slots():
+                sig.disconnect(slot)
+        self.doc = doc
+        self.cancel_draft()
+        self._drag = None
+        self._hover = None
+        if doc is not None:
+            self.img_w, self.img_h = doc.ann.width, doc.ann.height
+            for sig, slot in self._doc_slots():
+                sig.connect(slot)
+        self._scene.setSceneRect(QRectF(0, 0, self.img_w, self.img_h))
+        self.set_image(image)
+        self._rebuild()
+        self.fit()
+
+    def _doc_slots(self):
+        d = self.doc
+        return [(d.structure_changed, self._rebuild), (d.instance_changed, self._update_one),
+                (d.visibility_changed, self._update_visibility)]
+
+    def set_image(self, image: DisplayImage | None) -> None:
+        self.image = image
+        self.resetCachedContent()
+        self.viewport().update()
+
+    def _rebuild(self) -> None:
+        for it in self.items:
+            self._scene.removeItem(it)
+        self.items = []
+        if self.doc is None:
+            return
+        scale = self.scale_factor()
+        for z, inst in enumerate(self.doc.instances):
+            it = InstanceItem(inst, class_color(inst.class_id))
+            it.fill_opacity = self.fill_opacity
+            it.set_view_scale(scale)
+            it.setZValue(z)
+            self._scene.addItem(it)
+            self.items.append(it)
+        self.selected = [i for i in self.selected if i < len(self.items)]
+        self._update_visibility()
+        self._apply_selection()
+
+    def _update_one(self, index: int) -> None:
+        if 0 <= index < len(self.items):
+            inst = self.doc.instances[index]
+            self.items[index].color = class_color(inst.class_id)
+            self.items[index].set_instance(inst)
+
+    def _update_visibility(self) -> None:
+        for i, it in enumerate(self.items):
+            it.setVisible(not self.doc.is_hidden(i))
+
+    # ------------------------------------------------------------------ selection
+    def set_selection(self, indices: list[int], emit: bool = True) -> None:
+        new = sorted(i for i in set(indices) if 0 <= i < len(self.items))
+        if new == self.selected:
+            return
+        self.selected = new
+        self._apply_selection()
+        if emit:
+            self.selection_changed.emit(list(self.selected))
+
+    def _apply_selection(self) -> None:
+        top = len(self.items)
+        for i, it in enumerate(self.items):
+            sel = i in self.selected
+            if sel != it.selected:
+                it.selected = sel
+                it.update()
+            it.setZValue(top + i if sel else i)
+
+    # ------------------------------------------------------------------ view ops
+    def scale_factor(self) -> float:
+        return float(self.transform().m11())
+
+    def fit_box(self) -> tuple[float, float, float]:
+        """(width, height, dpr) that fitInView fits the image into (it keeps a 2 px margin)."""
+        r = self.viewport().rect()
+        return (float(r.width() - 4), float(r.height() - 4), float(self.devicePixelRatioF()))
+
+    def fit(self) -> None:
+        self.fitInView(QRectF(0, 0, self.img_w, self.img_h), Qt.AspectRatioMode.KeepAspectRatio)
+        self._fitted = True
+        self._scale_changed()
+
+    def zoom_by(self, factor: float, at: QPointF | None = None) -> None:
+        """Zoom keeping the image point under viewport position ``at`` (default: the
+        centre) where it is, as far as the scroll range allows."""
+        s = self.scale_factor()
+        factor = min(max(factor, 0.02 / s), 64.0 / s)
+        at = QPointF(self.viewport().rect().center()) if at is None else QPointF(at)
+        anchor = self.mapToScene(at.toPoint())
+        self.scale(factor, factor)
+        moved = self.mapFromScene(anchor) - at.toPoint()
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
+        self._fitted = False
+        self._scale_changed()
+
+    def _scale_changed(self) -> None:
+        s = self.scale_factor()
+        for it in self.items:
+            it.set_view_scale(s)
+        self.resetCachedContent()
+        self.zoom_changed.emit(s)
+
+    def set_fill_opacity(self, value: float) -> None:
+        self.fill_opacity = value
+        for it in self.items:
+            it.fill_opacity = value
+            it.update()
+
+    def set_tool(self, tool: Tool) -> None:
+        if tool != self.tool:
+            self.cancel_draft()
+            self.tool = tool
+            self.setCursor(Qt.CursorShape.ArrowCursor if tool == Tool.SELECT else Qt.CursorShape.CrossCursor)
+            self.tool_changed.emit(tool)
+
+    def cancel_draft(self) -> None:
+        self._draft = []
+        self._box_start = None
+        self.viewport().update()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fitted:
+            self.fit()
+
+    # ------------------------------------------------------------------ painting
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, QColor(colors()["canvas"]))
+        target = QRectF(0, 0, self.img_w, self.img_h)
+        if self.image is None:
+            painter.fillRect(target, QColor(colors()["alt"]))
+            return
+        device_scale = self.scale_factor() * self.devicePixelRatioF()
+        qimg = self.image.level_for(device_scale)
+        ratio = qimg.width() / (self.img_w * device_scale)  # ~1: a blit, no resampling needed
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform,
+                              self.scale_factor() < 2.0 and abs(ratio - 1.0) > 0.01)
+        painter.drawImage(target, qimg)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        s = self.scale_factor()
+        color = class_color(self.current_class)
+        if self.show_crosshair and self._cursor is not None and self.tool != Tool.SELECT:
+            pen = QPen(QColor(255, 255, 255, 150), 1, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            c = self._cursor
+            painter.drawLine(QPointF(0, c.y()), QPointF(self.img_w, c.y()))
+            painter.drawLine(QPointF(c.x(), 0), QPointF(c.x(), self.img_h))
+        if self._draft:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            pen = QPen(color, 2)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            pts = [QPointF(x, y) for x, y in self._draft]
+            if self._cursor is not None:
+                pts.append(self._cursor)
+            painter.drawPolyline(pts)
+            h = 7.0 / s
+            painter.setBrush(QColor(255, 255, 255))
+            for k, (x, y) in enumerate(self._draft):
+                if k == 0 and len(self._draft) >= 3 and self._near_first():
+                    painter.setBrush(color)
+                    painter.drawEllipse(QPointF(x, y), h, h)
+                    painter.setBrush(QColor(255, 255, 255))
+                else:
+                    painter.drawRect(QRectF(x - h / 2, y - h / 2, h, h))
+        if self._box_start is not None and self._cursor is not None:
+            pen = QPen(color, 2)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            fill = QColor(color)
+            fill.setAlphaF(self.fill_opacity)
+            painter.setBrush(fill)
+            painter.drawRect(QRectF(self._box_start, self._cursor).normalized())
+
+    # ------------------------------------------------------------------ helpers
+    def _clamp(self, p: QPointF) -> QPointF:
+        return QPointF(min(max(p.x(), 0.0), float(self.img_w)), min(max(p.y(), 0.0), float(self.img_h)))
+
+    def _scene_pos(self, event) -> QPointF:
+        return self.mapToScene(event.position().toPoint())
+
+    def _near_first(self) -> bool:
+        if not self._draft or self._cursor is None:
+            return False
+        x, y = self._draft[0]
+        d = np.hypot(self._cursor.x() - x, self._cursor.y() - y) * self.scale_factor()
+        return d <= PICK_PX
+
+    def _visible_order(self) -> list[int]:
+        """Indices top-most first: selected instances, then the rest by z."""
+        n = len(self.items)
+        rest = [i for i in range(n - 1, -1, -1) if i not in self.selected]
+        return [i for i in reversed(self.selected)] + rest
+
+    def hit_vertex(self, p: QPointF) -> tuple[int, geo.VertexRef] | None:
+        r = PICK_PX / self.scale_factor()
+        for i in reversed(self.selected):
+            if self.doc.is_hidden(i):
+                continue
+            ref = geo.nearest_vertex(self.doc.instances[i], p.x(), p.y(), r)
+            if ref is not None:
+                return i, ref
+        return None
+
+    def hit_instance(self, p: QPointF) -> int | None:
+        for i in self._visible_order():
+            if not self.doc.is_hidden(i) and geo.point_in_instance(self.doc.instances[i], p.x(), p.y()):
+                return i
+        return None
+
+    # ------------------------------------------------------------------ mouse
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.setFocus()
+        button = event.button()
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space):
+            self._pan_last = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self.doc is None or self.read_only:
+            return
+        p = self._scene_pos(event)
+        if button == Qt.MouseButton.RightButton:
+            if self.tool == Tool.POLYGON and self._draft:
+                self._draft.pop()
+                self.viewport().update()
+                return
+            hit = self.hit_instance(p)
+            if hit is not None and hit not in self.selected:
+                self.set_selection([hit])
+            self.context_menu_requested.emit(event.globalPosition().toPoint(), list(self.selected))
+            return
+        if button != Qt.MouseButton.LeftButton:
+            return
+        if self.tool == Tool.POLYGON:
+            self._polygon_click(p)
+        elif self.tool == Tool.BOX:
+            self._box_start = self._clamp(p)
+            self._cursor = self._box_start
+        else:
+            self._select_press(p, event.modifiers())
+
+    def _polygon_click(self, p: QPointF) -> None:
+        self._cursor = p
+        if len(self._draft) >= 3 and self._near_first():
+            self.finish_polygon()
+            return
+        c = self._clamp(p)
+        self._draft.append((c.x(), c.y()))
+        self.viewport().update()
+
+    def finish_polygon(self) -> bool:
+        """Close the polygon being drawn (Enter / click on the first vertex)."""
+        if len(self._draft) < 3 or self.doc is None:
+            return False
+        pts = np.array(self._draft, dtype=np.float64)
+        self._draft = []
+        self._add(Instance(class_id=self.current_class, polygons=[pts]), "Draw polygon")
+        return True
+
+    def _add(self, inst: Instance, text: str) -> None:
+        index = len(self.doc.instances)
+        self.doc.undo_stack.push(commands.AddInstance(self.doc, inst, index, text))
+        self.set_selection([index])
+        self.viewport().update()
+
+    def _select_press(self, p: QPointF, mods) -> None:
+        hv = self.hit_vertex(p)
+        if hv is not None:
+            i, ref = hv
+            if mods & Qt.KeyboardModifier.ShiftModifier:
+                self.delete_vertex(i, ref)
+                return
+            self._drag = {"kind": "vertex", "index": i, "ref": ref,
+                          "before": self.doc.instances[i], "current": self.doc.instances[i]}
+            self.items[i].set_dragging(True)
+            return
+        hit = self.hit_instance(p)
+        if hit is None:
+            if not (mods & Qt.KeyboardModifier.ControlModifier):
+                self.set_selection([])
+            return
+        if mods & Qt.KeyboardModifier.ControlModifier:
+            sel = set(self.selected) ^ {hit}
+            self.set_selection(list(sel))
+            return
+        if hit not in self.selected:
+            self.set_selection([hit])
+        self._drag = {"kind": "move", "index": hit, "origin": p,
+                      "before": self.doc.instances[hit], "current": self.doc.instances[hit]}
+        self.items[hit].set_dragging(True)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._pan_last is not None:
+            delta = event.position() - self._pan_last
+            self._pan_last = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            return
+        p = self._scene_pos(event)
+        self._cursor = p
+        self.cursor_moved.emit(p.x(), p.y())
+        if self._drag is not None and self.doc is not None:
+            self._drag_to(p)
+        elif self.tool == Tool.SELECT and self.doc is not None:
+            self._update_hover(p)
+        self.viewport().update()
+
+    def _drag_to(self, p: QPointF) -> None:
+        d = self._drag
+        i = d["index"]
+        c = self._clamp(p)
+        if d["kind"] == "vertex":
+            new = geo.move_vertex(d["before"], d["ref"], c.x(), c.y())
+        else:
+            dx, dy = p.x() - d["origin"].x(), p.y() - d["origin"].y()
+            dx, dy = geo.clamp_translation(d["before"], dx, dy, self.img_w, self.img_h)
+            new = geo.translate(d["before"], dx, dy)
+        d["current"] = new
+        self.items[i].set_instance(new)
+
+    def _update_hover(self, p: QPointF) -> None:
+        hv = self.hit_vertex(p)
+        if hv != self._hover:
+            if self._hover is not None and self._hover[0] < len(self.items):
+                self.items[self._hover[0]].hover_vertex = None
+                self.items[self._hover[0]].update()
+            self._hover = hv
+            if hv is not None:
+                self.items[hv[0]].hover_vertex = hv[1]
+                self.items[hv[0]].update()
+            self.viewport().setCursor(Qt.CursorShape.SizeAllCursor if hv else Qt.CursorShape.ArrowCursor)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._pan_last is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+            self._pan_last = None
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space else Qt.CursorShape.ArrowCursor)
+            return
+        if event.button() != Qt.MouseButton.LeftButton or self.doc is None:
+            return
+        if self._box_start is not None:
+            a, b = self._box_start, self._clamp(self._scene_pos(event))
+            self._box_start = None
+            r = QRectF(a, b).normalized()
+            if r.width() * self.scale_factor() >= 3 and r.height() * self.scale_factor() >= 3:
+                self._add(Instance(class_id=self.current_class, box=(r.left(), r.top(), r.right(), r.bottom())),
+                          "Draw box")
+            self.viewport().update()
+            return
+        if self._drag is not None:
+            d, self._drag = self._drag, None
+            if d["index"] < len(self.items):
+                self.items[d["index"]].set_dragging(False)
+            if not d["current"].same_geometry(d["before"], tol=1e-9):
+                text = "Move vertex" if d["kind"] == "vertex" else "Move"
+                self.doc.undo_stack.push(commands.replace_one(self.doc, d["index"], d["current"], text, d["before"]))
+            else:
+                self.items[d["index"]].set_instance(self.doc.instances[d["index"]])
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self.read_only:
+            return
+        if self.doc is None or self.tool != Tool.SELECT or event.button() != Qt.MouseButton.LeftButton:
+            return super().mouseDoubleClickEvent(event) if self.tool == Tool.SELECT else self.mousePressEvent(event)
+        p = self._scene_pos(event)
+        r = PICK_PX / self.scale_factor()
+        for i in reversed(self.selected):
+            inst = self.doc.instances[i]
+            hit = geo.nearest_edge(inst, p.x(), p.y(), r)
+            if hit is not None and geo.nearest_vertex(inst, p.x(), p.y(), r) is None:
+                part, k, q = hit
+                new = geo.insert_vertex(inst, part, k, float(q[0]), float(q[1]))
+                self.doc.undo_stack.push(commands.replace_one(self.doc, i, new, "Insert vertex"))
+                return
+
+    def delete_vertex(self, index: int, ref: geo.VertexRef) -> bool:
+        new = geo.delete_vertex(self.doc.instances[index], ref)
+        if new is None:
+            return False
+        self._hover = None
+        self.items[index].hover_vertex = None
+        self.doc.undo_stack.push(commands.replace_one(self.doc, index, new, "Delete vertex"))
+        return True
+
+    def delete_selection(self) -> None:
+        """Del: the hovered vertex of a selected polygon if any, else the selected instances."""
+        if self.doc is None or self.read_only:
+            return
+        if self._draft:  # Backspace/Del while drawing: drop the last point
+            self._draft.pop()
+            self.viewport().update()
+            return
+        if self._hover is not None and self.delete_vertex(*self._hover):
+            return
+        if self.selected:
+            idx = list(self.selected)
+            self.set_selection([])
+            self.doc.undo_stack.push(commands.RemoveInstances(self.doc, idx))
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        dy = event.angleDelta().y()
+        if dy:
+            self.zoom_by(1.0015 ** dy, event.position())
+
+    # ------------------------------------------------------------------ keys
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._draft:
+            self.finish_polygon()
+            return
+        if key == Qt.Key.Key_Escape:
+            if self._draft or self._box_start is not None:
+                self.cancel_draft()
+            elif self.tool != Tool.SELECT:
+                self.set_tool(Tool.SELECT)
+            else:
+                self.set_selection([])
+            return
+        if key == Qt.Key.Key_Backspace and self._draft:
+            self._draft.pop()
+            self.viewport().update()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._pan_last = None
+            self.viewport().setCursor(Qt.CursorShape.ArrowCursor)
+            return
+        super().keyReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self._cursor = None
+        self.viewport().update()
+        super().leaveEvent(event)

@@ -1,0 +1,107 @@
+"""One image's labels being edited: the annotation, its undo stack and its on-disk state.
+
+Why a separate object: the canvas, the instances list, autosave and the undo
+commands all look at the same annotation; they stay in sync by listening to this
+object's signals instead of to each other. A document outlives an image switch
+(kept by the session cache) so undo still works when the person comes back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from core.annotation import ImageAnnotation, Instance
+
+FileSignature = tuple[int, int] | None  # (mtime_ns, size) of the label file, None = absent
+
+
+def file_signature(path: Path) -> FileSignature:
+    """What we compare to notice that another program rewrote a label file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+class LabelDocument(QObject):
+    """The editable labels of one image.
+
+    Signals carry instance indices into ``ann.instances``; indices are stable
+    between structural changes because every edit goes through the undo stack.
+    """
+
+    structure_changed = Signal()  # instances added/removed/reordered, or reloaded
+    instance_changed = Signal(int)  # geometry / class / source of one instance
+    visibility_changed = Signal()
+
+    def __init__(self, ann: ImageAnnotation, label_path: Path, parent: QObject | None = None):
+        super().__init__(parent)
+        self.ann = ann
+        self.label_path = Path(label_path)
+        self.disk_signature: FileSignature = file_signature(self.label_path)
+        self.undo_stack = QUndoStack(self)
+        self.hidden: set[int] = set()  # ids (id(Instance)) hidden on the canvas; view state, not an edit
+
+    @property
+    def image_path(self) -> Path:
+        return self.ann.image_path
+
+    @property
+    def instances(self) -> list[Instance]:
+        return self.ann.instances
+
+    def is_dirty(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    # --- raw mutations used by the undo commands only -------------------------------
+    def _insert(self, index: int, inst: Instance) -> None:
+        self.ann.instances.insert(index, inst)
+        self.structure_changed.emit()
+
+    def _remove(self, index: int) -> Instance:
+        inst = self.ann.instances.pop(index)
+        self.structure_changed.emit()
+        return inst
+
+    def _replace(self, index: int, inst: Instance) -> None:
+        old = self.ann.instances[index]
+        if id(old) in self.hidden:
+            self.hidden.discard(id(old))
+            self.hidden.add(id(inst))
+        self.ann.instances[index] = inst
+        self.instance_changed.emit(index)
+
+    # --- view state -----------------------------------------------------------------
+    def is_hidden(self, index: int) -> bool:
+        return id(self.ann.instances[index]) in self.hidden
+
+    def set_hidden(self, index: int, hidden: bool) -> None:
+        key = id(self.ann.instances[index])
+        if hidden:
+            self.hidden.add(key)
+        else:
+            self.hidden.discard(key)
+        self.visibility_changed.emit()
+
+    # --- disk -----------------------------------------------------------------------
+    def mark_saved(self) -> None:
+        self.disk_signature = file_signature(self.label_path)
+        self.undo_stack.setClean()
+
+    def changed_on_disk(self) -> bool:
+        """True when the label file is not what we last loaded or saved."""
+        return file_signature(self.label_path) != self.disk_signature
+
+    def reload(self, ann: ImageAnnotation) -> None:
+        """Replace everything with the disk version; old undo history refers to the old
+        labels, so it is dropped."""
+        self.ann = ann
+        self.hidden.clear()
+        self.undo_stack.clear()
+        self.disk_signature = file_signature(self.label_path)
+        self.structure_changed.emit()

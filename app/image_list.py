@@ -1,0 +1,150 @@
+"""The image list: file names with a status chip (unlabelled / labelled / flagged by
+review / label error), filtered by status and searched by name.
+
+Lazy on purpose: a 10,000-image project must open in well under 2 s, so the model
+holds only the path list; a row's status (one ``stat`` of its label file) is
+computed when the row is first painted or a status filter needs it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+
+from app.theme import swatch
+
+
+class Status(enum.IntEnum):
+    UNLABELLED = 0
+    LABELLED = 1
+    FLAGGED = 2
+    ERROR = 3
+
+
+STATUS_TEXT = {Status.UNLABELLED: "unlabelled", Status.LABELLED: "labelled",
+               Status.FLAGGED: "flagged by review", Status.ERROR: "label file has errors"}
+STATUS_COLOR = {Status.UNLABELLED: QColor("#80858f"), Status.LABELLED: QColor("#3fb950"),
+                Status.FLAGGED: QColor("#e3a008"), Status.ERROR: QColor("#f85149")}
+
+StatusRole = Qt.ItemDataRole.UserRole + 1
+PathRole = Qt.ItemDataRole.UserRole + 2
+
+
+def review_flagged(project) -> set[str]:
+    """Image file names with open (undecided) review items; the review store is owned by
+    the review panel (app.jobs.review_store). No review yet = no flags."""
+    try:
+        from app.jobs.review_store import flagged_image_names
+    except ImportError:
+        return set()
+    return flagged_image_names(project)
+
+
+class ImageListModel(QAbstractListModel):
+    def __init__(self, paths: list[Path], label_path: Callable[[Path], Path], parent=None):
+        super().__init__(parent)
+        self.paths = list(paths)
+        self.label_path = label_path
+        self._status: dict[int, Status] = {}
+        self.flagged: set[str] = set()
+        self.errors: set[Path] = set()
+        self._icons = {s: swatch(c, 10) for s, c in STATUS_COLOR.items()}
+        self._row_of: dict[Path, int] | None = None  # built on first lookup
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.paths)
+
+    def status(self, row: int) -> Status:
+        st = self._status.get(row)
+        if st is None:
+            path = self.paths[row]
+            if path in self.errors:
+                st = Status.ERROR
+            elif path.name in self.flagged:
+                st = Status.FLAGGED
+            else:
+                st = Status.LABELLED if os.path.exists(self.label_path(path)) else Status.UNLABELLED
+            self._status[row] = st
+        return st
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row = index.row()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.paths[row].name
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._icons[self.status(row)]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{self.paths[row]}\n{STATUS_TEXT[self.status(row)]}"
+        if role == StatusRole:
+            return int(self.status(row))
+        if role == PathRole:
+            return str(self.paths[row])
+        return None
+
+    def row_of(self, path: Path) -> int:
+        if self._row_of is None:
+            self._row_of = {p: i for i, p in enumerate(self.paths)}
+        return self._row_of.get(Path(path), -1)
+
+    def refresh(self, path: Path, error: bool | None = None) -> None:
+        """Recompute one row's status (after save, reload or a load error)."""
+        path = Path(path)
+        if error is True:
+            self.errors.add(path)
+        elif error is False:
+            self.errors.discard(path)
+        row = self.row_of(path)
+        if row >= 0:
+            self._status.pop(row, None)
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx)
+
+    def set_flagged(self, names: set[str]) -> None:
+        self.flagged = set(names)
+        self._status.clear()
+        if self.paths:
+            self.dataChanged.emit(self.index(0), self.index(len(self.paths) - 1))
+
+    def counts(self) -> dict[Status, int]:
+        out = {s: 0 for s in Status}
+        for r in range(len(self.paths)):
+            out[self.status(r)] += 1
+        return out
+
+
+class ImageFilter(QSortFilterProxyModel):
+    """Name search (case-insensitive substring) and a status filter (None = all)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+        self.status: Status | None = None
+
+    def set_text(self, text: str) -> None:
+        self._change(lambda: setattr(self, "text", text.strip().lower()))
+
+    def set_status(self, status: Status | None) -> None:
+        self._change(lambda: setattr(self, "status", status))
+
+    def _change(self, apply) -> None:
+        """Qt >= 6.9 wants begin/endFilterChange around the change; older Qt invalidateFilter."""
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            apply()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            apply()
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
+        model: ImageListModel = self.sourceModel()  # type: ignore[assignment]
+        if self.text and self.text not in model.paths[row].name.lower():
+            return False
+        return self.status is None or model.status(row) == self.status

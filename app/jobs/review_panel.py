@@ -1,0 +1,632 @@
+"""Review panel: run the error analysis with a chosen model and walk the ranked list of
+likely label mistakes; accept the model's suggestion, open the label in the editor, or
+dismiss. Decisions persist in review/decisions.json (app.jobs.review_store).
+
+The analysis runs as `python -m core analyze <project> --weights <model> --out review/`
+(a ProcessJob), so a crash in the model never takes the window down. Crops are drawn by
+the analysis' own tile renderer (red = label, green = suggestion), thumbnails in a worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.jobs.process_job import ProcessJob
+from app.jobs.review_store import (
+    ACTION_TEXT,
+    DecisionStore,
+    FixHistory,
+    ReviewItem,
+    flagged_images,
+    load_review,
+)
+from core.errors import UserFacingError
+
+KIND_TEXT = {
+    "missing_label": "missing label",
+    "wrong_class": "wrong class",
+    "bad_geometry": "bad outline",
+    "duplicate_label": "duplicate",
+    "spurious_label": "label not found by model",
+    "out_of_image": "outside image",
+    "degenerate_geometry": "degenerate",
+}
+THUMB = 72
+TILE = 360
+COLUMNS = ("", "#", "kind", "class", "score", "image", "status")
+
+
+def render_crop(
+    item: ReviewItem, image: np.ndarray, ann: Any, class_names: list[str], tile: int
+) -> np.ndarray:
+    """The analysis' tile (crop around the item, label red, suggestion green, caption)."""
+    from core.analysis.issues import LabelIssue
+    from core.analysis.report import render_tile
+
+    d = item.data
+    issue = LabelIssue(
+        d["kind"],
+        d["image"],
+        d.get("instance"),
+        d["box"],
+        d.get("class_id"),
+        d.get("score", 0.0),
+        d.get("evidence") or {},
+        d.get("fix") or {},
+        d.get("message", ""),
+        d.get("id", ""),
+    )
+    return render_tile(image, issue, ann, item.rank, class_names, tile)
+
+
+def bgr_to_qimage(bgr: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def suggestion_text(item: ReviewItem, class_names: list[str]) -> str:
+    fix = item.fix
+    action = fix.get("action", "")
+    if action in ("set_class", "add") and fix.get("class_id") is not None:
+        cid = int(fix["class_id"])
+        name = class_names[cid] if 0 <= cid < len(class_names) else f"class {cid}"
+        return f"Set class to “{name}”" if action == "set_class" else f"Add “{name}” label"
+    return ACTION_TEXT.get(action, "Accept suggestion")
+
+
+class ReviewPanel(QWidget):
+    """The review list of one project. Signals for the main window:
+
+    ``open_in_editor(Path image, int instance)`` (-1 for a missing label; the box is in
+    ``last_opened_box``), ``labels_changed(Path image)`` after a fix or its undo wrote the
+    label file, ``flagged_changed(set[str])`` file names with open items (for the image list).
+    """
+
+    open_in_editor = Signal(object, int)
+    labels_changed = Signal(object)
+    flagged_changed = Signal(object)
+    analysis_finished = Signal(int)
+
+    def __init__(
+        self,
+        project: Any | None = None,
+        store: Any | None = None,
+        settings: Any | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.settings = settings  # app.settings.AppSettings: the model last used with the project
+        self.project = None
+        self.store = store  # load_annotation/save_annotation; default: the project
+        self.items: list[ReviewItem] = []
+        self.meta: dict = {}
+        self.decisions: DecisionStore | None = None
+        self.history: FixHistory | None = None
+        self.job: ProcessJob | None = None
+        self.last_opened_box: list[float] | None = None
+        self.last_message = ""
+        self._thumbs: dict[str, QIcon] = {}
+        self._thumb_task = None
+        self._build_ui()
+        if project is not None:
+            self.set_project(project)
+
+    # ---- UI -------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("model: checkpoint (.pt) or export folder")
+        browse = QPushButton("Model…")
+        browse.clicked.connect(self._browse_model)
+        self.analyze_button = QPushButton("Analyze")
+        self.analyze_button.setObjectName("primaryButton")
+        self.analyze_button.setToolTip(
+            "run the model over the labelled images and rank likely label mistakes"
+        )
+        self.analyze_button.clicked.connect(lambda: self.run_analysis())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 1)
+        self.busy.setMaximumWidth(140)
+        self.busy.setTextVisible(False)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model"))
+        top.addWidget(self.model_edit, 1)
+        top.addWidget(browse)
+        top.addWidget(self.analyze_button)
+        top.addWidget(self.cancel_button)
+        top.addWidget(self.busy)
+
+        self.kind_filter = QComboBox()
+        self.kind_filter.addItem("All kinds", None)
+        for kind, text in KIND_TEXT.items():
+            self.kind_filter.addItem(text.capitalize(), kind)
+        self.kind_filter.currentIndexChanged.connect(self.refresh_table)
+        self.show_decided = QCheckBox("Show decided")
+        self.show_decided.toggled.connect(self.refresh_table)
+        self.count_label = QLabel("No analysis yet")
+        self.count_label.setObjectName("muted")
+        filters = QHBoxLayout()
+        filters.addWidget(self.kind_filter)
+        filters.addWidget(self.show_decided)
+        filters.addStretch(1)
+        filters.addWidget(self.count_label)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setIconSize(QSize(THUMB, THUMB))
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Fixed)
+        header.setMinimumSectionSize(24)
+        self.table.setColumnWidth(0, THUMB + 10)
+        self.table.itemSelectionChanged.connect(self._show_selected)
+        self.table.cellDoubleClicked.connect(lambda *_: self.open_selected())
+
+        self.crop_label = QLabel("Select an item")
+        self.crop_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.crop_label.setMinimumSize(TILE, TILE + 34)
+        self.crop_label.setObjectName("emptyHint")
+        self.detail = QPlainTextEdit()
+        self.detail.setReadOnly(True)
+        self.detail.setMaximumHeight(120)
+        self.accept_button = QPushButton("Accept suggestion")
+        self.accept_button.setObjectName("primaryButton")
+        self.accept_button.clicked.connect(lambda: self.accept_selected())
+        self.open_button = QPushButton("Open in editor")
+        self.open_button.clicked.connect(lambda: self.open_selected())
+        self.dismiss_button = QPushButton("Dismiss")
+        self.dismiss_button.setToolTip("the label is right; keep this item hidden after re-analysis")
+        self.dismiss_button.clicked.connect(lambda: self.dismiss_selected())
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setEnabled(False)
+        self.undo_button.clicked.connect(lambda: self.undo())
+        actions = QHBoxLayout()
+        for b in (self.accept_button, self.open_button, self.dismiss_button, self.undo_button):
+            actions.addWidget(b)
+        legend = QLabel("red = current label · green = model's suggestion")
+        legend.setObjectName("muted")
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.addWidget(self.crop_label, 1)
+        rl.addWidget(legend)
+        rl.addWidget(self.detail)
+        rl.addLayout(actions)
+
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setMaximumHeight(72)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(filters)
+        ll.addWidget(self.table, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.log_view)
+        layout.addWidget(self.status_label)
+
+        for seq, slot in (
+            ("A", self.accept_selected),
+            ("D", self.dismiss_selected),
+            ("E", self.open_selected),
+            (QKeySequence.StandardKey.Undo, self.undo),
+        ):
+            sc = QShortcut(QKeySequence(seq), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        self._update_buttons()
+
+    def _browse_model(self) -> None:
+        start = str(self.project.runs_dir) if self.project is not None else ""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model for the analysis", start, "Models (*.pt *.pth *.onnx *.xml *.engine);;All (*)"
+        )
+        if path:
+            self.model_edit.setText(path)
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.last_message = text
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #f85149;" if error else "")
+
+    # ---- project ----------------------------------------------------------------------------
+    def set_project(self, project: Any) -> None:
+        """A core.project.Project or its root folder."""
+        if not hasattr(project, "review_dir"):
+            from core.project import Project
+
+            project = Project.open(project)
+        self.project = project
+        if self.store is None or self.store is getattr(self, "_default_store", None):
+            self.store = self._default_store = project
+        self.history = FixHistory(self.store)
+        remembered = self.settings.model_for(project.root) if self.settings is not None else None
+        runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        # a new project: its remembered model, else its newest run's best.pt
+        if remembered is not None and remembered.exists():
+            self.model_edit.setText(str(remembered))
+        else:
+            self.model_edit.setText(str(runs[0]) if runs else "")
+        self.reload()
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.project.class_names) if self.project is not None else []
+
+    def reload(self) -> None:
+        """Read review/label_issues.json and decisions.json again."""
+        if self.project is None:
+            return
+        try:
+            self.meta, self.items, self.decisions = load_review(
+                self.project.review_dir, self.project.rel_image
+            )
+        except UserFacingError as exc:
+            self.meta, self.items, self.decisions = {}, [], None
+            self._set_status(str(exc), error=True)
+        self._thumbs.clear()
+        self.refresh_table()
+        self._emit_flagged()
+        self._start_thumbnails()
+
+    def flagged_images(self) -> set[Path]:
+        """Images with at least one open item (the image list marks these)."""
+        return flagged_images(self.items)
+
+    def _emit_flagged(self) -> None:
+        self.flagged_changed.emit({p.name for p in self.flagged_images()})
+
+    # ---- analysis job -----------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.job is not None and self.job.is_running()
+
+    def analysis_args(self, model: str | None = None, predictions: str | None = None) -> list[str]:
+        assert self.project is not None
+        args = ["analyze", str(self.project.root)]
+        if predictions:
+            args += ["--predictions", str(predictions)]
+        else:
+            args += ["--weights", str(model or self.model_edit.text().strip())]
+        return args + ["--out", str(self.project.review_dir)]
+
+    def run_analysis(self, model: str | None = None, predictions: str | None = None) -> bool:
+        """Start `dfine analyze` in the background; the list reloads when it ends."""
+        if self.project is None or self.is_running():
+            return False
+        if not predictions and not (model or self.model_edit.text().strip()):
+            self._set_status("Choose a model first (a trained checkpoint or an export).", error=True)
+            return False
+        if self.settings is not None and not predictions:
+            self.settings.set_model_for(self.project.root, model or self.model_edit.text().strip())
+        self.job = ProcessJob(self.analysis_args(model, predictions), cwd=self.project.root, parent=self)
+        self.job.log.connect(self.log_view.appendPlainText)
+        self.job.event.connect(lambda ev: self.log_view.appendPlainText(str(ev)))
+        self.job.finished.connect(self._analysis_done)
+        self.busy.setRange(0, 0)
+        self.analyze_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._set_status("Analysing the labelled images…")
+        self.job.start()
+        return True
+
+    def shutdown(self, wait_ms: int = 10000) -> None:
+        """End a running analysis before the window closes (SIGTERM, then kill)."""
+        if self.is_running():
+            self.job.cancel()
+            if not self.job.wait(wait_ms):
+                self.job.kill()
+                self.job.wait(wait_ms)
+        if getattr(self, "_thumb_task", None) is not None:
+            self._thumb_task.cancel()
+
+    def cancel(self) -> None:
+        if self.is_running():
+            self.job.cancel()
+            self._set_status("Cancelling the analysis…")
+
+    def _analysis_done(self, code: int, crashed: bool) -> None:
+        self.busy.setRange(0, 1)
+        self.analyze_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if code == 0 and not crashed:
+            self.reload()
+            n_open = sum(it.is_open for it in self.items)
+            self._set_status(f"Analysis done: {len(self.items)} items, {n_open} to review")
+        else:
+            lines = self.log_view.toPlainText().strip().splitlines()
+            reason = self.job.last_error or (lines[-1] if lines else f"exit code {code}")
+            self._set_status(f"Analysis failed: {reason}", error=True)
+        self.analysis_finished.emit(code)
+
+    # ---- table ------------------------------------------------------------------------------
+    def visible_items(self) -> list[ReviewItem]:
+        kind = self.kind_filter.currentData()
+        return [
+            it
+            for it in self.items
+            if (kind is None or it.kind == kind) and (it.is_open or self.show_decided.isChecked())
+        ]
+
+    def refresh_table(self) -> None:
+        keep = self.selected_item()
+        shown = self.visible_items()
+        self.table.setRowCount(len(shown))
+        names = self.class_names
+        for row, it in enumerate(shown):
+            cid = it.class_id
+            cells = [
+                "",
+                str(it.rank),
+                KIND_TEXT.get(it.kind, it.kind),
+                names[cid] if cid is not None and 0 <= cid < len(names) else "—",
+                f"{it.score:.2f}",
+                it.image.name,
+                it.decision or "open",
+            ]
+            for col, text in enumerate(cells):
+                cell = QTableWidgetItem(text)
+                if col == 0:
+                    cell.setData(Qt.ItemDataRole.UserRole, it.key)
+                    icon = self._thumbs.get(it.key)
+                    if icon is not None:
+                        cell.setIcon(icon)
+                if col in (1, 4):
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if not it.is_open:
+                    cell.setForeground(self.palette().placeholderText())
+                cell.setToolTip(it.data.get("message", ""))
+                self.table.setItem(row, col, cell)
+        n_open = sum(i.is_open for i in self.items)
+        self.count_label.setText(
+            f"{n_open} open · {len(self.items) - n_open} decided"
+            if self.items
+            else "No analysis yet — choose a model and press Analyze"
+        )
+        if keep is not None:
+            self.select_key(keep.key)
+        elif shown:
+            self.table.selectRow(0)
+        else:
+            self._show_selected()
+
+    def select_key(self, key: str) -> bool:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == key:
+                self.table.selectRow(row)
+                return True
+        return False
+
+    def selected_item(self) -> ReviewItem | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        key = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        return next((it for it in self.items if it.key == key), None)
+
+    def _update_buttons(self) -> None:
+        it = self.selected_item() if hasattr(self, "table") else None
+        self.accept_button.setEnabled(it is not None and it.is_open and bool(it.fix.get("action")))
+        self.dismiss_button.setEnabled(it is not None and it.decision != "accepted")
+        self.dismiss_button.setText("Reopen" if it is not None and it.decision == "dismissed" else "Dismiss")
+        self.open_button.setEnabled(it is not None)
+        self.undo_button.setEnabled(bool(self.history and self.history.entries))
+        if it is not None:
+            self.accept_button.setText(suggestion_text(it, self.class_names))
+
+    def _load_ann(self, image: Path) -> Any:
+        try:
+            return self.store.load_annotation(image)
+        except UserFacingError:
+            return None
+
+    def _show_selected(self) -> None:
+        it = self.selected_item()
+        self._update_buttons()
+        if it is None:
+            self.crop_label.setPixmap(QPixmap())
+            self.crop_label.setText("Nothing to review" if not self.visible_items() else "Select an item")
+            self.detail.setPlainText("")
+            return
+        from core.data.images import read_image
+
+        try:
+            tile = render_crop(it, read_image(it.image), self._load_ann(it.image), self.class_names, TILE)
+            self.crop_label.setPixmap(QPixmap.fromImage(bgr_to_qimage(tile)))
+        except (UserFacingError, OSError) as exc:
+            self.crop_label.setPixmap(QPixmap())
+            self.crop_label.setText(f"cannot show the image:\n{exc}")
+        ev = it.data.get("evidence") or {}
+        ev_text = ", ".join(f"{k} {v}" for k, v in ev.items())
+        self.detail.setPlainText(
+            f"#{it.rank} {KIND_TEXT.get(it.kind, it.kind)} · score {it.score:.3f}"
+            f" · {it.decision or 'open'}\n{it.data.get('message', '')}\n{ev_text}\n{it.image}"
+        )
+
+    # ---- thumbnails (worker) ----------------------------------------------------------------
+    def _start_thumbnails(self) -> None:
+        if not self.items:
+            return
+        from app.workers import run_task
+
+        if self._thumb_task is not None:
+            self._thumb_task.cancel()
+        items = list(self.items)
+        names = self.class_names
+        store = self.project  # a worker thread: read files directly, never a custom (GUI) store
+        results: dict[str, np.ndarray] = {}
+
+        def work(task):  # noqa: ANN001, ANN202
+            from core.data.images import read_image
+
+            cache: dict[Path, tuple[np.ndarray | None, Any]] = {}
+            for n, it in enumerate(items):
+                if task.cancelled:
+                    break
+                if it.image not in cache:
+                    cache.clear()  # items are mostly grouped by score, not image: keep memory flat
+                    try:
+                        img = read_image(it.image)
+                    except (UserFacingError, OSError):
+                        img = None
+                    try:
+                        ann = store.load_annotation(it.image)
+                    except (UserFacingError, OSError):
+                        ann = None
+                    cache[it.image] = (img, ann)
+                img, ann = cache[it.image]
+                if img is not None:
+                    results[it.key] = render_crop(it, img, ann, names, THUMB * 2)[: THUMB * 2]
+                    task.progress(n + 1, len(items), it.key)
+            return len(results)
+
+        def progress(_done: int, _total: int, key: str) -> None:
+            tile = results.get(key)
+            if tile is None:
+                return
+            self._thumbs[key] = QIcon(QPixmap.fromImage(bgr_to_qimage(tile)))
+            for row in range(self.table.rowCount()):
+                cell = self.table.item(row, 0)
+                if cell is not None and cell.data(Qt.ItemDataRole.UserRole) == key:
+                    cell.setIcon(self._thumbs[key])
+
+        self._thumb_task = run_task(work, on_progress=progress)
+
+    def wait_thumbnails(self, timeout_s: float = 30.0) -> bool:
+        return self._thumb_task is None or self._thumb_task.done.wait(timeout_s)
+
+    # ---- actions ------------------------------------------------------------------------------
+    def _decide(self, it: ReviewItem, decision: str, **extra: Any) -> None:
+        rel = self.project.rel_image(it.image)
+        self.decisions.set(it.key, rel, it.data, decision, **extra)
+        it.decision = decision
+
+    def _next_open_after(self, it: ReviewItem) -> str | None:
+        shown = self.visible_items()
+        later = [x for x in shown if x.rank > it.rank and x.is_open] + [x for x in shown if x.is_open]
+        return later[0].key if later else None
+
+    def accept_selected(self) -> bool:
+        """Apply the model's suggestion to the label file (undoable with Undo)."""
+        it = self.selected_item()
+        if it is None or not it.is_open or self.decisions is None:
+            return False
+        try:
+            entry = self.history.apply(it.image, it.data, it.key)
+        except UserFacingError as exc:
+            self._set_status(str(exc), error=True)
+            return False
+        self._decide(it, "accepted", change=entry.description)
+        self._after_decision(it)
+        self._set_status(f"Applied: {entry.description} ({it.image.name}) — Undo to revert")
+        self.labels_changed.emit(it.image)
+        return True
+
+    def dismiss_selected(self) -> bool:
+        """The label is right: hide this item, now and after re-analysis. On a dismissed
+        item (Show decided) the same button reopens it."""
+        it = self.selected_item()
+        if it is None or self.decisions is None:
+            return False
+        if it.decision == "dismissed":
+            self.decisions.clear(it.key)
+            it.decision = None
+            self.refresh_table()
+            self._emit_flagged()
+            self._set_status(f"Reopened #{it.rank} ({it.image.name})")
+            return True
+        if not it.is_open:
+            return False
+        self._decide(it, "dismissed")
+        self._after_decision(it)
+        self._set_status(f"Dismissed #{it.rank} ({it.image.name})")
+        return True
+
+    def _after_decision(self, it: ReviewItem) -> None:
+        nxt = self._next_open_after(it)
+        self.table.clearSelection()
+        self.refresh_table()
+        if nxt is not None:
+            self.select_key(nxt)
+        self._emit_flagged()
+        self._update_buttons()
+
+    def open_selected(self) -> bool:
+        it = self.selected_item()
+        if it is None:
+            return False
+        index = -1
+        if it.instance is not None:
+            ann = self._load_ann(it.image)
+            if ann is not None:
+                from app.jobs.review_store import StaleIssueError, locate_instance
+
+                try:
+                    index = locate_instance(ann, it.data)
+                except StaleIssueError:
+                    index = -1
+        self.last_opened_box = it.box
+        self.open_in_editor.emit(it.image, index)
+        return True
+
+    def undo(self) -> bool:
+        """Revert the last accepted fix (and reopen its item)."""
+        if self.history is None or not self.history.entries:
+            return False
+        try:
+            entry = self.history.undo()
+        except UserFacingError as exc:
+            self._set_status(str(exc), error=True)
+            return False
+        self.decisions.clear(entry.key)
+        for it in self.items:
+            if it.key == entry.key:
+                it.decision = None
+        self.refresh_table()
+        self.select_key(entry.key)
+        self._emit_flagged()
+        self._update_buttons()
+        self._set_status(f"Undone: {entry.description} ({entry.image.name})")
+        self.labels_changed.emit(entry.image)
+        return True

@@ -1,0 +1,347 @@
+"""Train panel: configure a run, start `python -m core train ... --events -` in the
+background, and follow it live (progress, ETA, loss and F1/AP curves, log).
+
+Cancel sends SIGTERM: the trainer saves `last.pt` and exits 0, so the run resumes later.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+    QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
+    QVBoxLayout, QWidget,
+)
+
+from app.jobs.process_job import ProcessJob
+
+LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
+METRIC_KEYS_SHOWN = ("f1", "mask_f1", "box_f1", "map", "mask_map", "box_map", "map50")
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "ETA —"
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"ETA {h:d}:{m:02d}:{s:02d}" if h else f"ETA {m:d}:{s:02d}"
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    """Rows of a run's metrics.csv as floats (non-numeric cells dropped)."""
+    rows: list[dict[str, float]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                parsed = {}
+                for key, value in row.items():
+                    try:
+                        parsed[key] = float(value)
+                    except (TypeError, ValueError):
+                        continue
+                rows.append(parsed)
+    except OSError:
+        return []
+    return rows
+
+
+class CurvePlot(pg.PlotWidget):
+    """A small multi-series line plot keyed by series name."""
+
+    PALETTE = ("#4C9BE8", "#E8804C", "#5BC88A", "#C85BB4", "#E8C84C", "#8A8AE8", "#E85B5B")
+
+    def __init__(self, title: str, x_label: str):
+        super().__init__()
+        self.setBackground(None)
+        self.setTitle(title)
+        self.setLabel("bottom", x_label)
+        self.showGrid(x=True, y=True, alpha=0.2)
+        self.addLegend(offset=(-5, 5))
+        self._series: dict[str, tuple[list[float], list[float], pg.PlotDataItem]] = {}
+
+    def add_point(self, name: str, x: float, y: float) -> None:
+        if not math.isfinite(y):
+            return
+        if name not in self._series:
+            color = self.PALETTE[len(self._series) % len(self.PALETTE)]
+            item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2))
+            self._series[name] = ([], [], item)
+        xs, ys, item = self._series[name]
+        xs.append(x)
+        ys.append(y)
+        item.setData(xs, ys)
+
+    def series(self, name: str) -> list[float]:
+        return list(self._series[name][1]) if name in self._series else []
+
+    def clear_series(self) -> None:
+        for _, _, item in self._series.values():
+            self.removeItem(item)
+        self._series.clear()
+        if self.plotItem.legend is not None:
+            self.plotItem.legend.clear()
+
+
+class TrainPanel(QWidget):
+    """Start/cancel/resume training of the open project and watch it live."""
+
+    run_finished = Signal(str, int)  # run name, exit code
+
+    def __init__(self, project_root: Path | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project_root: Path | None = None
+        self.job: ProcessJob | None = None
+        self.total_steps: int | None = None
+        self.last_event: dict | None = None
+        self.error_message: str | None = None
+        self._build_ui()
+        if project_root is not None:
+            self.set_project(project_root)
+
+    # ---- UI -------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.size_box = QComboBox()
+        self.size_box.addItems(["n", "s", "m", "l", "x"])
+        self.epochs_box = QSpinBox()
+        self.epochs_box.setRange(1, 10000)
+        self.epochs_box.setValue(50)
+        self.image_size_box = QSpinBox()
+        self.image_size_box.setRange(64, 2048)
+        self.image_size_box.setSingleStep(32)
+        self.image_size_box.setValue(640)
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("optional: official D-FINE .pth (COCO / Objects365)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_weights)
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights_edit, 1)
+        weights_row.addWidget(browse)
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", "cpu", "cuda"])
+        self.name_edit = QLineEdit("train")
+
+        form = QFormLayout()
+        form.addRow("Model size", self.size_box)
+        form.addRow("Epochs", self.epochs_box)
+        form.addRow("Image size", self.image_size_box)
+        form.addRow("Pretrained weights", weights_row)
+        form.addRow("Device", self.device_box)
+        form.addRow("Run name", self.name_edit)
+        settings = QGroupBox("Run settings")
+        settings.setLayout(form)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("primaryButton")
+        self.start_button.clicked.connect(lambda: self.start(resume=False))
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.status_label = QLabel("Idle")
+        self.eta_label = QLabel(format_eta(None))
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.eta_label)
+
+        self.loss_plot = CurvePlot("Losses", "step")
+        self.metric_plot = CurvePlot("Validation", "epoch")
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        self.runs_list = QListWidget()
+        self.runs_list.itemSelectionChanged.connect(self._show_selected_run)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(settings)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(QLabel("Past runs"))
+        left_layout.addWidget(self.runs_list, 1)
+
+        plots = QSplitter(Qt.Orientation.Vertical)
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.metric_plot)
+        plots.addWidget(self.log_view)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addLayout(status_row)
+        right_layout.addWidget(self.progress)
+        right_layout.addWidget(plots, 1)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Pretrained weights", "", "PyTorch (*.pth *.pt)")
+        if path:
+            self.weights_edit.setText(path)
+
+    # ---- project / runs ---------------------------------------------------------------------
+    def set_project(self, root: Path) -> None:
+        self.project_root = Path(root)
+        self._load_defaults()
+        self.refresh_runs()
+
+    def _load_defaults(self) -> None:
+        try:
+            from core.config import load_config
+
+            cfg = load_config(self.project_root / "project.yaml")
+        except Exception:  # a broken config is reported by the editor; keep the widget defaults
+            return
+        self.size_box.setCurrentText(str(cfg.model.size))
+        self.epochs_box.setValue(int(cfg.train.epochs))
+        self.image_size_box.setValue(int(cfg.model.image_size))
+
+    def refresh_runs(self) -> None:
+        self.runs_list.clear()
+        if self.project_root is None:
+            return
+        runs_dir = self.project_root / "runs"
+        for run in sorted(runs_dir.glob("*/"), key=lambda p: p.stat().st_mtime, reverse=True):
+            rows = read_metrics_csv(run / "metrics.csv")
+            best = max((r.get("f1", r.get("mask_f1", float("nan"))) for r in rows), default=float("nan"))
+            status = "resumable" if (run / "last.pt").exists() else "no checkpoint"
+            text = f"{run.name} — {len(rows)} epochs, best F1 {best:.3f}" if rows else f"{run.name} — {status}"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, str(run))
+            self.runs_list.addItem(item)
+
+    def _show_selected_run(self) -> None:
+        items = self.runs_list.selectedItems()
+        if not items or self.is_running():
+            return
+        run = Path(items[0].data(Qt.ItemDataRole.UserRole))
+        self.name_edit.setText(run.name)
+        self.metric_plot.clear_series()
+        for row in read_metrics_csv(run / "metrics.csv"):
+            epoch = row.get("epoch", float(len(self.metric_plot.series("f1"))))
+            for key in METRIC_KEYS_SHOWN:
+                if key in row:
+                    self.metric_plot.add_point(key, epoch, row[key])
+
+    # ---- job control ------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.job is not None and self.job.is_running()
+
+    def build_args(self, resume: bool) -> list[str]:
+        assert self.project_root is not None
+        args = ["train", str(self.project_root), "--events", "-", "--name", self.name_edit.text().strip() or "train"]
+        if resume:
+            args.append("--resume")
+        else:
+            args += ["--set", f"model.size={self.size_box.currentText()}",
+                     f"train.epochs={self.epochs_box.value()}", f"model.image_size={self.image_size_box.value()}"]
+            if self.weights_edit.text().strip():
+                args += ["--weights", self.weights_edit.text().strip()]
+        if self.device_box.currentText() != "auto":
+            args += ["--device", self.device_box.currentText()]
+        return args
+
+    def start(self, resume: bool = False, extra_args: list[str] | None = None) -> None:
+        if self.project_root is None or self.is_running():
+            return
+        self.loss_plot.clear_series()
+        self.metric_plot.clear_series()
+        self.progress.setValue(0)
+        self.total_steps = None
+        self.error_message = None
+        self.job = ProcessJob(self.build_args(resume) + list(extra_args or []), cwd=self.project_root, parent=self)
+        self.job.event.connect(self.handle_event)
+        self.job.log.connect(self.log_view.appendPlainText)
+        self.job.finished.connect(self._on_finished)
+        self.start_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status_label.setText("Starting…")
+        self.job.start()
+
+    def cancel(self) -> None:
+        if self.is_running():
+            self.status_label.setText("Cancelling — saving last.pt…")
+            self.job.cancel()
+
+    def handle_event(self, ev: dict) -> None:
+        """Turn one trainer event into progress, plots and status (schema: README, Events)."""
+        self.last_event = ev
+        kind = ev.get("event")
+        if kind == "start":
+            self.total_steps = ev.get("total_steps")
+            self.status_label.setText(f"Training {ev.get('run', '')} on {ev.get('device', '?')}")
+        elif kind == "step":
+            step = int(ev.get("global_step", ev.get("step", 0)))
+            total = ev.get("total_steps") or self.total_steps
+            if total:
+                self.progress.setValue(int(1000 * min(1.0, step / float(total))))
+            self.eta_label.setText(format_eta(ev.get("eta_s")))
+            losses = ev.get("losses") or {}
+            if "loss" in ev:
+                losses = {"loss": ev["loss"], **losses}
+            for key in LOSS_KEYS_SHOWN:
+                if key in losses:
+                    self.loss_plot.add_point(key, step, float(losses[key]))
+            self.status_label.setText(
+                f"epoch {ev.get('epoch', '?')} · step {step}/{total or '?'} · "
+                f"{float(ev.get('img_per_s', 0.0)):.1f} img/s · lr {float(ev.get('lr', 0.0)):.2e}")
+        elif kind == "metrics":
+            epoch = float(ev.get("epoch", 0))
+            values = ev.get("metrics", ev)
+            for key in METRIC_KEYS_SHOWN:
+                if isinstance(values.get(key), (int, float)):
+                    self.metric_plot.add_point(key, epoch, float(values[key]))
+        elif kind == "checkpoint":
+            self.log_view.appendPlainText(f"checkpoint saved: {ev.get('path', '')}")
+        elif kind == "done":
+            self.progress.setValue(1000)
+            self.status_label.setText("Finished")
+        elif kind == "error":
+            self.error_message = str(ev.get("message", "unknown error"))
+            self.status_label.setText("Training failed")
+
+    def _on_finished(self, code: int, crashed: bool) -> None:
+        self.start_button.setEnabled(True)
+        self.resume_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        name = self.name_edit.text().strip() or "train"
+        if self.error_message or code != 0 or crashed:
+            message = self.error_message or f"the training process exited with code {code}"
+            self.status_label.setText(f"Training failed: {message}")
+            self.log_view.appendPlainText(f"ERROR: {message}")
+        elif self.status_label.text().startswith("Cancelling"):
+            self.status_label.setText("Cancelled — last.pt saved; press Resume to continue")
+        self.refresh_runs()
+        self.run_finished.emit(name, code)
+
+    def confirm_close(self) -> bool:
+        """Ask before closing while training; cancel cleanly (resumable) when the user agrees."""
+        if not self.is_running():
+            return True
+        answer = QMessageBox.question(
+            self, "Training is running",
+            "Training is still running. Stop it now? It saves last.pt and can be resumed later.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        self.job.cancel()
+        if not self.job.wait(60000):
+            self.job.kill()
+        return True

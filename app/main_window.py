@@ -1,0 +1,675 @@
+"""The main window: project open/new, image list, canvas, class and instance panels,
+menus (File, Edit, View, Tools, Model, Help), import/export and pre-labeling.
+
+Ownership: one :class:`LabelDocument` per visited image (kept for the session so
+undo survives image switches; their stacks live in a QUndoGroup), one AutoSaver
+following the image on screen, one ImageCache decoding pixels off the GUI thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import commands
+from app.autosave import AutoSaver
+from app.canvas import CanvasView, Tool
+from app.document import LabelDocument
+from app.image_cache import ImageCache
+from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
+from app.panels import ClassPanel, InstancePanel
+from app.shortcuts import SHORTCUTS, ShortcutsDialog
+from app.theme import apply_theme, icon
+from app.window_classes import ClassActions
+from app.window_tasks import BackgroundActions
+from app.workers import Task, run_task
+from core.annotation import ImageAnnotation
+from core.errors import UserFacingError
+
+
+class MainWindow(ClassActions, BackgroundActions, QMainWindow):
+    image_shown = Signal(object)  # Path of the image now on the canvas
+    project_opened = Signal(object)  # core.project.Project (panels of other rooms follow it)
+
+    def __init__(self, settings: QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QSettings()
+        self.project = None
+        self.docs: dict[Path, LabelDocument] = {}
+        self.doc: LabelDocument | None = None
+        self.current_class = 0
+        self.model_path: Path | None = None
+        self.task: Task | None = None
+        self.undo_group = QUndoGroup(self)
+        self.images = ImageCache(parent=self)
+        self.images.loaded.connect(self._image_loaded)
+        self.images.failed.connect(self._image_failed)
+        self.autosaver = AutoSaver(self._save_ann, self._load_ann, parent=self)
+        self.autosaver.saved.connect(self._doc_saved)
+        self.autosaver.reloaded.connect(self._doc_reloaded)
+        self.autosaver.failed.connect(lambda d, msg: self._error(f"Could not save {d.label_path}: {msg}"))
+        self.setWindowTitle("dfine-studio[*]")
+        self.setWindowIcon(icon("app", "#3d8bfd"))
+        self.setDockNestingEnabled(True)
+        self._build_canvas()
+        self._build_docks()
+        self._build_actions()
+        self._build_menus_and_toolbar()
+        self._build_statusbar()
+        self._set_enabled(False)
+        self.resize(1400, 880)
+
+    # ================================================================== construction
+    def _build_canvas(self) -> None:
+        self.canvas = CanvasView()
+        self.canvas.selection_changed.connect(self._canvas_selection)
+        self.canvas.tool_changed.connect(self._tool_changed)
+        self.canvas.zoom_changed.connect(lambda s: self.zoom_label.setText(f"{s * 100:.0f}%"))
+        self.canvas.cursor_moved.connect(lambda x, y: self.pos_label.setText(f"x {x:.0f}  y {y:.0f}"))
+        self.canvas.context_menu_requested.connect(self._context_menu)
+        self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("emptyHint")
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.empty, 1)
+        self.canvas.hide()
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        # images
+        files = QWidget()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search images…")
+        self.search.setClearButtonEnabled(True)
+        self.status_filter = QComboBox()
+        self.status_filter.addItem("All images", None)
+        for st in Status:
+            self.status_filter.addItem(STATUS_TEXT[st].capitalize(), int(st))
+        self.image_view = QListView()
+        self.image_view.setObjectName("imageList")
+        self.image_view.setUniformItemSizes(True)  # no per-row size query: 10k rows stay lazy
+        self.image_view.setIconSize(QSize(10, 10))
+        self.image_count = QLabel()
+        self.image_count.setObjectName("muted")
+        lay = QVBoxLayout(files)
+        lay.setContentsMargins(6, 6, 6, 6)
+        row = QHBoxLayout()
+        row.addWidget(self.search, 1)
+        row.addWidget(self.status_filter)
+        lay.addLayout(row)
+        lay.addWidget(self.image_view, 1)
+        lay.addWidget(self.image_count)
+        self.files_dock = self._dock("Images", files, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.list_model: ImageListModel | None = None
+        self.proxy = ImageFilter(self)
+        self.image_view.setModel(self.proxy)
+        self.search.textChanged.connect(self._filter_changed)
+        self.status_filter.currentIndexChanged.connect(self._filter_changed)
+        self.image_view.selectionModel().currentChanged.connect(self._row_activated)
+        # classes
+        self.class_panel = ClassPanel()
+        self.class_panel.class_picked.connect(self.pick_class)
+        self.class_panel.add_requested.connect(self.add_class)
+        self.class_panel.rename_requested.connect(self.rename_class)
+        self.class_panel.merge_requested.connect(self.merge_class)
+        self.class_panel.delete_requested.connect(self.delete_class)
+        self.classes_dock = self._dock("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        # instances + display settings
+        inst = QWidget()
+        self.instance_panel = InstancePanel()
+        self.instance_panel.selection_changed.connect(lambda rows: self.canvas.set_selection(rows))
+        self.instance_panel.visibility_toggled.connect(self._toggle_visibility)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(int(float(self.settings.value("fill_opacity", 35))))
+        self.opacity.valueChanged.connect(self._opacity_changed)
+        self.crosshair = QCheckBox("Crosshair")
+        self.crosshair.setChecked(True)
+        self.crosshair.toggled.connect(self._crosshair_changed)
+        lay = QVBoxLayout(inst)
+        lay.setContentsMargins(0, 0, 0, 6)
+        lay.addWidget(self.instance_panel, 1)
+        row = QHBoxLayout()
+        row.setContentsMargins(6, 0, 6, 0)
+        row.addWidget(QLabel("Mask fill"))
+        row.addWidget(self.opacity, 1)
+        row.addWidget(self.crosshair)
+        lay.addLayout(row)
+        self.instances_dock = self._dock("Instances", inst, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.canvas.set_fill_opacity(self.opacity.value() / 100)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, key: str | None, text: str, slot, icon_name: str | None = None,
+                checkable: bool = False) -> QAction:
+        act = QAction(text, self)
+        if icon_name:
+            act.setIcon(icon(icon_name))
+            act.setProperty("icon_name", icon_name)
+        if key and key in SHORTCUTS:
+            keys = SHORTCUTS[key][0]
+            act.setShortcuts([QKeySequence(k) for k in keys if k != "Esc"])
+            act.setToolTip(f"{text.replace('&', '').rstrip('…')} ({keys[0]})")
+        act.setCheckable(checkable)
+        act.triggered.connect(slot)
+        self.addAction(act)  # shortcuts work while the toolbar is hidden
+        return act
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.act_new = a("new", "&New project…", self.new_project_dialog, "new")
+        self.act_open = a("open", "&Open project…", self.open_project_dialog, "open")
+        self.act_save = a("save", "&Save", self.save_now, "save")
+        self.act_next = a("next", "&Next image", lambda: self.step(+1), "next")
+        self.act_prev = a("prev", "&Previous image", lambda: self.step(-1), "prev")
+        self.act_select = a("select", "&Select / edit", lambda: self.canvas.set_tool(Tool.SELECT), "select", True)
+        self.act_polygon = a("polygon", "&Polygon", lambda: self.canvas.set_tool(Tool.POLYGON), "polygon", True)
+        self.act_box = a("box", "&Box", lambda: self.canvas.set_tool(Tool.BOX), "box", True)
+        tools = QActionGroup(self)
+        for act in (self.act_select, self.act_polygon, self.act_box):
+            tools.addAction(act)
+        self.act_select.setChecked(True)
+        self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete")
+        self.act_hide = a("hide", "&Hide/show selected", self.toggle_hidden, "eye")
+        self.act_accept = a("accept", "&Accept model proposals", self.accept_proposals, "accept")
+        self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit")
+        self.act_zoom_in = a("zoom_in", "Zoom &in", lambda: self.canvas.zoom_by(1.25), "zoom-in")
+        self.act_zoom_out = a("zoom_out", "Zoom &out", lambda: self.canvas.zoom_by(0.8), "zoom-out")
+        self.act_search = a("search", "&Find image…", lambda: (self.search.setFocus(), self.search.selectAll()))
+        self.act_shortcuts = a("shortcuts", "&Keyboard shortcuts", self.show_shortcuts, "keyboard")
+        self.act_predict = a("predict", "&Predict this image", lambda: self.predict_current(), "predict")
+        self.act_predict_all = a(None, "Predict all &unlabelled", lambda: self.predict_unlabelled())
+        self.act_choose_model = a(None, "&Choose model…", self.choose_model_dialog)
+        self.act_undo_classes = a(None, "Undo last &class edit", self.undo_class_edit)
+        self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["undo"][0]])
+        self.act_undo.setIcon(icon("undo"))
+        self.act_undo.setProperty("icon_name", "undo")
+        self.act_redo = self.undo_group.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["redo"][0]])
+        self.act_redo.setIcon(icon("redo"))
+        self.act_redo.setProperty("icon_name", "redo")
+        for act in (self.act_undo, self.act_redo):
+            self.addAction(act)
+        self.class_keys = []
+        for i in range(9):
+            act = QAction(f"Class {i + 1}", self)
+            act.setShortcut(QKeySequence(str(i + 1)))
+            act.triggered.connect(lambda _=False, k=i: self.pick_class(k, relabel=True))
+            self.addAction(act)
+            self.class_keys.append(act)
+        self.undo_group.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+
+    def _build_menus_and_toolbar(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_new, self.act_open])
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        m.addAction(self.act_save)
+        m.addSeparator()
+        imp = m.addMenu("&Import")
+        from app.transfer import EXPORT_KINDS, IMPORT_KINDS
+
+        for kind, text in IMPORT_KINDS.items():
+            imp.addAction(text, lambda k=kind: self.import_dialog(k))
+        exp = m.addMenu("&Export labels")
+        for kind, text in EXPORT_KINDS.items():
+            exp.addAction(text, lambda k=kind: self.export_dialog(k))
+        self.import_menu, self.export_menu = imp, exp
+        m.addSeparator()
+        m.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_delete, self.act_hide, self.act_accept])
+        m.addSeparator()
+        m.addAction(self.act_undo_classes)
+        m = mb.addMenu("&View")
+        m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
+        m.addSeparator()
+        m.addActions([self.act_prev, self.act_next, self.act_search])
+        m.addSeparator()
+        theme = m.addMenu("&Theme")
+        for mode in ("system", "dark", "light"):
+            theme.addAction(mode.capitalize(), lambda md=mode: self.set_theme(md))
+        m.addSeparator()
+        for dock in (self.files_dock, self.classes_dock, self.instances_dock):
+            m.addAction(dock.toggleViewAction())
+        m = mb.addMenu("&Tools")
+        m.addActions([self.act_select, self.act_polygon, self.act_box])
+        m = mb.addMenu("&Model")
+        m.addActions([self.act_choose_model, self.act_predict, self.act_predict_all])
+        self.model_menu = m
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_shortcuts)
+        m.addAction("&About dfine-studio", self.about)
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(20, 20))
+        tb.addActions([self.act_open, self.act_save])
+        tb.addSeparator()
+        tb.addActions([self.act_prev, self.act_next])
+        tb.addSeparator()
+        tb.addActions([self.act_select, self.act_polygon, self.act_box])
+        tb.addSeparator()
+        tb.addActions([self.act_undo, self.act_redo, self.act_delete])
+        tb.addSeparator()
+        tb.addActions([self.act_zoom_out, self.act_fit, self.act_zoom_in])
+        tb.addSeparator()
+        tb.addActions([self.act_predict, self.act_accept])
+        self.toolbar = tb
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.pos_label = QLabel()
+        self.pos_label.setMinimumWidth(120)
+        self.zoom_label = QLabel()
+        self.zoom_label.setMinimumWidth(56)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.cancel_button = QToolButton()
+        self.cancel_button.setIcon(icon("close"))
+        self.cancel_button.setProperty("icon_name", "close")
+        self.cancel_button.setToolTip("Cancel")
+        self.cancel_button.setAutoRaise(True)
+        self.cancel_button.clicked.connect(self.cancel_task)
+        self.cancel_button.hide()
+        for w in (self.progress, self.cancel_button, self.pos_label, self.zoom_label):
+            sb.addPermanentWidget(w)
+
+    def _set_enabled(self, on: bool) -> None:
+        for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
+                    self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
+                    self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
+                    self.act_undo_classes, *self.class_keys):
+            act.setEnabled(on)
+        self.import_menu.setEnabled(on)
+        self.export_menu.setEnabled(on)
+
+    # ================================================================== project
+    def open_project(self, root: Path | str) -> bool:
+        from core.project import Project
+
+        try:
+            # absolute root: image paths from a relative root would not round-trip through
+            # Project.load_annotation (it prefixes relative paths with the image folder)
+            project = Project.open(Path(root).expanduser().resolve())
+        except UserFacingError as exc:
+            self._error(str(exc))
+            return False
+        self.close_project()
+        self.project = project
+        self.settings.setValue("last_project", str(project.root))
+        recent = [str(project.root)] + [p for p in self._recent() if p != str(project.root)]
+        self.settings.setValue("recent_projects", recent[:8])
+        self.model_path = self._remembered_model()
+        paths = project.image_paths()
+        self.list_model = ImageListModel(paths, project.label_path, self)
+        self.proxy.setSourceModel(self.list_model)
+        self.image_view.setModel(self.proxy)
+        self.image_view.selectionModel().currentChanged.connect(self._row_activated)
+        self.current_class = 0
+        self.class_panel.set_classes(project.class_names, 0)
+        self._set_enabled(True)
+        self._update_count()
+        self.empty.setVisible(not paths)
+        self.canvas.setVisible(bool(paths))
+        if not paths:
+            self.empty.setText(f"{project.image_dir} has no images yet.\nCopy images there or use File → Import.")
+        # review flags are read in the background (files can be large)
+        run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+        if paths:
+            self.select_row(0)
+        self._update_title()
+        self.project_opened.emit(project)
+        return True
+
+    def refresh_review_flags(self) -> None:
+        """Re-read review flags (the review panel calls this after a decision)."""
+        if self.project is not None:
+            project = self.project
+            run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+
+    def goto_image(self, path: Path) -> bool:
+        """Show ``path`` (e.g. from the review list), clearing filters that hide it."""
+        if self.list_model is None:
+            return False
+        row = self.list_model.row_of(Path(path))
+        if row < 0:
+            return False
+        idx = self.proxy.mapFromSource(self.list_model.index(row))
+        if not idx.isValid():
+            self.search.clear()
+            self.status_filter.setCurrentIndex(0)
+            idx = self.proxy.mapFromSource(self.list_model.index(row))
+        self.select_row(idx.row())
+        return True
+
+    def add_panel(self, title: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea
+                  ) -> QDockWidget:
+        """Dock a panel from another room (train / review / export / live)."""
+        return self._dock(title, widget, area)
+
+    def close_project(self) -> None:
+        self.autosaver.save_current()
+        self.autosaver.track(None)
+        for doc in self.docs.values():
+            self.undo_group.removeStack(doc.undo_stack)
+        self.docs.clear()
+        self.doc = None
+        self.canvas.set_document(None)
+        self.images.clear()
+        self.project = None
+
+    def _flags_loaded(self, names: set[str], project) -> None:
+        if project is self.project and self.list_model is not None and (names or self.list_model.flagged):
+            self.list_model.set_flagged(names)
+            self._update_count()
+
+    def new_project_dialog(self) -> None:
+        from core.project import Project
+
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if not folder:
+            return
+        text, ok = QInputDialog.getText(self, "New project", "Classes (comma separated):", text="object")
+        if not ok:
+            return
+        task, ok = QInputDialog.getItem(self, "New project", "Task:", ["segment", "detect"], 0, False)
+        if not ok:
+            return
+        try:
+            Project.create(folder, [c.strip() for c in text.split(",") if c.strip()], task)
+        except UserFacingError as exc:
+            self._error(str(exc))
+            return
+        self.open_project(folder)
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder (with project.yaml)")
+        if folder:
+            self.open_project(folder)
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent_projects", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self._recent():
+            self.recent_menu.addAction(p, lambda path=p: self.open_project(path))
+
+    # ================================================================== images
+    def _filter_changed(self) -> None:
+        self.proxy.set_text(self.search.text())
+        st = self.status_filter.currentData()
+        self.proxy.set_status(None if st is None else Status(st))
+        self._update_count()
+
+    def _update_count(self) -> None:
+        if self.list_model is None:
+            self.image_count.setText("")
+            return
+        total = self.list_model.rowCount()
+        shown = self.proxy.rowCount()
+        self.image_count.setText(f"{shown} of {total} images" if shown != total else f"{total} images")
+
+    def select_row(self, proxy_row: int) -> None:
+        idx = self.proxy.index(proxy_row, 0)
+        if idx.isValid():
+            self.image_view.selectionModel().setCurrentIndex(
+                idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.image_view.scrollTo(idx)
+
+    def step(self, delta: int) -> None:
+        n = self.proxy.rowCount()
+        if n == 0:
+            return
+        cur = self.image_view.currentIndex().row()
+        self.select_row(min(max(cur + delta, 0), n - 1))
+
+    def _row_activated(self, current, _previous=None) -> None:
+        if current.isValid():
+            self.show_image(Path(self.proxy.data(current, PathRole)))
+
+    def _doc_for(self, path: Path) -> LabelDocument:
+        doc = self.docs.get(path)
+        if doc is not None and getattr(doc, "read_only", False):  # maybe fixed meanwhile: read again
+            self.undo_group.removeStack(doc.undo_stack)
+            del self.docs[path]
+            doc = None
+        if doc is None:
+            label_path = self.project.label_path(path)
+            try:
+                ann = self.project.load_annotation(path)
+                read_only = False
+                self.list_model.refresh(path, error=False)
+            except UserFacingError as exc:
+                from core.data.images import image_size
+
+                try:
+                    w, h = image_size(path)
+                except UserFacingError:
+                    w, h = 1, 1
+                ann = ImageAnnotation(path, w, h, [])
+                read_only = True
+                self.list_model.refresh(path, error=True)
+                self._error(f"{exc}\nThe file is left untouched; fix it and reopen the image.", modal=False)
+            doc = LabelDocument(ann, label_path, self)
+            doc.read_only = read_only
+            doc.structure_changed.connect(lambda d=doc: self._doc_structure(d))
+            doc.instance_changed.connect(lambda i, d=doc: self._doc_instance(d, i))
+            doc.visibility_changed.connect(lambda d=doc: self._doc_structure(d))
+            self.undo_group.addStack(doc.undo_stack)
+            self.docs[path] = doc
+        return doc
+
+    def show_image(self, path: Path) -> None:
+        """Switch the canvas to ``path``: labels now, pixels when decoded (cache/worker)."""
+        if self.project is None:
+            return
+        if self.doc is not None and self.doc.image_path == path:
+            return
+        self.canvas.cancel_draft()
+        doc = self._doc_for(path)
+        self.autosaver.track(doc)  # saves the previous image first
+        self.doc = doc
+        self.undo_group.setActiveStack(doc.undo_stack)
+        self.canvas.read_only = getattr(doc, "read_only", False)
+        self.images.fit_box = self.canvas.fit_box()
+        self.canvas.set_document(doc, self.images.request(path))
+        self.banner.setVisible(self.canvas.read_only)
+        if self.canvas.read_only:
+            self.banner.setText(f"Label file {doc.label_path.name} has errors: shown without labels, "
+                                "and it will not be overwritten.")
+        self._doc_structure(doc)
+        self._update_title()
+        self.canvas.setFocus()
+        row = self.image_view.currentIndex().row()
+        self.images.prefetch([Path(self.proxy.data(self.proxy.index(r, 0), PathRole))
+                              for r in (row + 1, row - 1, row + 2) if 0 <= r < self.proxy.rowCount()])
+        self.image_shown.emit(path)
+
+    def _image_loaded(self, path: Path, image) -> None:
+        if self.doc is not None and self.doc.image_path == path:
+            self.canvas.set_image(image)
+
+    def _image_failed(self, path: Path, msg: str) -> None:
+        if self.doc is not None and self.doc.image_path == path:
+            self.statusBar().showMessage(f"Cannot read {path.name}: {msg}", 8000)
+
+    def _update_title(self) -> None:
+        if self.project is None:
+            self.setWindowTitle("dfine-studio[*]")
+            return
+        img = f" — {self.doc.image_path.name}" if self.doc else ""
+        self.setWindowTitle(f"{self.project.root.name}{img}[*] — dfine-studio")
+        self.setWindowModified(self.doc is not None and self.doc.is_dirty())
+
+    # ================================================================== documents / saving
+    def _save_ann(self, ann: ImageAnnotation) -> None:
+        self.project.save_annotation(ann)
+
+    def _load_ann(self, path: Path) -> ImageAnnotation:
+        return self.project.load_annotation(path)
+
+    def _doc_saved(self, doc: LabelDocument) -> None:
+        self.list_model.refresh(doc.image_path, error=False)
+        if doc is self.doc:
+            self.setWindowModified(False)
+        self.statusBar().showMessage(f"Saved {doc.label_path.name}", 2000)
+
+    def _doc_reloaded(self, doc: LabelDocument, lost: bool) -> None:
+        self.list_model.refresh(doc.image_path)
+        msg = f"{doc.label_path.name} was changed by another program and has been reloaded"
+        if lost:
+            msg += " (your unsaved edits on this image were replaced)"
+        self.statusBar().showMessage(msg, 10000)
+        if doc is self.doc:
+            self._update_title()
+
+    def save_now(self) -> None:
+        if self.doc is not None and not getattr(self.doc, "read_only", False):
+            self.autosaver.save(self.doc)
+
+    def _doc_structure(self, doc: LabelDocument) -> None:
+        if doc is not self.doc:
+            return
+        names = self.project.class_names
+        hidden = [doc.is_hidden(i) for i in range(len(doc.instances))]
+        self.instance_panel.set_instances(doc.instances, names, hidden, self.canvas.selected)
+        self.setWindowModified(doc.is_dirty())
+
+    def _doc_instance(self, doc: LabelDocument, index: int) -> None:
+        if doc is self.doc:
+            self.instance_panel.update_row(index, doc.instances[index], self.project.class_names)
+            self.setWindowModified(doc.is_dirty())
+
+    def _canvas_selection(self, rows: list[int]) -> None:
+        self.instance_panel.set_selection(rows)
+
+    def _toggle_visibility(self, index: int, hidden: bool) -> None:
+        if self.doc is not None and index < len(self.doc.instances):
+            self.doc.set_hidden(index, hidden)
+
+    def toggle_hidden(self) -> None:
+        if self.doc is None:
+            return
+        rows = self.canvas.selected or list(range(len(self.doc.instances)))
+        hide = not all(self.doc.is_hidden(i) for i in rows)
+        for i in rows:
+            self.doc.hidden.add(id(self.doc.instances[i])) if hide else self.doc.hidden.discard(
+                id(self.doc.instances[i]))
+        self.doc.visibility_changed.emit()
+        self.canvas._update_visibility()
+
+    def accept_proposals(self) -> None:
+        if self.doc is None:
+            return
+        rows = self.canvas.selected or list(range(len(self.doc.instances)))
+        cmd = commands.accept(self.doc, rows)
+        if cmd is not None:
+            self.doc.undo_stack.push(cmd)
+
+    # ================================================================== view
+    def _tool_changed(self, tool: Tool) -> None:
+        {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box}[tool].setChecked(True)
+
+    def _opacity_changed(self, v: int) -> None:
+        self.canvas.set_fill_opacity(v / 100)
+        self.settings.setValue("fill_opacity", v)
+
+    def _crosshair_changed(self, on: bool) -> None:
+        self.canvas.show_crosshair = on
+        self.canvas.viewport().update()
+
+    def set_theme(self, mode: str) -> None:
+        apply_theme(QApplication.instance(), mode)
+        self.settings.setValue("theme", mode)
+        self.refresh_icons()
+        self.canvas.resetCachedContent()
+
+    def refresh_icons(self) -> None:
+        """Re-tint every named icon for the current theme."""
+        for obj in self.findChildren(QAction) + self.findChildren(QToolButton):
+            name = obj.property("icon_name")
+            if name:
+                obj.setIcon(icon(name))
+
+    def _context_menu(self, pos, rows: list[int]) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        if self.project is None or self.doc is None:
+            return
+        menu = QMenu(self)
+        cls = menu.addMenu("Change class")
+        for k, n in enumerate(self.project.class_names):
+            cls.addAction(n, lambda kk=k: self.pick_class(kk, relabel=True))
+        menu.addActions([self.act_hide, self.act_accept, self.act_delete])
+        menu.popup(pos)
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self).exec()
+
+    def about(self) -> None:
+        from core import __version__
+
+        QMessageBox.about(self, "About dfine-studio",
+                          f"dfine-studio {__version__}\nLabel, train D-FINE-seg, review, export, run live.\n"
+                          "Apache-2.0")
+
+    # ================================================================== misc
+    def _error(self, msg: str, modal: bool = True) -> None:
+        self.statusBar().showMessage(msg.splitlines()[0], 10000)
+        if modal and not QApplication.instance().property("no_modal_errors"):
+            QMessageBox.warning(self, "dfine-studio", msg)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.autosaver.save_current()
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        event.accept()

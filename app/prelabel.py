@@ -1,0 +1,142 @@
+"""Pre-labeling: a trained model proposes polygons the person then fixes or accepts.
+
+The engine's ``Predictor`` returns masks; here they become *editable* polygons:
+contours traced with OpenCV, simplified (few vertices to drag, within a pixel of
+the mask) and made valid with shapely (a self-touching contour would otherwise
+give a bow-tie polygon). Proposals are ``source="model"`` and drawn dashed until
+the person edits or accepts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import shapely
+from shapely.geometry import GeometryCollection, MultiPolygon, Polygon
+
+from core.annotation import Instance
+
+DEFAULT_TOLERANCE_PX = 1.0  # simplification: max distance of the polygon from the traced contour
+DEFAULT_MIN_AREA_PX = 16.0  # specks below this are noise, not objects
+
+
+def _polygon_parts(geom) -> list[Polygon]:
+    if isinstance(geom, Polygon):
+        return [geom] if not geom.is_empty else []
+    if isinstance(geom, (MultiPolygon, GeometryCollection)):
+        out: list[Polygon] = []
+        for g in geom.geoms:
+            out += _polygon_parts(g)
+        return out
+    return []  # lines/points left by make_valid carry no area
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
+                     min_area: float = DEFAULT_MIN_AREA_PX) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Binary mask -> (outer polygons, holes), pixel coordinates with vertices at
+    boundary pixel centres (index + 0.5), simplified and valid."""
+    m = np.ascontiguousarray(mask.astype(np.uint8))
+    contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return [], []
+    hier = hierarchy[0]
+    shapes: list[Polygon] = []
+    for i, contour in enumerate(contours):
+        if hier[i][3] >= 0 or len(contour) < 3:  # holes are collected from their parent
+            continue
+        shell = contour.reshape(-1, 2).astype(np.float64) + 0.5
+        holes = []
+        child = hier[i][2]
+        while child >= 0:
+            if len(contours[child]) >= 3:
+                holes.append(contours[child].reshape(-1, 2).astype(np.float64) + 0.5)
+            child = hier[child][0]
+        shapes.append(Polygon(shell, holes))
+    outers: list[np.ndarray] = []
+    inners: list[np.ndarray] = []
+    for shape in shapes:
+        geom = shapely.make_valid(shape)
+        if tolerance > 0:
+            geom = shapely.make_valid(geom.simplify(tolerance, preserve_topology=True))
+        for part in _polygon_parts(geom):
+            if part.area < min_area:
+                continue
+            part = shapely.geometry.polygon.orient(part, sign=1.0)
+            outers.append(np.asarray(part.exterior.coords, dtype=np.float64)[:-1])
+            for ring in part.interiors:
+                if Polygon(ring).area >= min_area:
+                    inners.append(np.asarray(ring.coords, dtype=np.float64)[:-1])
+    return outers, inners
+
+
+def class_mapping(model_names: list[str], project_names: list[str]) -> dict[int, int]:
+    """Model class id -> project class id: by name when the names overlap, else by
+    position (a model trained on this project has the same list)."""
+    by_name = {n: i for i, n in enumerate(project_names)}
+    named = {k: by_name[n] for k, n in enumerate(model_names) if n in by_name}
+    if named:
+        return named
+    return {k: k for k in range(min(len(model_names) or len(project_names), len(project_names)))}
+
+
+def detections_to_instances(det, mapping: dict[int, int], tolerance: float = DEFAULT_TOLERANCE_PX,
+                            min_area: float = DEFAULT_MIN_AREA_PX, as_boxes: bool = False) -> list[Instance]:
+    """One image's ``Detections`` -> model-made instances (polygons from masks, or boxes)."""
+    out: list[Instance] = []
+    h, w = det.image_size
+    masks = None if as_boxes else det.mask_array() if hasattr(det, "mask_array") else det.masks
+    for k in range(len(det.scores)):
+        cid = mapping.get(int(det.labels[k]))
+        if cid is None:
+            continue
+        x0, y0, x1, y1 = (float(v) for v in det.boxes[k])
+        x0, y0 = max(0.0, x0), max(0.0, y0)
+        x1, y1 = min(float(w), x1), min(float(h), y1)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        score = float(det.scores[k])
+        if masks is not None:
+            # trace only inside the box (masks are zero outside it), then shift back
+            ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
+            ix1, iy1 = int(np.ceil(x1)), int(np.ceil(y1))
+            crop = np.zeros((iy1 - iy0 + 2, ix1 - ix0 + 2), np.uint8)  # 1 px frame keeps edge pixels traceable
+            crop[1:-1, 1:-1] = masks[k, iy0:iy1, ix0:ix1]
+            polys, holes = mask_to_polygons(crop, tolerance, min_area)
+            shift = np.array([ix0 - 1, iy0 - 1], dtype=np.float64)
+            if polys:
+                out.append(Instance(class_id=cid, polygons=[p + shift for p in polys],
+                                    holes=[q + shift for q in holes], source="model", score=score))
+            continue
+        out.append(Instance(class_id=cid, box=(x0, y0, x1, y1), source="model", score=score))
+    return out
+
+
+def load_predictor(model_path: Path, conf: float):
+    try:
+        from core.infer import Predictor  # type: ignore[attr-defined]
+    except ImportError:
+        from core.infer.predictor import Predictor
+    return Predictor.load(model_path, conf=conf)
+
+
+def predict_images(task, model_path: Path, image_paths: list[Path], project_names: list[str],
+                   conf: float, read: Callable[[Path], np.ndarray], as_boxes: bool = False,
+                   predictor=None) -> dict[Path, list[Instance]]:
+    """Worker body: proposals for each image; stops early (keeping what is done) on cancel."""
+    predictor = predictor or load_predictor(model_path, conf)
+    mapping = class_mapping(list(getattr(predictor, "class_names", []) or []), project_names)
+    results: dict[Path, list[Instance]] = {}
+    total = len(image_paths)
+    for n, path in enumerate(image_paths):
+        if task is not None and task.cancelled:
+            break
+        if task is not None:
+            task.progress(n, total, Path(path).name)
+        det = predictor.predict([read(path)])[0]
+        results[Path(path)] = detections_to_instances(det, mapping, as_boxes=as_boxes)
+    if task is not None:
+        task.progress(len(results), total, "done")
+    return results

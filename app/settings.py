@@ -1,0 +1,136 @@
+"""What the app remembers between sessions (QSettings, organisation "dfine-studio"):
+recent projects, window geometry/dock layout, last device/backend, last live source.
+
+Why a wrapper: QSettings returns a str for a one-element list and str/"true" for bools
+on some platforms (INI files keep no types); the typed accessors here fix that once. The
+keys are the ones app/main_window.py already writes ("last_project", "recent_projects",
+"geometry", "window_state"), so both can share one settings file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QCoreApplication, QSettings
+from PySide6.QtWidgets import QMainWindow
+
+ORGANISATION = "dfine-studio"
+APPLICATION = "dfine-studio"
+MAX_RECENT = 8
+DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+
+
+def default_settings() -> QSettings:
+    """The user's settings (names set here too, in case no QApplication named them yet)."""
+    if not QCoreApplication.organizationName():
+        QCoreApplication.setOrganizationName(ORGANISATION)
+    if not QCoreApplication.applicationName():
+        QCoreApplication.setApplicationName(APPLICATION)
+    return QSettings(ORGANISATION, APPLICATION)
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+class AppSettings:
+    """Typed access to the persisted state. ``settings`` defaults to the user's file;
+    tests pass a QSettings on a temporary INI file."""
+
+    def __init__(self, settings: QSettings | None = None):
+        self.qsettings = settings if settings is not None else default_settings()
+
+    # ---- projects ----------------------------------------------------------------------------
+    def recent_projects(self, existing_only: bool = False) -> list[Path]:
+        """Most recent first; ``existing_only`` drops folders that no longer hold a project."""
+        out = [Path(p) for p in _as_list(self.qsettings.value("recent_projects", []))]
+        if existing_only:
+            out = [p for p in out if (p / "project.yaml").is_file()]
+        return out
+
+    def add_recent_project(self, root: Path | str) -> list[Path]:
+        """Move ``root`` to the front (no duplicates, at most MAX_RECENT) and make it the last project."""
+        root = str(Path(root))
+        items = [root] + [p for p in _as_list(self.qsettings.value("recent_projects", [])) if p != root]
+        self.qsettings.setValue("recent_projects", items[:MAX_RECENT])
+        self.qsettings.setValue("last_project", root)
+        self.qsettings.sync()
+        return [Path(p) for p in items[:MAX_RECENT]]
+
+    def remove_recent_project(self, root: Path | str) -> None:
+        root = str(Path(root))
+        items = [p for p in _as_list(self.qsettings.value("recent_projects", [])) if p != root]
+        self.qsettings.setValue("recent_projects", items)
+        if self.qsettings.value("last_project", "") == root:
+            self.qsettings.remove("last_project")
+
+    @property
+    def last_project(self) -> Path | None:
+        value = self.qsettings.value("last_project", "")
+        return Path(str(value)) if value else None
+
+    # ---- window layout -----------------------------------------------------------------------
+    def save_window(self, window: QMainWindow) -> None:
+        self.qsettings.setValue("geometry", window.saveGeometry())
+        self.qsettings.setValue("window_state", window.saveState())
+        self.qsettings.sync()
+
+    def restore_window(self, window: QMainWindow) -> bool:
+        """Restore geometry and dock/toolbar state; False when nothing (valid) was saved."""
+        geometry = self.qsettings.value("geometry")
+        state = self.qsettings.value("window_state")
+        ok = False
+        if isinstance(geometry, (QByteArray, bytes)) and len(geometry):
+            ok = window.restoreGeometry(QByteArray(geometry))
+        if isinstance(state, (QByteArray, bytes)) and len(state):
+            ok = window.restoreState(QByteArray(state)) and ok
+        return ok
+
+    # ---- inference defaults ------------------------------------------------------------------
+    def _choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = str(self.qsettings.value(key, allowed[0]) or allowed[0])
+        return value if value in allowed or value.startswith("cuda:") else allowed[0]
+
+    @property
+    def device(self) -> str:
+        return self._choice("infer/device", DEVICES)
+
+    @device.setter
+    def device(self, value: str) -> None:
+        if value not in DEVICES and not value.startswith("cuda:"):
+            raise ValueError(f"device must be one of {DEVICES} or cuda:N, got {value!r}")
+        self.qsettings.setValue("infer/device", value)
+
+    @property
+    def backend(self) -> str:
+        return self._choice("infer/backend", BACKENDS)
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {value!r}")
+        self.qsettings.setValue("infer/backend", value)
+
+    def model_for(self, project_root: Path | str) -> Path | None:
+        """The model last used with this project (same key as the main window's pre-labeling)."""
+        value = self.qsettings.value(f"model/{Path(project_root)}", "")
+        return Path(str(value)) if value else None
+
+    def set_model_for(self, project_root: Path | str, model: Path | str) -> None:
+        self.qsettings.setValue(f"model/{Path(project_root)}", str(model))
+
+    @property
+    def live_source(self) -> str:
+        return str(self.qsettings.value("live/source", "0") or "0")
+
+    @live_source.setter
+    def live_source(self, value: str) -> None:
+        self.qsettings.setValue("live/source", str(value))
+
+    def sync(self) -> None:
+        self.qsettings.sync()

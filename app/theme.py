@@ -1,0 +1,132 @@
+"""Look and feel: dark/light palette following the system, the style sheet, SVG icons
+tinted for the theme, and the class colours used everywhere in the GUI.
+
+Why tinted SVGs: one monochrome icon set (resources/icons, ``currentColor``) serves
+both themes and stays sharp at any device pixel ratio.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from functools import lru_cache
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QRectF, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QApplication
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+ICONS = RESOURCES / "icons"
+
+# Distinct, colour-blind-friendlier first colours (Okabe-Ito + Tableau); more classes get
+# golden-ratio hues so any count stays distinguishable and stable per class id.
+_BASE = ["#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+         "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+         "#ff9da7", "#9c755f"]
+
+DARK = {"bg": "#1e1f22", "panel": "#2b2d30", "alt": "#313338", "fg": "#dfe1e5", "muted": "#9da0a8",
+        "border": "#43454a", "accent": "#3d8bfd", "accent_fg": "#ffffff", "canvas": "#141517",
+        "sel": "#2e436e"}
+LIGHT = {"bg": "#f5f6f8", "panel": "#ffffff", "alt": "#eef0f3", "fg": "#1f2328", "muted": "#5f6670",
+         "border": "#d0d4da", "accent": "#2f6feb", "accent_fg": "#ffffff", "canvas": "#d9dce1",
+         "sel": "#cfe0ff"}
+
+
+def class_color(class_id: int) -> QColor:
+    if 0 <= class_id < len(_BASE):
+        return QColor(_BASE[class_id])
+    h = (0.61803398875 * class_id) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.65, 0.95)
+    return QColor.fromRgbF(r, g, b)
+
+
+def system_is_dark(app: QGuiApplication | None = None) -> bool:
+    """The OS colour scheme when Qt knows it (6.5+), else the palette's window lightness."""
+    app = app or QGuiApplication.instance()
+    try:
+        scheme = app.styleHints().colorScheme()
+        if scheme == Qt.ColorScheme.Dark:
+            return True
+        if scheme == Qt.ColorScheme.Light:
+            return False
+    except AttributeError:
+        pass
+    return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+_current: dict[str, str] = dict(DARK)
+
+
+def colors() -> dict[str, str]:
+    return _current
+
+
+def _palette(c: dict[str, str]) -> QPalette:
+    p = QPalette()
+    role = QPalette.ColorRole
+    p.setColor(role.Window, QColor(c["bg"]))
+    p.setColor(role.WindowText, QColor(c["fg"]))
+    p.setColor(role.Base, QColor(c["panel"]))
+    p.setColor(role.AlternateBase, QColor(c["alt"]))
+    p.setColor(role.Text, QColor(c["fg"]))
+    p.setColor(role.Button, QColor(c["panel"]))
+    p.setColor(role.ButtonText, QColor(c["fg"]))
+    p.setColor(role.Highlight, QColor(c["accent"]))
+    p.setColor(role.HighlightedText, QColor(c["accent_fg"]))
+    p.setColor(role.ToolTipBase, QColor(c["panel"]))
+    p.setColor(role.ToolTipText, QColor(c["fg"]))
+    p.setColor(role.PlaceholderText, QColor(c["muted"]))
+    for grp_role in (role.Text, role.ButtonText, role.WindowText):
+        p.setColor(QPalette.ColorGroup.Disabled, grp_role, QColor(c["muted"]))
+    return p
+
+
+def apply_theme(app: QApplication, mode: str = "system") -> str:
+    """Apply 'dark' | 'light' | 'system'; returns the mode used."""
+    dark = system_is_dark(app) if mode == "system" else mode == "dark"
+    _current.clear()
+    _current.update(DARK if dark else LIGHT)
+    app.setStyle("Fusion")
+    app.setPalette(_palette(_current))
+    qss = (RESOURCES / "style.qss").read_text(encoding="utf-8")
+    qss = qss.replace("@icons", ICONS.as_posix())
+    for key, value in sorted(_current.items(), key=lambda kv: -len(kv[0])):  # @accent_fg before @accent
+        qss = qss.replace(f"@{key}", value)
+    app.setStyleSheet(qss)
+    icon.cache_clear()
+    return "dark" if dark else "light"
+
+
+@lru_cache(maxsize=256)
+def icon(name: str, color: str | None = None) -> QIcon:
+    """SVG icon ``resources/icons/<name>.svg`` tinted with the theme's text colour,
+    rendered at 1x and 2x so high-DPI screens get crisp pixels."""
+    path = ICONS / f"{name}.svg"
+    if not path.exists():
+        return QIcon()
+    svg = path.read_text(encoding="utf-8").replace("currentColor", color or _current["fg"])
+    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    out = QIcon()
+    for size in (16, 24, 32, 48, 64):
+        pm = QPixmap(size, size)
+        pm.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pm)
+        renderer.render(painter, QRectF(0, 0, size, size))
+        painter.end()
+        out.addPixmap(pm)
+    return out
+
+
+def swatch(color: QColor, size: int = 14) -> QIcon:
+    """A rounded colour chip for class lists."""
+    pm = QPixmap(size * 2, size * 2)
+    pm.setDevicePixelRatio(2.0)
+    pm.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pm)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(color)
+    painter.setPen(color.darker(140))
+    painter.drawRoundedRect(QRectF(1, 1, size - 2, size - 2), 3, 3)
+    painter.end()
+    return QIcon(pm)

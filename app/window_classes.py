@@ -1,0 +1,97 @@
+"""Class actions of the main window: pick with 1-9 (relabelling the selection), and
+add / rename / merge / delete / undo through ``core.project`` (the engine rewrites the
+label files atomically and journals the edit), after which every open document is
+reloaded from disk because class ids may have shifted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from app import commands
+
+
+class ClassActions:
+    """Mixin for MainWindow (uses its project, docs, canvas, panels and autosaver)."""
+
+    # ================================================================== classes
+    def pick_class(self, k: int, relabel: bool = False) -> None:
+        if self.project is None or not 0 <= k < len(self.project.class_names):
+            return
+        self.current_class = k
+        self.canvas.current_class = k
+        self.class_panel.set_current(k)
+        if relabel and self.doc is not None and self.canvas.selected and not getattr(self.doc, "read_only", False):
+            cmd = commands.change_class(self.doc, self.canvas.selected, k)
+            if cmd is not None:
+                self.doc.undo_stack.push(cmd)
+        self.statusBar().showMessage(f"Class: {self.project.class_names[k]}", 2000)
+
+    def _class_edit(self, fn, *args):
+        """Class edits rewrite every affected label file (seconds on a big project), so
+        they run in a worker while editing is blocked: save first, reload everything after."""
+        if not self.autosaver.save_current():
+            self._error("Could not save the current image; class edit not started.")
+            return None
+        current = self.doc.image_path if self.doc else None
+        self.set_busy(True)
+        return self.start_task(lambda _task: fn(*args), title="Updating classes", cancellable=False,
+                               on_done=lambda _r: None,
+                               on_end=lambda: (self.set_busy(False), self._reload_all(current)))
+
+    def set_busy(self, busy: bool) -> None:
+        """Block every edit (canvas, panels, image switching, shortcuts) while the engine
+        rewrites label files."""
+        self.autosaver.timer.stop()
+        for w in (self.canvas, self.files_dock, self.classes_dock, self.instances_dock):
+            w.setEnabled(not busy)
+        self._set_enabled(not busy)
+
+    def _reload_all(self, current: Path | None) -> None:
+        self.autosaver.track(None)
+        for doc in self.docs.values():
+            self.undo_group.removeStack(doc.undo_stack)
+        self.docs.clear()
+        self.doc = None
+        self.class_panel.set_classes(self.project.class_names, min(self.current_class,
+                                                                    len(self.project.class_names) - 1))
+        self.current_class = max(0, min(self.current_class, len(self.project.class_names) - 1))
+        self.canvas.current_class = self.current_class
+        if current is not None:
+            self.list_model.refresh(current)
+            self.show_image(current)
+
+    def add_class(self) -> None:
+        name, ok = QInputDialog.getText(self, "Add class", "Name:")
+        if ok and name.strip():
+            self._class_edit(self.project.add_class, name.strip())
+
+    def rename_class(self, k: int) -> None:
+        old = self.project.class_names[k]
+        name, ok = QInputDialog.getText(self, "Rename class", f"New name for {old!r}:", text=old)
+        if ok and name.strip() and name.strip() != old:
+            self._class_edit(self.project.rename_class, old, name.strip())
+
+    def merge_class(self, k: int) -> None:
+        names = self.project.class_names
+        others = [n for i, n in enumerate(names) if i != k]
+        if not others:
+            return
+        target, ok = QInputDialog.getItem(self, "Merge class", f"Relabel every {names[k]!r} as:", others, 0, False)
+        if ok:
+            self._class_edit(self.project.merge_classes, names[k], target)
+
+    def delete_class(self, k: int) -> None:
+        name = self.project.class_names[k]
+        if len(self.project.class_names) <= 1:
+            self._error("A project needs at least one class.")
+            return
+        answer = QMessageBox.question(
+            self, "Delete class", f"Delete class {name!r} and every instance of it in all label files?\n"
+            "(Edit → Undo last class edit restores it.)")
+        if answer == QMessageBox.StandardButton.Yes:
+            self._class_edit(self.project.delete_class, name)
+
+    def undo_class_edit(self) -> None:
+        self._class_edit(self.project.undo_class_edit)

@@ -1,0 +1,223 @@
+"""Pre-labeling: masks become valid, simplified, editable polygons marked as model-made."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from conftest_gui import gui_settings, make_project, screenshot, wait_image, window  # noqa: F401
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from shapely.geometry import Polygon
+
+from app.prelabel import class_mapping, detections_to_instances, mask_to_polygons
+from core.infer.detections import Detections
+
+
+def _set(polys: list[np.ndarray]) -> set[tuple[float, float]]:
+    return {(float(x), float(y)) for p in polys for x, y in p}
+
+
+def test_rectangle_mask_gives_its_four_pixel_centre_corners():
+    m = np.zeros((50, 80), bool)
+    m[10:30, 20:60] = True
+    polys, holes = mask_to_polygons(m)
+    assert holes == [] and len(polys) == 1
+    assert _set(polys) == {(20.5, 10.5), (59.5, 10.5), (59.5, 29.5), (20.5, 29.5)}
+    assert Polygon(polys[0]).area == pytest.approx(39 * 19)
+
+
+def test_ring_gives_outer_and_hole():
+    m = np.zeros((60, 60), bool)
+    m[10:50, 10:50] = True
+    m[20:40, 20:40] = False
+    polys, holes = mask_to_polygons(m, tolerance=0.0)
+    assert len(polys) == 1 and len(holes) == 1
+    assert Polygon(polys[0]).equals(Polygon([(10.5, 10.5), (49.5, 10.5), (49.5, 49.5), (10.5, 49.5)]))
+    # OpenCV traces a hole through the foreground pixels around it: an octagon through
+    # pixel centres 19.5 / 40.5 with its four corner pixels cut
+    octagon = Polygon([(19.5, 20.5), (20.5, 19.5), (39.5, 19.5), (40.5, 20.5),
+                       (40.5, 39.5), (39.5, 40.5), (20.5, 40.5), (19.5, 39.5)])
+    assert Polygon(holes[0]).equals(octagon)
+    assert Polygon(holes[0]).area == pytest.approx(21 * 21 - 4 * 0.5)
+    # simplified (default 1 px): still one hole, within 1 px of the traced one, valid
+    s_polys, s_holes = mask_to_polygons(m)
+    assert len(s_polys) == 1 and len(s_holes) == 1
+    assert Polygon(s_holes[0]).hausdorff_distance(Polygon(holes[0])) <= 1.0 + 1e-9
+    assert Polygon(s_polys[0], s_holes).is_valid
+
+
+def test_pinched_mask_is_made_valid_and_specks_dropped():
+    m = np.zeros((60, 60), bool)
+    m[5:25, 5:25] = True
+    m[25:45, 25:45] = True  # touches the first square only diagonally at one corner pixel
+    m[55, 55] = True  # a 1-pixel speck
+    polys, holes = mask_to_polygons(m, min_area=16)
+    assert holes == []
+    assert all(Polygon(p).is_valid for p in polys)
+    total = sum(Polygon(p).area for p in polys)
+    assert total == pytest.approx(2 * 19 * 19, abs=1.0)  # two 20x20 squares between pixel centres
+    assert not any((55.5, 55.5) in _set([p]) for p in polys)
+
+
+def test_simplify_keeps_the_shape_within_tolerance():
+    yy, xx = np.mgrid[0:200, 0:200]
+    m = (xx - 100) ** 2 + (yy - 100) ** 2 <= 70 ** 2
+    polys, _ = mask_to_polygons(m, tolerance=1.0)
+    raw, _ = mask_to_polygons(m, tolerance=0.0)
+    assert len(polys) == 1 and len(polys[0]) < len(raw[0]) / 4  # far fewer vertices to drag
+    assert Polygon(polys[0]).hausdorff_distance(Polygon(raw[0])) <= 1.0 + 1e-9
+    assert Polygon(polys[0]).area == pytest.approx(np.pi * 70 ** 2, rel=0.02)
+
+
+def test_detections_to_instances_maps_classes_and_marks_model():
+    h, w = 40, 60
+    masks = np.zeros((2, h, w), bool)
+    masks[0, 5:15, 5:25] = True
+    masks[1, 20:35, 30:55] = True
+    det = Detections(boxes=[[5, 5, 25, 15], [30, 20, 55, 35]], scores=[0.9, 0.6], labels=[1, 0],
+                     image_size=(h, w), masks=masks, class_names=["dog", "cat"])
+    mapping = class_mapping(["dog", "cat"], ["cat", "dog", "car"])
+    assert mapping == {0: 1, 1: 0}
+    out = detections_to_instances(det, mapping)
+    assert [i.class_id for i in out] == [0, 1]
+    assert all(i.source == "model" for i in out)
+    assert [i.score for i in out] == pytest.approx([0.9, 0.6])
+    assert _set(out[0].polygons) == {(5.5, 5.5), (24.5, 5.5), (24.5, 14.5), (5.5, 14.5)}
+    boxes = detections_to_instances(det, mapping, as_boxes=True)
+    assert boxes[0].is_box and boxes[0].box == (5.0, 5.0, 25.0, 15.0)
+
+
+class FakePredictor:
+    """Stands in for core.infer.Predictor: one square mask per image, class 'dog'."""
+
+    class_names = ("cat", "dog", "car")
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, images):
+        out = []
+        for img in images:
+            self.calls += 1
+            h, w = img.shape[:2]
+            m = np.zeros((1, h, w), bool)
+            m[0, 100:180, 60:140] = True
+            out.append(Detections([[60, 100, 140, 180]], [0.77], [1], (h, w), m, class_names=list(self.class_names)))
+        return out
+
+
+def test_predict_this_image_adds_editable_proposals(window, qtbot, tmp_path):  # noqa: F811
+    project = make_project(tmp_path / "proj", n_images=3)
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    window.canvas.setFocus()
+    task = window.predict_current(predictor=FakePredictor())
+    assert task is not None
+    qtbot.waitUntil(lambda: len(window.doc.instances) == 1, timeout=10_000)
+    inst = window.doc.instances[0]
+    assert inst.source == "model" and inst.score == pytest.approx(0.77) and inst.class_id == 1
+    assert _set(inst.polygons) == {(60.5, 100.5), (139.5, 100.5), (139.5, 179.5), (60.5, 179.5)}
+    assert "model 0.77" in window.instance_panel.list.item(0).text()
+    screenshot(window, "prelabel_proposal")
+    # accept (Ctrl+Enter) makes it the person's; undo gives the proposal back
+    QTest.keyClick(window.canvas, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.doc.instances[0].source == "human" and window.doc.instances[0].score is None
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.doc.instances[0].source == "model"
+    # editing (relabel with key 3) also accepts it
+    window.canvas.set_selection([0])
+    QTest.keyClick(window.canvas, Qt.Key.Key_3)
+    assert window.doc.instances[0].source == "human" and window.doc.instances[0].class_id == 2
+
+
+def test_predict_all_unlabelled_saves_other_images(window, qtbot, tmp_path):  # noqa: F811
+    project = make_project(tmp_path / "proj", n_images=3)
+    paths = project.image_paths()
+    # image 2 is already labelled by the person: it must not be touched
+    project.label_path(paths[2]).write_text("0 0.5 0.5 0.2 0.2\n")
+    before = project.label_path(paths[2]).read_text()
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    fake = FakePredictor()
+    window.predict_unlabelled(predictor=fake)
+    qtbot.waitUntil(lambda: window.task is None, timeout=10_000)
+    assert fake.calls == 2
+    assert project.label_path(paths[2]).read_text() == before
+    # image 1 (not on screen) was saved with the proposal; image 0 (on screen) is in the editor
+    ann1 = project.load_annotation(paths[1])
+    assert len(ann1.instances) == 1 and ann1.instances[0].class_id == 1
+    assert len(window.doc.instances) == 1 and window.doc.instances[0].source == "model"
+
+
+def test_cancel_stops_prediction(window, qtbot, tmp_path):  # noqa: F811
+    import threading
+
+    project = make_project(tmp_path / "proj", n_images=3)
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    gate = threading.Event()
+
+    class Slow(FakePredictor):
+        def predict(self, images):
+            gate.wait(5)
+            return super().predict(images)
+
+    slow = Slow()
+    task = window.predict_unlabelled(predictor=slow)
+    window.cancel_task()
+    gate.set()
+    qtbot.waitUntil(lambda: window.task is None, timeout=10_000)
+    assert task.cancelled and slow.calls <= 1
+    # what was predicted before the cancel is kept (image 0, on screen: in the editor), nothing after it
+    assert len(window.doc.instances) == slow.calls
+    assert all(not project.label_path(p).exists() for p in project.image_paths()[1:])
+
+
+def test_predict_with_a_real_checkpoint(window, qtbot, tmp_path):  # noqa: F811
+    """The real chain: best.pt -> core.infer.Predictor (torch) in the worker -> polygons.
+    Oracle: the Predictor's own masks; each proposal's polygon rasterises back onto its mask."""
+    import cv2
+    import torch
+
+    from core.data.images import read_image
+    from core.infer.predictor import Predictor
+    from core.model import build_model
+
+    project = make_project(tmp_path / "proj", n_images=1, classes=("circle", "triangle", "rectangle"))
+    torch.manual_seed(0)
+    model = build_model("n", 3, "segment", 256).eval()
+    with torch.no_grad():  # random weights, sharpened so that some queries pass conf 0.5 (as tests/test_export_parity)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        head = model.decoder.dec_score_head[-1]
+        head.weight.mul_(4.0)
+        head.bias.add_(-2.5)
+        last = model.mask_head.query_mlp.layers[-1]
+        last.weight.mul_(20.0)
+        last.bias.mul_(20.0)
+    ckpt = tmp_path / "best.pt"
+    names = ["circle", "triangle", "rectangle"]
+    torch.save({"model": model.state_dict(), "class_names": names,
+                "config": {"task": "segment", "classes": names, "model": {"size": "n", "image_size": 256}}}, ckpt)
+    image = project.image_paths()[0]
+    reference = Predictor.load(ckpt, conf=0.5).predict([read_image(image)])[0]
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    window.set_model(ckpt)
+    window.predict_current()
+    qtbot.waitUntil(lambda: window.task is None, timeout=120_000)
+    masks = reference.masks[reference.masks.reshape(len(reference), -1).sum(1) >= 16]
+    got = window.doc.instances
+    assert len(got) == len(masks) > 0
+    best = []
+    for inst in got:
+        assert inst.source == "model" and 0.5 <= inst.score <= 1.0
+        raster = np.zeros(masks.shape[1:], np.uint8)
+        cv2.fillPoly(raster, [np.round(p - 0.5).astype(np.int32) for p in inst.polygons], 1)
+        best.append(max(np.logical_and(raster, m).sum() / max(1, np.logical_or(raster, m).sum()) for m in masks))
+    # simplification (1 px) costs little on large masks, more on small ones (specks < 16 px are dropped)
+    assert min(best) > 0.75 and float(np.mean(best)) > 0.95

@@ -1,0 +1,179 @@
+"""Project-level GUI actions: class edits through the engine, import/export in a worker,
+review flags in the image list, and the `dfine-studio` entry point opening the demo."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest_gui import gui_settings, make_project, screenshot, wait_image, window  # noqa: F401
+
+from core.annotation import ImageAnnotation, Instance
+
+
+def _label(project, i: int, instances: list[Instance]) -> Path:
+    img = project.image_paths()[i]
+    return project.save_annotation(ImageAnnotation(img, 320, 240, instances))
+
+
+def _tri(cid: int) -> Instance:
+    return Instance(class_id=cid, polygons=[[(10, 10), (100, 20), (50, 90)]])
+
+
+def _edit(window, qtbot, fn, *args) -> None:  # noqa: F811
+    """Run a class edit the way the buttons do (in a worker, editing blocked) and wait."""
+    task = window._class_edit(fn, *args)
+    assert task is not None
+    assert not window.canvas.isEnabled()  # nothing can be edited while files are rewritten
+    qtbot.waitUntil(lambda: window.task is None, timeout=20_000)
+    assert window.canvas.isEnabled()
+
+
+def test_class_merge_rename_add_delete_and_undo(window, qtbot, tmp_path):  # noqa: F811
+    project = make_project(tmp_path / "proj", n_images=2)
+    lp0 = _label(project, 0, [_tri(0), _tri(1), _tri(2)])
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    # an unsaved edit on screen must be saved before the engine rewrites the files
+    window.doc.undo_stack.push(__import__("app.commands", fromlist=["x"]).AddInstance(window.doc, _tri(1)))
+    _edit(window, qtbot, window.project.merge_classes, "dog", "cat")  # what the Merge button runs
+    assert window.project.class_names == ["cat", "car"]
+    assert [i.class_id for i in window.doc.instances] == [0, 0, 1, 0]
+    assert [int(r.split()[0]) for r in lp0.read_text().splitlines()] == [0, 0, 1, 0]
+    assert window.class_panel.list.count() == 2
+    _edit(window, qtbot, window.project.rename_class, "car", "truck")
+    _edit(window, qtbot, window.project.add_class, "bike")
+    assert window.project.class_names == ["cat", "truck", "bike"]
+    assert window.class_panel.list.item(2).text().endswith("bike")
+    _edit(window, qtbot, window.project.undo_class_edit)  # engine's one-step undo (Edit menu)
+    assert window.project.class_names == ["cat", "truck"]
+    _edit(window, qtbot, window.project.delete_class, "cat")
+    assert window.project.class_names == ["truck"]
+    assert [i.class_id for i in window.doc.instances] == [0]
+    assert [int(r.split()[0]) for r in lp0.read_text().splitlines()] == [0]
+    screenshot(window, "classes_after_edits")
+
+
+def test_export_then_import_roundtrip_in_worker(window, qtbot, tmp_path):  # noqa: F811
+    project = make_project(tmp_path / "proj", n_images=3)
+    _label(project, 0, [_tri(0), Instance(class_id=2, box=(150, 100, 250, 200))])
+    _label(project, 1, [_tri(1)])
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    for kind in ("yolo", "coco", "labelme"):
+        task = window.export_to(kind, tmp_path / f"out_{kind}")
+        assert task is not None
+        qtbot.waitUntil(lambda: window.task is None, timeout=20_000)
+        assert "exported 3 images, 3 instances" in window.statusBar().currentMessage()
+    coco = [json.loads(p.read_text()) for p in (tmp_path / "out_coco" / "annotations").glob("*.json")]
+    assert sum(len(c["annotations"]) for c in coco) == 3
+    assert len(list((tmp_path / "out_labelme").glob("*.json"))) == 3
+    assert (tmp_path / "out_yolo" / "data.yaml").exists()
+    # import the labelme export into a fresh project: same instances come back
+    other = make_project(tmp_path / "other", n_images=0)
+    window.open_project(other.root)
+    task = window.import_from("labelme", tmp_path / "out_labelme")
+    assert task is not None
+    qtbot.waitUntil(lambda: window.task is None, timeout=20_000)
+    assert window.list_model.rowCount() == 3
+    from core.project import Project
+
+    reopened = Project.open(other.root)
+    anns = {a.image_path.name: a for a in reopened.load_all()[0]}
+    src = {a.image_path.name: a for a in project.load_all()[0]}
+    assert set(anns) == set(src)
+    for name, a in src.items():
+        b = anns[name]
+        assert len(a.instances) == len(b.instances)
+        for x, y in zip(a.instances, b.instances):
+            assert project.class_names[x.class_id] == reopened.class_names[y.class_id]
+            np.testing.assert_allclose(x.bbox(), y.bbox(), atol=1e-3)
+
+
+def test_export_can_be_cancelled(window, qtbot, tmp_path):  # noqa: F811
+    project = make_project(tmp_path / "proj", n_images=40, size=(64, 48))
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    cancelled = []
+    task = window.export_to("coco", tmp_path / "out")
+    task.signals.cancelled.connect(lambda: cancelled.append(True))
+    task.cancel()
+    qtbot.waitUntil(lambda: window.task is None, timeout=20_000)
+    # either it finished before the cancel was seen, or it stopped without writing
+    if cancelled:
+        assert not (tmp_path / "out" / "annotations").exists()
+
+
+def test_review_flags_show_in_list(window, qtbot, tmp_path, monkeypatch):  # noqa: F811
+    import app.image_list as il
+    from app.image_list import Status
+
+    project = make_project(tmp_path / "proj", n_images=3)
+    monkeypatch.setattr(il, "review_flagged", lambda p: {"img_001.png"})
+    import app.main_window as mw
+
+    monkeypatch.setattr(mw, "review_flagged", lambda p: {"img_001.png"})
+    window.open_project(project.root)
+    qtbot.waitUntil(lambda: window.list_model.flagged == {"img_001.png"}, timeout=5000)
+    assert window.list_model.status(1) == Status.FLAGGED
+    window.status_filter.setCurrentIndex(window.status_filter.findData(int(Status.FLAGGED)))
+    assert window.proxy.rowCount() == 1
+    assert window.goto_image(project.image_paths()[2])  # hidden by the filter: filter cleared
+    assert window.doc.image_path == project.image_paths()[2]
+
+
+def test_malformed_label_file_is_shown_read_only_and_never_overwritten(window, qtbot, tmp_path):  # noqa: F811
+    from app.image_list import Status
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    bad = project.label_path(project.image_paths()[0])
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("0 0.1 0.2 0.3\n")  # odd coordinate count
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    assert window.canvas.read_only and window.banner.isVisible()
+    assert window.list_model.status(0) == Status.ERROR
+    assert "img_000.txt:1" in window.statusBar().currentMessage()
+    screenshot(window, "label_error_banner")
+    window.step(+1)
+    window.step(-1)
+    assert bad.read_text() == "0 0.1 0.2 0.3\n"
+    # fixed by another program: coming back to the image loads it, editable again
+    window.step(+1)
+    bad.write_text("1 0.5 0.5 0.2 0.2\n")
+    window.step(-1)
+    assert not window.canvas.read_only and not window.banner.isVisible()
+    assert [i.class_id for i in window.doc.instances] == [1]
+    assert window.list_model.status(0) == Status.LABELLED
+
+
+def test_entry_point_opens_demo_in_user_data_dir(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    out = subprocess.run([sys.executable, "-m", "app", "--quit-after", "300"], check=False, env=env, capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    demos = list((tmp_path / "data").rglob("demo_project"))
+    assert len(demos) == 1 and (demos[0] / ".dfine" / "demo_complete").exists()
+    conf = next((tmp_path / "config").rglob("*.conf")).read_text()
+    assert "last_project=" + str(demos[0]) in conf
+
+
+@pytest.mark.parametrize("mode", ["dark", "light"])
+def test_icons_exist_for_every_action(window, mode):  # noqa: F811
+    from PySide6.QtGui import QAction
+
+    window.set_theme(mode)
+    named = [a for a in window.findChildren(QAction) if a.property("icon_name")]
+    assert len(named) >= 15
+    for a in named:
+        assert not a.icon().isNull(), a.property("icon_name")
+    window.set_theme("dark")
