@@ -61,7 +61,12 @@ def follow_system_theme(app, win, settings, forced: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--core"]:  # the frozen app runs its background jobs through itself
+        from core.cli import main as core_main
+
+        return core_main(argv[1:])
+    args = parse_args(argv)
     app = make_app()
     from PySide6.QtCore import QSettings
 
@@ -72,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = QSettings()
     apply_theme(app, args.theme or str(settings.value("theme", "system")))
     win = MainWindow(settings)
+    from app.jobs.wiring import attach_job_panels
+
+    attach_job_panels(win)
     follow_system_theme(app, win, settings, forced=args.theme)
     geometry, state = settings.value("geometry"), settings.value("window_state")
     if geometry is not None:

@@ -165,6 +165,10 @@ class TrainPanel(QWidget):
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
         self.runs_list = QListWidget()
+        self.runs_list.setMinimumHeight(48)
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.setMinimumHeight(110)
+        self.log_view.setMinimumHeight(40)
         self.runs_list.itemSelectionChanged.connect(self._show_selected_run)
 
         left = QWidget()
@@ -197,8 +201,9 @@ class TrainPanel(QWidget):
             self.weights_edit.setText(path)
 
     # ---- project / runs ---------------------------------------------------------------------
-    def set_project(self, root: Path) -> None:
-        self.project_root = Path(root)
+    def set_project(self, project: object) -> None:
+        """Accepts a core.project.Project or a project folder."""
+        self.project_root = Path(getattr(project, "root", project))
         self._load_defaults()
         self.refresh_runs()
 

@@ -1,0 +1,127 @@
+"""Dock the job panels (train, review, export, live) into the main window and connect them.
+
+Kept apart from main_window.py so the editor and the jobs stay independent rooms: the
+window only offers `add_panel`, `project_opened`, `goto_image` and `refresh_review_flags`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+
+from app.jobs.export_panel import ExportPanel
+from app.jobs.live_view import LiveView
+from app.jobs.review_panel import ReviewPanel
+from app.jobs.train_panel import TrainPanel
+from app.settings import AppSettings
+from core.annotation import ImageAnnotation
+
+
+class EditorAwareStore:
+    """The review panel's label store, routed through the editor's open documents: unsaved
+    edits are saved before a fix reads the file, and the open document reloads after it."""
+
+    def __init__(self, window: Any):
+        self.window = window
+
+    def _doc(self, image_path: Path):
+        return self.window.docs.get(Path(image_path))
+
+    def load_annotation(self, image_path: Path) -> ImageAnnotation:
+        doc = self._doc(image_path)
+        if doc is not None and doc.is_dirty():
+            self.window.autosaver.save(doc)
+        return self.window.project.load_annotation(Path(image_path))
+
+    def save_annotation(self, ann: ImageAnnotation) -> None:
+        self.window.project.save_annotation(ann)
+        doc = self._doc(ann.image_path)
+        if doc is not None:
+            doc.reload(self.window.project.load_annotation(Path(ann.image_path)))
+        if getattr(self.window, "list_model", None) is not None:
+            self.window.list_model.refresh(Path(ann.image_path))
+        self.window.statusBar().showMessage(f"Review fix applied to {Path(ann.image_path).name}", 5000)
+
+
+@dataclass
+class JobPanels:
+    train: TrainPanel
+    review: ReviewPanel
+    export: ExportPanel
+    live: LiveView
+
+    def all(self) -> tuple:
+        return (self.train, self.review, self.export, self.live)
+
+
+class _CloseGuard(QObject):
+    """Asks before closing while training runs (the run stays resumable), then stops the
+    other panels' threads/processes so nothing is destroyed while running."""
+
+    def __init__(self, panels: JobPanels, parent: QObject):
+        super().__init__(parent)
+        self.panels = panels
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Close:
+            if not self.panels.train.confirm_close():
+                event.ignore()
+                return True
+            for panel in (self.panels.review, self.panels.export, self.panels.live):
+                panel.shutdown()
+        return False
+
+
+def _scrollable(panel: QWidget) -> QScrollArea:
+    """Panels scroll inside their dock instead of forcing the dock (and so the canvas) to
+    their full minimum height."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(panel)
+    return area
+
+
+def attach_job_panels(window: Any) -> JobPanels:
+    settings = AppSettings(window.settings)
+    panels = JobPanels(
+        train=TrainPanel(),
+        review=ReviewPanel(store=EditorAwareStore(window), settings=settings),
+        export=ExportPanel(),
+        live=LiveView(settings=settings),
+    )
+    bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+    docks = [window.add_panel(title, _scrollable(panel), bottom) for title, panel in
+             (("Train", panels.train), ("Review", panels.review), ("Export", panels.export),
+              ("Live", panels.live))]
+    for dock in docks[1:]:
+        window.tabifyDockWidget(docks[0], dock)
+    docks[0].raise_()
+    # the canvas stays the main thing on screen; the panels take a third until resized
+    window.resizeDocks([docks[0]], [max(240, window.height() // 3)], Qt.Orientation.Vertical)
+
+    def follow(project) -> None:
+        for panel in panels.all():
+            panel.set_project(project)
+
+    window.project_opened.connect(follow)
+    if window.project is not None:
+        follow(window.project)
+
+    def open_in_editor(image_path: Path, instance_index: int) -> None:
+        if window.goto_image(Path(image_path)) and instance_index >= 0:
+            window.canvas.set_selection([instance_index])
+
+    panels.review.open_in_editor.connect(open_in_editor)
+    panels.review.flagged_changed.connect(lambda _names: window.refresh_review_flags())
+    panels.live.frame_added.connect(lambda _path: window.open_project(window.project.root)
+                                    if window.project is not None else None)
+    guard = _CloseGuard(panels, window)
+    window.installEventFilter(guard)
+    window._job_panels = panels  # keep the panels (and the guard) alive with the window
+    window._job_close_guard = guard
+    return panels
