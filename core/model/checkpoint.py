@@ -1,0 +1,220 @@
+"""Loading weights into a D-FINE(-seg) model: official checkpoints, HGNetV2 backbone files, ours.
+
+Every file is read with `torch.load(..., weights_only=True)`: a checkpoint never runs code.
+Accepted layouts (EMA preferred when present):
+  * official D-FINE: {"model": sd} and/or {"ema": {"module": sd, ...}}
+  * our checkpoints: the same keys (+ "meta": {size, num_classes, task, ...}), or a bare sd
+  * HGNetV2 ImageNet "stage1" files: a bare HGNetv2 sd ("stem.*", "stages.*") -> backbone only
+A class-count mismatch re-initialises only the class heads (+ the denoising class embedding);
+a checkpoint made for another model size raises WeightsError naming the size it looks like.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import WeightsError
+
+__all__ = ["LoadReport", "extract_state_dict", "guess_size", "load_weights", "save_weights"]
+
+log = logging.getLogger(__name__)
+
+# Keys whose shape depends on the number of classes (relative to the model root).
+_CLASS_HEAD_PREFIXES = ("decoder.enc_score_head.", "decoder.dec_score_head.",
+                        "decoder.denoising_class_embed.")
+# Keys whose shape depends on the build image size; recomputed, never an error.
+_IMAGE_SIZE_KEYS = ("decoder.anchors", "decoder.valid_mask")
+
+
+@dataclass
+class LoadReport:
+    """What `load_weights` did. `skipped` maps checkpoint key -> reason."""
+
+    path: str
+    source: str                                   # official-ema | official-model | ours | backbone | state_dict
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)   # model keys the file did not provide
+    reinitialized: list[str] = field(default_factory=list)  # module prefixes reset (class heads)
+    checkpoint_num_classes: int | None = None
+
+    def summary(self) -> str:
+        parts = [f"{self.path}: {self.source}, loaded {len(self.loaded)} tensors"]
+        if self.skipped:
+            reasons: dict[str, int] = {}
+            for r in self.skipped.values():
+                reasons[r] = reasons.get(r, 0) + 1
+            parts.append("skipped " + "; ".join(f"{n} ({r})" for r, n in reasons.items()))
+        if self.missing:
+            parts.append(f"{len(self.missing)} model tensors not in file (kept initialisation)")
+        if self.reinitialized:
+            parts.append("re-initialised class heads: " + ", ".join(self.reinitialized))
+        return "; ".join(parts)
+
+
+def extract_state_dict(obj: object, path: str = "<memory>") -> tuple[dict[str, torch.Tensor], str]:
+    """Pick the weights out of a loaded checkpoint object; returns (state_dict, source)."""
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: not a checkpoint (expected a dict, got {type(obj).__name__})")
+    ema = obj.get("ema")
+    if isinstance(ema, dict) and isinstance(ema.get("module"), dict) and ema["module"]:
+        sd, source = ema["module"], "official-ema"
+    elif isinstance(obj.get("model"), dict) and obj["model"]:
+        sd, source = obj["model"], "official-model"
+    elif isinstance(obj.get("state_dict"), dict):
+        sd, source = obj["state_dict"], "state_dict"
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd, source = obj, "state_dict"
+    else:
+        raise WeightsError(f"{path}: no weights found (keys: {sorted(map(str, obj))[:8]}); expected "
+                           "'model', 'ema'.'module' or a plain state_dict")
+    if "meta" in obj and source != "state_dict":
+        source = "ours" if source == "official-model" else source
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    if sd and all(k.startswith(("stem.", "stages.")) for k in sd):
+        sd = {"backbone." + k: v for k, v in sd.items()}
+        source = "backbone"
+    return sd, source
+
+
+@functools.cache
+def _size_signature(size: str) -> dict[str, tuple[int, ...]]:
+    """Shapes of a detect model of `size`, built on the meta device (no memory, fast)."""
+    from core.model.builder import build_model  # local: builder imports this package
+
+    with torch.device("meta"):
+        model = build_model(size, 80, task="detect", image_size=640)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()
+            if not k.startswith(_CLASS_HEAD_PREFIXES) and k not in _IMAGE_SIZE_KEYS}
+
+
+def guess_size(sd: dict[str, torch.Tensor]) -> tuple[str | None, float]:
+    """The model size whose architecture the state_dict fits best, with the fraction matched
+    (class heads, anchors and the mask head are ignored; backbone-only files vs backbones)."""
+    from core.model.builder import SIZES
+
+    keys = [k for k in sd if not k.startswith(_CLASS_HEAD_PREFIXES + ("mask_head.",))
+            and k not in _IMAGE_SIZE_KEYS and not k.endswith("num_batches_tracked")]
+    backbone_only = bool(keys) and all(k.startswith("backbone.") for k in keys)
+    best, best_score = None, 0.0
+    for size in SIZES:
+        ref = {k: s for k, s in _size_signature(size).items()
+               if not k.endswith("num_batches_tracked")
+               and (not backbone_only or k.startswith("backbone."))}
+        hits = sum(1 for k in keys if ref.get(k) == tuple(sd[k].shape))
+        extra = sum(1 for k in keys if k not in ref)
+        score = hits / max(len(ref) + extra, 1)
+        if score > best_score + 1e-9:
+            best, best_score = size, score
+        elif best is not None and abs(score - best_score) <= 1e-9:
+            best = f"{best}/{size}"  # e.g. a B0 backbone fits both n and s
+    return best, best_score
+
+
+def _class_count(sd: dict[str, torch.Tensor]) -> int | None:
+    w = sd.get("decoder.enc_score_head.weight")
+    return int(w.shape[0]) if w is not None else None
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
+    """Load `path` into `model` (in place) and return a LoadReport (also logged at INFO)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle with code, truncated file, not a torch file ...
+        raise WeightsError(f"{path}: cannot read as a weights-only torch checkpoint ({exc})") from exc
+    sd, source = extract_state_dict(obj, str(path))
+    target = model.state_dict()
+    report = LoadReport(path=str(path), source=source, checkpoint_num_classes=_class_count(sd))
+
+    # Architecture check: everything but class heads / anchors / mask head must fit.
+    arch_keys = [k for k in sd if k in target and not k.startswith(_CLASS_HEAD_PREFIXES)
+                 and k not in _IMAGE_SIZE_KEYS and not k.startswith("mask_head.")]
+    bad = [k for k in arch_keys if tuple(sd[k].shape) != tuple(target[k].shape)]
+    unknown = [k for k in sd if k not in target and not k.startswith("mask_head.")
+               and not k.endswith("num_batches_tracked")]
+    ours_size = getattr(model, "size", "?")
+    if strict_size and (bad or len(unknown) > 0.05 * max(len(sd), 1) or not arch_keys):
+        guess, score = guess_size(sd)
+        looks = (f"it looks like a size '{guess}' model ({score:.0%} of its tensors fit)"
+                 if guess and score > 0.5 else "it does not look like any D-FINE size")
+        example = bad[0] if bad else (unknown[0] if unknown else "")
+        detail = (f"; e.g. {example}: file {tuple(sd[example].shape)} vs model "
+                  f"{tuple(target[example].shape)}" if bad else
+                  (f"; e.g. unexpected key {example}" if example else ""))
+        raise WeightsError(f"{path}: does not fit the size '{ours_size}' model; {looks}{detail}")
+
+    to_load: dict[str, torch.Tensor] = {}
+    class_mismatch = False
+    for k, v in sd.items():
+        if k not in target:
+            report.skipped[k] = "not in model"
+        elif tuple(v.shape) != tuple(target[k].shape):
+            if k.startswith(_CLASS_HEAD_PREFIXES):
+                report.skipped[k] = (f"class count differs (file {report.checkpoint_num_classes}, "
+                                     f"model {getattr(model, 'num_classes', '?')})")
+                class_mismatch = True
+            elif k in _IMAGE_SIZE_KEYS:
+                report.skipped[k] = "built for another image size (recomputed)"
+            else:
+                report.skipped[k] = f"shape {tuple(v.shape)} != model {tuple(target[k].shape)}"
+        else:
+            to_load[k] = v.to(target[k].dtype) if v.is_floating_point() else v
+    if class_mismatch:  # never keep a half-loaded head: drop every class-head tensor
+        for k in [k for k in to_load if k.startswith(_CLASS_HEAD_PREFIXES)]:
+            report.skipped[k] = "class head re-initialised (class count differs)"
+            del to_load[k]
+        report.reinitialized = ["decoder." + n for n in model.decoder.reset_class_heads()]
+
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    reset = tuple(p + "." for p in report.reinitialized)
+    report.missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")
+                      and not (reset and k.startswith(reset))]
+    log.info("%s", report.summary())
+    return report
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, ema_state: dict | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write {"model": sd, ["ema": {"module": ema_sd}], "meta": {...}} atomically.
+
+    The layout is the official one, so official tools read it too; "meta" records size,
+    classes and task for our loaders.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj: dict = {"model": model.state_dict(),
+                 "meta": {"size": getattr(model, "size", None),
+                          "num_classes": getattr(model, "num_classes", None),
+                          "task": getattr(model, "task", None),
+                          "image_size": list(getattr(model, "image_size", ())),
+                          "mask_head": getattr(model, "mask_head_preset", None)}}
+    if ema_state is not None:
+        obj["ema"] = {"module": ema_state}
+    if extra:
+        obj.update(extra)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
