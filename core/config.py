@@ -31,6 +31,7 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     size: Literal["n", "s", "m", "l", "x"] = "s"
     image_size: int = Field(640, ge=64, le=4096)
+    mask_head: Literal["paper", "lite"] = "paper"  # segment only; see the template
     weights: str | None = None  # a D-FINE / D-FINE-seg checkpoint to start from (path)
     backbone_weights: str | None = None  # HGNetV2 ImageNet weights (path)
 
