@@ -61,8 +61,9 @@ bench: $(STAMP)
 	$(VENV)/bin/dfine bench $(WEIGHTS) --project $(PROJECT)
 
 installer: $(STAMP)
-	$(PIP) install -q pyinstaller
+	$(PIP) install -q ".[installer]"
 	$(VENV)/bin/pyinstaller --noconfirm build_installer.spec
+	dist/dfine-studio/dfine-studio --version
 
 clean:
 	rm -rf build dist .pytest_cache

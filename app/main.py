@@ -114,5 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # frozen: a spawned worker re-runs this exe, not the GUI
     os.environ.setdefault("QT_AUTO_SCREEN_SCALE_FACTOR", "1")
     sys.exit(main())
