@@ -1,0 +1,341 @@
+"""`dfine bench`: latency and F1 per format x precision x batch size, by the paper's protocol.
+
+Protocol (D-FINE-seg paper): warm up on 10 images; then for each image (batch) already in
+memory: synchronize, start the timer, preprocess (resize, normalise, device transfer) +
+forward + postprocess (box scaling, mask resize to the original size, cleanup) returning
+labels, scores, boxes and full-resolution masks, synchronize, stop = end-to-end latency.
+The raw forward (runner only) is timed separately inside the same call.
+
+Writes <out>/bench.csv, bench.md (markdown table) and bench.png, plus the crop-resize vs
+full-frame post-processing speed-up at 1920x1080.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserFacingError
+
+WARMUP = 10
+
+
+@dataclass
+class Timing:
+    batch_size: int
+    e2e_ms: list[float] = field(default_factory=list)  # per batch
+    raw_ms: list[float] = field(default_factory=list)
+    post_ms: list[float] = field(default_factory=list)
+    instances: int = 0
+    images: int = 0
+
+    def summary(self) -> dict[str, float]:
+        e2e, raw = np.array(self.e2e_ms), np.array(self.raw_ms)
+        return {"batch": self.batch_size, "e2e_p50_ms": float(np.percentile(e2e, 50)),
+                "e2e_p95_ms": float(np.percentile(e2e, 95)), "raw_p50_ms": float(np.percentile(raw, 50)),
+                "raw_p95_ms": float(np.percentile(raw, 95)), "post_p50_ms": float(np.percentile(self.post_ms, 50)),
+                "img_per_s": float(self.batch_size * 1000.0 / e2e.mean()),
+                "e2e_over_raw": float(np.percentile(e2e, 50) / np.percentile(raw, 50)),
+                "inst_per_img": self.instances / max(1, self.images)}
+
+
+def _sync(runner) -> None:
+    if getattr(runner, "device", "cpu").startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def time_predictor(predictor, images: list[np.ndarray], batch_size: int = 1, warmup: int = WARMUP,
+                   naive_post: bool = False) -> Timing:
+    """End-to-end and raw latency of ``predictor`` over ``images`` (already decoded, in memory)."""
+    from core.infer.postprocess import postprocess
+    from core.infer.preprocess import preprocess
+
+    runner, meta = predictor.runner, predictor.meta
+    batches = [images[i:i + batch_size] for i in range(0, len(images) - batch_size + 1, batch_size)]
+    if not batches:
+        raise UserFacingError(f"need at least {batch_size} images to time batch size {batch_size}")
+    warm = [images[i % len(images):i % len(images) + 1] * batch_size for i in range(max(1, warmup // batch_size))]
+    timing = Timing(batch_size)
+    for k, chunk in enumerate(warm + batches):
+        _sync(runner)
+        t0 = time.perf_counter()
+        x, sizes = preprocess(chunk, meta.image_size)
+        _sync(runner)
+        t1 = time.perf_counter()
+        raw = runner.run(x)  # returns host arrays: includes the device sync and copy back
+        t2 = time.perf_counter()
+        dets = postprocess(raw, sizes, predictor.conf, meta.class_names, naive=naive_post)
+        _sync(runner)
+        t3 = time.perf_counter()
+        if k >= len(warm):
+            timing.e2e_ms.append((t3 - t0) * 1e3)
+            timing.raw_ms.append((t2 - t1) * 1e3)
+            timing.post_ms.append((t3 - t2) * 1e3)
+            timing.instances += sum(len(d) for d in dets)
+            timing.images += len(chunk)
+    return timing
+
+
+def postprocess_speedup(predictor, images: list[np.ndarray], repeats: int = 3) -> dict[str, float]:
+    """Crop-then-resize vs full-frame mask post-processing on the same raw outputs."""
+    from core.infer.postprocess import postprocess
+    from core.infer.preprocess import preprocess
+
+    raws = []
+    for im in images:
+        x, sizes = preprocess([im], predictor.meta.image_size)
+        raws.append((predictor.runner.run(x), sizes))
+    out = {}
+    for naive in (False, True):
+        best = []
+        for raw, sizes in raws:
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                postprocess(raw, sizes, predictor.conf, naive=naive)
+                ts.append(time.perf_counter() - t0)
+            best.append(min(ts) * 1e3)
+        out["naive_ms" if naive else "crop_ms"] = float(np.median(best))
+    n = [int((raw["scores"][0] >= predictor.conf).sum()) for raw, _ in raws]
+    out["speedup"] = out["naive_ms"] / max(out["crop_ms"], 1e-9)
+    out["inst_per_img"] = float(np.mean(n))
+    out["image_size"] = f"{images[0].shape[1]}x{images[0].shape[0]}"
+    return out
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="run folder / checkpoint (exports it first) or an export folder")
+    p.add_argument("--project", type=Path, help="project for val F1 and INT8 calibration (default: found from "
+                   "the run folder)")
+    p.add_argument("--random-size", choices=["n", "s", "m", "l", "x"],
+                   help="no trained model: random weights of this size (latency only, F1 not measured)")
+    p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
+    p.add_argument("--formats", default="torch,onnxruntime,openvino",
+                   help="backends to time (default torch,onnxruntime,openvino)")
+    p.add_argument("--precision", default="fp32,fp16,int8", help="OpenVINO precisions (default fp32,fp16,int8)")
+    p.add_argument("--batch-sizes", default="1,4,8", help="default 1,4,8")
+    p.add_argument("--images", type=int, default=24, help="timed images per configuration (default 24)")
+    p.add_argument("--frame", default="1920x1080", help="size of the timed images (default 1920x1080)")
+    p.add_argument("--conf", type=float, default=0.5)
+    p.add_argument("--threads", type=int, help="CPU threads for the runtimes (default: all)")
+    p.add_argument("--calibration-images", type=int, default=300)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where CSV/markdown/plot go")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _bench_frames(project, n: int, frame: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
+    """Timed images: the project's val images (or demo renders) resized to ``frame`` (w, h)."""
+    import cv2
+
+    from core.data.images import read_image
+
+    if project is not None:
+        paths = project.split_images("val") or project.image_paths()
+        sources = [read_image(p) for p in paths[:n]]
+    else:
+        from core.demo import render_demo_image
+
+        sources = [render_demo_image(i)[0] for i in range(min(n, 16))]
+    w, h = frame
+    return [cv2.resize(sources[i % len(sources)], (w, h), interpolation=cv2.INTER_LINEAR) for i in range(n)]
+
+
+def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0):
+    """Random weights that behave like a trained model for timing and parity: N(0, 0.1) noise makes
+    the output depend on the input, a scaled class head spreads the scores over (0, 1) and a
+    scaled mask-embedding MLP makes crisp masks, so post-processing has real instances to do."""
+    import torch
+
+    from core.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(size, num_classes, "segment", image_size).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        head = model.decoder.dec_score_head[-1]
+        head.weight.mul_(4.0)
+        head.bias.add_(-2.5)
+        last = model.mask_head.query_mlp.layers[-1]
+        last.weight.mul_(20.0)
+        last.bias.mul_(20.0)
+    return model
+
+
+@dataclass
+class BenchSetup:
+    models: list  # (label, Predictor, f1 dict or None)
+    project: object | None
+    notes: list[str]
+
+
+def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
+    """Export (if needed) and open every model to time; F1 on the project's val split when there is one."""
+    import tempfile
+
+    from core.export.cli import newest_run
+    from core.export.pipeline import export_all, project_for
+    from core.infer.checkpoint_loader import load_checkpoint
+    from core.infer.meta import ModelMeta, find_meta
+    from core.infer.predictor import Predictor, export_layout, resolve_model
+    from core.infer.val_metrics import evaluate, load_val_items
+
+    formats = _csv_list(args.formats)
+    precisions = _csv_list(args.precision)
+    notes: list[str] = []
+    if args.random_size:
+        model = synthetic_model(args.random_size, 3, args.image_size)
+        meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), 100,
+                         args.random_size, source="random weights")
+        project = project_for(args.project) if args.project else None
+        notes.append(f"size {args.random_size.upper()} with random weights (no trained model): latency only; "
+                     "INT8 calibrated on the demo/project images")
+    else:
+        if not args.model:
+            raise UserFacingError("give a run folder, checkpoint or export folder (or --random-size)")
+        path = Path(args.model)
+        project = project_for(path, args.project)
+    files: dict = {}
+    if not args.random_size and (path / "meta.json").is_file():
+        # an export folder: time what is there; torch too when its checkpoint is still around
+        meta = find_meta(path)
+        files = {(m.backend, m.precision): m.path for m in export_layout(path) if m.path.is_file()}
+        model = load_checkpoint(meta.source)[0] if meta.source and Path(meta.source).is_file() else None
+    else:
+        if not args.random_size:
+            model, meta = load_checkpoint(resolve_model(newest_run(path), backend="torch").path)
+        calib: list[Path] = []
+        if project is not None:
+            calib = (project.split_images("train") or project.image_paths())[:args.calibration_images]
+        elif "int8" in precisions:
+            from core.demo import make_demo_project
+            from core.project import Project
+
+            demo = make_demo_project(Path(tempfile.mkdtemp(prefix="dfine-bench-")) / "demo")
+            calib = Project.open(demo).image_paths()[:args.calibration_images]
+        export_dir = args.out / f"export_{meta.model_size}_{meta.image_size[0]}"
+        export_formats = [f for f in ("openvino", "tensorrt") if f in formats]
+        files = export_all(model, meta, export_dir, export_formats, precisions, calibration=calib, log=log).files
+    predictors = []
+    if "torch" in formats and model is not None:
+        predictors.append(("torch fp32", Predictor.from_module(model, meta, conf=args.conf)))
+    for (backend, prec), file in files.items():
+        if backend in formats and (backend == "onnxruntime" or prec in precisions):
+            predictors.append((f"{backend} {prec}", Predictor.load(file, conf=args.conf, threads=args.threads)))
+    if not predictors:
+        raise UserFacingError(f"nothing to time for formats {', '.join(formats)} / precisions {', '.join(precisions)}")
+    if args.random_size:
+        # a threshold that keeps about 10 instances per 1080p frame, measured on the torch/FP32 model
+        frames = _bench_frames(project, 8, (1920, 1080))
+        ref = predictors[0][1]
+        ref.conf = 0.0
+        tenth = [np.sort(d.scores)[::-1][min(9, len(d) - 1)] for d in ref.predict(frames)]
+        conf = float(np.median(tenth))
+        for _, p in predictors:
+            p.conf = conf
+        notes.append(f"confidence threshold {conf:.3f} (keeps ~10 instances per frame on the FP32 model)")
+    items = load_val_items(project, task=meta.task) if project is not None and not args.random_size else []
+    models = []
+    for label, p in predictors:
+        f1 = evaluate(p.predict, items, meta.class_names, meta.task, p.conf) if items else None
+        models.append((label, p, f1))
+    if items:
+        notes.append(f"F1/P/R/IoU on {len(items)} val images of {project.root} at conf {args.conf}")
+    return BenchSetup(models, project, notes)
+
+
+def run(args: argparse.Namespace) -> int:
+    batch_sizes = [int(b) for b in _csv_list(args.batch_sizes)]
+    try:
+        frame = tuple(int(v) for v in args.frame.lower().split("x"))
+        assert len(frame) == 2
+    except (ValueError, AssertionError):
+        raise UserFacingError(f"--frame must be WIDTHxHEIGHT, got {args.frame!r}") from None
+    setup = prepare_models(args, log=lambda m: print(m, file=sys.stderr))
+    frames = _bench_frames(setup.project, max(args.images, max(batch_sizes)), frame)
+    rows = []
+    for label, predictor, f1 in setup.models:
+        for bs in batch_sizes:
+            t = time_predictor(predictor, frames, bs)
+            row = {"model": label, **t.summary(), **{k: f1.get(k) if f1 else None for k in
+                                                     ("f1", "precision", "recall", "iou")}}
+            rows.append(row)
+            print(f"{label:>22} bs={bs}: e2e p50 {row['e2e_p50_ms']:.1f} ms, raw p50 {row['raw_p50_ms']:.1f} ms, "
+                  f"{row['img_per_s']:.2f} img/s, e2e/raw {row['e2e_over_raw']:.2f}", file=sys.stderr)
+    reference = setup.models[0][1]
+    speed = postprocess_speedup(reference, frames[:8])
+    write_outputs(args.out, rows, speed, setup.notes)
+    print((args.out / "bench.md").read_text())
+    return 0
+
+
+def write_outputs(out: Path, rows: list[dict], speed: dict, notes: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "bench.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "bench.json").write_text(json.dumps({"rows": rows, "postprocess": speed, "notes": notes}, indent=2))
+    (out / "bench.md").write_text(markdown_table(rows, speed, notes))
+    plot(rows, out / "bench.png")
+
+
+def _fmt(v, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], speed: dict, notes: list[str]) -> str:
+    lines = ["| model | batch | e2e p50 ms | e2e p95 ms | raw p50 ms | e2e/raw | img/s | inst/img | F1 | P | R | IoU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['batch']} | {_fmt(r['e2e_p50_ms'])} | {_fmt(r['e2e_p95_ms'])} | "
+                     f"{_fmt(r['raw_p50_ms'])} | {_fmt(r['e2e_over_raw'], 2)} | {_fmt(r['img_per_s'], 2)} | "
+                     f"{_fmt(r['inst_per_img'])} | {_fmt(r['f1'], 3)} | {_fmt(r['precision'], 3)} | "
+                     f"{_fmt(r['recall'], 3)} | {_fmt(r['iou'], 3)} |")
+    lines.append("")
+    lines.append(f"Mask post-processing at {speed['image_size']} ({speed['inst_per_img']:.1f} instances/image): "
+                 f"crop-then-resize {speed['crop_ms']:.2f} ms vs full-frame {speed['naive_ms']:.2f} ms "
+                 f"(speed-up {speed['speedup']:.1f}x).")
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(batches))
+    for j, b in enumerate(batches):
+        sel = [next((r for r in rows if r["model"] == m and r["batch"] == b), None) for m in models]
+        xs = np.arange(len(models)) + j * width
+        axes[0].bar(xs, [r["e2e_p50_ms"] / b if r else 0 for r in sel], width, label=f"batch {b}")
+        axes[1].bar(xs, [r["img_per_s"] if r else 0 for r in sel], width, label=f"batch {b}")
+    for ax, title in zip(axes, ["e2e latency per image (ms, p50 / batch)", "throughput (img/s)"]):
+        ax.set_xticks(np.arange(len(models)) + width * (len(batches) - 1) / 2)
+        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,104 @@
+"""`dfine export <run dir or checkpoint> --formats onnx,openvino,tensorrt --precision fp32,fp16,int8
+[--project P] [--accuracy-control]`: the whole export chain plus exports/<name>/report.json.
+
+Unset options come from the project's `export:` section (project.yaml), then the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.errors import UserFacingError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="run folder (runs/<name>/, uses best.pt), a checkpoint file, or a "
+                   "project folder (its newest run)")
+    p.add_argument("--formats", help="comma list of onnx, openvino, tensorrt (default: project export.formats)")
+    p.add_argument("--precision", help="comma list of fp32, fp16, int8 (default: project export.precisions)")
+    p.add_argument("--project", type=Path, help="project folder (default: the one holding the run)")
+    p.add_argument("--accuracy-control", action="store_true", default=None,
+                   help="INT8 with NNCF accuracy control on the val F1 (default: export.accuracy_control)")
+    p.add_argument("--max-drop", type=float, help="largest F1 drop accuracy control accepts (default 0.01)")
+    p.add_argument("--calibration-images", type=int, help="INT8 calibration images (default 300, fewer if the "
+                   "project has fewer)")
+    p.add_argument("--name", help="export name: exports/<name>/ (default: the run name)")
+    p.add_argument("--out", type=Path, help="export folder (overrides <project>/exports/<name>)")
+    p.add_argument("--conf", type=float, help="confidence threshold for the report's F1 (default infer.conf)")
+    p.add_argument("--opset", type=int, help="ONNX opset (>= 17; default export.opset)")
+    p.add_argument("--device", default="cpu", help="device for the report's latency (default cpu)")
+    p.add_argument("--timing-images", type=int, default=20, help="images timed per model in the report")
+    p.add_argument("--no-report", action="store_true", help="skip measuring (no report.json)")
+
+
+def _csv(text: str | None, default: list[str]) -> list[str]:
+    return [t.strip().lower() for t in text.split(",") if t.strip()] if text else list(default)
+
+
+def newest_run(path: Path) -> Path:
+    """A project folder means its most recently written run that has a checkpoint."""
+    if not (path / "project.yaml").is_file():
+        return path
+    runs = [r for r in (path / "runs").glob("*") if (r / "best.pt").is_file() or (r / "last.pt").is_file()]
+    if not runs:
+        raise UserFacingError(f"{path}: project has no trained run yet (runs/<name>/best.pt); train first")
+    return max(runs, key=lambda r: max(f.stat().st_mtime for f in r.glob("*.pt")))
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.export.pipeline import export_all, openvino_validation_fn, project_for
+    from core.export.report import build_report, report_table
+    from core.infer.checkpoint_loader import load_checkpoint
+    from core.infer.predictor import resolve_model
+    from core.infer.val_metrics import load_val_items
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    model_file = resolve_model(newest_run(args.model), backend="torch")
+    if model_file.backend != "torch":
+        raise UserFacingError(f"{args.model}: export starts from a checkpoint (.pt) or a run folder")
+    project = project_for(args.model, args.project)
+    cfg = project.config.export if project is not None else None
+    formats = _csv(args.formats, cfg.formats if cfg else ["onnx", "openvino"])
+    precisions = _csv(args.precision, cfg.precisions if cfg else ["fp32", "fp16"])
+    accuracy_control = args.accuracy_control if args.accuracy_control is not None else bool(
+        cfg and cfg.accuracy_control)
+    max_drop = args.max_drop if args.max_drop is not None else (cfg.max_drop if cfg else 0.01)
+    n_calib = args.calibration_images or (cfg.calibration_images if cfg else 300)
+    opset = args.opset or (cfg.opset if cfg else 17)
+    conf = args.conf if args.conf is not None else (project.config.infer.conf if project else 0.5)
+    if accuracy_control and project is None:
+        raise UserFacingError("--accuracy-control needs the project's val split: pass --project")
+
+    model, meta = load_checkpoint(model_file.path)
+    run_name = model_file.path.parent.name
+    out = args.out or (project.exports_dir / (args.name or run_name) if project is not None
+                       else model_file.path.parent / "export")
+    calib = []
+    val_items = []
+    if project is not None:
+        # calibrate on train images (val stays unseen for the accuracy numbers); fill up from val if few
+        calib = (project.split_images("train") + project.split_images("val"))[:n_calib]
+        val_items = load_val_items(project, task=meta.task)
+    accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
+    log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
+    result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
+                        max_drop=max_drop, opset=opset, log=log)
+    for (backend, prec), path in result.files.items():
+        print(f"{backend:<12} {prec:<5} {path}")
+    if args.no_report:
+        return 0
+    from core.data.images import read_image
+
+    timing = [read_image(it.path) for it in val_items[:args.timing_images]]
+    if not timing:
+        from core.demo import render_demo_image
+
+        timing = [render_demo_image(i)[0] for i in range(args.timing_images)]
+    report = build_report(result, model, meta, val_items, timing, conf, args.device, log)
+    print(report_table(report))
+    print(f"report: {out / 'report.json'}")
+    return 0

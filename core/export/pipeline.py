@@ -1,0 +1,137 @@
+"""The whole export chain for one model: ONNX first (every other format starts from it), then
+OpenVINO FP32/FP16/INT8 and TensorRT engines, into one export folder:
+
+    exports/<name>/meta.json            classes, task, input size (what Predictor.load reads)
+                   model.onnx
+                   openvino_{fp32,fp16,int8}/model.xml (+ .bin)
+                   tensorrt_{fp32,fp16}.engine
+                   report.json          (core.export.report)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserFacingError
+from core.infer.meta import ModelMeta
+
+FORMATS = ("onnx", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    files: dict[tuple[str, str], Path] = field(default_factory=dict)  # (backend, precision) -> model file
+    int8_info: dict = field(default_factory=dict)
+
+
+def project_for(path: Path, explicit: Path | None = None):
+    """The project given, else the one holding ``path`` (runs/<name>/best.pt sits 3 levels down)."""
+    from core.project import Project
+
+    if explicit is not None:
+        return Project.open(explicit)
+    start = Path(path).resolve()
+    for folder in [start, *start.parents][:4]:
+        if (folder / "project.yaml").is_file():
+            return Project.open(folder)
+    return None
+
+
+def check_request(formats: list[str], precisions: list[str], has_calibration: bool) -> None:
+    """Fail before any work when the request cannot be met (unknown names, TensorRT missing, ...)."""
+    bad = [f for f in formats if f not in FORMATS] + [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise UserFacingError(f"unknown format/precision {', '.join(bad)}; formats: {', '.join(FORMATS)}; "
+                              f"precisions: {', '.join(PRECISIONS)}")
+    if "tensorrt" in formats:
+        from core.infer.runner_tensorrt import tensorrt_available
+
+        ok, reason = tensorrt_available()
+        if not ok:
+            raise UserFacingError(reason)
+    if "int8" in precisions and "openvino" in formats and not has_calibration:
+        raise UserFacingError("INT8 needs calibration images from a project: pass --project "
+                              "(or export from runs/<name>/ inside a project)")
+
+
+def calibration_batches(paths: list[Path], image_size: tuple[int, int]):
+    """Preprocessed [1,3,h,w] inputs, read lazily (NNCF iterates them once per statistic pass)."""
+    from core.data.images import read_image
+    from core.infer.preprocess import preprocess
+
+    class _Lazy:
+        def __len__(self) -> int:
+            return len(paths)
+
+        def __iter__(self):
+            for p in paths:
+                yield preprocess([read_image(p)], image_size)[0]
+
+    return _Lazy()
+
+
+def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precisions: list[str],
+               calibration: list[Path] | None = None, accuracy_fn: tuple | None = None, max_drop: float = 0.01,
+               opset: int = 17, log: Callable[[str], None] = print) -> ExportResult:
+    """Write every requested format x precision; ``accuracy_fn`` = (items, validation_fn) turns on
+    NNCF accuracy control for INT8."""
+    from core.export.onnx_export import export_onnx
+    from core.model import DeployModel
+
+    check_request(formats, precisions, bool(calibration))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta.save(out_dir)
+    result = ExportResult(out_dir)
+    log(f"ONNX (opset {opset}) ...")
+    onnx_path = export_onnx(DeployModel(model, meta.top_k), out_dir / "model.onnx", meta, opset=opset)
+    result.files[("onnxruntime", "fp32")] = onnx_path
+    if "openvino" in formats:
+        from core.export.openvino_export import export_openvino, quantize_int8
+
+        for prec in [p for p in precisions if p in ("fp32", "fp16")]:
+            log(f"OpenVINO {prec.upper()} ...")
+            result.files[("openvino", prec)] = export_openvino(onnx_path, out_dir / f"openvino_{prec}", prec)
+        if "int8" in precisions:
+            log(f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images) ...")
+            xml, info = quantize_int8(onnx_path, out_dir / "openvino_int8",
+                                      calibration_batches(calibration, meta.image_size), len(calibration),
+                                      validation=accuracy_fn, max_drop=max_drop, log=log)
+            result.files[("openvino", "int8")] = xml
+            result.int8_info = info
+    if "tensorrt" in formats:
+        from core.export.tensorrt_export import export_tensorrt
+
+        for prec in [p for p in precisions if p in ("fp32", "fp16")]:
+            log(f"TensorRT {prec.upper()} ...")
+            result.files[("tensorrt", prec)] = export_tensorrt(onnx_path, out_dir / f"tensorrt_{prec}.engine",
+                                                               prec, meta.image_size)
+    return result
+
+
+def openvino_validation_fn(items, meta: ModelMeta, conf: float):
+    """NNCF accuracy-control metric: our val F1 of a compiled OpenVINO model."""
+    from core.infer.postprocess import postprocess
+    from core.infer.preprocess import preprocess
+    from core.infer.runner_openvino import output_names
+    from core.infer.val_metrics import evaluate
+
+    def validate(compiled_model, validation_items) -> float:
+        outputs = list(compiled_model.outputs)
+        names = output_names(compiled_model)
+
+        def predict(images: list[np.ndarray]):
+            batch, sizes = preprocess(images, meta.image_size)
+            res = compiled_model(batch)
+            raw = {n: np.asarray(res[o]) for n, o in zip(names, outputs)}
+            return postprocess(raw, sizes, conf, meta.class_names)
+
+        return evaluate(predict, list(validation_items), meta.class_names, meta.task, conf)["f1"]
+
+    return list(items), validate

@@ -1,0 +1,59 @@
+"""OpenVINO backend. CPU by default; other device names (GPU, NPU, AUTO, GPU.1) are
+passed through to OpenVINO unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserFacingError, WeightsError
+
+OUTPUT_NAMES = ("labels", "boxes", "scores", "masks")
+
+
+def openvino_device(device: str) -> str:
+    """'cpu' -> 'CPU'; OpenVINO names pass through; CUDA names are not OpenVINO devices."""
+    if device.lower().startswith("cuda"):
+        raise UserFacingError(f"device {device!r} is a CUDA name; OpenVINO takes CPU, GPU, NPU or AUTO")
+    return device.upper() if device.lower() in ("cpu", "gpu", "npu", "auto") else device
+
+
+def output_names(compiled) -> list[str]:
+    """Our output names; a tensor can carry several ('masks' and its producer's), prefer ours."""
+    return [next((n for n in OUTPUT_NAMES if n in o.get_names()), o.get_any_name()) for o in compiled.outputs]
+
+
+class OpenVinoRunner:
+    backend = "openvino"
+
+    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None):
+        import openvino as ov
+
+        self.device = openvino_device(device)
+        self.precision = precision
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise WeightsError(f"{path}: OpenVINO cannot read it ({exc})") from exc
+        config: dict = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.device == "CPU":
+            # Float parts run in f32: the CPU plugin would otherwise pick bf16 on CPUs that have it,
+            # changing results. An FP16 IR is then a half-size file whose weights are expanded to
+            # f32 at load time (OpenVINO's documented CPU behaviour).
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(model, self.device, config)
+        except Exception as exc:
+            raise UserFacingError(f"OpenVINO cannot compile {path} for device {self.device!r} ({exc}); "
+                                  f"available devices: {core.available_devices}") from exc
+        self.request = self.compiled.create_infer_request()
+        self.output_names = output_names(self.compiled)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        results = self.request.infer({0: batch})
+        return {name: np.array(results[out]) for name, out in zip(self.output_names, self.compiled.outputs)}
+

@@ -1,0 +1,213 @@
+"""One model through torch, ONNX Runtime and OpenVINO FP32/FP16/INT8 gives the same Detections.
+
+The model is size N at 256x256 (fast on CPU) with `core.bench.synthetic_model` weights:
+random, made input-dependent and sharpened so that scores spread over (0, 1) and masks are
+crisp, i.e. the test compares real instances, not a cloud of near-threshold values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from core.bench import synthetic_model
+from core.demo import render_demo_image
+from core.export.onnx_export import export_onnx
+from core.export.openvino_export import export_openvino, quantize_int8
+from core.infer.meta import ModelMeta
+from core.infer.predictor import Predictor
+from core.infer.preprocess import preprocess
+from core.infer.runner_tensorrt import tensorrt_available
+from core.model import DeployModel
+
+SIZE = 256
+CLASSES = ["circle", "triangle", "rectangle"]
+
+
+def demo_images() -> list[np.ndarray]:
+    import cv2
+
+    imgs = [render_demo_image(i)[0] for i in range(4)]
+    imgs[1] = cv2.resize(imgs[1], (517, 333))  # odd size, other aspect
+    imgs[2] = cv2.resize(imgs[2], (200, 380))  # portrait
+    return imgs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model = synthetic_model("n", len(CLASSES), SIZE)
+    meta = ModelMeta(CLASSES, "segment", (SIZE, SIZE), 100, "n")
+    meta.save(root)
+    onnx_path = export_onnx(DeployModel(model, meta.top_k), root / "model.onnx", meta)
+    export_openvino(onnx_path, root / "openvino_fp32", "fp32")
+    export_openvino(onnx_path, root / "openvino_fp16", "fp16")
+    torch.save({"model": model.state_dict(), "class_names": CLASSES,
+                "config": {"task": "segment", "classes": CLASSES, "model": {"size": "n", "image_size": SIZE}}},
+               root / "best.pt")
+    images = demo_images()
+    # a threshold far from every score the torch model gives on these images
+    raw = Predictor.from_module(model, meta, conf=0.0).predict(images)
+    scores = np.concatenate([d.scores for d in raw])
+    grid = np.arange(0.5, 0.9, 0.005)
+    conf = float(grid[np.argmax([np.abs(scores - g).min() for g in grid])])
+    margin = float(np.abs(scores - conf).min())
+    assert margin > 0.002, f"no clean threshold (margin {margin})"
+    reference = Predictor.from_module(model, meta, conf=conf).predict(images)
+    assert sum(len(d) for d in reference) >= 8, "the test model must produce instances"
+    return {"root": root, "model": model, "meta": meta, "conf": conf, "images": images, "reference": reference}
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def compare(reference, other, min_area: int = 0) -> tuple[float, float]:
+    """Same instances (one-to-one, same class, score within 0.01) -> (max box error px, min mask IoU
+    over instances of at least ``min_area`` pixels: one flipped pixel moves a 20-pixel mask's IoU 5%)."""
+    worst_box, worst_iou = 0.0, 1.0
+    for ref, det in zip(reference, other, strict=True):
+        assert len(ref) == len(det), f"{len(ref)} vs {len(det)} instances"
+        if not len(ref):
+            continue
+        cost = np.abs(ref.boxes[:, None] - det.boxes[None]).max(-1) + 1e3 * (ref.labels[:, None] != det.labels[None])
+        rows, cols = linear_sum_assignment(cost)
+        assert np.array_equal(ref.labels[rows], det.labels[cols])
+        assert np.abs(ref.scores[rows] - det.scores[cols]).max() < 0.01
+        worst_box = max(worst_box, float(np.abs(ref.boxes[rows] - det.boxes[cols]).max()))
+        ious = [mask_iou(ref.masks[r], det.masks[c]) for r, c in zip(rows, cols) if ref.masks[r].sum() >= min_area]
+        worst_iou = min([worst_iou, *ious])
+    return worst_box, worst_iou
+
+
+@pytest.mark.parametrize("backend,precision,max_box_px,min_iou,min_area", [
+    ("torch", "fp32", 1.0, 0.98, 0),  # from best.pt through the checkpoint loader
+    ("onnxruntime", "fp32", 1.0, 0.98, 0),
+    ("openvino", "fp32", 1.0, 0.98, 0),
+    ("openvino", "fp16", 2.0, 0.95, 100),
+])
+def test_backends_agree(exported, backend, precision, max_box_px, min_iou, min_area):
+    p = Predictor.load(exported["root"], conf=exported["conf"], backend=backend, precision=precision)
+    assert (p.backend, p.precision) == (backend, precision)
+    assert p.class_names == CLASSES
+    dets = p.predict(exported["images"])
+    for img, d in zip(exported["images"], dets):
+        assert d.masks.shape == (len(d), *img.shape[:2])
+    box_err, iou = compare(exported["reference"], dets, min_area)
+    print(f"{backend} {precision}: max box error {box_err:.4f} px, min mask IoU {iou:.4f}")
+    assert box_err <= max_box_px
+    assert iou >= min_iou
+
+
+TRT_OK, TRT_REASON = tensorrt_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not TRT_OK, reason=TRT_REASON or "TensorRT available")
+@pytest.mark.parametrize("precision,max_box_px,min_iou,min_area", [("fp32", 1.0, 0.98, 0), ("fp16", 2.0, 0.95, 100)])
+def test_tensorrt_agrees(exported, precision, max_box_px, min_iou, min_area):
+    from core.export.tensorrt_export import export_tensorrt
+
+    root = exported["root"]
+    engine = export_tensorrt(root / "model.onnx", root / f"tensorrt_{precision}.engine", precision, (SIZE, SIZE))
+    p = Predictor.load(engine, device="cuda", conf=exported["conf"])
+    assert (p.backend, p.precision) == ("tensorrt", precision)
+    box_err, iou = compare(exported["reference"], p.predict(exported["images"]), min_area)
+    assert box_err <= max_box_px and iou >= min_iou
+
+
+def test_onnx_graph_contract(exported):
+    import onnx
+
+    model = onnx.load(str(exported["root"] / "model.onnx"))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [o.name for o in model.graph.output] == ["labels", "boxes", "scores", "masks"]
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value  # dynamic batch
+    import onnxruntime as ort
+
+    outs = ort.InferenceSession(str(exported["root"] / "model.onnx")).run(None, {"images": np.zeros((3, 3, SIZE, SIZE),
+                                                                                                  np.float32)})
+    assert [o.shape for o in outs] == [(3, 100), (3, 100, 4), (3, 100), (3, 100, SIZE // 4, SIZE // 4)]  # top-K only
+    assert '"class_names"' in {p.key: p.value for p in model.metadata_props}["dfine_meta"]
+
+
+def test_dynamic_batch_gives_same_result_as_single(exported):
+    p = Predictor.load(exported["root"] / "model.onnx", conf=exported["conf"])
+    images = exported["images"][:3]
+    batched = p.predict(images)
+    single = [p.predict([im])[0] for im in images]
+    for a, b in zip(batched, single):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+        assert np.array_equal(a.labels, b.labels)
+
+
+def test_int8_agreement_with_fp32(exported):
+    """INT8 (NNCF, sensitive heads kept in float) against FP32 as ground truth: F1 of agreement.
+
+    On this random-weight model INT8 agrees poorly (measured 0.34 with these 12 calibration images,
+    0.22 with 8; 0.42-0.45 on 16 other demo images whichever ignored scope / model type; FP16 0.99): its N(0, 0.1) noise weights give
+    activations no trained network has. The bound catches a broken pipeline (agreement ~0), and
+    the real F1 drop is measured on a trained run by the slow test below.
+    """
+    from core.eval.evaluator import Evaluator
+    from core.eval.records import ImageGT, ImagePred
+
+    root = exported["root"]
+    calib = [preprocess([render_demo_image(i)[0]], (SIZE, SIZE))[0] for i in range(4, 16)]
+    xml, info = quantize_int8(root / "model.onnx", root / "openvino_int8", calib, subset_size=12)
+    assert info["calibration_images"] == 12 and "/MatMul" in info["ignored"]
+    import openvino as ov
+
+    ops = ov.Core().read_model(str(xml)).get_ops()
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 50  # really quantized
+    mask_product = next(op for op in ops if op.get_friendly_name() == "/MatMul")
+    assert all(mask_product.input_value(i).get_node().get_type_name() != "FakeQuantize" for i in range(2))
+    p = Predictor.load(root, conf=exported["conf"], backend="openvino", precision="int8")
+    ev = Evaluator(len(CLASSES), CLASSES, "segment", conf=exported["conf"], coco=False)
+    for ref, det in zip(exported["reference"], p.predict(exported["images"])):
+        h, w = ref.image_size
+        ev.add(ImageGT(h, w, ref.boxes, ref.labels, ref.masks), ImagePred.from_detections(det))
+    f1 = ev.summary().fixed.f1
+    print(f"INT8 agreement F1 vs FP32: {f1:.3f}")
+    assert f1 >= 0.2  # measured 0.34 minus a margin (a broken pipeline gives ~0)
+
+
+@pytest.mark.slow
+def test_int8_f1_drop_on_trained_run(tmp_path):
+    """Real F1 drop of INT8 with accuracy control on a trained run: set DFINE_TEST_RUN=<project>/runs/<name>."""
+    import json
+    import os
+
+    run = os.environ.get("DFINE_TEST_RUN")
+    if not run:
+        pytest.skip("set DFINE_TEST_RUN to a trained run folder inside a project")
+    from core.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", run, "--formats", "onnx,openvino", "--precision", "fp32,int8", "--accuracy-control",
+                 "--max-drop", "0.01", "--out", str(out), "--timing-images", "3"]) == 0
+    rows = {(r["format"], r["precision"]): r for r in json.loads((out / "report.json").read_text())["results"]}
+    assert abs(rows[("openvino", "fp32")]["f1_delta_vs_torch"]) <= 0.005
+    assert rows[("openvino", "int8")]["f1_delta_vs_torch"] >= -0.02  # max_drop 0.01 + val-noise margin
+
+
+def test_export_cli(exported, tmp_path):
+    from core.cli import main
+
+    ckpt = exported["root"] / "best.pt"
+    # INT8 needs a project's images: a clear error before any work
+    assert main(["export", str(ckpt), "--precision", "int8", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "export"
+    assert main(["export", str(ckpt), "--formats", "onnx", "--precision", "fp16", "--out", str(out),
+                 "--no-report"]) == 0  # (OpenVINO conversion is covered by the fixture)
+    assert (out / "model.onnx").is_file() and not (out / "openvino_fp16").exists()
+    p = Predictor.load(out, conf=exported["conf"])  # meta.json written by the export
+    assert (p.backend, p.class_names) == ("onnxruntime", CLASSES)
+    box_err, iou = compare(exported["reference"], p.predict(exported["images"]))
+    assert box_err <= 1.0 and iou >= 0.98
