@@ -7,7 +7,6 @@ PIP    := $(VENV)/bin/pip
 DEMO   := demo_project
 PROJECT ?= $(DEMO)
 RUN    ?=
-WEIGHTS ?= $(PROJECT)/runs/$(if $(RUN),$(RUN),train)/best.pt
 SOURCE ?= $(PROJECT)/images
 STAMP  := $(VENV)/.installed
 
@@ -51,14 +50,18 @@ test-all: $(STAMP)
 train: $(STAMP) $(DEMO)/project.yaml
 	$(VENV)/bin/dfine train $(PROJECT) $(if $(RUN),--name $(RUN))
 
-export: $(STAMP)
-	$(VENV)/bin/dfine export $(WEIGHTS) --project $(PROJECT) --formats onnx,openvino --precision fp32,fp16,int8
+export: $(STAMP) $(DEMO)/project.yaml   ## ONNX + OpenVINO FP32/FP16/INT8 of the newest run (or RUN=name) + report.json
+	$(VENV)/bin/dfine export $(PROJECT)$(if $(RUN),/runs/$(RUN)) --formats onnx,openvino --precision fp32,fp16,int8
 
-infer: $(STAMP)
-	$(VENV)/bin/dfine infer $(WEIGHTS) $(SOURCE) --save $(PROJECT)/infer_out
+infer: $(STAMP) $(DEMO)/project.yaml    ## overlays + results.json for SOURCE with the project's newest export
+	$(VENV)/bin/dfine infer $(PROJECT)/exports/$(or $(RUN),$(notdir $(lastword $(wildcard $(PROJECT)/exports/*)))) $(SOURCE) --save $(PROJECT)/infer_out --conf 0.5
 
-bench: $(STAMP)
-	$(VENV)/bin/dfine bench $(WEIGHTS) --project $(PROJECT)
+bench: $(STAMP) $(DEMO)/project.yaml    ## paper-protocol benchmark of the newest run (RUN=name), or size S latency-only without one
+	@if [ -n "$(RUN)" ] || ls -d $(PROJECT)/runs/*/ >/dev/null 2>&1; then \
+		$(VENV)/bin/dfine bench $(PROJECT)/runs/$(or $(RUN),$(notdir $(patsubst %/,%,$(lastword $(wildcard $(PROJECT)/runs/*/))))) --project $(PROJECT) --out benchmarks/out; \
+	else \
+		$(VENV)/bin/dfine bench --random-size s --project $(PROJECT) --out benchmarks/out; \
+	fi
 
 installer: $(STAMP)
 	$(PIP) install -q ".[installer]"
