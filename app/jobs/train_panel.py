@@ -203,7 +203,8 @@ class TrainPanel(QWidget):
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:
         """Accepts a core.project.Project or a project folder."""
-        self.project_root = Path(getattr(project, "root", project))
+        # careful: a Path has a `.root` attribute too ("/")
+        self.project_root = Path(project) if isinstance(project, (str, Path)) else Path(project.root)
         self._load_defaults()
         self.refresh_runs()
 
@@ -255,8 +256,9 @@ class TrainPanel(QWidget):
         if resume:
             args.append("--resume")
         else:
-            args += ["--set", f"model.size={self.size_box.currentText()}",
-                     f"train.epochs={self.epochs_box.value()}", f"model.image_size={self.image_size_box.value()}"]
+            for override in (f"model.size={self.size_box.currentText()}", f"train.epochs={self.epochs_box.value()}",
+                             f"model.image_size={self.image_size_box.value()}"):
+                args += ["--set", override]
             if self.weights_edit.text().strip():
                 args += ["--weights", self.weights_edit.text().strip()]
         if self.device_box.currentText() != "auto":
@@ -317,13 +319,19 @@ class TrainPanel(QWidget):
         elif kind == "checkpoint":
             self.log_view.appendPlainText(f"checkpoint saved: {ev.get('path', '')}")
         elif kind == "done":
-            self.progress.setValue(1000)
-            self.status_label.setText("Finished")
+            if ev.get("stopped") == "signal":
+                self.status_label.setText("Cancelled — last.pt saved; press Resume to continue")
+            else:
+                self.progress.setValue(1000)
+                best = ev.get("best_value")
+                self.status_label.setText(f"Finished — best {ev.get('best_metric', 'f1')} "
+                                          f"{best:.3f}" if isinstance(best, (int, float)) else "Finished")
         elif kind == "error":
             self.error_message = str(ev.get("message", "unknown error"))
             self.status_label.setText("Training failed")
 
     def _on_finished(self, code: int, crashed: bool) -> None:
+        self.eta_label.setText(format_eta(None))
         self.start_button.setEnabled(True)
         self.resume_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -332,7 +340,7 @@ class TrainPanel(QWidget):
             message = self.error_message or f"the training process exited with code {code}"
             self.status_label.setText(f"Training failed: {message}")
             self.log_view.appendPlainText(f"ERROR: {message}")
-        elif self.status_label.text().startswith("Cancelling"):
+        elif self.status_label.text().startswith(("Cancelling", "Cancelled")):
             self.status_label.setText("Cancelled — last.pt saved; press Resume to continue")
         self.refresh_runs()
         self.run_finished.emit(name, code)
