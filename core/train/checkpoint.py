@@ -1,0 +1,78 @@
+"""Training checkpoints (last.pt / best.pt): plain types and tensors only, written atomically.
+
+Why plain: ``torch.load(weights_only=True)`` refuses arbitrary pickled objects, so a checkpoint
+from someone else cannot run code on load. Why atomic: the GUI's cancel (SIGTERM) or a crash
+while saving must leave the previous last.pt intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import WeightsError
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states as tensors / plain types."""
+    version, py_state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [int(version), torch.tensor(py_state, dtype=torch.int64), gauss],
+        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, py_state, gauss = state["python"]
+    random.setstate((int(version), tuple(int(x) for x in py_state.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save to a temp file in the same folder, fsync, os.replace over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated file, not a torch file, pickled objects
+        raise WeightsError(f"{path}: cannot be read as a dfine-studio checkpoint ({exc.__class__.__name__}: "
+                           f"{str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise WeightsError(f"{path}: not a dfine-studio training checkpoint (no 'model' entry)")
+    return ckpt

@@ -1,0 +1,96 @@
+"""`dfine train <project>` and `dfine val <project> --weights ckpt`.
+
+Multi-GPU / multi-process: the same command under torchrun, e.g.
+``torchrun --nproc_per_node 4 -m core train my_project``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project", type=Path, help="project folder (with project.yaml)")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': print one JSON event per line on stdout (for the GUI / scripts)")
+    p.add_argument("--name", help="run name (folder under runs/); default train, train2, ...")
+    p.add_argument("--resume", action="store_true",
+                   help="continue runs/<name>/last.pt (the newest run when --name is not given)")
+    p.add_argument("--weights", help="start from an official D-FINE checkpoint (or one of ours)")
+    p.add_argument("--backbone-weights", help="start the backbone from an HGNetV2 ImageNet file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a project.yaml setting, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N | mps | auto (default: train.device)")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
+    p.add_argument("--no-progress", action="store_true", help="no terminal progress bar")
+    p.add_argument("--no-denoising", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from core.errors import UserFacingError
+    from core.train.trainer import Trainer, TrainOptions
+
+    opts = TrainOptions(
+        project=args.project, run_name=args.name, resume=args.resume, weights=args.weights,
+        backbone_weights=args.backbone_weights, overrides=list(args.overrides), device=args.device,
+        events_stdout=args.events == "-", sync_bn=args.sync_bn, no_denoising=args.no_denoising,
+        progress=not args.no_progress,
+    )
+    try:
+        trainer = Trainer(opts)
+    except UserFacingError as exc:  # before the run folder exists: still tell an --events reader
+        if opts.events_stdout:
+            print(json.dumps({"event": "error", "time": round(time.time(), 3), "message": str(exc),
+                              "type": exc.__class__.__name__}, separators=(",", ":")), flush=True)
+        raise
+    return trainer.run()
+
+
+def add_val_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project", type=Path, help="project folder (with project.yaml)")
+    p.add_argument("--weights", required=True, help="a checkpoint (runs/<name>/best.pt or last.pt)")
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps | auto")
+    p.add_argument("--conf", type=float, default=None, help="confidence threshold for F1/P/R (infer.conf)")
+    p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights, not the EMA")
+    p.add_argument("--json", action="store_true", help="print the full summary as JSON")
+
+
+def run_val(args: argparse.Namespace) -> int:
+    from core.errors import WeightsError
+    from core.model import build_model
+    from core.project import Project
+    from core.train.checkpoint import load_checkpoint
+    from core.train.trainer import evaluate_model, resolve_device
+
+    project = Project.open(args.project)
+    ckpt = load_checkpoint(args.weights)
+    names = list(ckpt.get("class_names") or project.class_names)
+    task = ckpt.get("task", project.config.task)
+    if names != list(project.class_names):
+        raise WeightsError(f"{args.weights}: trained for classes {names}, the project has {project.class_names}")
+    size, image_size = ckpt.get("size", project.config.model.size), int(ckpt.get("image_size",
+                                                                              project.config.model.image_size))
+    model = build_model(size, len(names), task, image_size)
+    state = ckpt["ema"]["module"] if (not args.no_ema and isinstance(ckpt.get("ema"), dict)) else ckpt["model"]
+    model.load_state_dict(state)
+    device = resolve_device(args.device or project.config.infer.device)
+    model.to(device).eval()
+    images = project.split_images(args.split)
+    bad: list[str] = []
+    conf = project.config.infer.conf if args.conf is None else args.conf
+    summary = evaluate_model(model, project, images, names, task, image_size, device, conf, bad=bad)
+    for b in bad:
+        print(f"skipped: {b}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_dict(), default=float))
+    else:
+        head = summary.headline()
+        print(f"{args.split}: {summary.images} images, conf {conf:g}")
+        for k, v in head.items():
+            print(f"  {k:>14}: {v:.4f}")
+    return 0

@@ -1,0 +1,217 @@
+"""Training events: one JSON object per line, the GUI's (and any script's) view of a run.
+
+Every event has ``event`` (its kind) and ``time`` (unix seconds). Kinds and their fields:
+
+- ``start``: run, run_dir, project, task, size, image_size, epochs, steps_per_epoch, total_steps,
+  batch_size (global), device, world_size, num_train, num_val, classes, resumed (bool), epoch, step
+- ``step``: epoch, step (optimizer steps done, global), epoch_step, steps_per_epoch, total_steps,
+  loss, losses {kind: value}, lr (main group), lr_backbone, img_per_s, eta_s
+- ``epoch``: epoch, step, loss (mean over the epoch), time_s
+- ``metrics``: epoch, step, metrics {f1, precision, recall, iou, map, map50, ...}, best_metric,
+  value, is_best
+- ``checkpoint``: kind ("last" | "best"), path, epoch, step
+- ``warning``: message (e.g. a skipped unreadable sample, named)
+- ``done``: epochs_done, step, stopped ("finished" | "signal"), best_metric, best_value, best_epoch
+- ``error``: message, type
+
+Written to ``runs/<name>/events.jsonl`` always and to stdout with ``--events -``. Only rank 0
+writes. ``metrics.csv`` gets one row per validation; plots are redrawn after each epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+EVENT_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "done", "error")
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "start": ("run", "run_dir", "epochs", "steps_per_epoch", "total_steps", "device", "world_size",
+              "num_train", "num_val", "classes", "resumed", "epoch", "step"),
+    "step": ("epoch", "step", "epoch_step", "steps_per_epoch", "total_steps", "loss", "losses", "lr",
+             "img_per_s", "eta_s"),
+    "epoch": ("epoch", "step", "loss", "time_s"),
+    "metrics": ("epoch", "step", "metrics", "best_metric", "value", "is_best"),
+    "checkpoint": ("kind", "path", "epoch", "step"),
+    "warning": ("message",),
+    "done": ("epochs_done", "step", "stopped", "best_metric", "best_value", "best_epoch"),
+    "error": ("message", "type"),
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: floats stay numbers (NaN/inf become null so every line is strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _plain(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class EventLog:
+    """Append-only JSON-lines log (+ optional stream). ``enabled=False`` on non-zero ranks."""
+
+    def __init__(self, run_dir: Path, stream: IO[str] | None = None, enabled: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.stream = stream
+        self.enabled = enabled
+        self.sinks: list[Any] = []  # extra consumers with .log(record) (e.g. WandbSink)
+        self._file: IO[str] | None = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+
+    def emit(self, kind: str, /, **fields: Any) -> dict:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        record = {"event": kind, "time": round(time.time(), 3), **_plain(fields)}
+        if not self.enabled:
+            return record
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        assert self._file is not None
+        self._file.write(line + "\n")
+        self._file.flush()
+        if self.stream is not None:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        for sink in self.sinks:
+            sink.log(record)
+        return record
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class WandbSink:
+    """Forwards step losses/lr and validation metrics to Weights & Biases. Optional: created only
+    when ``train.wandb`` is on; ``create`` returns None (and the caller warns) if wandb is missing."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    @classmethod
+    def create(cls, run_name: str, config: dict) -> WandbSink | None:
+        try:
+            import wandb
+        except ImportError:
+            return None
+        return cls(wandb.init(project="dfine-studio", name=run_name, config=config, resume="allow"))
+
+    def log(self, record: dict) -> None:
+        kind = record.get("event")
+        if kind == "step":
+            data = {"train/loss": record["loss"], "train/lr": record["lr"], "train/img_per_s": record["img_per_s"]}
+            data.update({f"train/{k}": v for k, v in (record.get("losses") or {}).items()})
+            self.run.log(data, step=record["step"])
+        elif kind == "metrics":
+            self.run.log({f"val/{k}": v for k, v in (record.get("metrics") or {}).items()
+                          if isinstance(v, (int, float))}, step=record["step"])
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def validate_event(record: dict) -> None:
+    """Raise ValueError when ``record`` does not follow the schema above (used by tests and the GUI)."""
+    kind = record.get("event")
+    if kind not in REQUIRED_FIELDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    if not isinstance(record.get("time"), (int, float)):
+        raise ValueError(f"{kind}: missing numeric 'time'")  # noqa: TRY004 - a schema error
+    missing = [f for f in REQUIRED_FIELDS[kind] if f not in record]
+    if missing:
+        raise ValueError(f"{kind}: missing fields {missing}")
+
+
+def read_events(path: Path) -> list[dict]:
+    """All complete events of a run (a torn last line after a crash is ignored)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_metrics_csv(path: Path, row: dict[str, Any]) -> None:
+    """One row per validation; the header grows if a later row brings new columns."""
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    fields: list[str] = []
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames or [])
+            rows = list(reader)
+    for k in row:
+        if k not in fields:
+            fields.append(k)
+    rows.append({k: _plain(v) for k, v in row.items()})
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """losses.png, lr.png, metrics.png from events.jsonl (matplotlib Agg, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    events = read_events(run_dir / "events.jsonl")
+    steps = [e for e in events if e.get("event") == "step"]
+    metrics = [e for e in events if e.get("event") == "metrics"]
+    written: list[Path] = []
+    if steps:
+        xs = [e["step"] for e in steps]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        kinds = sorted({k for e in steps for k in (e.get("losses") or {})})
+        ax.plot(xs, [e["loss"] for e in steps], label="loss", lw=1.5)
+        for k in kinds:
+            if k != "loss":
+                ax.plot(xs, [(e.get("losses") or {}).get(k) for e in steps], label=k, lw=0.8)
+        ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
+        fig.tight_layout(), fig.savefig(run_dir / "losses.png", dpi=100), plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.plot(xs, [e["lr"] for e in steps], label="lr")
+        if any(e.get("lr_backbone") is not None for e in steps):
+            ax.plot(xs, [e.get("lr_backbone") for e in steps], label="backbone lr")
+        ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
+        fig.tight_layout(), fig.savefig(run_dir / "lr.png", dpi=100), plt.close(fig)
+        written += [run_dir / "losses.png", run_dir / "lr.png"]
+    if metrics:
+        xs = [e["epoch"] for e in metrics]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for k in ("f1", "precision", "recall", "iou", "map", "map50"):
+            ys = [(e.get("metrics") or {}).get(k) for e in metrics]
+            if any(y is not None for y in ys):
+                ax.plot(xs, ys, marker="o", label=k)
+        ax.set_xlabel("epoch"), ax.set_ylim(0, 1), ax.legend(), ax.grid(alpha=0.3)
+        fig.tight_layout(), fig.savefig(run_dir / "metrics.png", dpi=100), plt.close(fig)
+        written.append(run_dir / "metrics.png")
+    return written
+
+
+def stdout_stream() -> IO[str]:
+    return sys.stdout

@@ -1,0 +1,550 @@
+"""The training loop: one config drives data, model, loss, optimizer, schedule, EMA, AMP, DDP,
+validation, checkpoints and events.
+
+Exact resume: every source of randomness is either restored from last.pt (python / numpy /
+torch / CUDA generators, saved after the last finished optimizer step) or a pure function of
+(seed, epoch, index) (data order, augmentations), so k steps + SIGTERM + resume gives the
+same losses and weights as one uninterrupted run. SIGTERM / Ctrl-C only set a flag: the step
+in progress finishes, last.pt is written atomically and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from core.atomic_io import atomic_write_text
+from core.config import ProjectConfig, apply_overrides
+from core.data.augment import AugmentConfig, TrainAugment
+from core.data.dataset import SegmentationDataset, collate
+from core.errors import ConfigError, UserFacingError
+from core.train import distributed as ddp
+from core.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.train.ema import ModelEMA, unwrap
+from core.train.events import EventLog, append_metrics_csv, plot_run
+from core.train.optim import build_optimizer
+from core.train.schedule import FlatCosineSchedule
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainOptions:
+    project: Path
+    run_name: str | None = None
+    resume: bool = False
+    weights: str | None = None
+    backbone_weights: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    device: str | None = None
+    events_stdout: bool = False
+    sync_bn: bool = False
+    no_denoising: bool = False  # reproducibility checks (DDP == single process)
+    progress: bool = True
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu)")
+        return torch.device("cuda", local_rank if name == "cuda" else int(name.split(":")[1]))
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for, but MPS is not available (use --device cpu)")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it (no loss scaling needed), else fp16; never on CPU (slow)."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def loss_weight_dict(cfg: ProjectConfig) -> dict[str, float]:
+    w = cfg.train.loss_weights.model_dump()
+    w["bbox"] = w.pop("l1")  # config says l1, the criterion's key is loss_bbox (as upstream)
+    return w
+
+
+def headline_value(metrics: dict[str, float], best_metric: str, task: str) -> float:
+    """The number best.pt is chosen by; map/map50 use masks for segmentation, boxes for detection."""
+    if best_metric in ("map", "map50"):
+        prefix = "mask" if task == "segment" else "box"
+        return float(metrics.get(f"{prefix}_{best_metric}", float("nan")))
+    return float(metrics.get(best_metric, float("nan")))
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it between optimizer steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. embedded use): no signal handling
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    def __init__(self, opts: TrainOptions) -> None:
+        from core.project import Project
+
+        self.opts = opts
+        self.project = Project.open(opts.project)
+        cfg = self.project.config
+        self.run_dir, resume_ckpt = self._pick_run(cfg)
+        if resume_ckpt is not None:
+            # the run's own config (bit-exact resume), plus any new --set (e.g. more epochs)
+            cfg = ProjectConfig.model_validate(resume_ckpt["config"])
+        cfg = apply_overrides(cfg, list(opts.overrides))
+        if opts.device:
+            cfg = apply_overrides(cfg, [f"train.device={opts.device}"])
+        self.cfg = cfg
+        self.resume_ckpt = resume_ckpt
+        self.class_names = list(cfg.classes)
+        self.task = cfg.task
+        self.dist = ddp.init_distributed("cuda" if cfg.train.device.startswith("cuda") or (
+            cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(cfg.train.device, self.dist.local_rank)
+        self.events = EventLog(self.run_dir, sys.stdout if opts.events_stdout else None, self.dist.is_main)
+        self.stop = StopFlag()
+
+    # ------------------------------------------------------------------ setup
+
+    def _pick_run(self, cfg: ProjectConfig) -> tuple[Path, dict | None]:
+        runs = self.project.runs_dir
+        if self.opts.resume:
+            if self.opts.run_name:
+                run_dir = runs / self.opts.run_name
+            else:
+                candidates = sorted(runs.glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+                if not candidates:
+                    raise UserFacingError(f"{runs}: no run with a last.pt to resume")
+                run_dir = candidates[-1].parent
+            last = run_dir / "last.pt"
+            if not last.is_file():
+                raise UserFacingError(f"{last}: nothing to resume (no last.pt in this run)")
+            return run_dir, load_checkpoint(last)
+        if self.opts.run_name:
+            run_dir = runs / self.opts.run_name
+            if (run_dir / "last.pt").exists():
+                raise UserFacingError(f"{run_dir}: run exists; use --resume to continue it or pick another --name")
+            return run_dir, None
+        # train, train2, train3 ... (the Makefile's default WEIGHTS is runs/train/best.pt)
+        run_dir, k = runs / "train", 1
+        while run_dir.exists():
+            k += 1
+            run_dir = runs / f"train{k}"
+        return run_dir, None
+
+    def _build(self) -> None:
+        from core.model import build_model
+
+        cfg, t = self.cfg, self.cfg.train
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed % 2**32)
+        world = self.dist.world_size
+        if t.batch_size % world:
+            raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by the number of processes ({world})")
+        self.local_batch = t.batch_size // world
+        if self.local_batch % t.grad_accum:
+            raise ConfigError(f"train.batch_size per process ({self.local_batch}) must be divisible by "
+                              f"train.grad_accum ({t.grad_accum})")
+        self.micro_batch = self.local_batch // t.grad_accum
+
+        train_imgs, val_imgs = self._split_images()
+        no_aug = t.no_aug_epochs_resolved
+        aug = TrainAugment(AugmentConfig(image_size=cfg.model.image_size, mosaic_prob=t.mosaic_prob,
+                                         epochs=t.epochs, no_aug_epochs=no_aug))
+        self.train_set = SegmentationDataset(train_imgs, self.project.load_annotation, len(self.class_names),
+                                             cfg.model.image_size, cfg.task, aug, seed=t.seed)
+        self.val_images = val_imgs
+        self.sampler = ddp.EpochShardSampler(len(self.train_set), self.local_batch, self.dist.rank, world,
+                                             seed=t.seed, shuffle=True, drop_last=True)
+        self.steps_per_epoch = self.sampler.batches_per_epoch()
+        self.total_steps = self.steps_per_epoch * t.epochs
+
+        model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size)
+        if self.opts.no_denoising:
+            model.decoder.num_denoising = 0
+        self.init_report: dict[str, Any] = {}
+        if self.resume_ckpt is None:  # a resume restores everything from last.pt instead
+            from core.model import load_weights
+
+            # backbone first, so a full checkpoint given as well wins where both provide tensors
+            for key, path in (("backbone_weights", self.opts.backbone_weights or cfg.model.backbone_weights),
+                              ("weights", self.opts.weights or cfg.model.weights)):
+                if path:
+                    self.init_report[key] = load_weights(model, path).summary()
+        model.to(self.device)
+        if self.opts.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
+                              "on CPU each process normalises its own batch")
+        self.model = ddp.wrap_model(model, self.dist, self.device, self.opts.sync_bn)
+        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmups)
+        self.optimizer = build_optimizer(self.model, t.lr, t.backbone_lr, t.weight_decay)
+        # a warm-up longer than a tenth of a short run would leave it at a tiny lr throughout
+        warmup = min(t.warmup_iters, max(1, self.total_steps // 10)) if t.warmup_iters else 0
+        self.warmup_iters = warmup
+        self.schedule = FlatCosineSchedule(self.optimizer, self.steps_per_epoch, t.epochs, warmup,
+                                           t.flat_epochs_resolved, no_aug)
+        from core.loss.criterion import DFineCriterion
+
+        self.criterion = DFineCriterion(len(self.class_names), cfg.task, loss_weight_dict(cfg))
+        self.amp_dtype = amp_dtype(self.device, t.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.epoch, self.epoch_step, self.global_step = 0, 0, 0
+        self.best_value, self.best_epoch = -math.inf, -1
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+
+    def _split_images(self) -> tuple[list[Path], list[Path]]:
+        train = self.project.split_images("train")
+        val = self.project.split_images("val")
+        if not train:
+            raise UserFacingError(f"{self.project.root}: the train split is empty (label some images, then `dfine split`)")
+        return train, val
+
+    def _restore(self, ckpt: dict) -> None:
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        # a longer run (--set train.epochs=...) recomputes the step counts from the new config
+        self.schedule.total = self.total_steps
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.epoch_step, self.global_step = (int(ckpt["epoch"]), int(ckpt["epoch_step"]),
+                                                         int(ckpt["global_step"]))
+        self.best_value = float(ckpt.get("best_value", -math.inf))
+        self.best_epoch = int(ckpt.get("best_epoch", -1))
+        rng = ckpt["rng"]
+        if isinstance(rng, list):  # saved by a DDP run: one state per rank
+            rng = rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0]
+        self._rng_to_restore = rng
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _payload(self) -> dict[str, Any]:
+        rng = rng_state()
+        if self.dist.enabled:  # every rank's generators, so each rank resumes its own stream
+            gathered: list[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": unwrap(self.model).state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.cfg.train.best_metric,
+            "rng": rng,
+            "config": self.cfg.model_dump(mode="json"),
+            "class_names": list(self.class_names),
+            "task": self.task,
+            "size": self.cfg.model.size,
+            "image_size": self.cfg.model.image_size,
+            "world_size": self.dist.world_size,
+        }
+
+    def _save(self, kind: str, payload: dict | None = None) -> dict:
+        payload = payload if payload is not None else self._payload()  # collective: all ranks
+        if self.dist.is_main:
+            path = self.run_dir / f"{kind}.pt"
+            save_checkpoint(path, payload)
+            self.events.emit("checkpoint", kind=kind, path=str(path), epoch=self.epoch, step=self.global_step)
+        return payload
+
+    # ------------------------------------------------------------------ loop
+
+    def _loader(self, epoch: int, skip_batches: int) -> torch.utils.data.DataLoader:
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, skip_batches)
+        workers = self.cfg.train.workers
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.micro_batch, sampler=self.sampler, num_workers=workers,
+            collate_fn=collate, drop_last=False, pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            # own generator: creating the iterator must not draw from the global torch RNG
+            generator=torch.Generator().manual_seed(self.cfg.train.seed + epoch),
+            prefetch_factor=2 if workers > 0 else None,
+            worker_init_fn=_worker_ignores_signals if workers > 0 else None,
+        )
+
+    def _to_device(self, images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
+        nb = self.device.type == "cuda"
+        return (images.to(self.device, non_blocking=nb),
+                [{k: v.to(self.device, non_blocking=nb) for k, v in t.items()} for t in targets])
+
+    def _train_step(self, micro_batches: list) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the logged losses."""
+        from core.loss.criterion import summarize_losses, total_loss
+
+        t = self.cfg.train
+        model = self.model
+        self.schedule.step(self.global_step, self.optimizer)
+        sums: dict[str, float] = {}
+        n = len(micro_batches)
+        for i, (images, targets) in enumerate(micro_batches):
+            sync = nullcontext() if (i == n - 1 or not self.dist.enabled) else model.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = model(images, targets=targets)
+                # the loss in fp32: VFL / dice are unstable in half precision
+                losses = self.criterion(_float_outputs(outputs), targets)
+                loss = total_loss(losses)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {float(loss)} at step {self.global_step + 1}; "
+                                             "lower train.lr or check the labels")
+                self.scaler.scale(loss / n).backward()
+            for k, v in summarize_losses(losses).items():
+                sums[k] = sums.get(k, 0.0) + v / n
+        if t.clip_max_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(model)
+        if self.dist.enabled:  # log the global-batch loss, identical on every rank
+            keys = sorted(sums)
+            vec = ddp.all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64,
+                                                   device=self.device))
+            sums = dict(zip(keys, vec.tolist()))
+        return sums
+
+    def run(self) -> int:
+        self.stop.install()
+        try:
+            self._build()
+            return self._loop()
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.events.emit("error", message=str(exc) or exc.__class__.__name__, type=exc.__class__.__name__)
+            raise
+        finally:
+            self.stop.restore()
+            self.events.close()
+
+    def _start_event(self) -> None:
+        cfg = self.cfg
+        if self.dist.is_main and cfg.train.wandb:
+            from core.train.events import WandbSink
+
+            sink = WandbSink.create(self.run_dir.name, cfg.model_dump(mode="json"))
+            if sink is None:
+                self.events.emit("warning", message="train.wandb is on but wandb is not installed "
+                                                    "(pip install wandb); logging to events.jsonl only")
+            else:
+                self.events.sinks.append(sink)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml",
+                              yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+        self.events.emit(
+            "start", run=self.run_dir.name, run_dir=str(self.run_dir), project=str(self.project.root),
+            task=cfg.task, size=cfg.model.size, image_size=cfg.model.image_size, epochs=cfg.train.epochs,
+            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, batch_size=cfg.train.batch_size,
+            device=str(self.device), amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+            world_size=self.dist.world_size, num_train=len(self.train_set), num_val=len(self.val_images),
+            classes=self.class_names, resumed=self.resume_ckpt is not None, epoch=self.epoch,
+            step=self.global_step, init=self.init_report, warmup_iters=self.warmup_iters,
+        )
+
+    def _loop(self) -> int:
+        t = self.cfg.train
+        self._start_event()
+        rng = getattr(self, "_rng_to_restore", None)
+        if rng is not None:
+            set_rng_state(rng)  # last: building the model above drew from the generators
+        stopped = "finished"
+        bar = None
+        if self.opts.progress and not self.opts.events_stdout and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True,
+                       file=sys.stderr)
+        t_start, steps_at_start = time.perf_counter(), self.global_step
+        warned: set[str] = set()
+        while self.epoch < t.epochs:
+            epoch = self.epoch
+            t_epoch = time.perf_counter()
+            loss_sum, loss_n = 0.0, 0
+            pending: list = []
+            stop_now = False
+            loader = self._loader(epoch, self.epoch_step * t.grad_accum)
+            for images, targets, bad in loader:
+                for b in bad:
+                    if b.path not in warned:
+                        warned.add(b.path)
+                        self.events.emit("warning", message=f"skipped unreadable sample {b}")
+                pending.append(self._to_device(images, targets))
+                if len(pending) < t.grad_accum:
+                    continue
+                t_step = time.perf_counter()
+                losses = self._train_step(pending)
+                pending = []
+                self.global_step += 1
+                self.epoch_step += 1
+                loss_sum, loss_n = loss_sum + losses["loss"], loss_n + 1
+                elapsed = time.perf_counter() - t_start
+                done = self.global_step - steps_at_start
+                rate = done / elapsed if elapsed > 0 else 0.0
+                lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+                self.events.emit(
+                    "step", epoch=epoch, step=self.global_step, epoch_step=self.epoch_step,
+                    steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, loss=losses["loss"],
+                    losses={k: v for k, v in losses.items() if k != "loss"},
+                    lr=lrs.get("default", next(iter(lrs.values()))), lr_backbone=lrs.get("backbone"),
+                    img_per_s=t.batch_size / max(time.perf_counter() - t_step, 1e-9),
+                    eta_s=(self.total_steps - self.global_step) / rate if rate > 0 else None,
+                )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{losses['loss']:.3f}")
+                stop_now = ddp.any_rank(self.stop.requested, self.device)
+                if stop_now:
+                    break
+            if stop_now and self.epoch_step < self.steps_per_epoch:
+                stopped = "signal"
+                self._save("last")  # mid-epoch: resume skips the batches already done
+                break
+            self.events.emit("epoch", epoch=epoch, step=self.global_step,
+                             loss=loss_sum / loss_n if loss_n else None, time_s=time.perf_counter() - t_epoch)
+            self.epoch, self.epoch_step = epoch + 1, 0
+            self._last_was_best = False
+            validated = not stop_now and ((epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs)
+            if validated:
+                self._validate(epoch)
+            payload = self._payload()
+            self._save("last", payload)
+            if self._last_was_best:
+                self._save("best", payload)
+            if self.dist.is_main and (validated or self.epoch == t.epochs):
+                try:
+                    plot_run(self.run_dir)
+                except Exception as exc:  # noqa: BLE001 - plots are a convenience; never stop training
+                    self.events.emit("warning", message=f"plotting failed: {exc}")
+            if stop_now or ddp.any_rank(self.stop.requested, self.device):
+                stopped = "signal"
+                break
+        if bar is not None:
+            bar.close()
+        self.events.emit("done", epochs_done=self.epoch, step=self.global_step, stopped=stopped,
+                         best_metric=t.best_metric, best_value=self.best_value if self.best_epoch >= 0 else None,
+                         best_epoch=self.best_epoch if self.best_epoch >= 0 else None)
+        ddp.barrier()
+        ddp.cleanup()
+        return 0
+
+    _last_was_best = False
+
+    def _validate(self, epoch: int) -> None:
+        self._last_was_best = False
+        if self.dist.is_main and self.val_images:
+            summary = evaluate_model(self.ema.module, self.project, self.val_images, self.class_names, self.task,
+                                     self.cfg.model.image_size, self.device, self.cfg.infer.conf,
+                                     batch_size=max(1, self.local_batch))
+            metrics = summary.headline()
+            value = headline_value(metrics, self.cfg.train.best_metric, self.task)
+            is_best = math.isfinite(value) and value > self.best_value
+            if is_best:
+                self.best_value, self.best_epoch = value, epoch
+            self._last_was_best = is_best
+            self.events.emit("metrics", epoch=epoch, step=self.global_step, metrics=metrics,
+                             best_metric=self.cfg.train.best_metric, value=value, is_best=is_best)
+            append_metrics_csv(self.run_dir / "metrics.csv", {"epoch": epoch, "step": self.global_step, **metrics})
+        if self.dist.enabled:  # every rank must agree on whether best.pt is written
+            flag = [self._last_was_best, self.best_value, self.best_epoch]
+            torch.distributed.broadcast_object_list(flag, src=0)
+            self._last_was_best, self.best_value, self.best_epoch = flag
+        ddp.barrier()
+
+
+def _worker_ignores_signals(worker_id: int) -> None:
+    """Ctrl-C / `timeout` / `kill -TERM -<pgid>` reach the whole process group; the loader workers
+    must survive them so the main process can finish its step and save last.pt (it stops the
+    workers itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _float_outputs(outputs: Any) -> Any:
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {k: _float_outputs(v) for k, v in outputs.items()}
+    if isinstance(outputs, list):
+        return [_float_outputs(v) for v in outputs]
+    return outputs
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, project, images: list[Path], class_names: list[str], task: str,
+                   image_size: int, device: torch.device, conf: float, batch_size: int = 4,
+                   bad: list[str] | None = None):
+    """Paper metrics on original-resolution labels: preprocess as inference does, DeployModel
+    top-100, shared post-processing at conf 0.01 (COCO AP), fixed-threshold F1 at ``conf``."""
+    from core.data.images import read_image
+    from core.eval.evaluator import Evaluator
+    from core.eval.records import ImagePred, gt_from_annotation
+    from core.infer.postprocess import postprocess
+    from core.infer.preprocess import preprocess
+    from core.model import DeployModel
+
+    was_training = model.training
+    deploy = DeployModel(model, top_k=min(100, model.decoder.num_queries * len(class_names))).eval()
+    evaluator = Evaluator(len(class_names), class_names, task, conf=conf)
+    for start in range(0, len(images), batch_size):
+        chunk, anns, arrays = images[start:start + batch_size], [], []
+        for path in chunk:
+            try:
+                anns.append(project.load_annotation(path))
+                arrays.append(read_image(path))
+            except UserFacingError as exc:
+                if bad is not None:
+                    bad.append(str(exc))
+                if len(anns) > len(arrays):
+                    anns.pop()
+        if not arrays:
+            continue
+        batch, sizes = preprocess(arrays, (image_size, image_size))
+        outs = deploy(torch.from_numpy(batch).to(device))
+        raw = dict(zip(deploy.output_names, (o.float().cpu().numpy() for o in outs)))
+        dets = postprocess(raw, sizes, conf=0.01, class_names=class_names, rle=task == "segment")
+        for ann, det in zip(anns, dets):
+            evaluator.add(gt_from_annotation(ann, with_masks=task == "segment"),
+                          ImagePred.from_detections(det, str(ann.image_path)))
+    model.train(was_training)
+    return evaluator.summary()
