@@ -7,6 +7,8 @@ PIP    := $(VENV)/bin/pip
 DEMO   := demo_project
 PROJECT ?= $(DEMO)
 RUN    ?=
+RESUME ?=
+ARGS   ?=
 SOURCE ?= $(PROJECT)/images
 STAMP  := $(VENV)/.installed
 
@@ -48,7 +50,7 @@ test-all: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m ""
 
 train: $(STAMP) $(DEMO)/project.yaml
-	$(VENV)/bin/dfine train $(PROJECT) $(if $(RUN),--name $(RUN))
+	$(VENV)/bin/dfine train $(PROJECT) $(if $(RUN),--name $(RUN)) $(if $(RESUME),--resume) $(ARGS)
 
 export: $(STAMP) $(DEMO)/project.yaml   ## ONNX + OpenVINO FP32/FP16/INT8 of the newest run (or RUN=name) + report.json
 	$(VENV)/bin/dfine export $(PROJECT)$(if $(RUN),/runs/$(RUN)) --formats onnx,openvino --precision fp32,fp16,int8

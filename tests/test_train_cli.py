@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+
 from test_train_helpers import dfine, tiny_project
 
 
@@ -27,3 +29,30 @@ def test_unknown_setting_and_bad_checkpoint_are_user_errors(tmp_path):
     assert proc.returncode == 2 and "broken.pt" in proc.stderr and "Traceback" not in proc.stderr
     proc = dfine("train", str(root), "--resume", "--name", "missing", check=False)
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+
+
+def test_lite_mask_head_setting_reaches_checkpoint_val_and_predictor(tmp_path):
+    """`model.mask_head: lite` trains, is remembered by the checkpoint, and every loader
+    (dfine val, Predictor) rebuilds the same narrow head; several --set values in one flag."""
+    import torch
+
+    from core.infer.predictor import Predictor
+
+    root = tiny_project(tmp_path / "p", n_train=2, n_val=1)
+    dfine("train", str(root), "--name", "lite", "--no-progress", "--device", "cpu",
+          "--set", "model.mask_head=lite", "train.epochs=1", "train.batch_size=2", "train.workers=0")
+    ckpt = root / "runs" / "lite" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["config"]["model"]["mask_head"] == "lite"
+    proc = dfine("val", str(root), "--weights", str(ckpt), "--device", "cpu", "--json")
+    assert "f1" in proc.stdout
+    from core.model import build_model
+
+    lite = build_model("n", 3, "segment", 256, mask_head="lite").state_dict()
+    paper = build_model("n", 3, "segment", 256, mask_head="paper").state_dict()
+    key = "mask_head.pixel_decoder.out_conv.weight"
+    assert lite[key].shape != paper[key].shape
+    assert state["model"][key].shape == lite[key].shape
+    # a paper-head model could not take these weights: loading succeeds only with the lite head
+    predictor = Predictor.load(ckpt, device="cpu")
+    assert len(predictor.predict([cv2.imread(str(next((root / "images").glob("*.jpg"))))])) == 1

@@ -58,7 +58,8 @@ def load_checkpoint(path: Path | str, device: str = "cpu") -> tuple[torch.nn.Mod
     path = Path(path)
     ckpt = read_checkpoint(path)
     meta = meta_from_checkpoint(ckpt, path)
-    model = build_model(meta.model_size, meta.num_classes, task=meta.task, image_size=meta.image_size)
+    model = build_model(meta.model_size, meta.num_classes, task=meta.task, image_size=meta.image_size,
+                        mask_head=str(_get(ckpt.get("config"), "model", "mask_head", default="paper")))
     what = f"{path}: weights do not fit a size-{meta.model_size} {meta.task} model with {meta.num_classes} classes"
     try:
         missing, unexpected = model.load_state_dict(_state_dict(ckpt), strict=False)

@@ -22,7 +22,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue runs/<name>/last.pt (the newest run when --name is not given)")
     p.add_argument("--weights", help="start from an official D-FINE checkpoint (or one of ours)")
     p.add_argument("--backbone-weights", help="start the backbone from an HGNetV2 ImageNet file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a project.yaml setting, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--device", help="cpu | cuda | cuda:N | mps | auto (default: train.device)")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
@@ -75,7 +75,8 @@ def run_val(args: argparse.Namespace) -> int:
         raise WeightsError(f"{args.weights}: trained for classes {names}, the project has {project.class_names}")
     size, image_size = ckpt.get("size", project.config.model.size), int(ckpt.get("image_size",
                                                                               project.config.model.image_size))
-    model = build_model(size, len(names), task, image_size)
+    mask_head = ((ckpt.get("config") or {}).get("model") or {}).get("mask_head", "paper")
+    model = build_model(size, len(names), task, image_size, mask_head=mask_head)
     state = ckpt["ema"]["module"] if (not args.no_ema and isinstance(ckpt.get("ema"), dict)) else ckpt["model"]
     model.load_state_dict(state)
     device = resolve_device(args.device or project.config.infer.device)

@@ -189,7 +189,8 @@ class Trainer:
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.total_steps = self.steps_per_epoch * t.epochs
 
-        model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size)
+        model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size,
+                            mask_head=cfg.model.mask_head)
         if self.opts.no_denoising:
             model.decoder.num_denoising = 0
         self.init_report: dict[str, Any] = {}
