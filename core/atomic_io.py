@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
 TEMP_PREFIX = "."
@@ -31,13 +33,14 @@ def fsync_dir(folder: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (parent folder must exist)."""
+def atomic_write_with(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+    """Replace ``path`` atomically with what ``write`` puts into the open temp file
+    (streams large payloads such as checkpoints without holding them in memory)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if path.exists():
@@ -53,6 +56,11 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (parent folder must exist)."""
+    atomic_write_with(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
