@@ -10,6 +10,7 @@ keys are the ones app/main_window.py already writes ("last_project", "recent_pro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings
 from PySide6.QtWidgets import QMainWindow
@@ -134,3 +135,13 @@ class AppSettings:
 
     def sync(self) -> None:
         self.qsettings.sync()
+
+
+def default_model(project: Any, settings: AppSettings | None) -> str:
+    """The model a panel proposes for a project: the one last used with it, else the newest
+    run's best.pt, else nothing."""
+    remembered = settings.model_for(project.root) if settings is not None else None
+    if remembered is not None and remembered.exists():
+        return str(remembered)
+    runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return str(runs[0]) if runs else ""

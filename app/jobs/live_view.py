@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.capture import CaptureThread, FrameResult, SourceError, open_source
+from app.settings import default_model
 from core.errors import UserFacingError
 
 
@@ -75,7 +76,7 @@ class FrameView(QWidget):
         self.message = text
         self.update()
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802
+    def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#111214"))
         if self.image is not None and not self.image.isNull():
@@ -251,13 +252,7 @@ class LiveView(QWidget):
         if project is not None:
             self.source_box.addItem(str(project.image_dir))
             self.class_names = list(project.class_names)
-            remembered = self.settings.model_for(project.root) if self.settings is not None else None
-            runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-            # a new project: its remembered model, else its newest run's best.pt
-            if remembered is not None and remembered.exists():
-                self.model_edit.setText(str(remembered))
-            else:
-                self.model_edit.setText(str(runs[0]) if runs else "")
+            self.model_edit.setText(default_model(project, self.settings))
         self._update_buttons()
 
     def _restore_settings(self) -> None:
@@ -329,7 +324,7 @@ class LiveView(QWidget):
             device = self.device_box.currentText()
             backend = None if self.backend_box.currentText() == "auto" else self.backend_box.currentText()
 
-            def loader():  # noqa: ANN202
+            def loader():
                 from core.infer.predictor import Predictor
 
                 return Predictor.load(model, device=device, conf=0.01, backend=backend)
@@ -534,7 +529,7 @@ class LiveView(QWidget):
         a QThread destroyed while running aborts the process)."""
         self.stop()
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def closeEvent(self, event) -> None:
         self.stop()
         super().closeEvent(event)
 

@@ -43,6 +43,7 @@ from app.jobs.review_store import (
     flagged_images,
     load_review,
 )
+from app.settings import default_model
 from core.errors import UserFacingError
 
 KIND_TEXT = {
@@ -282,13 +283,7 @@ class ReviewPanel(QWidget):
         if self.store is None or self.store is getattr(self, "_default_store", None):
             self.store = self._default_store = project
         self.history = FixHistory(self.store)
-        remembered = self.settings.model_for(project.root) if self.settings is not None else None
-        runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-        # a new project: its remembered model, else its newest run's best.pt
-        if remembered is not None and remembered.exists():
-            self.model_edit.setText(str(remembered))
-        else:
-            self.model_edit.setText(str(runs[0]) if runs else "")
+        self.model_edit.setText(default_model(project, self.settings))
         self.reload()
 
     @property
@@ -497,7 +492,7 @@ class ReviewPanel(QWidget):
         store = self.project  # a worker thread: read files directly, never a custom (GUI) store
         results: dict[str, np.ndarray] = {}
 
-        def work(task):  # noqa: ANN001, ANN202
+        def work(task):
             from core.data.images import read_image
 
             cache: dict[Path, tuple[np.ndarray | None, Any]] = {}
