@@ -21,6 +21,7 @@ from torch.nn import init
 
 from core.model.box_ops import box_xyxy_to_cxcywh, inverse_sigmoid
 from core.model.denoising import contrastive_denoising_group
+from core.model.grad_layout import BatchNorm2d
 from core.model.hybrid_encoder import make_activation
 
 __all__ = ["MLP", "DFINETransformer", "bias_init_with_prob", "distance2bbox", "weighting_function"]
@@ -427,7 +428,7 @@ class DFINETransformer(nn.Module):
             else:
                 self.input_proj.append(nn.Sequential(OrderedDict([
                     ("conv", nn.Conv2d(c, self.hidden_dim, 1, bias=False)),
-                    ("norm", nn.BatchNorm2d(self.hidden_dim))])))
+                    ("norm", BatchNorm2d(self.hidden_dim))])))
         c = feat_channels[-1]
         for _ in range(self.num_levels - len(feat_channels)):
             if c == self.hidden_dim:
@@ -435,7 +436,7 @@ class DFINETransformer(nn.Module):
             else:
                 self.input_proj.append(nn.Sequential(OrderedDict([
                     ("conv", nn.Conv2d(c, self.hidden_dim, 3, 2, padding=1, bias=False)),
-                    ("norm", nn.BatchNorm2d(self.hidden_dim))])))
+                    ("norm", BatchNorm2d(self.hidden_dim))])))
                 c = self.hidden_dim
 
     # ---- helpers ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.model.grad_layout import BatchNorm2d
+
 __all__ = ["HGNET_ARCHS", "FrozenBatchNorm2d", "HGNetv2"]
 
 # name -> (stem channels, per-stage rows:
@@ -86,7 +88,7 @@ class ConvBNAct(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride,
                               padding=(kernel_size - 1) // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
+        self.bn = BatchNorm2d(out_chs)
         self.act = nn.ReLU() if use_act else nn.Identity()
         self.lab = LearnableAffineBlock() if (use_act and use_lab) else nn.Identity()
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.model.grad_layout import BatchNorm2d
+
 __all__ = ["HybridEncoder", "make_activation", "sincos_position_embedding"]
 
 
@@ -36,7 +38,7 @@ class ConvNormLayer(nn.Module):
         padding = (kernel_size - 1) // 2 if padding is None else padding
         self.conv = nn.Conv2d(ch_in, ch_out, kernel_size, stride, groups=g, padding=padding,
                               bias=False)
-        self.norm = nn.BatchNorm2d(ch_out)
+        self.norm = BatchNorm2d(ch_out)
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +180,7 @@ class HybridEncoder(nn.Module):
         self.input_proj = nn.ModuleList([
             nn.Sequential(OrderedDict([
                 ("conv", nn.Conv2d(c, hidden_dim, kernel_size=1, bias=False)),
-                ("norm", nn.BatchNorm2d(hidden_dim)),
+                ("norm", BatchNorm2d(hidden_dim)),
             ]))
             for c in in_channels
         ])
