@@ -231,14 +231,19 @@ class DFineCriterion(nn.Module):
             torch.cat(keep).bool() if keep else torch.zeros(0, dtype=torch.bool, device=pred_masks.device)
         )
         pred = pred_masks[b_idx, q_idx][keep_t]
-        if pred.shape[0] == 0:
+        # mean over the matched instances of the *global* batch: under DDP each rank scales its
+        # local mean by local / (all-reduced mean count), so averaging gradients over ranks gives
+        # sum / total count. Called on every rank (collective) before any early return.
+        n_local = pred.shape[0]
+        scale = n_local / _global_mean_count(n_local, pred_masks.device)
+        if n_local == 0:
             zero = pred_masks.sum() * 0.0
             return {"loss_mask_bce": zero, "loss_mask_dice": zero}
         gt_t = torch.cat(gt)[keep_t]
         regions = box_regions(torch.cat(boxes)[keep_t], height, width)
         return {
-            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions),
-            "loss_mask_dice": cropped_dice_loss(pred, gt_t, regions),
+            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions) * scale,
+            "loss_mask_dice": cropped_dice_loss(pred, gt_t, regions) * scale,
         }
 
     def _layer_losses(self, layer: _Layer, state: _CallState) -> dict[str, Tensor]:
