@@ -185,20 +185,12 @@ def test_predict_with_a_real_checkpoint(window, qtbot, tmp_path):  # noqa: F811
 
     from core.data.images import read_image
     from core.infer.predictor import Predictor
-    from core.model import build_model
 
     project = make_project(tmp_path / "proj", n_images=1, classes=("circle", "triangle", "rectangle"))
-    torch.manual_seed(0)
-    model = build_model("n", 3, "segment", 256).eval()
-    with torch.no_grad():  # random weights, sharpened so that some queries pass conf 0.5 (as tests/test_export_parity)
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-        head = model.decoder.dec_score_head[-1]
-        head.weight.mul_(4.0)
-        head.bias.add_(-2.5)
-        last = model.mask_head.query_mlp.layers[-1]
-        last.weight.mul_(20.0)
-        last.bias.mul_(20.0)
+    from core.bench import synthetic_model
+
+    # random weights, sharpened so that some queries pass conf 0.5 (as tests/test_export_parity)
+    model = synthetic_model("n", 3, 256, seed=0)
     ckpt = tmp_path / "best.pt"
     names = ["circle", "triangle", "rectangle"]
     torch.save({"model": model.state_dict(), "class_names": names,
