@@ -14,7 +14,6 @@ on the next open and the last edit can be undone in one step.
 
 from __future__ import annotations
 
-
 import contextlib
 import csv
 import hashlib
@@ -66,6 +65,11 @@ def _image_size(path: Path) -> tuple[int, int]:
     from core.data.images import image_size  # EXIF-aware, shared with the reader
 
     return image_size(path)
+
+
+def as_project(project: Project | str | os.PathLike) -> Project:
+    """A project as given, or the project at a root folder (callers accept either)."""
+    return Project.open(project) if isinstance(project, (str, os.PathLike)) else project
 
 
 class Project:

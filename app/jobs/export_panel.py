@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from core.errors import UserFacingError
+from core.project import as_project
 
 REPORT_FILE = "report.json"
 FORMATS = ("onnx", "openvino", "tensorrt")
@@ -423,10 +424,7 @@ class ExportPanel(QWidget):
 
     # ---- project ----------------------------------------------------------------------------
     def set_project(self, project: Any) -> None:
-        if not hasattr(project, "exports_dir"):
-            from core.project import Project
-
-            project = Project.open(project)
+        project = as_project(project)
         self.project = project
         self.checkpoint_box.clear()
         runs = sorted(

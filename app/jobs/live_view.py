@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.jobs.capture import CaptureThread, FrameResult, SourceError, open_source
 from app.settings import default_model
 from core.errors import UserFacingError
+from core.project import as_project
 
 
 def draw_overlay(frame: np.ndarray, det: Any, class_names: Sequence[str] = ()) -> np.ndarray:
@@ -244,10 +245,8 @@ class LiveView(QWidget):
     # ---- project / model ------------------------------------------------------------------
     def set_project(self, project: Any) -> None:
         """A core.project.Project or a project root; its image folder is offered as a source."""
-        if project is not None and not hasattr(project, "image_dir"):
-            from core.project import Project
-
-            project = Project.open(project)
+        if project is not None:
+            project = as_project(project)
         self.project = project
         if project is not None:
             self.source_box.addItem(str(project.image_dir))

@@ -45,6 +45,7 @@ from app.jobs.review_store import (
 )
 from app.settings import default_model
 from core.errors import UserFacingError
+from core.project import as_project
 
 KIND_TEXT = {
     "missing_label": "missing label",
@@ -275,10 +276,7 @@ class ReviewPanel(QWidget):
     # ---- project ----------------------------------------------------------------------------
     def set_project(self, project: Any) -> None:
         """A core.project.Project or its root folder."""
-        if not hasattr(project, "review_dir"):
-            from core.project import Project
-
-            project = Project.open(project)
+        project = as_project(project)
         self.project = project
         if self.store is None or self.store is getattr(self, "_default_store", None):
             self.store = self._default_store = project

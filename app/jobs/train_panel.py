@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
+from core.project import as_project
 
 LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
 METRIC_KEYS_SHOWN = ("f1", "mask_f1", "box_f1", "map", "mask_map", "box_map", "map50")
@@ -203,8 +204,7 @@ class TrainPanel(QWidget):
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:
         """Accepts a core.project.Project or a project folder."""
-        # careful: a Path has a `.root` attribute too ("/")
-        self.project_root = Path(project) if isinstance(project, (str, Path)) else Path(project.root)
+        self.project_root = Path(as_project(project).root)
         self._load_defaults()
         self.refresh_runs()
 
