@@ -56,11 +56,14 @@ class LossWeights(_Section):
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
 
+BACKBONE_LR_RATIO = 0.05  # official D-FINE: backbone 1.25e-5 vs 2.5e-4
+
+
 class TrainConfig(_Section):
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(8, gt=0)
     lr: float = Field(2.5e-4, gt=0)
-    backbone_lr: float = Field(1.25e-5, ge=0)
+    backbone_lr: float | None = Field(None, ge=0)  # None: see backbone_lr_for()
     weight_decay: float = Field(1.25e-4, ge=0)
     warmup_iters: int = Field(2000, ge=0)
     flat_epochs: int | None = Field(None, ge=0)  # None: half of epochs
@@ -81,19 +84,28 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _epochs_fit(self) -> TrainConfig:
-        for key in ("flat_epochs", "no_aug_epochs"):
-            v = getattr(self, key)
-            if v is not None and v > self.epochs:
-                raise ValueError(f"{key}: must be <= epochs ({self.epochs}), got {v}")
+        # (no_aug_epochs may exceed epochs: "the last N epochs" then means the whole run, so lowering
+        # epochs in the GUI never turns a valid project into an error)
+        if self.flat_epochs is not None and self.flat_epochs > self.epochs:
+            raise ValueError(f"flat_epochs: must be <= epochs ({self.epochs}), got {self.flat_epochs}")
         return self
 
     @property
     def flat_epochs_resolved(self) -> int:
         return self.epochs // 2 if self.flat_epochs is None else self.flat_epochs
 
+    def backbone_lr_for(self, pretrained: bool) -> float:
+        """The backbone's lr: as set, or (null) the official ratio 1.25e-5 / 2.5e-4 of ``lr`` when the
+        backbone starts from pretrained weights, and ``lr`` itself from scratch — a random backbone
+        trained at 1/20 of the rate barely moves, which is why from-scratch runs looked stuck."""
+        if self.backbone_lr is not None:
+            return self.backbone_lr
+        return self.lr * BACKBONE_LR_RATIO if pretrained else self.lr
+
     @property
     def no_aug_epochs_resolved(self) -> int:
-        return min(self.epochs, max(1, self.epochs // 10)) if self.no_aug_epochs is None else self.no_aug_epochs
+        n = max(1, self.epochs // 10) if self.no_aug_epochs is None else self.no_aug_epochs
+        return min(self.epochs, n)
 
 
 class SplitConfig(_Section):

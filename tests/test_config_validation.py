@@ -32,7 +32,8 @@ def test_template_is_valid_and_matches_documented_defaults(template_text):
     cfg = parse_config_text(template_text.replace("classes: []", "classes: [a]"))
     t = cfg.train
     assert (t.lr, t.backbone_lr, t.weight_decay, t.ema_decay, t.ema_warmups, t.clip_max_norm) == (
-        2.5e-4, 1.25e-5, 1.25e-4, 0.9999, 2000, 0.1)
+        2.5e-4, None, 1.25e-4, 0.9999, 2000, 0.1)
+    assert t.backbone_lr_for(pretrained=True) == 1.25e-5 and t.backbone_lr_for(pretrained=False) == 2.5e-4
     w = t.loss_weights
     assert (w.vfl, w.l1, w.giou, w.fgl, w.ddf, w.mask_bce, w.mask_dice) == (1, 5, 2, 0.15, 1.5, 1, 1)
     assert (cfg.export.calibration_images, cfg.export.accuracy_control, cfg.export.max_drop) == (300, False, 0.01)
@@ -139,6 +140,9 @@ def test_apply_overrides(template_text):
     assert new.model.weights == "/x/y.pth" and new.train.lr == 1e-4
     assert cfg.train.epochs == 50  # the original is untouched
     assert new.train.flat_epochs_resolved == 2 and new.train.no_aug_epochs_resolved == 1
+    whole = parse_config_text(template_text.replace("classes: []", "classes: [a]").replace(
+        "  no_aug_epochs: null", "  no_aug_epochs: 80"))
+    assert whole.train.no_aug_epochs_resolved == whole.train.epochs == 50  # the whole run, not an error
     for bad, words in [
         (["train.epoch=5"], "train.epoch: unknown key, did you mean 'epochs'?"),
         (["train.epochs=-1"], "train.epochs: must be > 0, got -1"),

@@ -102,7 +102,7 @@ def test_own_checkpoint_roundtrip(tmp_path):
                            "image_size": [IMG, IMG], "mask_head": "paper"}
     fresh = build_model("n", 4, task="segment", image_size=IMG)
     report = load_weights(fresh, path)
-    assert report.source == "official-ema" and report.skipped == {} and report.missing == []
+    assert report.source == "ours-ema" and report.skipped == {} and report.missing == []
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, ema[k]), k
     assert not list(tmp_path.joinpath("runs").glob("*.tmp"))

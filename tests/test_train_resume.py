@@ -84,6 +84,8 @@ def test_sigterm_then_resume_is_bit_exact(tmp_path):
         validate_event(e)
     kinds = [e["event"] for e in straight]
     assert kinds[0] == "start" and kinds[-1] == "done"
+    # from scratch (no --weights) the backbone trains at the full lr, not the pretrained 1/20
+    assert straight[0]["lr"] == straight[0]["backbone_lr"] == 0.0005
     assert {"step", "epoch", "metrics", "checkpoint"} <= set(kinds)
     step = next(e for e in straight if e["event"] == "step")
     assert step["img_per_s"] > 0 and step["eta_s"] is not None and step["lr"] >= 0

@@ -39,7 +39,7 @@ class LoadReport:
     """What `load_weights` did. `skipped` maps checkpoint key -> reason."""
 
     path: str
-    source: str                                   # official-ema | official-model | ours | backbone | state_dict
+    source: str                                   # official-ema | official-model | ours | ours-ema | backbone | state_dict
     loaded: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)   # model keys the file did not provide
@@ -76,8 +76,8 @@ def extract_state_dict(obj: object, path: str = "<memory>") -> tuple[dict[str, t
     else:
         raise WeightsError(f"{path}: no weights found (keys: {sorted(map(str, obj))[:8]}); expected "
                            "'model', 'ema'.'module' or a plain state_dict")
-    if "meta" in obj and source != "state_dict":
-        source = "ours" if source == "official-model" else source
+    if ("meta" in obj or "class_names" in obj) and source != "state_dict":  # our export / training run
+        source = {"official-model": "ours", "official-ema": "ours-ema"}.get(source, source)
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
         sd = {k[len("module."):]: v for k, v in sd.items()}

@@ -208,7 +208,10 @@ class Trainer:
                               "on CPU each process normalises its own batch")
         self.model = ddp.wrap_model(model, self.dist, self.device, self.opts.sync_bn)
         self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmups)
-        self.optimizer = build_optimizer(self.model, t.lr, t.backbone_lr, t.weight_decay)
+        pretrained = bool(self.opts.weights or cfg.model.weights or self.opts.backbone_weights
+                          or cfg.model.backbone_weights)
+        self.backbone_lr = t.backbone_lr_for(pretrained)
+        self.optimizer = build_optimizer(self.model, t.lr, self.backbone_lr, t.weight_decay)
         # a warm-up longer than a tenth of a short run would leave it at a tiny lr throughout
         warmup = min(t.warmup_iters, max(1, self.total_steps // 10)) if t.warmup_iters else 0
         self.warmup_iters = warmup
@@ -381,6 +384,7 @@ class Trainer:
             world_size=self.dist.world_size, num_train=len(self.train_set), num_val=len(self.val_images),
             classes=self.class_names, resumed=self.resume_ckpt is not None, epoch=self.epoch,
             step=self.global_step, init=self.init_report, warmup_iters=self.warmup_iters,
+            lr=cfg.train.lr, backbone_lr=self.backbone_lr,
         )
 
     def _loop(self) -> int:
