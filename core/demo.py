@@ -28,8 +28,12 @@ N_IMAGES = 64
 PER_BATCH = 4
 WIDTH, HEIGHT = 320, 240
 SEED = 20240611
-VERSION = "1"
+VERSION = "2"
 MARKER = Path(".dfine") / "demo_complete"
+# Training from random weights on a CPU: a 4x higher lr than the (pretrained) template default,
+# small batches for more steps, and no heavy augmentation, which slows the first few hundred steps.
+TEMPLATE_TRAIN = {"epochs": "50", "batch_size": "8", "lr": "2.5e-4", "no_aug_epochs": "null", "val_every": "1"}
+DEMO_TRAIN = {"epochs": "60", "batch_size": "4", "lr": "1.0e-3", "no_aug_epochs": "60", "val_every": "5"}
 DEFAULT_DIR = Path("demo_project")
 MAX_OCCLUSION = 0.5  # a new shape may hide at most half of an earlier one
 SUPERSAMPLE = 8  # anti-aliasing: edge pixels get their exact covered fraction
@@ -52,8 +56,13 @@ def make_demo_project(root: Path | str = DEFAULT_DIR) -> Path:
     proj = Project.create(tmp, CLASSES, "segment")
     text = proj.config_path.read_text(encoding="utf-8")
     text = text.replace("  group_by: none\n", "  group_by: pattern\n", 1)
-    text = text.replace("  image_size: 640\n", "  image_size: 320\n", 1)
+    text = text.replace("  image_size: 640\n", "  image_size: 256\n", 1)
     text = text.replace("  size: s\n", "  size: n\n", 1)
+    for key, value in DEMO_TRAIN.items():  # a recipe measured to learn from scratch on a CPU
+        line = f"  {key}: {TEMPLATE_TRAIN[key]}\n"
+        if line not in text:  # the template changed: fail here, not with a silently different demo
+            raise AssertionError(f"projects_template/project.yaml has no line {line!r}")
+        text = text.replace(line, f"  {key}: {value}  # demo recipe\n", 1)
     proj.config_path.write_text(text, encoding="utf-8")
     proj.reload_config()
     for i in range(N_IMAGES):
@@ -78,20 +87,14 @@ def make_demo_project(root: Path | str = DEFAULT_DIR) -> Path:
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
-    """Smooth colour noise + a random stripe/checker texture + grain."""
-    low = rng.uniform(40, 215, size=(rng.integers(3, 8), rng.integers(3, 8), 3)).astype(np.float32)
+    """Smooth colour field + grain.
+
+    Deliberately plain: the demo exists to show the whole loop (label, train, review, export,
+    live) in CPU minutes from random weights. With strong stripe/checker textures a size-N
+    model from scratch learned about half as fast (val mask mAP50 0.04 vs 0.08 after 220 steps
+    at 256 px) and had no confident detections within a 10-minute run."""
+    low = rng.uniform(60, 200, size=(rng.integers(2, 4), rng.integers(2, 4), 3)).astype(np.float32)
     bg = cv2.resize(low, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    kind = rng.integers(0, 3)
-    period = rng.uniform(8, 30)
-    if kind == 0:
-        theta = rng.uniform(0, np.pi)
-        tex = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
-    elif kind == 1:
-        tex = np.sign(np.sin(xx * 2 * np.pi / period) * np.sin(yy * 2 * np.pi / period))
-    else:
-        tex = cv2.resize(rng.standard_normal((HEIGHT // 6, WIDTH // 6)).astype(np.float32), (WIDTH, HEIGHT))
-    bg += tex[..., None] * rng.uniform(8, 30) * rng.uniform(0.5, 1.0, size=3).astype(np.float32)
     bg += rng.normal(0, 6, size=bg.shape).astype(np.float32)
     return bg
 
