@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from core.model.box_ops import box_cxcywh_to_xyxy
+from core.model.deploy_fuse import fuse_for_deploy
 
 __all__ = ["DFINEModel", "DeployModel"]
 
@@ -65,7 +66,7 @@ class DFINEModel(nn.Module):
 
     def deploy_forward(self, images: torch.Tensor, top_k: int = 100):
         """Top-K inference path, see `DeployModel`. Returns (labels, boxes, scores[, masks])."""
-        return DeployModel(self, top_k)(images)
+        return DeployModel(self, top_k, fuse=False)(images)
 
 
 class DeployModel(nn.Module):
@@ -82,14 +83,21 @@ class DeployModel(nn.Module):
     Python control flow; every shape is static except the batch dimension, so it traces with
     `torch.onnx.export(DeployModel(m.eval(), k), x, dynamic_axes={"images": {0: "batch"}, ...})`.
     Put the model in eval mode first (the wrapper does it).
+
+    `fuse=True` (default) wraps a re-parameterised deep copy (`core.model.deploy_fuse`: BNs
+    folded into the convs, RepVGG blocks merged to one 3x3 conv): same outputs up to float
+    rounding, faster, and `model` itself (its mode, weights, state_dict keys) is left untouched,
+    so later changes to `model` are not seen by the wrapper. `fuse=False` wraps `model` itself
+    and puts it in eval mode.
     """
 
-    def __init__(self, model: DFINEModel, top_k: int = 100):
+    def __init__(self, model: DFINEModel, top_k: int = 100, fuse: bool = True):
         super().__init__()
         nq, nc = model.decoder.num_queries, model.decoder.num_classes
         if not 1 <= top_k <= nq * nc:
             raise ValueError(f"top_k must be in [1, {nq * nc}], got {top_k}")
-        self.model = model.eval()
+        self.fused = fuse
+        self.model = fuse_for_deploy(model) if fuse else model.eval()
         self.top_k = top_k
         self.with_masks = model.mask_head is not None
         self.output_names = ("labels", "boxes", "scores") + (("masks",) if self.with_masks else ())
