@@ -9,6 +9,7 @@ can import ``dfine_seg``.
 
     python benchmarks/train_throughput.py --sizes n s --device cpu --steps 3
     python benchmarks/train_throughput.py --upstream-python /tmp/upstream-venv/bin/python
+    python benchmarks/train_throughput.py --sizes n --device cpu --amp   # bf16 on AVX512-BF16/AMX CPUs
 
 Peak memory: CUDA max_memory_allocated on GPU; peak RSS of the process on CPU (and the RSS
 before the model was built, so the model's share is visible).
@@ -74,7 +75,8 @@ def _upstream(size: str, num_classes: int, image_size: int, device):
     return model, lambda out, tg: sum(crit(out, tg).values()), opt
 
 
-def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup: int, device_name: str) -> dict:
+def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup: int, device_name: str,
+           amp_on: bool = False) -> dict:
     import torch
 
     from core.train.ema import ModelEMA
@@ -88,8 +90,11 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     build = _ours if impl == "ours" else _upstream
     model, loss_fn, opt = build(size, 3, image_size, device)
     ema = ModelEMA(model, 0.9999, 2000)
-    amp = device.type == "cuda"
-    dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    from core.train.trainer import amp_dtype
+
+    # the trainer's policy (bf16/fp16 on CUDA, bf16 on CPUs with native bf16), same for both impls
+    dtype = amp_dtype(device, amp_on) if (amp_on or device.type == "cuda") else None
+    amp = dtype is not None
 
     def step() -> float:
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
@@ -121,7 +126,7 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     return {"impl": impl, "size": size, "image_size": image_size, "batch": batch, "device": device_name,
             "steps": steps, "step_s_median": median, "img_per_s": batch / median, "peak_mem_mb": peak,
             "rss_before_model_mb": rss_before if device.type != "cuda" else None,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "amp": str(dtype).replace("torch.", "") if amp else "fp32"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" else "cpu")
     p.add_argument("--upstream-python", help="interpreter with dfine_seg importable (side-by-side ratio)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--amp", action="store_true",
+                   help="autocast as the trainer does on this device (CPU: bf16 where native); CUDA always uses it")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device)))
+        print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp)))
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO))
     runs = [("ours", sys.executable)] + ([("upstream", a.upstream_python)] if a.upstream_python else [])
@@ -147,18 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         for impl, python in runs:
             cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--size", size, "--image-size",
                    str(a.image_size), "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup),
-                   "--device", a.device]
+                   "--device", a.device] + (["--amp"] if a.amp else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
             if proc.returncode != 0:
                 print(f"{impl} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(res)
-            print(f"{impl:>8} {size}: {res['img_per_s']:.2f} img/s  step {res['step_s_median']:.2f} s  "
+            print(f"{impl:>8} {size} ({res['amp']}): {res['img_per_s']:.2f} img/s  step {res['step_s_median']:.2f} s  "
                   f"peak {res['peak_mem_mb']:.0f} MB", flush=True)
-    print("\n| size | impl | img/s | step (s) | peak mem (MB) |\n|---|---|---|---|---|")
+    print("\n| size | impl | precision | img/s | step (s) | peak mem (MB) |\n|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['size']} | {r['impl']} | {r['img_per_s']:.2f} | {r['step_s_median']:.2f} | {r['peak_mem_mb']:.0f} |")
+        print(f"| {r['size']} | {r['impl']} | {r['amp']} | {r['img_per_s']:.2f} | {r['step_s_median']:.2f} "
+              f"| {r['peak_mem_mb']:.0f} |")
     by = {(r["impl"], r["size"]): r for r in results}
     for size in a.sizes:
         if ("ours", size) in by and ("upstream", size) in by:

