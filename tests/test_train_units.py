@@ -133,3 +133,21 @@ def test_real_model_groups_cover_all_params():
         if g["weight_decay"] > 0:
             assert all(p.ndim > 1 for p in g["params"])
         assert (g["lr"] == 1e-4) == g["name"].startswith("backbone")
+
+
+def test_amp_policy_on_cpu(monkeypatch):
+    """bf16 autocast on a CPU only with native bf16 (AVX512-BF16/AMX); never when amp is off."""
+    import torch
+
+    from core.train import trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.amp_dtype(cpu, True) == torch.bfloat16 and trainer.amp_dtype(cpu, False) is None
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.amp_dtype(cpu, True) is None
+    monkeypatch.undo()
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert trainer.cpu_has_native_bf16() is native

@@ -66,11 +66,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 / AMX: oneDNN runs bf16 convs and matmuls natively (elsewhere bf16 is emulated
-    and slower than fp32)."""
+    """AVX512-BF16 or AMX: oneDNN runs bf16 convs and matmuls natively. (oneDNN's own "bf16
+    supported" is also true on plain AVX-512, where bf16 is emulated and can be slower than fp32.)"""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return any(bool(getattr(torch.cpu, name)()) for name in probes if hasattr(torch.cpu, name))
+    except RuntimeError:
         return False
 
 
