@@ -188,20 +188,27 @@ def test_int8_agreement_with_fp32(exported):
     assert f1 >= 0.2  # measured 0.27 minus a margin (a broken pipeline gives ~0)
 
 
-@pytest.mark.slow
-def test_int8_f1_drop_on_trained_run(tmp_path):
-    """Real F1 drop of INT8 with accuracy control on a trained run: set DFINE_TEST_RUN=<project>/runs/<name>."""
-    import json
+def _export_trained_run(out, *args: str) -> str:
+    """Export the run named by DFINE_TEST_RUN=<project>/runs/<name> (skip when unset); returns the run."""
     import os
+
+    from core.cli import main
 
     run = os.environ.get("DFINE_TEST_RUN")
     if not run:
         pytest.skip("set DFINE_TEST_RUN to a trained run folder inside a project")
-    from core.cli import main
+    assert main(["export", run, "--formats", "onnx,openvino", "--out", str(out), *args]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_int8_f1_drop_on_trained_run(tmp_path):
+    """Real F1 drop of INT8 with accuracy control on a trained run: set DFINE_TEST_RUN=<project>/runs/<name>."""
+    import json
 
     out = tmp_path / "export"
-    assert main(["export", run, "--formats", "onnx,openvino", "--precision", "fp32,int8", "--accuracy-control",
-                 "--max-drop", "0.01", "--out", str(out), "--timing-images", "3"]) == 0
+    _export_trained_run(out, "--precision", "fp32,int8", "--accuracy-control", "--max-drop", "0.01",
+                        "--timing-images", "3")
     rows = {(r["format"], r["precision"]): r for r in json.loads((out / "report.json").read_text())["results"]}
     assert abs(rows[("openvino", "fp32")]["f1_delta_vs_torch"]) <= 0.005
     assert rows[("openvino", "int8")]["f1_delta_vs_torch"] >= -0.02  # max_drop 0.01 + val-noise margin
@@ -210,19 +217,13 @@ def test_int8_f1_drop_on_trained_run(tmp_path):
 @pytest.mark.slow
 def test_fp16_on_trained_run(tmp_path):
     """On a trained run (DFINE_TEST_RUN=<project>/runs/<name>) every FP16 instance keeps mask IoU >= 0.95."""
-    import os
     from pathlib import Path
 
-    from core.cli import main
     from core.data.images import read_image
     from core.project import Project
 
-    run = os.environ.get("DFINE_TEST_RUN")
-    if not run:
-        pytest.skip("set DFINE_TEST_RUN to a trained run folder inside a project")
     out = tmp_path / "export"
-    assert main(["export", run, "--formats", "onnx,openvino", "--precision", "fp32,fp16", "--out", str(out),
-                 "--no-report"]) == 0
+    run = _export_trained_run(out, "--precision", "fp32,fp16", "--no-report")
     images = [read_image(p) for p in Project.open(Path(run).parent.parent).split_images("val")]
     reference = Predictor.load(Path(run) / "best.pt").predict(images)
     assert sum(len(d) for d in reference) >= 10, "the run must be trained enough to find objects"
