@@ -319,35 +319,12 @@ class DFineCriterion(nn.Module):
         dn_num_boxes = dn_num_boxes if dn_num_boxes > 0 else 1.0
         if outputs.get("dn_pred_masks") is not None and "pred_masks" not in dn_outputs[-1]:
             dn_outputs[-1] = {**dn_outputs[-1], "pred_masks": outputs["dn_pred_masks"]}  # D-FINE-seg naming
-        layers = [
-            _Layer(
-                f"_dn_{i}",
-                {**d, **shared},
-                indices,
-                indices,
-                indices,
-                dn_num_boxes,
-                dn_num_boxes,
-                targets,
-                True,
-            )
-            for i, d in enumerate(dn_outputs)
-        ]
+        named = [(f"_dn_{i}", {**d, **shared}) for i, d in enumerate(dn_outputs)]
         if outputs.get("dn_pre_outputs") is not None:
-            layers.append(
-                _Layer(
-                    "_dn_pre",
-                    outputs["dn_pre_outputs"],
-                    indices,
-                    indices,
-                    indices,
-                    dn_num_boxes,
-                    dn_num_boxes,
-                    targets,
-                    True,
-                )
-            )
-        return layers
+            named.append(("_dn_pre", outputs["dn_pre_outputs"]))
+        # denoising queries are matched by construction: one set of indices for every loss kind
+        return [_Layer(name, out, indices, indices, indices, dn_num_boxes, dn_num_boxes, targets, True)
+                for name, out in named]
 
     def _prepare_targets(
         self, outputs: Mapping[str, Any], targets: Sequence[Mapping[str, Tensor]]
