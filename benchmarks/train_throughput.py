@@ -93,7 +93,7 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     from core.train.trainer import amp_dtype
 
     # the trainer's policy (bf16/fp16 on CUDA, bf16 on CPUs with native bf16), same for both impls
-    dtype = amp_dtype(device, amp_on) if (amp_on or device.type == "cuda") else None
+    dtype = amp_dtype(device, amp_on or device.type == "cuda")
     amp = dtype is not None
 
     def step() -> float:

@@ -90,9 +90,7 @@ class MaskHead(nn.Module):
         mask product 3.6 -> 2.4 s of CPU time)."""
         emb = self.embed(hidden)
         b, d, h, w = features.shape
-        lead = emb.shape[:-3]
-        if not lead:
-            return torch.bmm(emb, features.reshape(b, d, h * w)).reshape(b, emb.shape[-2], h, w)
+        lead = emb.shape[:-3]  # () in eval: one layer, the same code path
         q, layers = emb.shape[-2], math.prod(lead)
         flat = emb.reshape(layers, b, q, d).permute(1, 0, 2, 3).reshape(b, layers * q, d)
         out = torch.bmm(flat, features.reshape(b, d, h * w))  # [B, L*Q, h*w]
