@@ -1,10 +1,14 @@
 """Same numbers as the official D-FINE N (weights + input + outputs in ../shared/reference).
 
-The fixture's query selection (top-300 of the encoder scores) contains exact and 1-ulp ties:
-the official code itself, run on this CPU, lands 2e-7 away in the encoder outputs and swaps
-~100 tied queries (max diff 0.012 logits / 0.82 boxes vs the fixture; bitwise-equal encoder
-outputs to ours). So the decoder is checked element-wise on the fixture's own encoder
-outputs, and the end-to-end output as a one-to-one matching of queries.
+The fixture's top-300 query selection sits on a plateau of near-equal encoder scores: around
+the 300th place ~30 neighbouring scores are exactly equal or 1 ulp apart. A 1-ulp change of the
+fixture's *own* encoder outputs already reorders that plateau and moves the output boxes by up
+to 0.8 (`test_fixture_query_selection_is_ill_conditioned`), so no implementation can meet an
+element-wise 1e-3 end to end unless its backbone and encoder are bitwise equal to the fixture
+machine's. Ours land within 2e-7 (~1 ulp; every thread count / oneDNN ISA / input-scaling
+variant tried on this CPU gives the same picture). So the end-to-end output is checked
+element-wise with the fixture's query selection replayed, and as a one-to-one matching of
+queries without it; the decoder is checked element-wise on the fixture's own encoder outputs.
 """
 
 from __future__ import annotations
@@ -45,6 +49,47 @@ def test_decoder_matches_elementwise_on_reference_features(ref_and_model):
     assert set(out) == {"pred_logits", "pred_boxes"}
     assert (out["pred_logits"] - ref["pred_logits"]).abs().max().item() <= TOL
     assert (out["pred_boxes"] - ref["pred_boxes"]).abs().max().item() <= TOL
+
+
+def _reference_query_indices(model, ref) -> torch.Tensor:
+    """The top-300 selection the fixture's own encoder outputs give (the official selection)."""
+    dec = model.decoder
+    memory, shapes = dec._get_encoder_input([f.float() for f in ref["encoder_outputs"]])
+    _, valid = dec._anchors_for(memory, shapes)
+    scores = dec.enc_score_head(dec.enc_output(valid.to(memory.dtype) * memory)).max(-1).values
+    return dec._query_indices(scores, dec.num_queries)
+
+
+def test_end_to_end_matches_elementwise_with_the_reference_query_selection(ref_and_model,
+                                                                           monkeypatch):
+    """Image -> backbone -> encoder -> decoder, all ours; only the tie order at the query
+    selection is taken from the fixture. Measured here: 5e-6 (logits), 1e-4 (boxes)."""
+    ref, model = ref_and_model
+    with torch.no_grad():
+        ref_idx = _reference_query_indices(model, ref)
+        monkeypatch.setattr(model.decoder, "_query_indices", lambda scores, topk: ref_idx)
+        out = model(ref["input_rgb_uint8"].float() / 255)
+    assert (out["pred_logits"] - ref["pred_logits"]).abs().max().item() <= TOL
+    assert (out["pred_boxes"] - ref["pred_boxes"]).abs().max().item() <= TOL
+
+
+def test_fixture_query_selection_is_ill_conditioned(ref_and_model):
+    """Why the unreplayed end-to-end check is a matching: 1 ulp of noise on the fixture's own
+    encoder outputs moves the official outputs by far more than 1e-3. If this ever fails, the
+    fixture became well-conditioned: then assert the plain end-to-end output element-wise."""
+    ref, model = ref_and_model
+    feats = [f.float() for f in ref["encoder_outputs"]]
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    with torch.no_grad():
+        for _ in range(2):
+            away = [torch.where(torch.rand(f.shape, generator=gen) < 0.5, -torch.inf, torch.inf)
+                    for f in feats]
+            nudged = [torch.nextafter(f, a) for f, a in zip(feats, away)]
+            assert max((n - f).abs().max().item() for n, f in zip(nudged, feats)) < 1e-6
+            out = model.decoder(nudged)
+            worst = max(worst, (out["pred_boxes"] - ref["pred_boxes"]).abs().max().item())
+    assert worst > 100 * TOL
 
 
 def test_end_to_end_queries_match_one_to_one(ref_and_model):

@@ -478,11 +478,16 @@ class DFINETransformer(nn.Module):
             return self._generate_anchors(spatial_shapes, device=memory.device)
         return self.anchors, self.valid_mask
 
+    def _query_indices(self, scores: torch.Tensor, topk: int) -> torch.Tensor:
+        """Indices of the `topk` best encoder positions ([B, topk], best first), as upstream's
+        "default" query selection. Its own method so a test can replay a reference selection."""
+        return torch.topk(scores, topk, dim=-1).indices
+
     def _select_topk(self, memory, logits, anchors_unact, topk: int):
         if logits.shape[1] < topk:  # static shape check, fine under tracing
             raise ValueError(f"input too small: {logits.shape[1]} feature positions for {topk} "
                              f"queries (strides {self.feat_strides}); use a larger image size")
-        _, idx = torch.topk(logits.max(-1).values, topk, dim=-1)
+        idx = self._query_indices(logits.max(-1).values, topk)
         top_anchors = anchors_unact.gather(1, idx.unsqueeze(-1).repeat(1, 1, anchors_unact.shape[-1]))
         top_logits = (logits.gather(1, idx.unsqueeze(-1).repeat(1, 1, logits.shape[-1]))
                       if self.training else None)
