@@ -11,7 +11,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout; DFINE_SHARED points elsewhere (e.g. a copy carried to a GPU machine).
+SHARED = Path(os.environ.get("DFINE_SHARED") or REPO.parent / "shared").resolve()
 SCREENSHOTS = REPO / "tests_out" / "screenshots"
 
 
