@@ -30,12 +30,9 @@ def fp32_cuda():
 
 
 def test_reference_end_to_end_on_cuda(reference_dir, fp32_cuda, monkeypatch):
-    from test_model_reference import _reference_query_indices
+    from test_model_reference import _reference_query_indices, load_reference
 
-    ref = torch.load(reference_dir / "dfine_n_nc80_forward.pt", weights_only=True)
-    model = build_model("n", 80, task="detect", image_size=640).eval()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in ref["state_dict_fp16"].items()})
+    ref, model = load_reference(reference_dir)
     with torch.no_grad():
         ref_idx = _reference_query_indices(model, ref)  # on CPU, from the fixture's features
         model.to(fp32_cuda)

@@ -22,13 +22,18 @@ from core.model import build_model
 TOL = 1e-3
 
 
-@pytest.fixture(scope="module")
-def ref_and_model(reference_dir):
+def load_reference(reference_dir):
+    """(fixture dict, our N detector in eval mode with the fixture's weights)."""
     ref = torch.load(reference_dir / "dfine_n_nc80_forward.pt", weights_only=True)
     model = build_model("n", 80, task="detect", image_size=640).eval()
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ref["state_dict_fp16"].items()}
     model.load_state_dict(sd, strict=True)
     return ref, model
+
+
+@pytest.fixture(scope="module")
+def ref_and_model(reference_dir):
+    return load_reference(reference_dir)
 
 
 def test_encoder_outputs_match(ref_and_model):
