@@ -10,6 +10,7 @@ import torch
 from core.errors import WeightsError
 from core.model import build_model, load_weights, save_weights
 from core.model.checkpoint import guess_size
+from core.train.checkpoint import load_checkpoint
 
 IMG = 320
 
@@ -128,12 +129,46 @@ class _Evil:
         return (print, ("pwned",))
 
 
-def test_checkpoint_never_runs_code(tmp_path):
+def test_checkpoint_never_runs_code(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"model": _Evil()}, f)
-    with pytest.raises(WeightsError, match="weights-only"):
+    with pytest.raises(WeightsError, match="weights-only") as err:
         load_weights(build_model("n", 2, task="detect", image_size=IMG), path)
+    assert "pwned" not in capsys.readouterr().out
+    assert "weights_only=False" not in str(err.value)  # torch's advice would run the code
+
+
+@pytest.mark.parametrize("loader", [
+    lambda p: load_weights(build_model("n", 2, task="detect", image_size=IMG), p),
+    load_checkpoint,
+], ids=["load_weights", "load_checkpoint"])
+def test_pickled_objects_are_named_and_never_loaded(tmp_path, capsys, loader):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Evil()}, path)  # the torch zip layout, as a real attack would use
+    with pytest.raises(WeightsError) as err:
+        loader(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: not a weights-only checkpoint")
+    assert "GLOBAL print" in msg  # the refused global is named
+    assert "torch.save(model.state_dict()" in msg and "weights_only" not in msg
+    assert "pwned" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("loader", [
+    lambda p: load_weights(build_model("n", 2, task="detect", image_size=IMG), p),
+    load_checkpoint,
+], ids=["load_weights", "load_checkpoint"])
+def test_truncated_and_foreign_files_say_so(tmp_path, loader):
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.zeros(4096)}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    for path in (truncated, text):
+        with pytest.raises(WeightsError, match=r"not a readable torch checkpoint \(truncated, corrupt"):
+            loader(path)
 
 
 @pytest.mark.parametrize("content, match", [

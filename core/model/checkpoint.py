@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from torch import nn
 
 from core.errors import WeightsError
 
-__all__ = ["LoadReport", "extract_state_dict", "guess_size", "load_weights", "save_weights"]
+__all__ = ["LoadReport", "extract_state_dict", "guess_size", "load_weights", "read_weights_only",
+           "save_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +129,51 @@ def _class_count(sd: dict[str, torch.Tensor]) -> int | None:
     return int(w.shape[0]) if w is not None else None
 
 
+_TORCH_ADVICE = ("weights only load failed", "please file an issue", "check the documentation")
+
+
+def _load_error_reason(text: str) -> str:
+    """The line of a torch.load error that says what is wrong, first sentence only: torch wraps
+    it in advice (re-run with weights_only=False, file an issue, read the docs) we do not pass on."""
+    text = text.split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.lower().startswith(_TORCH_ADVICE)]
+    return (lines[0].split(". ")[0] if lines else text.strip())[:160].rstrip(".")
+
+
+def read_weights_only(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                      what: str = "weights file"):
+    """`torch.load(path, weights_only=True)` with errors a user can act on.
+
+    Why not torch's own message: for a file with pickled objects it advises re-running with
+    `weights_only=False`, which is exactly how a checkpoint would run code; ours names what was
+    refused and says how to re-save the weights instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: {what} not found")
+    try:
+        with warnings.catch_warnings():  # files saved with pickle protocol > 2 load fine
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise WeightsError(
+                f"{path}: not a weights-only checkpoint: it holds Python objects besides tensors "
+                f"({_load_error_reason(str(exc))}). A checkpoint never runs code "
+                f"here; re-save its weights where you trust the file: "
+                f"torch.save(model.state_dict(), 'weights.pth')") from None
+        reason = f"UnpicklingError: {_load_error_reason(str(exc))}"
+    except Exception as exc:  # noqa: BLE001 - truncated zip, a text file, another format ...
+        reason = f"{type(exc).__name__}: {_load_error_reason(str(exc))}"
+    raise WeightsError(f"{path}: not a readable torch checkpoint (truncated, corrupt or another "
+                       f"format; {reason})")
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
     """Load `path` into `model` (in place) and return a LoadReport (also logged at INFO)."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle with code, truncated file, not a torch file ...
-        raise WeightsError(f"{path}: cannot read as a weights-only torch checkpoint ({exc})") from exc
+    obj = read_weights_only(path)
     sd, source = extract_state_dict(obj, str(path))
     target = model.state_dict()
     report = LoadReport(path=str(path), source=source, checkpoint_num_classes=_class_count(sd))

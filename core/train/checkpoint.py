@@ -16,6 +16,7 @@ import torch
 
 from core.atomic_io import atomic_write_with
 from core.errors import WeightsError
+from core.model.checkpoint import read_weights_only
 
 
 def rng_state() -> dict[str, Any]:
@@ -53,13 +54,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated file, not a torch file, pickled objects
-        raise WeightsError(f"{path}: cannot be read as a dfine-studio checkpoint ({exc.__class__.__name__}: "
-                           f"{str(exc).splitlines()[0][:200]})") from None
+    ckpt = read_weights_only(path, map_location, what="checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise WeightsError(f"{path}: not a dfine-studio training checkpoint (no 'model' entry)")
     return ckpt
