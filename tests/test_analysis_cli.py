@@ -67,8 +67,19 @@ def test_analyze_from_coco_results(project, tmp_path, capsys):
     pred_file = tmp_path / "results.json"
     pred_file.write_text(json.dumps(results_rows()))
     assert main(["analyze", str(project.root), "--predictions", str(pred_file)]) == 0
-    assert "2 likely label issues in 2 images" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "2 likely label issues in 2 images" in out.out
+    assert "warning" not in out.err
     check_outputs(project.review_dir)
+
+
+def test_a_model_that_finds_nothing_is_flagged_as_undertrained(project, tmp_path, capsys):
+    pred_file = tmp_path / "results.json"
+    pred_file.write_text("[]")
+    assert main(["analyze", str(project.root), "--predictions", str(pred_file)]) == 0
+    out = capsys.readouterr()
+    assert "3 likely label issues in 2 images (spurious_label 3)" in out.out
+    assert "warning: the model finds no match for 3 of 3 labels" in out.err
 
 
 def test_analyze_with_weights_uses_the_predictor(project, tmp_path, monkeypatch):

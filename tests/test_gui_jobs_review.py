@@ -320,6 +320,34 @@ def test_real_analyze_run_then_fix_everything(panel, project, qtbot, screenshot_
     assert panel.items == [] and panel.flagged_images() == set()
 
 
+def test_undertrained_model_warning_reaches_the_status(panel, project, qtbot, screenshot_dir):
+    from PySide6.QtCore import Qt
+
+    from app.jobs.review_panel import KIND_TEXT
+    from tests.conftest_gui import screenshot
+
+    empty = project.root / "empty_results.json"
+    empty.write_text("[]")
+    done = []
+    panel.analysis_finished.connect(done.append)
+    assert panel.run_analysis(predictions=str(empty))
+    qtbot.waitUntil(lambda: bool(done), timeout=90_000)
+    assert done == [0], panel.log_view.toPlainText()
+    n_labels = sum(len(a.instances) for a in project.load_all()[0])
+    not_found = sum(it.kind == "spurious_label" for it in panel.items)
+    assert not_found >= n_labels / 2
+    assert panel.last_message.startswith(
+        f"Analysis done: {len(panel.items)} items, {len(panel.items)} to review. Warning: "
+        f"the model finds no match for {not_found} of {n_labels} labels")
+    assert panel.last_message.endswith("labels (see the log)")
+    assert "f85149" in panel.status_label.styleSheet()
+    # the preview shows the newly selected item, not the one the old list had in that row
+    first = panel.selected_item()
+    assert first is not None and first.key == panel.table.item(0, 0).data(Qt.ItemDataRole.UserRole)
+    assert panel.detail.toPlainText().startswith(f"#{first.rank} {KIND_TEXT[first.kind]}")
+    screenshot(panel, "jobs_review_undertrained_warning")
+
+
 def test_failed_analysis_is_reported(panel, project, qtbot, tmp_path):
     from PySide6.QtCore import QSettings
 

@@ -366,7 +366,15 @@ class ReviewPanel(QWidget):
         if code == 0 and not crashed:
             self.reload()
             n_open = sum(it.is_open for it in self.items)
-            self._set_status(f"Analysis done: {len(self.items)} items, {n_open} to review")
+            done = f"Analysis done: {len(self.items)} items, {n_open} to review"
+            # e.g. an undertrained model: its misses would pass for label mistakes
+            warning = next((line.split("warning:", 1)[1].strip()
+                            for line in reversed(self.log_view.toPlainText().splitlines())
+                            if line.startswith("dfine analyze: warning:")), None)
+            if warning:  # the whole sentence is in the log; the status line keeps its gist
+                self._set_status(f"{done}. Warning: {warning.split(', so ')[0]} (see the log)", error=True)
+            else:
+                self._set_status(done)
         else:
             lines = self.log_view.toPlainText().strip().splitlines()
             reason = self.job.last_error or (lines[-1] if lines else f"exit code {code}")
@@ -417,12 +425,17 @@ class ReviewPanel(QWidget):
             if self.items
             else "No analysis yet — choose a model and press Analyze"
         )
-        if keep is not None:
-            self.select_key(keep.key)
-        elif shown:
-            self.table.selectRow(0)
-        else:
-            self._show_selected()
+        # Re-selecting the row that is already selected emits nothing, yet its item may be a new
+        # one (a re-analysis): select quietly, then always redraw the preview once.
+        self.table.blockSignals(True)
+        try:
+            if keep is not None:
+                self.select_key(keep.key)
+            elif shown:
+                self.table.selectRow(0)
+        finally:
+            self.table.blockSignals(False)
+        self._show_selected()
 
     def select_key(self, key: str) -> bool:
         for row in range(self.table.rowCount()):

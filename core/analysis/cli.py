@@ -52,6 +52,16 @@ def _model_predictions(weights: Path, anns: Sequence[ImageAnnotation], device: s
         yield ImagePred.from_detections(det, str(ann.image_path))
 
 
+def weak_model_warning(num_labels: int, not_found: int) -> str | None:
+    """A model that misses most labels makes the list its own misses, not label mistakes: say so
+    rather than let the user "fix" hundreds of good labels."""
+    if num_labels == 0 or not_found < 0.5 * num_labels:
+        return None
+    return (f"the model finds no match for {not_found} of {num_labels} labels, so most items are "
+            "its misses rather than label mistakes; train longer (or pass better --weights / "
+            "--predictions) before reviewing")
+
+
 def run(args: argparse.Namespace) -> int:
     from core.data.images import read_image
     from core.project import Project
@@ -84,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(out, issues, anns, names, read_image,
                          {"project": str(project.root), "task": task, "images": len(anns), **source,
                           "settings": vars(cfg)}, top=args.top)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(issues_per_kind(issues).items())) or "none"
+    per_kind = issues_per_kind(issues)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(per_kind.items())) or "none"
     print(f"{len(issues)} likely label issues in {len(anns)} images ({counts})")
+    warning = weak_model_warning(sum(len(a.instances) for a in anns), per_kind.get("spurious_label", 0))
+    if warning:
+        print(f"dfine analyze: warning: {warning}", file=sys.stderr)
     for p in paths.values():
         print(f"wrote {p}")
     return 0
