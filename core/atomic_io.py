@@ -49,11 +49,16 @@ def atomic_write_with(path: Path | str, write: Callable[[BinaryIO], None]) -> No
         else:
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # The error names the temp file; the user needs the file they were saving, and to know
+            # that it is intact (e.g. a full disk while a checkpoint is written).
+            kept = "the previous version is unchanged" if path.exists() else "nothing was written"
+            raise OSError(exc.errno, f"{exc.strerror} while writing {path} ({kept})", str(path)) from exc
         raise
     fsync_dir(path.parent)
 

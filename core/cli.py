@@ -8,7 +8,9 @@ when their verb is used, so `dfine new` never pays for importing torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # verb -> (module, one-line help)
@@ -89,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as exc:  # bad input: a clear message, never a traceback
         print(f"dfine {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dfine ... | head` closed the pipe: not our error, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        # full disk, quota, read-only or forbidden folder: the machine's state, not a bug
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) not in str(exc.strerror) else ""
+        print(f"dfine {args.verb}: error: {where}{exc.strerror}", file=sys.stderr)
+        return 2
+
+
+# OSErrors that describe the user's machine (and how to fix it), reported as one line.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 from core.errors import UserFacingError  # noqa: E402  (kept at the bottom: tiny, no deps)
