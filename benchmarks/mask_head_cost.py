@@ -9,7 +9,7 @@ paper-sized and cheap (issue #3: seg params within 5 % of the paper vs seg/det l
    `MaskHead` (parameters counted, MACs from torch's FlopCounterMode) for the paper and lite
    widths before they are used.
 2. Runtimes: seg/det latency at S on ONNX Runtime and OpenVINO FP32 CPU (1 thread, the
-   deployment graph `DeployModel` exported to ONNX), paper and lite heads.
+   deployment graph exported as `dfine export` does: fused, simplified), paper and lite heads.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 PAPER_SEG_S_M = 11.9  # D-FINE-seg S, 59 classes (paper table)
@@ -89,6 +88,8 @@ def runtime_ratios(image: int, runs: int) -> None:
     import openvino as ov
     import torch
 
+    from core.export.onnx_export import export_onnx
+    from core.infer.meta import ModelMeta
     from core.model import DeployModel, build_model
 
     torch.manual_seed(0)
@@ -99,13 +100,8 @@ def runtime_ratios(image: int, runs: int) -> None:
         for label, task, head in (("detect", "detect", "paper"), ("paper", "segment", "paper"),
                                   ("lite", "segment", "lite")):
             deploy = DeployModel(build_model("s", 80, task=task, image_size=image, mask_head=head).eval(), TOP_K)
-            path = Path(tmp) / f"{label}.onnx"
-            with warnings.catch_warnings(), torch.inference_mode():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(deploy, (torch.rand(2, 3, image, image),), str(path), dynamo=False,
-                                  opset_version=17, input_names=["images"],
-                                  output_names=list(deploy.output_names),
-                                  dynamic_axes={"images": {0: "batch"}})
+            meta = ModelMeta([f"class{i}" for i in range(80)], task, (image, image), TOP_K, "s")
+            path = export_onnx(deploy, Path(tmp) / f"{label}.onnx", meta)  # what `dfine export` writes
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = opts.inter_op_num_threads = 1
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
