@@ -1,0 +1,198 @@
+"""Our network against the official D-FINE code itself, run side by side on this machine.
+
+    .venv/bin/python benchmarks/official_parity.py --dfine-repo /path/to/Peterande/D-FINE \
+        [--reference ../shared/reference] [--sizes n s m l x] [--image 640]
+
+Needs a checkout of github.com/Peterande/D-FINE (the fixtures were made at commit 4a1f73a); it
+is imported, never copied. torchvision does not import with the pinned torch wheel, so a
+stand-in module satisfies the official package's imports; the model code never calls it.
+
+1. The fixture (size N): official and ours on its weights and input, each against the fixture
+   and against each other (encoder bitwise, end to end), and the official decoder on the
+   fixture's own encoder outputs.
+2. Every size (one process each): the official model's random init + N(0, 0.02) noise on every floating tensor
+   (as the fixture) copied into ours; a random image; encoder outputs and end-to-end outputs of
+   the two compared element-wise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def install_torchvision_stand_in() -> None:
+    """Make `import torchvision[...]` (and the official repo's optional tools) import as inert
+    modules whose every attribute is a subclassable dummy class."""
+
+    class _Meta(type):
+        def __getattr__(cls, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _Meta(name, (_Dummy,), {})
+
+    class _Dummy(metaclass=_Meta):
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, *args, **kwargs):
+            return _Dummy()
+
+        def __getattr__(self, name):
+            return _Dummy()
+
+    class _Module(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _Meta(name, (_Dummy,), {})
+
+    stubbed = ("torchvision", "faster_coco_eval", "tensorboard", "calflops", "wandb")
+
+    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in stubbed or name.startswith("torch.utils.tensorboard"):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            module = _Module(spec.name)
+            module.__path__ = []
+            return module
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.insert(0, _Finder())
+    real_version = importlib.metadata.version
+    importlib.metadata.version = lambda name: "0.16.0" if name == "torchvision" else real_version(name)
+
+
+def official_model(dfine_repo: Path, size: str):
+    from src.core import YAMLConfig  # the official package, from dfine_repo on sys.path
+
+    cwd = os.getcwd()
+    os.chdir(dfine_repo)  # its configs include each other by relative path
+    try:
+        cfg = YAMLConfig(f"configs/dfine/dfine_hgnetv2_{size}_coco.yml", HGNetv2={"pretrained": False})
+        return cfg.model.eval()
+    finally:
+        os.chdir(cwd)
+
+
+def max_diff(a, b) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+def fixture_check(dfine_repo: Path, reference: Path) -> None:
+    import torch
+
+    from core.model import build_model
+
+    ref = torch.load(reference / "dfine_n_nc80_forward.pt", weights_only=True)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ref["state_dict_fp16"].items()}
+    off = official_model(dfine_repo, "n")
+    off.load_state_dict(sd)
+    ours = build_model("n", 80, task="detect", image_size=640).eval()
+    ours.load_state_dict(sd)
+    x = ref["input_rgb_uint8"].float() / 255
+    with torch.no_grad():
+        f_off, f_ours = off.encoder(off.backbone(x)), ours.encoder(ours.backbone(x))
+        o_off, o_ours = off(x), ours(x)
+        d_off = off.decoder([f.float() for f in ref["encoder_outputs"]])
+    print("## The fixture (size N, its weights and input)\n")
+    print("| | official vs fixture | ours vs fixture | official vs ours |")
+    print("|---|---|---|---|")
+    for i, (a, b, r) in enumerate(zip(f_off, f_ours, ref["encoder_outputs"])):
+        same = "bitwise equal" if torch.equal(a, b) else f"{max_diff(a, b):.2e}"
+        print(f"| encoder output {i} | {max_diff(a, r):.2e} | {max_diff(b, r):.2e} | {same} |")
+    for key in ("pred_logits", "pred_boxes"):
+        print(f"| end to end {key} | {max_diff(o_off[key], ref[key]):.2e} | "
+              f"{max_diff(o_ours[key], ref[key]):.2e} | {max_diff(o_off[key], o_ours[key]):.2e} |")
+    for key in ("pred_logits", "pred_boxes"):
+        print(f"| official decoder on the fixture's encoder outputs, {key} | "
+              f"{max_diff(d_off[key], ref[key]):.2e} | | |")
+
+
+def size_row(dfine_repo: Path, size: str, image: int) -> None:
+    import torch
+
+    from core.model import build_model
+
+    torch.manual_seed(0)
+    off = official_model(dfine_repo, size)
+    with torch.no_grad():
+        for t in off.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.randn_like(t) * 0.02)
+    ours = build_model(size, 80, task="detect", image_size=image).eval()
+    ours.load_state_dict(off.state_dict())
+    x = torch.rand(1, 3, image, image)
+    with torch.no_grad():
+        f_off, f_ours = off.encoder(off.backbone(x)), ours.encoder(ours.backbone(x))
+        o_off, o_ours = off(x), ours(x)
+    enc = ("bitwise equal" if all(torch.equal(a, b) for a, b in zip(f_off, f_ours))
+           else f"{max(max_diff(a, b) for a, b in zip(f_off, f_ours)):.2e}")
+    n_params = sum(p.numel() for p in ours.parameters())
+    print(f"| {size} | {n_params:,} | {enc} | {max_diff(o_off['pred_logits'], o_ours['pred_logits']):.2e} | "
+          f"{max_diff(o_off['pred_boxes'], o_ours['pred_boxes']):.2e} |", flush=True)
+
+
+def _in_subprocess(args: argparse.Namespace, *extra: str) -> None:
+    """One official model per process: its YAMLConfig keeps global state between loads (a
+    second size built in the same process inherits the first one's decoder settings)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--dfine-repo", str(args.dfine_repo),
+           "--reference", str(args.reference), "--image", str(args.image),
+           "--threads", str(args.threads), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(extra)} failed:\n{out.stderr[-3000:]}")
+    print(out.stdout, end="", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dfine-repo", type=Path, required=True, help="checkout of Peterande/D-FINE")
+    ap.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference")
+    ap.add_argument("--sizes", nargs="+", default=["n", "s", "m", "l", "x"])
+    ap.add_argument("--image", type=int, default=640)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--_fixture", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_size", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if not (args.dfine_repo / "src" / "zoo" / "dfine" / "dfine.py").is_file():
+        ap.error(f"{args.dfine_repo}: not a checkout of Peterande/D-FINE (no src/zoo/dfine/dfine.py)")
+    if args._fixture or args._size:
+        install_torchvision_stand_in()
+        sys.path.insert(0, str(args.dfine_repo.resolve()))
+        sys.path.insert(0, str(REPO))
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args._fixture:
+            fixture_check(args.dfine_repo.resolve(), args.reference)
+        else:
+            size_row(args.dfine_repo.resolve(), args._size, args.image)
+        return 0
+    if (args.reference / "dfine_n_nc80_forward.pt").is_file():
+        _in_subprocess(args, "--_fixture")
+    print(f"\n## Every size: official random init + N(0, 0.02) noise, random {args.image}x{args.image} "
+          "image, official vs ours\n")
+    print("| size | params | encoder outputs | logits (max abs) | boxes (max abs) |")
+    print("|---|---|---|---|---|", flush=True)
+    for size in args.sizes:
+        _in_subprocess(args, "--_size", size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
