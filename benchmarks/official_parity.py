@@ -1,7 +1,8 @@
 """Our network against the official D-FINE code itself, run side by side on this machine.
 
     .venv/bin/python benchmarks/official_parity.py --dfine-repo /path/to/Peterande/D-FINE \
-        [--reference ../shared/reference] [--sizes n s m l x] [--image 640]
+        [--dfine-seg-repo /path/to/ArgoHA/D-FINE-seg] [--reference ../shared/reference] \
+        [--sizes n s m l x] [--image 640]
 
 Needs a checkout of github.com/Peterande/D-FINE (the fixtures were made at commit 4a1f73a); it
 is imported, never copied. torchvision does not import with the pinned torch wheel, so a
@@ -56,7 +57,7 @@ def install_torchvision_stand_in() -> None:
                 raise AttributeError(name)
             return _Meta(name, (_Dummy,), {})
 
-    stubbed = ("torchvision", "faster_coco_eval", "tensorboard", "calflops", "wandb")
+    stubbed = ("torchvision", "faster_coco_eval", "tensorboard", "calflops", "wandb", "loguru")
 
     class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         def find_spec(self, name, path, target=None):
@@ -147,6 +148,47 @@ def size_row(dfine_repo: Path, size: str, image: int) -> None:
           f"{max_diff(o_off['pred_boxes'], o_ours['pred_boxes']):.2e} |", flush=True)
 
 
+# ArgoHA/D-FINE-seg's MaskDecoder + mask MLP -> our MaskHead (same modules, other names).
+_SEG_NAMES = {"lateral.": "pixel_decoder.lateral.", "bn.": "pixel_decoder.lateral_norm.",
+              "fusion_conv.": "pixel_decoder.fuse_conv.", "fusion_norm.": "pixel_decoder.fuse_norm.",
+              "up_conv.": "pixel_decoder.out_conv.", "bn1.": "pixel_decoder.out_norm."}
+
+
+def _our_mask_key(key: str) -> str:
+    prefix = next(p for p in _SEG_NAMES if key.startswith(p))
+    return _SEG_NAMES[prefix] + key[len(prefix):]
+
+
+def mask_head_row(image: int) -> None:
+    """Size S's mask head against upstream D-FINE-seg's (importable as `src`), same weights and inputs."""
+    import importlib
+
+    import torch
+
+    from core.model.mask_head import MaskHead
+
+    upstream = importlib.import_module("src.d_fine.arch.dfine_decoder")
+    torch.manual_seed(0)
+    theirs_pix = upstream.MaskDecoder(in_chs=[256, 256, 256], out_ch=256).eval()
+    theirs_mlp = upstream.MLP(256, 256, 256, num_layers=3).eval()
+    ours = MaskHead([256, 256, 256], [8, 16, 32], 256).eval()
+    noised = {k: v + 0.02 * torch.randn_like(v) for k, v in theirs_pix.state_dict().items()}
+    theirs_pix.load_state_dict(noised)
+    ours.load_state_dict({**{_our_mask_key(k): v for k, v in noised.items()},
+                          **{f"query_mlp.{k}": v for k, v in theirs_mlp.state_dict().items()}})
+    feats = [torch.randn(1, 256, image // s, image // s) for s in (8, 16, 32)]
+    hidden = torch.randn(1, 300, 256)
+    with torch.no_grad():
+        f_theirs, f_ours = theirs_pix(feats), ours.features(feats)
+        emb = theirs_mlp(hidden) * 256 ** -0.5  # upstream's _mask_logits_from_h
+        l_theirs = torch.einsum("bqc,bchw->bqhw", emb, f_theirs)
+        l_ours = ours.logits(hidden, f_ours)
+    n_params = sum(p.numel() for p in ours.parameters())
+    same = "bitwise equal" if torch.equal(f_theirs, f_ours) else f"{max_diff(f_theirs, f_ours):.2e}"
+    print(f"| s, {image}x{image} | {n_params:,} | {same} | {max_diff(l_theirs, l_ours):.2e} "
+          f"(of max {l_theirs.abs().max().item():.1f}) |", flush=True)
+
+
 def _in_subprocess(args: argparse.Namespace, *extra: str) -> None:
     """One official model per process: its YAMLConfig keeps global state between loads (a
     second size built in the same process inherits the first one's decoder settings)."""
@@ -166,20 +208,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["n", "s", "m", "l", "x"])
     ap.add_argument("--image", type=int, default=640)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dfine-seg-repo", type=Path, default=None,
+                    help="also compare the mask head with a checkout of ArgoHA/D-FINE-seg")
     ap.add_argument("--_fixture", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_mask", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_size", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not (args.dfine_repo / "src" / "zoo" / "dfine" / "dfine.py").is_file():
         ap.error(f"{args.dfine_repo}: not a checkout of Peterande/D-FINE (no src/zoo/dfine/dfine.py)")
-    if args._fixture or args._size:
+    if args._fixture or args._size or args._mask:
         install_torchvision_stand_in()
-        sys.path.insert(0, str(args.dfine_repo.resolve()))
+        # both repos call their package `src`; only one of them may be importable per process
+        sys.path.insert(0, str((args.dfine_seg_repo if args._mask else args.dfine_repo).resolve()))
         sys.path.insert(0, str(REPO))
         import torch
 
         torch.set_num_threads(args.threads)
         if args._fixture:
             fixture_check(args.dfine_repo.resolve(), args.reference)
+        elif args._mask:
+            mask_head_row(args.image)
         else:
             size_row(args.dfine_repo.resolve(), args._size, args.image)
         return 0
@@ -191,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|", flush=True)
     for size in args.sizes:
         _in_subprocess(args, "--_size", size)
+    if args.dfine_seg_repo is not None:
+        print("\n## Mask head vs upstream D-FINE-seg's MaskDecoder + mask MLP (noised init, random PAN "
+              "features and 300 query states)\n")
+        print("| size, input | mask head params | stride-4 features | mask logits (max abs) |")
+        print("|---|---|---|---|", flush=True)
+        _in_subprocess(args, "--_mask", "--dfine-seg-repo", str(args.dfine_seg_repo))
     return 0
 
 
