@@ -144,8 +144,50 @@ def size_row(dfine_repo: Path, size: str, image: int) -> None:
     enc = ("bitwise equal" if all(torch.equal(a, b) for a, b in zip(f_off, f_ours))
            else f"{max(max_diff(a, b) for a, b in zip(f_off, f_ours)):.2e}")
     n_params = sum(p.numel() for p in ours.parameters())
+    n_train, train_diff = training_outputs_diff(off, ours)
     print(f"| {size} | {n_params:,} | {enc} | {max_diff(o_off['pred_logits'], o_ours['pred_logits']):.2e} | "
-          f"{max_diff(o_off['pred_boxes'], o_ours['pred_boxes']):.2e} |", flush=True)
+          f"{max_diff(o_off['pred_boxes'], o_ours['pred_boxes']):.2e} | {n_train} tensors, "
+          f"{train_diff:.2e} |", flush=True)
+
+
+def _tensors(tree, prefix: str = "") -> dict:
+    """Every tensor (and plain value) of a nested output dict, by its path."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _tensors(sub, f"{prefix}.{key}").items()}
+    if isinstance(tree, (list, tuple)):
+        return {k: v for i, sub in enumerate(tree) for k, v in _tensors(sub, f"{prefix}[{i}]").items()}
+    return {prefix: tree}
+
+
+def training_outputs_diff(off, ours) -> tuple[int, float]:
+    """Training mode with targets (contrastive denoising groups drawn from the same seed): every
+    output — final, aux layers, encoder, pre, denoising, dn_meta — official vs ours."""
+    import torch
+
+    x = torch.rand(2, 3, 320, 320)
+    targets = [{"labels": torch.tensor([1, 5, 7]),
+                "boxes": torch.tensor([[.3, .3, .2, .2], [.6, .5, .3, .4], [.5, .5, .9, .9]])},
+               {"labels": torch.tensor([2]), "boxes": torch.tensor([[.4, .6, .2, .3]])}]
+    off.train()
+    ours.train()
+    torch.manual_seed(123)
+    t_off = _tensors(off(x, targets))
+    torch.manual_seed(123)
+    t_ours = _tensors(ours(x, targets))
+    if set(t_off) != set(t_ours):
+        raise SystemExit(f"training outputs differ in keys: {sorted(set(t_off) ^ set(t_ours))[:8]}")
+    worst = 0.0
+    for key, a in t_off.items():
+        b = t_ours[key]
+        if not torch.is_tensor(a):
+            if a != b:
+                raise SystemExit(f"training output {key}: official {a!r}, ours {b!r}")
+            continue
+        if a.shape != b.shape:
+            raise SystemExit(f"training output {key}: official {tuple(a.shape)}, ours {tuple(b.shape)}")
+        if a.numel():
+            worst = max(worst, max_diff(a, b))
+    return sum(torch.is_tensor(v) for v in t_off.values()), worst
 
 
 # ArgoHA/D-FINE-seg's MaskDecoder + mask MLP -> our MaskHead (same modules, other names).
@@ -235,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         _in_subprocess(args, "--_fixture")
     print(f"\n## Every size: official random init + N(0, 0.02) noise, random {args.image}x{args.image} "
           "image, official vs ours\n")
-    print("| size | params | encoder outputs | logits (max abs) | boxes (max abs) |")
-    print("|---|---|---|---|---|", flush=True)
+    print("| size | params | encoder outputs | logits (max abs) | boxes (max abs) | training mode (max abs) |")
+    print("|---|---|---|---|---|---|", flush=True)
     for size in args.sizes:
         _in_subprocess(args, "--_size", size)
     if args.dfine_seg_repo is not None:
