@@ -94,6 +94,17 @@ def max_diff(a, b) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
+def compared(a, b) -> str:
+    """'bitwise equal', or the max abs difference."""
+    return "bitwise equal" if torch_equal(a, b) else f"{max_diff(a, b):.2e}"
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return all(torch.equal(x, y) for x, y in zip(a, b)) if isinstance(a, (list, tuple)) else torch.equal(a, b)
+
+
 def fixture_check(dfine_repo: Path, reference: Path) -> None:
     import torch
 
@@ -114,8 +125,7 @@ def fixture_check(dfine_repo: Path, reference: Path) -> None:
     print("| | official vs fixture | ours vs fixture | official vs ours |")
     print("|---|---|---|---|")
     for i, (a, b, r) in enumerate(zip(f_off, f_ours, ref["encoder_outputs"])):
-        same = "bitwise equal" if torch.equal(a, b) else f"{max_diff(a, b):.2e}"
-        print(f"| encoder output {i} | {max_diff(a, r):.2e} | {max_diff(b, r):.2e} | {same} |")
+        print(f"| encoder output {i} | {max_diff(a, r):.2e} | {max_diff(b, r):.2e} | {compared(a, b)} |")
     for key in ("pred_logits", "pred_boxes"):
         print(f"| end to end {key} | {max_diff(o_off[key], ref[key]):.2e} | "
               f"{max_diff(o_ours[key], ref[key]):.2e} | {max_diff(o_off[key], o_ours[key]):.2e} |")
@@ -141,7 +151,7 @@ def size_row(dfine_repo: Path, size: str, image: int) -> None:
     with torch.no_grad():
         f_off, f_ours = off.encoder(off.backbone(x)), ours.encoder(ours.backbone(x))
         o_off, o_ours = off(x), ours(x)
-    enc = ("bitwise equal" if all(torch.equal(a, b) for a, b in zip(f_off, f_ours))
+    enc = ("bitwise equal" if torch_equal(f_off, f_ours)
            else f"{max(max_diff(a, b) for a, b in zip(f_off, f_ours)):.2e}")
     n_params = sum(p.numel() for p in ours.parameters())
     n_train, train_diff = training_outputs_diff(off, ours)
@@ -222,12 +232,12 @@ def mask_head_row(image: int) -> None:
     hidden = torch.randn(1, 300, 256)
     with torch.no_grad():
         f_theirs, f_ours = theirs_pix(feats), ours.features(feats)
-        emb = theirs_mlp(hidden) * 256 ** -0.5  # upstream's _mask_logits_from_h
-        l_theirs = torch.einsum("bqc,bchw->bqhw", emb, f_theirs)
+        # upstream's own embedding + scaled dot product, called on a stand-in for its decoder
+        l_theirs = upstream.DFINETransformer._mask_logits_from_h(
+            types.SimpleNamespace(mask_head=theirs_mlp), hidden, f_theirs)
         l_ours = ours.logits(hidden, f_ours)
     n_params = sum(p.numel() for p in ours.parameters())
-    same = "bitwise equal" if torch.equal(f_theirs, f_ours) else f"{max_diff(f_theirs, f_ours):.2e}"
-    print(f"| s, {image}x{image} | {n_params:,} | {same} | {max_diff(l_theirs, l_ours):.2e} "
+    print(f"| s, {image}x{image} | {n_params:,} | {compared(f_theirs, f_ours)} | {compared(l_theirs, l_ours)} "
           f"(of max {l_theirs.abs().max().item():.1f}) |", flush=True)
 
 
