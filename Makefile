@@ -13,12 +13,19 @@ SOURCE ?= $(PROJECT)/images
 STAMP  := $(VENV)/.installed
 
 # Qt's xcb/offscreen platforms need these shared libraries; installed only when missing (needs root/sudo).
-QT_SYSTEM_PACKAGES := libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
+# The libxcb-* set is what PySide6's libqxcb.so / libQt6XcbQpa.so link (checked with ldd by
+# tests/test_system_libraries.py); without libxcb-icccm4/-keysyms1 the window never opens.
+QT_SYSTEM_PACKAGES := libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0 \
+	libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+	libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 libxcb-xfixes0 \
+	libxcb-xkb1
+# Only for the tests: a virtual X server to start the real window in (tests/test_gui_real_window.py).
+TEST_SYSTEM_PACKAGES := xvfb
 
 .PHONY: install run test test-all train export infer bench installer demo system-deps clean
 
 system-deps:
-	@missing=""; for p in $(QT_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(QT_SYSTEM_PACKAGES) $(EXTRA_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing Qt system libraries:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -44,9 +51,13 @@ run: $(STAMP) $(DEMO)/project.yaml
 	$(VENV)/bin/dfine-studio $(PROJECT)
 
 test: $(STAMP)
+	@$(MAKE) --no-print-directory system-deps EXTRA_SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --quiet core app benchmarks
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-all: $(STAMP)
+	@$(MAKE) --no-print-directory system-deps EXTRA_SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m ""
 
 train: $(STAMP) $(DEMO)/project.yaml

@@ -60,6 +60,19 @@ def follow_system_theme(app, win, settings, forced: str | None) -> None:
         pass
 
 
+def fit_to_screen(win, share: float = 0.92) -> None:
+    """First start: the default size, shrunk to the screen (a 1280x800 laptop must see the whole
+    window), centred. Later starts restore what the person left."""
+    screen = win.screen() or win.windowHandle() and win.windowHandle().screen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    width = min(win.width(), int(area.width() * share))
+    height = min(win.height(), int(area.height() * share))
+    win.resize(width, height)
+    win.move(area.x() + (area.width() - width) // 2, area.y() + (area.height() - height) // 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--core"]:  # the frozen app runs its background jobs through itself
@@ -82,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     attach_job_panels(win)
     follow_system_theme(app, win, settings, forced=args.theme)
     geometry, state = settings.value("geometry"), settings.value("window_state")
-    if geometry is not None:
-        win.restoreGeometry(geometry)
+    if geometry is None or not win.restoreGeometry(geometry):
+        fit_to_screen(win)
     if state is not None:
         win.restoreState(state)  # dock layout
     win.show()

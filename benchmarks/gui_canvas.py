@@ -138,7 +138,7 @@ def main() -> int:
 
     warm, warm_cpu, cold, blocking_cold, blocking_cold_cpu = [], [], [], [], []
     n = win.proxy.rowCount()
-    for k in range(1, n):
+    for _k in range(1, n):
         # let the prefetch of the neighbours finish (the person looks at an image > 0.3 s)
         t_wait = time.perf_counter() + 10
         while any(win.images.is_pending(p) for p in list(win.images._pending)) and time.perf_counter() < t_wait:
@@ -152,7 +152,7 @@ def main() -> int:
             warm.append(dt)
             warm_cpu.append(dc)
     # cold: clear the cache; GUI-thread time of the switch, then time until pixels arrive
-    for k in range(3):
+    for _k in range(3):
         win.images.clear()
         win.step(-1)
         for _ in range(50):

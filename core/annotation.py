@@ -75,7 +75,7 @@ class Instance:
             return max(0.0, x1 - x0) * max(0.0, y1 - y0)
         return sum(_shoelace(p) for p in self.polygons) - sum(_shoelace(h) for h in self.holes)
 
-    def copy(self) -> "Instance":
+    def copy(self) -> Instance:
         return Instance(
             class_id=self.class_id,
             polygons=[p.copy() for p in self.polygons],
@@ -87,7 +87,7 @@ class Instance:
             iscrowd=self.iscrowd,
         )
 
-    def same_geometry(self, other: "Instance", tol: float = 1e-6) -> bool:
+    def same_geometry(self, other: Instance, tol: float = 1e-6) -> bool:
         if self.class_id != other.class_id or len(self.polygons) != len(other.polygons):
             return False
         if self.is_box:
@@ -119,6 +119,6 @@ class ImageAnnotation:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"{self.image_path}: image size must be positive, got {self.width}x{self.height}")
 
-    def copy(self) -> "ImageAnnotation":
+    def copy(self) -> ImageAnnotation:
         return ImageAnnotation(self.image_path, self.width, self.height,
                                [i.copy() for i in self.instances], self.group_id)

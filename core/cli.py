@@ -60,7 +60,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         except NotBuiltYet:
             p.set_defaults(_not_built=True)
             continue
-        adder = getattr(module, f"add_{name}_arguments", None) or getattr(module, "add_arguments")
+        adder = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
         adder(p)
     return parser
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dfine {args.verb}: not built yet", file=sys.stderr)
         return 3
     module = _load(args.verb)
-    runner = getattr(module, f"run_{args.verb}", None) or getattr(module, "run")
+    runner = getattr(module, f"run_{args.verb}", None) or module.run
     try:
         return int(runner(args) or 0)
     except KeyboardInterrupt:

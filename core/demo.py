@@ -184,7 +184,7 @@ def render_demo_image(index: int, id_map: np.ndarray | None = None) -> tuple[np.
         if ok:
             shapes.append((cls, poly))
     instances = []
-    for k, (cls, poly) in enumerate(shapes):
+    for k, (_cls, poly) in enumerate(shapes):
         color = rng.uniform(20, 235, size=3).astype(np.float32)
         m = _fill(img, np.asarray(poly.exterior.coords)[:-1], color, rng)
         if id_map is not None:

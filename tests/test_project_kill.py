@@ -35,7 +35,7 @@ def _versions(rng: np.random.Generator) -> list[list[Instance]]:
     out = []
     for v in range(4):
         insts = []
-        for k in range(int(rng.integers(1, 40))):  # up to ~40 rows: a write takes a while
+        for _k in range(int(rng.integers(1, 40))):  # up to ~40 rows: a write takes a while
             pts = rng.uniform(5, 100, size=(int(rng.integers(3, 24)), 2))
             insts.append(Instance(int(rng.integers(0, 3)), polygons=[pts]))
         if v % 2 == 0:  # a multi-part instance with a hole -> sidecar

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -192,7 +192,7 @@ class DecisionStore:
             "class_id": issue.get("class_id"),
             "box": issue.get("box"),
             "issue_id": issue.get("id", ""),
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
         self.save()
