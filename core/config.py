@@ -130,6 +130,8 @@ class ExportConfig(_Section):
     calibration_images: int = Field(300, gt=0)
     accuracy_control: bool = False
     max_drop: float = Field(0.01, ge=0, le=1)
+    # NNCF overflow fix: "enable" (7-bit weights in every layer) keeps INT8 right on CPUs without VNNI
+    int8_overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
     batch_size: int = Field(1, gt=0)
     dynamic_batch: bool = False
     opset: int = Field(17, ge=11)

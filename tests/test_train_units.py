@@ -147,7 +147,15 @@ def test_amp_policy_on_cpu(monkeypatch):
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
     assert trainer.amp_dtype(cpu, True) is None
     monkeypatch.undo()
-    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+    from core import cpu_isa
+
+    for features, native in [({"avx2", "avx512"}, False), ({"avx2", "avx512", "avx512_bf16"}, True),
+                             ({"avx2", "amx"}, True), ({"avx2"}, False)]:
+        monkeypatch.setattr(cpu_isa, "_hardware_features", lambda f=features: set(f))
         assert trainer.cpu_has_native_bf16() is native
+    # a oneDNN ISA cap below AVX512_CORE_BF16 turns native bf16 off (as oneDNN itself would)
+    monkeypatch.setattr(cpu_isa, "_hardware_features", lambda: {"avx2", "avx512", "avx512_vnni", "avx512_bf16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert trainer.cpu_has_native_bf16() is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert trainer.cpu_has_native_bf16() is True

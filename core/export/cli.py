@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from core.errors import UserFacingError
+from core.export.openvino_export import DEFAULT_OVERFLOW_FIX, OVERFLOW_FIX_CHOICES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accuracy-control", action="store_true", default=None,
                    help="INT8 with NNCF accuracy control on the val F1 (default: export.accuracy_control)")
     p.add_argument("--max-drop", type=float, help="largest F1 drop accuracy control accepts (default 0.01)")
+    p.add_argument("--int8-overflow-fix", choices=OVERFLOW_FIX_CHOICES,
+                   help="NNCF overflow fix for INT8 (default export.int8_overflow_fix: enable, right on CPUs "
+                   "with and without VNNI)")
     p.add_argument("--calibration-images", type=int, help="INT8 calibration images (default 300, fewer if the "
                    "project has fewer)")
     p.add_argument("--name", help="export name: exports/<name>/ (default: the run name)")
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     max_drop = args.max_drop if args.max_drop is not None else (cfg.max_drop if cfg else 0.01)
     n_calib = args.calibration_images or (cfg.calibration_images if cfg else 300)
     opset = args.opset or (cfg.opset if cfg else 17)
+    overflow_fix = args.int8_overflow_fix or (cfg.int8_overflow_fix if cfg else DEFAULT_OVERFLOW_FIX)
     conf = args.conf if args.conf is not None else (project.config.infer.conf if project else 0.5)
     if accuracy_control and project is None:
         raise UserFacingError("--accuracy-control needs the project's val split: pass --project")
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
     log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
     result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
-                        max_drop=max_drop, opset=opset, log=log)
+                        max_drop=max_drop, opset=opset, overflow_fix=overflow_fix, log=log)
     for (backend, prec), path in result.files.items():
         print(f"{backend:<12} {prec:<5} {path}")
     if args.no_report:

@@ -12,6 +12,14 @@ import numpy as np
 # product (found structurally from the "scores"/"masks" outputs, so module names don't matter).
 # They are a tiny share of the compute but decide scores, box edges and mask borders.
 SENSITIVE_PATTERNS = [r".*dec_score_head.*", r".*dec_bbox_head.*", r".*query_mlp.*", r".*mask_embed.*"]
+# NNCF's overflow fix: "enable" quantizes weights to 7 bits in every layer, so an int8 x int8
+# multiply-add cannot saturate int16 on CPUs without VNNI (AVX2, AVX-512 without VNNI). NNCF's own
+# default fixes the first layer only, which is right on VNNI CPUs but lost most of the agreement
+# on an AVX2 CPU (INT8-vs-FP32 F1 0.03 vs 0.29 with the fix); the 7th bit costs little elsewhere.
+OVERFLOW_FIX_CHOICES = ("enable", "first_layer_only", "disable")
+DEFAULT_OVERFLOW_FIX = "enable"
+# rt_info path under which the INT8 IR records how and where it was quantized
+RT_INFO_ROOT = "dfine_int8"
 PASS_THROUGH = {"Sigmoid", "Reshape", "Convert", "Transpose", "Add", "Multiply", "Squeeze", "Unsqueeze",
                 "Concat", "Gather", "GatherElements"}
 
@@ -58,20 +66,41 @@ def ignored_scope(model, patterns: list[str] | None = None):
     return nncf.IgnoredScope(names=sorted(set(heads)), patterns=used, validate=False)
 
 
+def int8_settings(overflow_fix: str, subset_size: int) -> dict:
+    """What the report and the IR record: NNCF version and settings, and the CPU it ran on."""
+    import nncf
+
+    from core import cpu_isa
+
+    return {"nncf_version": nncf.__version__, "preset": "mixed", "overflow_fix": overflow_fix,
+            "subset_size": subset_size, "cpu": cpu_isa.detect().as_dict()}
+
+
+def _advanced_parameters(overflow_fix: str):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    if overflow_fix not in OVERFLOW_FIX_CHOICES:
+        raise ValueError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIX_CHOICES)}, got {overflow_fix!r}")
+    return AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+
+
 def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Iterable[np.ndarray],
                   subset_size: int, keep_sensitive_float: bool = True,
                   validation: tuple[Iterable, Callable] | None = None, max_drop: float = 0.01,
+                  overflow_fix: str = DEFAULT_OVERFLOW_FIX,
                   log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """INT8 IR with NNCF. ``calibration`` yields preprocessed [1,3,h,w] float32 batches.
 
     ``calibration`` may be a lazy iterable with ``__len__``.
     ``validation`` = (items, fn(compiled_model, items) -> F1) switches on
     ``nncf.quantize_with_accuracy_control`` with an absolute ``max_drop``.
-    Returns the xml path and what was done (for the export report).
+    ``overflow_fix`` is NNCF's (see DEFAULT_OVERFLOW_FIX for why every layer by default).
+    Returns the xml path and what was done (for the export report; also stored in the IR's rt_info).
     """
     import nncf
     import openvino as ov
 
+    advanced = _advanced_parameters(overflow_fix)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
@@ -86,9 +115,10 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
         kwargs["ignored_scope"] = scope
     info: dict = {"calibration_images": min(subset_size, count),
                   "ignored": (scope.names + scope.patterns) if scope else [],
-                  "accuracy_control": validation is not None}
+                  "accuracy_control": validation is not None,
+                  **int8_settings(overflow_fix, min(subset_size, count))}
     if validation is None:
-        quantized = nncf.quantize(model, dataset, **kwargs)
+        quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **kwargs)
     else:
         items, fn = validation
         items = list(items)
@@ -102,10 +132,47 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
         log(f"INT8 with accuracy control (max F1 drop {max_drop}, {len(items)} val images)")
         quantized = nncf.quantize_with_accuracy_control(
             model, calibration_dataset=dataset, validation_dataset=nncf.Dataset(items),
-            validation_fn=recorded, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, **kwargs)
+            validation_fn=recorded, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            advanced_quantization_parameters=advanced, **kwargs)
         # NNCF validates the FP32 model first, then the INT8 model and each partly-reverted one;
         # the report measures the returned model's F1 itself
         info.update(max_drop=max_drop, val_f1_history=[round(v, 4) for v in history])
+    record_int8_info(quantized, info)
     xml = out_dir / "model.xml"
     ov.save_model(quantized, str(xml), compress_to_fp16=False)
     return xml, info
+
+
+def record_int8_info(model, info: dict) -> None:
+    """Store the quantization settings and the calibration CPU in the IR (read back at load time)."""
+    import json
+
+    model.set_rt_info(json.dumps({k: info[k] for k in ("overflow_fix", "nncf_version", "cpu")}), [RT_INFO_ROOT])
+
+
+def read_int8_info(model) -> dict | None:
+    """What ``record_int8_info`` stored, or None (a float IR, or one made before it existed)."""
+    import json
+
+    try:
+        if not model.has_rt_info([RT_INFO_ROOT]):
+            return None
+        return json.loads(model.get_rt_info([RT_INFO_ROOT]).astype(str))
+    except (RuntimeError, ValueError, TypeError):
+        return None
+
+
+def int8_portability_warning(info: dict | None, here=None) -> str | None:
+    """A warning when an INT8 IR quantized without the all-layer overflow fix runs on a CPU with no
+    int8 dot-product instruction (VNNI/AMX): there its multiply-adds can saturate."""
+    from core import cpu_isa
+
+    if not info or info.get("overflow_fix") == "enable":
+        return None
+    here = here or cpu_isa.detect()
+    if here.int8_dot_product:
+        return None
+    made_on = (info.get("cpu") or {}).get("label", "an unknown CPU")
+    return (f"this INT8 model was quantized on {made_on} with overflow_fix={info.get('overflow_fix')!r}; this "
+            f"CPU ({here.label}) has no VNNI, so its int8 products can saturate and accuracy drop: re-export "
+            "it here or with export.int8_overflow_fix: enable")

@@ -78,9 +78,11 @@ def calibration_batches(paths: list[Path], image_size: tuple[int, int]):
 
 def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precisions: list[str],
                calibration: list[Path] | None = None, accuracy_fn: tuple | None = None, max_drop: float = 0.01,
-               opset: int = 17, log: Callable[[str], None] = print) -> ExportResult:
+               opset: int = 17, overflow_fix: str = "enable",
+               log: Callable[[str], None] = print) -> ExportResult:
     """Write every requested format x precision; ``accuracy_fn`` = (items, validation_fn) turns on
-    NNCF accuracy control for INT8."""
+    NNCF accuracy control for INT8; ``overflow_fix`` is NNCF's (all layers by default, see
+    ``core.export.openvino_export.DEFAULT_OVERFLOW_FIX``)."""
     from core.export.onnx_export import export_onnx
     from core.model import DeployModel
 
@@ -102,7 +104,8 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
             log(f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images) ...")
             xml, info = quantize_int8(onnx_path, out_dir / "openvino_int8",
                                       calibration_batches(calibration, meta.image_size), len(calibration),
-                                      validation=accuracy_fn, max_drop=max_drop, log=log)
+                                      validation=accuracy_fn, max_drop=max_drop,
+                                      overflow_fix=overflow_fix, log=log)
             result.files[("openvino", "int8")] = xml
             result.int8_info = info
     if "tensorrt" in formats:

@@ -37,12 +37,18 @@ class OpenVinoRunner:
             model = core.read_model(str(path))
         except Exception as exc:
             raise WeightsError(f"{path}: OpenVINO cannot read it ({exc})") from exc
+        self.portability_warning = self._check_int8_portability(model) if self.device == "CPU" else None
         config: dict = {"PERFORMANCE_HINT": "LATENCY"}
         if self.device == "CPU":
             # Float parts run in f32: the CPU plugin would otherwise pick bf16 on CPUs that have it,
             # changing results. An FP16 IR is then a half-size file whose weights are expanded to
             # f32 at load time (OpenVINO's documented CPU behaviour).
             config["INFERENCE_PRECISION_HINT"] = "f32"
+            # No runtime int8 requantization of activations in layers with compressed (int8/fp16)
+            # weights: the plugin turns it on by CPU class (VNNI/AMX), so the same IR computed
+            # differently per CPU, and it is not what NNCF calibrated. (It also picks kernels oneDNN
+            # then refuses under ONEDNN_MAX_CPU_ISA, the knob the tests use to emulate older CPUs.)
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -52,6 +58,17 @@ class OpenVinoRunner:
                                   f"available devices: {core.available_devices}") from exc
         self.request = self.compiled.create_infer_request()
         self.output_names = output_names(self.compiled)
+
+    @staticmethod
+    def _check_int8_portability(model) -> str | None:
+        import warnings
+
+        from core.export.openvino_export import int8_portability_warning, read_int8_info
+
+        message = int8_portability_warning(read_int8_info(model))
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return message
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         results = self.request.infer({0: batch})

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import yaml
 
+from core import cpu_isa
 from core.atomic_io import atomic_write_text
 from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
@@ -66,13 +67,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: oneDNN runs bf16 convs and matmuls natively. (oneDNN's own "bf16
-    supported" is also true on plain AVX-512, where bf16 is emulated and can be slower than fp32.)"""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    try:
-        return any(bool(getattr(torch.cpu, name)()) for name in probes if hasattr(torch.cpu, name))
-    except RuntimeError:
-        return False
+    """AVX512-BF16 or AMX usable by oneDNN (``ONEDNN_MAX_CPU_ISA`` honoured). oneDNN's own "bf16
+    supported" is also true on plain AVX-512, where bf16 is emulated and can be slower than fp32."""
+    return cpu_isa.detect().native_bf16
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
