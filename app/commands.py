@@ -115,3 +115,17 @@ def accept(doc: LabelDocument, indices: list[int]) -> ReplaceInstances | None:
     changes = {i: (doc.instances[i], touched(doc.instances[i]))
                for i in indices if doc.instances[i].source == "model"}
     return ReplaceInstances(doc, changes, "Accept proposal") if changes else None
+
+
+def referenced_instances(command) -> list[Instance]:
+    """Every Instance object a command holds (its before/after copies), for remapping class ids
+    after a class edit without losing the history."""
+    if isinstance(command, AddInstance):
+        return [command.inst]
+    if isinstance(command, AddInstances):
+        return list(command.instances)
+    if isinstance(command, RemoveInstances):
+        return list(command.removed)
+    if isinstance(command, ReplaceInstances):
+        return [inst for pair in command.changes.values() for inst in pair]
+    return []

@@ -39,6 +39,7 @@ from app.document import LabelDocument
 from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
 from app.panels import ClassPanel, InstancePanel
+from app.key_guard import KeyGuard
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
 from app.theme import apply_theme, icon
 from app.window_classes import ClassActions
@@ -72,6 +73,8 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.setWindowTitle("dfine-studio[*]")
         self.setWindowIcon(icon("app", "#3d8bfd"))
         self.setDockNestingEnabled(True)
+        self._key_guard = KeyGuard(self)  # keys typed in a field or list never become shortcuts
+        QApplication.instance().installEventFilter(self._key_guard)
         self._build_canvas()
         self._build_docks()
         self._build_actions()
@@ -87,6 +90,7 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.canvas.tool_changed.connect(self._tool_changed)
         self.canvas.zoom_changed.connect(lambda s: self.zoom_label.setText(f"{s * 100:.0f}%"))
         self.canvas.cursor_moved.connect(lambda x, y: self.pos_label.setText(f"x {x:.0f}  y {y:.0f}"))
+        self.canvas.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.canvas.context_menu_requested.connect(self._context_menu)
         self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -178,7 +182,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         return dock
 
     def _action(self, key: str | None, text: str, slot, icon_name: str | None = None,
-                checkable: bool = False) -> QAction:
+                checkable: bool = False, canvas_only: bool = False) -> QAction:
+        """A menu/toolbar action. ``canvas_only``: its shortcut acts only while the canvas has focus
+        (edits and tools), so a key typed in a list or field can never become an edit."""
         act = QAction(text, self)
         if icon_name:
             act.setIcon(icon(icon_name))
@@ -189,7 +195,11 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
             act.setToolTip(f"{text.replace('&', '').rstrip('…')} ({keys[0]})")
         act.setCheckable(checkable)
         act.triggered.connect(slot)
-        self.addAction(act)  # shortcuts work while the toolbar is hidden
+        if canvas_only:
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.canvas.addAction(act)
+        else:
+            self.addAction(act)  # shortcuts work while the toolbar is hidden
         return act
 
     def _build_actions(self) -> None:
@@ -199,17 +209,17 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.act_save = a("save", "&Save", self.save_now, "save")
         self.act_next = a("next", "&Next image", lambda: self.step(+1), "next")
         self.act_prev = a("prev", "&Previous image", lambda: self.step(-1), "prev")
-        self.act_select = a("select", "&Select / edit", lambda: self.canvas.set_tool(Tool.SELECT), "select", True)
-        self.act_polygon = a("polygon", "&Polygon", lambda: self.canvas.set_tool(Tool.POLYGON), "polygon", True)
-        self.act_box = a("box", "&Box", lambda: self.canvas.set_tool(Tool.BOX), "box", True)
+        self.act_select = a("select", "&Select / edit", lambda: self.canvas.set_tool(Tool.SELECT), "select", True, canvas_only=True)
+        self.act_polygon = a("polygon", "&Polygon", lambda: self.canvas.set_tool(Tool.POLYGON), "polygon", True, canvas_only=True)
+        self.act_box = a("box", "&Box", lambda: self.canvas.set_tool(Tool.BOX), "box", True, canvas_only=True)
         tools = QActionGroup(self)
         for act in (self.act_select, self.act_polygon, self.act_box):
             tools.addAction(act)
         self.act_select.setChecked(True)
-        self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete")
-        self.act_hide = a("hide", "&Hide/show selected", self.toggle_hidden, "eye")
+        self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
+        self.act_hide = a("hide", "&Hide/show selected", self.toggle_hidden, "eye", canvas_only=True)
         self.act_accept = a("accept", "&Accept model proposals", self.accept_proposals, "accept")
-        self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit")
+        self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit", canvas_only=True)
         self.act_zoom_in = a("zoom_in", "Zoom &in", lambda: self.canvas.zoom_by(1.25), "zoom-in")
         self.act_zoom_out = a("zoom_out", "Zoom &out", lambda: self.canvas.zoom_by(0.8), "zoom-out")
         self.act_search = a("search", "&Find image…", lambda: (self.search.setFocus(), self.search.selectAll()))
@@ -232,8 +242,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         for i in range(9):
             act = QAction(f"Class {i + 1}", self)
             act.setShortcut(QKeySequence(str(i + 1)))
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # canvas focus only
             act.triggered.connect(lambda _=False, k=i: self.pick_class(k, relabel=True))
-            self.addAction(act)
+            self.canvas.addAction(act)
             self.class_keys.append(act)
         self.undo_group.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
 
@@ -526,11 +537,19 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
                                 "and it will not be overwritten.")
         self._doc_structure(doc)
         self._update_title()
-        self.canvas.setFocus()
+        if self._focus_may_move_to_canvas():
+            self.canvas.setFocus()
         row = self.image_view.currentIndex().row()
         self.images.prefetch([Path(self.proxy.data(self.proxy.index(r, 0), PathRole))
                               for r in (row + 1, row - 1, row + 2) if 0 <= r < self.proxy.rowCount()])
         self.image_shown.emit(path)
+
+    def _focus_may_move_to_canvas(self) -> bool:
+        """After an image switch the canvas takes focus only from where navigation happens (the
+        canvas, the image list, the window itself); a search field, the class list or a panel keeps
+        it, so the next keys stay text there (a filter that hides the current image switches images)."""
+        focus = QApplication.focusWidget()
+        return focus is None or focus is self or focus is self.canvas or focus is self.image_view
 
     def _image_loaded(self, path: Path, image) -> None:
         if self.doc is not None and self.doc.image_path == path:

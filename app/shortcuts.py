@@ -13,14 +13,15 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-# action id -> (keys, description); keys use QKeySequence portable text
+# action id -> (keys, description); keys use QKeySequence portable text. Plain keys act only
+# while the canvas (tools, edits) or the window (D/A) has focus: a focused field or list keeps them.
 SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "next": (["D"], "Next image"),
     "prev": (["A"], "Previous image"),
     "polygon": (["P"], "Polygon tool: click vertices; click the first one or press Enter to close"),
     "box": (["R"], "Draw box (drag)"),
     "select": (["V", "Esc"], "Select / edit tool (Esc: cancel drawing, then deselect)"),
-    "delete": (["Del", "Backspace"], "Delete hovered vertex, else selected instances"),
+    "delete": (["Del", "Backspace"], "Delete the vertex under the pointer, else the selected instances"),
     "undo": (["Ctrl+Z"], "Undo"),
     "redo": (["Ctrl+Shift+Z", "Ctrl+Y"], "Redo"),
     "save": (["Ctrl+S"], "Save now (also autosaved on image switch and when idle)"),

@@ -28,17 +28,21 @@ class ClassActions:
                 self.doc.undo_stack.push(cmd)
         self.statusBar().showMessage(f"Class: {self.project.class_names[k]}", 2000)
 
-    def _class_edit(self, fn, *args):
+    def _class_edit(self, fn, *args, aliases: dict[str, str] | None = None):
         """Class edits rewrite every affected label file (seconds on a big project), so
-        they run in a worker while editing is blocked: save first, reload everything after."""
+        they run in a worker while editing is blocked: save first, remap the open images after.
+        ``aliases`` maps a class name that disappears to the one its instances now have (rename,
+        merge)."""
         if not self.autosaver.save_current():
             self._error("Could not save the current image; class edit not started.")
             return None
         current = self.doc.image_path if self.doc else None
+        names_before = list(self.project.class_names)
         self.set_busy(True)
         return self.start_task(lambda _task: fn(*args), title="Updating classes", cancellable=False,
                                on_done=lambda _r: None,
-                               on_end=lambda: (self.set_busy(False), self._reload_all(current)))
+                               on_end=lambda: (self.set_busy(False),
+                                               self._reload_all(current, names_before, aliases or {})))
 
     def set_busy(self, busy: bool) -> None:
         """Block every edit (canvas, panels, image switching, shortcuts) while the engine
@@ -48,11 +52,21 @@ class ClassActions:
             w.setEnabled(not busy)
         self._set_enabled(not busy)
 
-    def _reload_all(self, current: Path | None) -> None:
+    def _reload_all(self, current: Path | None, names_before: list[str] | None = None,
+                    aliases: dict[str, str] | None = None) -> None:
+        """After a class edit: open images keep their undo history with class ids remapped; an
+        image whose history holds a deleted class, or whose file no longer matches, is reloaded."""
         self.autosaver.track(None)
-        for doc in self.docs.values():
-            self.undo_group.removeStack(doc.undo_stack)
-        self.docs.clear()
+        mapping = class_id_mapping(names_before, list(self.project.class_names), aliases or {})
+        dropped = 0
+        for path, doc in list(self.docs.items()):
+            if mapping is None or not remap_document(doc, mapping) or not self._matches_disk(doc):
+                self.undo_group.removeStack(doc.undo_stack)
+                del self.docs[path]
+                dropped += 1
+        if dropped and self.docs:
+            self.statusBar().showMessage(f"Undo history kept for {len(self.docs)} open images, "
+                                         f"reset for {dropped} whose labels the class edit changed", 8000)
         self.doc = None
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
@@ -61,6 +75,14 @@ class ClassActions:
         if current is not None:
             self.list_model.refresh(current)
             self.show_image(current)
+
+    def _matches_disk(self, doc) -> bool:
+        """The remapped in-memory labels equal the rewritten file (else the file wins)."""
+        try:
+            disk = self.project.load_annotation(doc.image_path)
+        except Exception:  # noqa: BLE001 (any unreadable file: reload and let the editor report it)
+            return False
+        return same_instances(doc.ann.instances, disk.instances)
 
     def add_class(self) -> None:
         name, ok = QInputDialog.getText(self, "Add class", "Name:")
@@ -71,7 +93,7 @@ class ClassActions:
         old = self.project.class_names[k]
         name, ok = QInputDialog.getText(self, "Rename class", f"New name for {old!r}:", text=old)
         if ok and name.strip() and name.strip() != old:
-            self._class_edit(self.project.rename_class, old, name.strip())
+            self._class_edit(self.project.rename_class, old, name.strip(), aliases={old: name.strip()})
 
     def merge_class(self, k: int) -> None:
         names = self.project.class_names
@@ -80,7 +102,7 @@ class ClassActions:
             return
         target, ok = QInputDialog.getItem(self, "Merge class", f"Relabel every {names[k]!r} as:", others, 0, False)
         if ok:
-            self._class_edit(self.project.merge_classes, names[k], target)
+            self._class_edit(self.project.merge_classes, names[k], target, aliases={names[k]: target})
 
     def delete_class(self, k: int) -> None:
         name = self.project.class_names[k]
@@ -95,3 +117,45 @@ class ClassActions:
 
     def undo_class_edit(self) -> None:
         self._class_edit(self.project.undo_class_edit)
+
+
+def class_id_mapping(before: list[str] | None, after: list[str], aliases: dict[str, str]) -> dict[int, int | None] | None:
+    """Old class id -> new id (None: the class is gone), by name; ``aliases`` for renamed or merged
+    names. None when the lists can't be related (no 'before')."""
+    if before is None:
+        return None
+    index = {name: i for i, name in enumerate(after)}
+    return {i: index.get(aliases.get(name, name)) for i, name in enumerate(before)}
+
+
+def remap_document(doc, mapping: dict[int, int | None]) -> bool:
+    """Remap class ids in place in the document and every command of its undo stack; False (and
+    nothing changed) when any of them holds a class that no longer exists."""
+    stack = doc.undo_stack
+    objects = {id(inst): inst for inst in doc.ann.instances}
+    for k in range(stack.count()):
+        objects.update({id(inst): inst for inst in commands.referenced_instances(stack.command(k))})
+    if any(mapping.get(inst.class_id) is None for inst in objects.values()):
+        return False
+    for inst in objects.values():
+        inst.class_id = mapping[inst.class_id]
+    doc.structure_changed.emit()
+    return True
+
+
+def same_instances(a, b, tol: float = 0.01) -> bool:
+    """Same classes and geometry (to ``tol`` px: the file stores 6 normalised decimals)."""
+    import numpy as np
+
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.class_id != y.class_id or x.is_box != y.is_box:
+            return False
+        if x.is_box:
+            if not np.allclose(x.box, y.box, atol=tol):
+                return False
+        elif len(x.polygons) != len(y.polygons) or not all(
+                p.shape == q.shape and np.allclose(p, q, atol=tol) for p, q in zip(x.polygons, y.polygons)):
+            return False
+    return True

@@ -401,14 +401,23 @@ def test_instance_list_synced_with_canvas(opened, qtbot):
     assert lst.item(1).text().startswith("2. car")
 
 
-def test_letter_shortcuts_work_from_the_image_list(opened, qtbot):
+def test_image_list_keeps_letters_and_navigates_with_arrows(opened, qtbot):
+    """A focused list keeps every plain key (type-ahead), so D/A there are letters, not shortcuts;
+    the arrow keys move through the images; from the canvas D/A switch images."""
     win, project = opened
     win.image_view.setFocus()
+    qtbot.waitUntil(lambda: win.image_view.hasFocus())
     QTest.keyClick(win.image_view, Qt.Key.Key_D)
-    assert win.doc.image_path == project.image_paths()[1]
-    QTest.keyClick(win.image_view, Qt.Key.Key_A)
     assert win.doc.image_path == project.image_paths()[0]
+    QTest.keyClick(win.image_view, Qt.Key.Key_Down)
+    assert win.doc.image_path == project.image_paths()[1]
+    win.canvas.setFocus()
+    qtbot.waitUntil(lambda: win.canvas.hasFocus())
+    QTest.keyClick(win.canvas, Qt.Key.Key_D)
+    assert win.doc.image_path == project.image_paths()[2]
+    QTest.keyClick(win.canvas, Qt.Key.Key_A)
+    assert win.doc.image_path == project.image_paths()[1]
     # typing in the search box is text, not shortcuts
     win.search.setFocus()
     QTest.keyClicks(win.search, "da")
-    assert win.search.text() == "da" and win.doc.image_path == project.image_paths()[0]
+    assert win.search.text() == "da" and win.doc.image_path == project.image_paths()[1]

@@ -30,7 +30,8 @@ def _tri(cid: int) -> Instance:
 
 def _edit(window, qtbot, fn, *args) -> None:  # noqa: F811
     """Run a class edit the way the buttons do (in a worker, editing blocked) and wait."""
-    task = window._class_edit(fn, *args)
+    aliases = {args[0]: args[1]} if fn.__name__ in ("rename_class", "merge_classes") else None
+    task = window._class_edit(fn, *args, aliases=aliases)
     assert task is not None
     assert not window.canvas.isEnabled()  # nothing can be edited while files are rewritten
     qtbot.waitUntil(lambda: window.task is None, timeout=20_000)
@@ -60,6 +61,47 @@ def test_class_merge_rename_add_delete_and_undo(window, qtbot, tmp_path):  # noq
     assert [i.class_id for i in window.doc.instances] == [0]
     assert [int(r.split()[0]) for r in lp0.read_text().splitlines()] == [0]
     screenshot(window, "classes_after_edits")
+
+
+def test_class_edit_keeps_every_images_undo_history(window, qtbot, tmp_path):  # noqa: F811
+    """A class edit used to wipe every open image's undo history. Rename/merge/add keep it (ids
+    remapped inside the history); a delete resets only the images whose history holds that class."""
+    from app import commands
+
+    project = make_project(tmp_path / "proj", n_images=3)
+    _label(project, 0, [_tri(0), _tri(2)])
+    _label(project, 1, [_tri(2)])
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    img0, img1 = project.image_paths()[:2]
+    doc0 = window.doc
+    doc0.undo_stack.push(commands.change_class(doc0, [1], 1))  # car -> dog on image 0
+    window.goto_image(img1)
+    qtbot.waitUntil(lambda: window.doc.image_path == img1)
+    doc1 = window.doc
+    doc1.undo_stack.push(commands.AddInstance(doc1, _tri(0)))  # a cat on image 1
+    _edit(window, qtbot, window.project.rename_class, "car", "truck")
+    assert window.docs[img0] is doc0 and window.docs[img1] is doc1
+    assert doc0.undo_stack.count() == 1 and doc1.undo_stack.count() == 1
+    _edit(window, qtbot, window.project.merge_classes, "dog", "cat")  # ["cat", "truck"]
+    assert [i.class_id for i in doc0.instances] == [0, 0]
+    doc0.undo_stack.undo()  # the class change, remapped: back to truck (now id 1)
+    assert [i.class_id for i in doc0.instances] == [0, 1]
+    doc0.undo_stack.redo()
+    assert [i.class_id for i in doc0.instances] == [0, 0]
+    # deleting "truck": image 1's history holds a truck instance -> reset; image 0's history holds
+    # the truck "before" of its class change -> reset too; an image without trucks keeps its history
+    img2 = project.image_paths()[2]
+    window.goto_image(img2)
+    qtbot.waitUntil(lambda: window.doc.image_path == img2)
+    doc2 = window.doc
+    doc2.undo_stack.push(commands.AddInstance(doc2, _tri(0)))
+    _edit(window, qtbot, window.project.delete_class, "truck")
+    assert window.docs.get(img2) is doc2 and doc2.undo_stack.count() == 1
+    assert img0 not in window.docs or window.docs[img0] is not doc0
+    assert img1 not in window.docs or window.docs[img1] is not doc1
+    doc2.undo_stack.undo()
+    assert doc2.instances == []
 
 
 def test_export_then_import_roundtrip_in_worker(window, qtbot, tmp_path):  # noqa: F811

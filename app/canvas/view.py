@@ -42,6 +42,7 @@ class CanvasView(QGraphicsView):
     zoom_changed = Signal(float)
     context_menu_requested = Signal(object, list)  # global QPoint, indices
     cursor_moved = Signal(float, float)  # image pixel coordinates
+    status_message = Signal(str)  # a hint for the status bar (why a key did nothing)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -85,6 +86,8 @@ class CanvasView(QGraphicsView):
         self.cancel_draft()
         self._drag = None
         self._hover = None
+        had_selection = bool(self.selected)
+        self.selected = []  # indices belong to the old image: never carry them over
         if doc is not None:
             self.img_w, self.img_h = doc.ann.width, doc.ann.height
             for sig, slot in self._doc_slots():
@@ -93,6 +96,8 @@ class CanvasView(QGraphicsView):
         self.set_image(image)
         self._rebuild()
         self.fit()
+        if had_selection:
+            self.selection_changed.emit([])
 
     def _doc_slots(self):
         d = self.doc
@@ -469,15 +474,33 @@ class CanvasView(QGraphicsView):
         self.doc.undo_stack.push(commands.replace_one(self.doc, index, new, "Delete vertex"))
         return True
 
+    def vertex_under_pointer(self) -> tuple[int, geo.VertexRef] | None:
+        """The vertex the pointer is on, in any visible instance (selected ones first, then top-most)."""
+        if self._cursor is None or self.doc is None:
+            return None
+        r = PICK_PX / self.scale_factor()
+        for i in self._visible_order():
+            if self.doc.is_hidden(i):
+                continue
+            ref = geo.nearest_vertex(self.doc.instances[i], self._cursor.x(), self._cursor.y(), r)
+            if ref is not None:
+                return i, ref
+        return None
+
     def delete_selection(self) -> None:
-        """Del: the hovered vertex of a selected polygon if any, else the selected instances."""
+        """Del: the vertex under the pointer if any (selected instance or not: deleting a far-away
+        selection while pointing at a vertex surprised people), else the selected instances."""
         if self.doc is None or self.read_only:
             return
         if self._draft:  # Backspace/Del while drawing: drop the last point
             self._draft.pop()
             self.viewport().update()
             return
-        if self._hover is not None and self.delete_vertex(*self._hover):
+        target = self._hover or self.vertex_under_pointer()
+        if target is not None:
+            if not self.delete_vertex(*target):
+                self.status_message.emit("A part keeps at least 3 vertices: select the instance and press Del "
+                                         "to delete it")
             return
         if self.selected:
             idx = list(self.selected)
