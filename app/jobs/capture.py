@@ -1,6 +1,10 @@
 """The capture thread: reads frames from a source (camera index, video file, image folder,
 via core.infer.sources) and runs the Predictor on them.
 
+Cameras and videos are read by a grabber thread of their own (core.infer.live_pipeline), and
+inference always takes the newest frame: a model slower than the camera drops stale frames
+instead of showing ever older ones. Folders and un-paced files are processed frame by frame.
+
 Why a "latest result" slot instead of a queue: a live view must show *now*. The
 thread overwrites one slot and the GUI takes whatever is newest when it repaints, so
 a slow GUI or a slow model drops frames instead of falling ever further behind.
@@ -95,6 +99,7 @@ class FrameResult:
     source_name: str = ""
     image_path: Path | None = None  # for folder sources: the file the frame came from
     timestamp: float = field(default_factory=time.monotonic)
+    captured_at: float = field(default_factory=time.monotonic)  # when the frame was read (monotonic)
 
 
 def filter_detections(det: Any, threshold: float) -> Any:
@@ -159,7 +164,9 @@ class CaptureThread(QThread):
         self._resume.set()
         self.frames_read = 0
         self.frames_dropped = 0  # processed but replaced before the GUI took them
+        self.frames_stale = 0  # captured but replaced by a newer frame before inference took them
         self._fps = 0.0
+        self._grabber = None
 
     # ---- controls (any thread) ------------------------------------------------------------
     @property
@@ -206,6 +213,38 @@ class CaptureThread(QThread):
         latency = (time.perf_counter() - t0) * 1000.0
         return filter_detections(det, thr), latency
 
+    def _pace(self) -> float | None:
+        """Frames per second a file is played at live (its own rate, else max_fps); None: every
+        frame as fast as possible (no grabber, nothing dropped)."""
+        if self.source.is_live:
+            return None
+        if self.source.kind == "video" and self.max_fps:
+            return self.source.fps or self.max_fps
+        return None
+
+    def _start_grabber(self):
+        from core.infer.live_pipeline import FrameGrabber
+
+        if self.source.is_live or self._pace():
+            self._grabber = FrameGrabber(self.source.read, self._pace()).start()
+        return self._grabber
+
+    def _next_frame(self) -> tuple[np.ndarray | None, float]:
+        """(frame, monotonic capture time); None at the end of the source."""
+        if self._grabber is None:
+            return self.source.read(), time.monotonic()
+        while not self._stop.is_set():
+            grabbed = self._grabber.take(timeout=0.5)
+            if grabbed is not None:
+                self.frames_read = self._grabber.frames_read
+                self.frames_stale = self._grabber.frames_stale
+                return grabbed.image, grabbed.captured_at
+            if self._grabber.ended:
+                self.frames_read = self._grabber.frames_read
+                self.frames_stale = self._grabber.frames_stale
+                return None, time.monotonic()
+        return None, time.monotonic()
+
     def run(self) -> None:
         reason = "stopped"
         last = None
@@ -213,20 +252,24 @@ class CaptureThread(QThread):
             if self.predictor is None and self.loader is not None:
                 self.predictor = self.loader()
                 self.model_loaded.emit(self.predictor)
+            self._start_grabber()
             while not self._stop.is_set():
                 self._resume.wait()
                 if self._stop.is_set():
                     break
                 t_start = time.perf_counter()
-                frame = self.source.read()
+                frame, captured_at = self._next_frame()
                 if frame is None:
+                    if self._stop.is_set():
+                        break
                     reason = (
                         f"camera stopped delivering frames ({self.source.name})"
                         if self.source.is_live
                         else f"end of {self.source.name} ({self.frames_read} frames)"
                     )
                     break
-                self.frames_read += 1
+                if self._grabber is None:
+                    self.frames_read += 1
                 det, latency = self._predict(frame)
                 now = time.perf_counter()
                 if last is not None:
@@ -241,6 +284,7 @@ class CaptureThread(QThread):
                     self._fps,
                     self.source.name,
                     getattr(self.source, "current", None),
+                    captured_at=captured_at,
                 )
                 with self._lock:
                     if self._latest is not None:
@@ -250,7 +294,7 @@ class CaptureThread(QThread):
                     self._pending = True
                 if notify:
                     self.result_ready.emit()
-                if self.max_fps and not self.source.is_live:
+                if self.max_fps and self._grabber is None and not self.source.is_live:
                     rest = 1.0 / self.max_fps - (time.perf_counter() - t_start)
                     if rest > 0:
                         self._stop.wait(rest)
@@ -261,5 +305,7 @@ class CaptureThread(QThread):
             reason = "error"
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         finally:
+            if self._grabber is not None:
+                self._grabber.stop()
             self.source.close()
             self.ended.emit(reason)

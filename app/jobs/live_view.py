@@ -115,6 +115,7 @@ class LiveView(QWidget):
         self.writer: cv2.VideoWriter | None = None
         self.record_path: Path | None = None
         self.frames_shown = 0
+        self.display_latency_ms: float | None = None  # capture -> on screen, of the frame shown last
         self.frames_recorded = 0
         self.last_message = ""
         self.model_info = ""  # "openvino int8" once the model is loaded
@@ -387,10 +388,12 @@ class LiveView(QWidget):
         self.view.set_image(to_qimage(overlay))
         self.frames_shown += 1
         n = len(res.detections.scores) if res.detections is not None else 0
+        self.display_latency_ms = (time.monotonic() - res.captured_at) * 1000.0  # capture -> on screen
+        dropped = self.thread.frames_dropped + self.thread.frames_stale
         self.stats_label.setText(
             (f"{self.model_info}  ·  " if self.model_info else "")
-            + f"FPS {res.fps:.1f}  ·  e2e {res.latency_ms:.1f} ms  ·  {n} objects  ·  "
-            f"dropped {self.thread.frames_dropped}"
+            + f"FPS {res.fps:.1f}  ·  e2e {res.latency_ms:.1f} ms  ·  capture→screen "
+            f"{self.display_latency_ms:.0f} ms  ·  {n} objects  ·  dropped {dropped}"
         )
         if self.writer is not None:
             self._write_frame(overlay)
