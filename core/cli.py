@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("core.infer.cli", "run a model on images, a folder, a video or a camera"),
     "bench": ("core.bench", "latency/F1 per format x precision x batch (paper protocol)"),
     "analyze": ("core.analysis.cli", "rank likely label mistakes"),
+    "weights": ("core.weights.cli", "list / download / add the official pretrained checkpoints"),
 }
 
 
@@ -60,7 +61,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         except NotBuiltYet:
             p.set_defaults(_not_built=True)
             continue
-        adder = getattr(module, f"add_{name}_arguments", None) or getattr(module, "add_arguments")
+        adder = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
         adder(p)
     return parser
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dfine {args.verb}: not built yet", file=sys.stderr)
         return 3
     module = _load(args.verb)
-    runner = getattr(module, f"run_{args.verb}", None) or getattr(module, "run")
+    runner = getattr(module, f"run_{args.verb}", None) or module.run
     try:
         return int(runner(args) or 0)
     except KeyboardInterrupt:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-from core.errors import UserFacingError  # noqa: E402  (kept at the bottom: tiny, no deps)
+from core.errors import UserFacingError
 
 if __name__ == "__main__":
     sys.exit(main())
