@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import socket
-import threading
 from contextlib import redirect_stderr, redirect_stdout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+from weights_server import official_n_checkpoint, serve_weights
 
 from core.cli import main as dfine_main
 from core.errors import WeightsError
@@ -34,72 +32,15 @@ from core.weights.download import download
 N_FILE = "dfine_n_coco.pth"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Serves server.files; honours Range when server.ranges; cuts a file after
-    server.stop_after[name] bytes of the body (then closes the connection)."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        srv = self.server
-        name = self.path.lstrip("/")
-        rng = self.headers.get("Range")
-        srv.requests.append((name, rng))
-        data = srv.files.get(name)
-        if data is None:
-            self.send_error(404, "Not Found")
-            return
-        start = 0
-        if rng and srv.ranges:
-            start = int(re.match(r"bytes=(\d+)-", rng).group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
-        cut = srv.stop_after.get(name)
-        if cut is not None:
-            body = body[:cut]
-            self.close_connection = True
-        self.wfile.write(body)
-        self.wfile.flush()
-        srv.sent[name] = srv.sent.get(name, 0) + len(body)
-        if cut is not None:
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture()
 def server(monkeypatch):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests, srv.stop_after, srv.sent, srv.ranges = {}, [], {}, {}, True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("DFINE_WEIGHTS_MIRROR", f"http://127.0.0.1:{srv.server_address[1]}/")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serve_weights(monkeypatch) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def n_bytes(tmp_path_factory) -> bytes:
-    """A size-N 80-class detector in the official release layout (model + ema + bookkeeping)."""
-    from core.model import build_model
-
-    torch.manual_seed(0)
-    sd = build_model("n", 80, task="detect", image_size=640).state_dict()
-    path = tmp_path_factory.mktemp("official") / N_FILE
-    torch.save({"model": sd, "ema": {"module": sd, "updates": 1000, "warmups": 1000},
-                "date": "2024-11-07T00:00:00", "last_epoch": 159}, path)
-    return path.read_bytes()
+    return official_n_checkpoint(tmp_path_factory.mktemp("official") / N_FILE)
 
 
 @pytest.fixture()
@@ -214,6 +155,8 @@ def test_cancel_keeps_part_for_resume(server, cache, n_bytes):
     assert part.stat().st_size == seen[-1] > 0
     path, check = fetch(entry, cache)
     assert path.read_bytes() == n_bytes and server.requests[-1][1] == f"bytes={seen[-1]}-"
+    assert "fit the size-n D-FINE detector (80 classes)" in check
+    assert fetch(entry, cache) == (path, "already in the cache")
 
 
 def test_truncated_file_is_refused_and_not_kept(server, cache, n_bytes):
@@ -350,3 +293,21 @@ def test_named_checkpoint_into_segmentation_model_reports_fresh_mask_head(cache,
     n_mask = sum(1 for k in model.state_dict() if k.startswith("mask_head.")
                  and not k.endswith("num_batches_tracked"))
     assert f"mask head initialised fresh ({n_mask} tensors" in text
+
+
+def test_training_downloads_a_named_checkpoint_and_reports_what_it_loaded(server, cache, tmp_path, n_bytes):
+    """`--weights dfine_n_coco` in a segment project: fetched from the (local) server into the
+    cache, the detector loaded, class heads re-initialised, the mask head started fresh."""
+    from test_train_helpers import dfine, events_of, tiny_project
+
+    server.files[N_FILE] = n_bytes
+    root = tiny_project(tmp_path / "p", n_train=1, n_val=1)
+    proc = dfine("train", str(root), "--events", "-", "--weights", "dfine_n_coco", "--no-progress",
+                 "--device", "cpu", "--set", "train.epochs=1", "train.batch_size=1", "train.workers=0")
+    start = next(e for e in events_of(proc.stdout) if e["event"] == "start")
+    init = start["init"]["weights"]
+    assert init.startswith(f"{cache / N_FILE}: official-ema, loaded ")
+    assert "mask head initialised fresh" in init and "re-initialised class heads" in init
+    assert start["backbone_lr"] == pytest.approx(start["lr"] * 0.05)  # pretrained: official ratio
+    assert (cache / N_FILE).read_bytes() == n_bytes
+    assert "downloading dfine_n_coco" in proc.stderr and "(100%)" in proc.stderr
