@@ -145,6 +145,17 @@ def test_server_without_range_support_restarts_from_zero(server, tmp_path, n_byt
     assert part.read_bytes() == n_bytes
 
 
+def test_part_that_is_already_whole_or_too_long(server, tmp_path, n_bytes):
+    server.files[N_FILE] = n_bytes
+    url = f"http://127.0.0.1:{server.server_address[1]}/{N_FILE}"
+    part = tmp_path / "whole.part"
+    part.write_bytes(n_bytes)  # complete, but the process stopped before verifying / renaming
+    assert download(url, part) == len(n_bytes) and server.sent == {}  # 416 */N: nothing to fetch
+    part.write_bytes(n_bytes + b"junk")  # not a prefix of the file: fetched again from zero
+    assert download(url, part) == len(n_bytes) and part.read_bytes() == n_bytes
+    assert server.requests[-1] == (N_FILE, None)
+
+
 def test_cancel_keeps_part_for_resume(server, cache, n_bytes):
     server.files[N_FILE] = n_bytes
     entry = find_entry("dfine_n_coco")

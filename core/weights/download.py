@@ -69,7 +69,10 @@ def download(url: str, part: Path, progress: ProgressFn | None = None,
         except urllib.error.HTTPError as exc:
             if exc.code != 416 or not offset:
                 raise
-            part.unlink()  # 416: what we kept is not a prefix of this file (or all of it): restart
+            m = re.match(r"bytes\s+\*/(\d+)", exc.headers.get("Content-Range") or "")
+            if m and int(m.group(1)) == offset:  # all there already (stopped before the rename)
+                return offset
+            part.unlink()  # longer than this file: not a prefix of it, start again
             offset = 0
             resp = _open(url, 0, timeout)
     except urllib.error.HTTPError as exc:
