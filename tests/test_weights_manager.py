@@ -322,3 +322,29 @@ def test_training_downloads_a_named_checkpoint_and_reports_what_it_loaded(server
     assert start["backbone_lr"] == pytest.approx(start["lr"] * 0.05)  # pretrained: official ratio
     assert (cache / N_FILE).read_bytes() == n_bytes
     assert "downloading dfine_n_coco" in proc.stderr and "(100%)" in proc.stderr
+
+
+@pytest.mark.parametrize("size", ["n", "s", "m", "l", "x"])
+def test_verification_accepts_exactly_the_official_key_manifest(size, reference_dir):
+    """What a file must hold for dfine_<size>_coco is the official model's state_dict (keys and
+    shapes recorded from the official code): a real release file passes, nothing else does."""
+    from core.weights.verify import expected_shapes
+
+    manifest = json.loads((reference_dir / f"dfine_{size}_nc80_keys.json").read_text())["state_dict"]
+    official = {k: tuple(v) for k, v in manifest.items()
+                if not k.endswith("num_batches_tracked") and k not in ("decoder.anchors", "decoder.valid_mask")}
+    required, optional = expected_shapes(find_entry(f"dfine_{size}_coco"))
+    assert required == official and optional == {}
+
+
+def test_a_file_built_from_the_official_n_manifest_verifies(reference_dir, tmp_path):
+    manifest = json.loads((reference_dir / "dfine_n_nc80_keys.json").read_text())["state_dict"]
+    sd = {k: torch.zeros(v, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float32)
+          for k, v in manifest.items()}
+    path = tmp_path / N_FILE
+    torch.save({"model": sd, "ema": {"module": sd, "updates": 1}, "date": "x", "last_epoch": 1}, path)
+    assert verify_file(path, find_entry("dfine_n_coco")).startswith("dfine_n_coco: official-ema")
+    del sd["decoder.dec_bbox_head.2.layers.2.bias"]
+    torch.save({"model": sd}, path)
+    with pytest.raises(WeightsError, match="1 of .* tensors .* missing .*dec_bbox_head.2.layers.2.bias"):
+        verify_file(path, find_entry("dfine_n_coco"))
