@@ -112,3 +112,19 @@ def test_failed_download_does_not_start_training(qtbot, tmp_path, cache, monkeyp
         assert panel.job is None  # training never started
         assert "HTTP 404" in picker.status.text() and "weights add" in picker.status.text()
         assert panel.status_label.text().startswith("Not started: dfine_s_coco could not be downloaded")
+
+
+def test_panel_with_picker_does_not_import_torch():
+    """Listing the cache is file-system work: opening the Train panel must not pay for torch
+    (the GUI starts without it; only checking a downloaded file needs it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from PySide6.QtWidgets import QApplication; app = QApplication([]); "
+            "from app.jobs.train_panel import TrainPanel; p = TrainPanel(); p.weights_picker.set_size('n'); "
+            "print(p.weights_picker.combo.count(), 'torch' in sys.modules)")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         check=False)
+    assert out.stdout.split() == ["3", "False"], out.stderr[-2000:]

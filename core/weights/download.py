@@ -12,6 +12,7 @@ import http.client
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +80,8 @@ def download(url: str, part: Path, progress: ProgressFn | None = None,
         raise DownloadError(f"{url}: the server answered HTTP {exc.code} {exc.reason}", "http") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise DownloadError(f"{url}: no connection ({reason})", "network") from None
+        host = urllib.parse.urlsplit(url).netloc or url
+        raise DownloadError(f"no connection to {host} ({reason})", "network") from None
 
     with resp:
         total: int | None

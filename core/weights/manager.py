@@ -19,7 +19,6 @@ from core.errors import WeightsError
 from core.weights.cache import cached_file
 from core.weights.download import DownloadError, ProgressFn, download
 from core.weights.registry import WeightsEntry, entries, find_entry
-from core.weights.verify import verify_file
 
 __all__ = ["CacheRow", "add_file", "cache_rows", "fetch", "offline_advice", "resolve_weights"]
 
@@ -44,8 +43,8 @@ def cache_rows(folder: Path) -> list[CacheRow]:
 
 
 def offline_advice(entry: WeightsEntry, folder: Path) -> str:
-    return (f"on a machine with internet download {entry.download_url()} , copy it here and run "
-            f"`dfine weights add {entry.file}` (it goes to {folder})")
+    return (f"on a machine with internet download {entry.download_url()} , bring the file here and "
+            f"run `dfine weights add {entry.file}` (it is checked, then copied to {folder})")
 
 
 def fetch(entry: WeightsEntry, folder: Path, progress: ProgressFn | None = None,
@@ -65,6 +64,8 @@ def fetch(entry: WeightsEntry, folder: Path, progress: ProgressFn | None = None,
             raise DownloadError(f"cannot download {entry.name}: {exc}; {offline_advice(entry, folder)}",
                                 exc.kind) from None
         raise
+    from core.weights.verify import verify_file  # torch: only when a file is checked
+
     try:
         check = verify_file(part, entry, label=url)
     except WeightsError as exc:
@@ -84,6 +85,8 @@ def add_file(source: Path | str, folder: Path, name: str | None = None) -> tuple
     if entry is None:
         raise WeightsError(f"{name or source.name}: not a known weights name; pass --name with one of "
                            f"`dfine weights list` (e.g. --name dfine_s_coco)")
+    from core.weights.verify import verify_file  # torch: only when a file is checked
+
     verify_file(source, entry)
     final = cached_file(entry, folder)
     folder.mkdir(parents=True, exist_ok=True)
