@@ -90,6 +90,7 @@ def test_background_download_progress_cancel_and_resume(qtbot, tmp_path, cache, 
         part = cache / (N_FILE + ".part")
         kept = part.stat().st_size
         assert 0 < kept < len(n_bytes) and not (cache / N_FILE).exists()
+        assert _items(panel)["dfine_n_coco"].endswith(f"({kept / 1e6:.0f} MB downloaded, resumable)")
 
         server.delay = 0.0
         with qtbot.waitSignal(picker.download_finished, timeout=120_000) as blocker:

@@ -127,6 +127,8 @@ def test_broken_connection_keeps_part_and_resumes_with_range(server, cache, n_by
     assert code == 2 and "run the same command again to resume" in err and "Traceback" not in err
     part = cache / (N_FILE + ".part")
     assert part.stat().st_size == cut and not (cache / N_FILE).exists()
+    rows = {r["name"]: r for r in json.loads(run_cli("weights", "list", "--json")[1])}
+    assert rows["dfine_n_coco"]["cached"] is False and rows["dfine_n_coco"]["partial_bytes"] == cut
     del server.stop_after[N_FILE]
     server.sent.clear()
     code, _, err = run_cli("weights", "get", "dfine_n_coco")
@@ -168,6 +170,19 @@ def test_cancel_keeps_part_for_resume(server, cache, n_bytes):
     assert path.read_bytes() == n_bytes and server.requests[-1][1] == f"bytes={seen[-1]}-"
     assert "fit the size-n D-FINE detector (80 classes)" in check
     assert fetch(entry, cache) == (path, "already in the cache")
+
+
+def test_one_download_per_file_at_a_time(server, cache, n_bytes):
+    from core.weights.lock import download_lock
+
+    server.files[N_FILE] = n_bytes
+    cache.mkdir()
+    with download_lock(cache / N_FILE):  # as another process downloading it now
+        code, _, err = run_cli("weights", "get", "dfine_n_coco")
+        assert code == 2 and "another process is downloading it" in err
+        assert server.requests == [] and not (cache / (N_FILE + ".part")).exists()
+    assert run_cli("weights", "get", "dfine_n_coco")[0] == 0  # released: it goes ahead
+    assert sorted(p.name for p in cache.iterdir()) == [N_FILE]  # no lock file left behind
 
 
 def test_truncated_file_is_refused_and_not_kept(server, cache, n_bytes):

@@ -115,7 +115,8 @@ class WeightsPicker(QWidget):
         for r in rows:
             e = r.entry
             what = f"{e.dataset}, AP {e.ap:.1f}" if e.kind == "detector" else f"{e.dataset} backbone only"
-            state = "downloaded" if r.present else "not downloaded"
+            state = ("downloaded" if r.present else
+                     f"{r.partial / 1e6:.0f} MB downloaded, resumable" if r.partial else "not downloaded")
             self.combo.addItem(f"{e.name} — {what} ({state})", e.name)
             self.combo.setItemData(self.combo.count() - 1, str(r.path), Qt.ItemDataRole.ToolTipRole)
         if self.custom_file:

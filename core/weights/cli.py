@@ -71,18 +71,20 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([{"name": r.entry.name, "kind": r.entry.kind, "size": "/".join(r.entry.sizes),
                            "backbone": r.entry.backbone, "dataset": r.entry.dataset,
                            "classes": r.entry.classes, "ap": r.entry.ap, "cached": r.present,
-                           "bytes": r.bytes, "path": str(r.path), "url": r.entry.download_url()}
+                           "bytes": r.bytes, "partial_bytes": r.partial, "path": str(r.path),
+                           "url": r.entry.download_url()}
                           for r in rows], indent=1))
         return 0
     print(f"weights cache: {folder}")
-    header = f"{'name':<20} {'size':<5} {'backbone':<8} {'dataset':<22} {'AP':>5}  {'cached':<9} path"
+    header = f"{'name':<20} {'size':<5} {'backbone':<8} {'dataset':<22} {'AP':>5}  {'cached':<11} path"
     print(header)
     for r in rows:
         e = r.entry
-        cached = f"{r.bytes / 1e6:.0f} MB" if r.present else "no"
+        cached = (f"{r.bytes / 1e6:.0f} MB" if r.present else
+                  f"part {r.partial / 1e6:.0f} MB" if r.partial else "no")
         ap = f"{e.ap:.1f}" if e.ap is not None else "-"
         print(f"{e.name:<20} {'/'.join(e.sizes) or '-':<5} {e.backbone:<8} {e.dataset:<22} {ap:>5}  "
-              f"{cached:<9} {r.path}")
+              f"{cached:<11} {r.path}")
     return 0
 
 

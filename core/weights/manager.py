@@ -18,6 +18,7 @@ from pathlib import Path
 from core.errors import WeightsError
 from core.weights.cache import cached_file
 from core.weights.download import DownloadError, ProgressFn, download
+from core.weights.lock import download_lock
 from core.weights.registry import WeightsEntry, entries, find_entry
 
 __all__ = ["CacheRow", "add_file", "cache_rows", "fetch", "offline_advice", "resolve_weights"]
@@ -31,6 +32,11 @@ class CacheRow:
     path: Path
     present: bool
     bytes: int | None
+    partial: int = 0  # bytes of an interrupted download waiting to be resumed
+
+
+def partial_file(final: Path) -> Path:
+    return final.with_name(final.name + ".part")
 
 
 def cache_rows(folder: Path) -> list[CacheRow]:
@@ -38,7 +44,9 @@ def cache_rows(folder: Path) -> list[CacheRow]:
     for entry in entries():
         path = cached_file(entry, folder)
         present = path.is_file()
-        rows.append(CacheRow(entry, path, present, path.stat().st_size if present else None))
+        part = partial_file(path)
+        partial = part.stat().st_size if not present and part.is_file() else 0
+        rows.append(CacheRow(entry, path, present, path.stat().st_size if present else None, partial))
     return rows
 
 
@@ -55,7 +63,15 @@ def fetch(entry: WeightsEntry, folder: Path, progress: ProgressFn | None = None,
     if final.is_file():
         return final, "already in the cache"
     final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
+    with download_lock(final):
+        if final.is_file():  # another process finished it while we waited for the lock
+            return final, "already in the cache"
+        return _download_and_verify(entry, folder, final, progress, should_stop)
+
+
+def _download_and_verify(entry: WeightsEntry, folder: Path, final: Path, progress: ProgressFn | None,
+                         should_stop: Callable[[], bool] | None) -> tuple[Path, str]:
+    part = partial_file(final)
     url = entry.download_url()
     try:
         download(url, part, progress, should_stop)
