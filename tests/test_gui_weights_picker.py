@@ -63,12 +63,29 @@ def test_list_follows_size_and_defaults_to_present_coco(qtbot, tmp_path, cache, 
     panel.size_box.setCurrentText("s")  # S COCO not downloaded: random init, S files listed
     items = _items(panel)
     assert picker.current_value() is None and "--weights" not in panel.build_args(resume=False)
+    assert "model.weights=null" in panel.build_args(resume=False)  # wins over project.yaml
     assert {"dfine_s_coco", "dfine_s_obj2coco", "dfine_s_obj365", "hgnetv2_b0"} <= set(items)
     assert "dfine_n_coco" not in items and items["dfine_s_coco"].endswith("(not downloaded)")
     picker.combo.setCurrentIndex(picker.combo.findData("hgnetv2_b0"))
     assert picker.download_button.isEnabled() and picker.needs_download()
     args = panel.build_args(resume=False)
-    assert args[args.index("--backbone-weights") + 1] == "hgnetv2_b0"
+    assert args[args.index("--backbone-weights") + 1] == "hgnetv2_b0" and "model.weights=null" in args
+
+
+def test_configured_weights_are_preselected_and_random_overrides_them(qtbot, tmp_path, cache):
+    root = _project(tmp_path / "p", "s")
+    cfg = root / "project.yaml"
+    cfg.write_text(cfg.read_text().replace("  weights: null", "  weights: dfine_s_obj2coco"))
+    panel = TrainPanel(root)
+    qtbot.addWidget(panel)
+    assert panel.weights_picker.current_value() == "dfine_s_obj2coco"  # project.yaml's choice
+    panel.weights_picker.combo.setCurrentIndex(0)  # the user picks random initialisation
+    args = panel.build_args(resume=False)
+    from core.config import apply_overrides, load_config
+
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    resolved = apply_overrides(load_config(cfg), sets)
+    assert resolved.model.weights is None and resolved.model.backbone_weights is None
 
 
 def test_background_download_progress_cancel_and_resume(qtbot, tmp_path, cache, n_bytes, monkeypatch):

@@ -269,8 +269,13 @@ class TrainPanel(QWidget):
             for override in (f"model.size={self.size_box.currentText()}", f"train.epochs={self.epochs_box.value()}",
                              f"model.image_size={self.image_size_box.value()}"):
                 args += ["--set", override]
+            # explicit, so that what the picker shows wins over project.yaml's model.weights
             selection = self.weights_picker.selection()
-            if selection is not None:
+            if selection is None:
+                args += ["--set", "model.weights=null", "--set", "model.backbone_weights=null"]
+            elif selection[0] == "--backbone-weights":
+                args += ["--set", "model.weights=null", *selection]
+            else:
                 args += list(selection)
         if self.device_box.currentText() != "auto":
             args += ["--device", self.device_box.currentText()]
