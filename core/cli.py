@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("core.infer.cli", "run a model on images, a folder, a video or a camera"),
     "bench": ("core.bench", "latency/F1 per format x precision x batch (paper protocol)"),
     "analyze": ("core.analysis.cli", "rank likely label mistakes"),
+    "weights": ("core.weights.cli", "list / download / add the official pretrained checkpoints"),
 }
 
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-from core.errors import UserFacingError  # noqa: E402  (kept at the bottom: tiny, no deps)
+from core.errors import UserFacingError
 
 if __name__ == "__main__":
     sys.exit(main())

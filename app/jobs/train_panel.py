@@ -13,12 +13,27 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-    QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
-    QVBoxLayout, QWidget,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app.jobs.process_job import ProcessJob
+from app.jobs.weights_picker import WeightsPicker
+from core.errors import ConfigError
 from core.project import as_project
 
 LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
@@ -101,6 +116,7 @@ class TrainPanel(QWidget):
         self.total_steps: int | None = None
         self.last_event: dict | None = None
         self.error_message: str | None = None
+        self._pending_start: list[str] | None = None  # a start waiting for its weights download
         self._build_ui()
         if project_root is not None:
             self.set_project(project_root)
@@ -116,13 +132,10 @@ class TrainPanel(QWidget):
         self.image_size_box.setRange(64, 2048)
         self.image_size_box.setSingleStep(32)
         self.image_size_box.setValue(640)
-        self.weights_edit = QLineEdit()
-        self.weights_edit.setPlaceholderText("optional: official D-FINE .pth (COCO / Objects365)")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse_weights)
-        weights_row = QHBoxLayout()
-        weights_row.addWidget(self.weights_edit, 1)
-        weights_row.addWidget(browse)
+        self.weights_picker = WeightsPicker()
+        self.weights_picker.set_size(self.size_box.currentText())
+        self.size_box.currentTextChanged.connect(self.weights_picker.set_size)
+        self.weights_picker.download_finished.connect(self._after_download)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
         self.name_edit = QLineEdit("train")
@@ -131,7 +144,7 @@ class TrainPanel(QWidget):
         form.addRow("Model size", self.size_box)
         form.addRow("Epochs", self.epochs_box)
         form.addRow("Image size", self.image_size_box)
-        form.addRow("Pretrained weights", weights_row)
+        form.addRow("Start from", self.weights_picker)
         form.addRow("Device", self.device_box)
         form.addRow("Run name", self.name_edit)
         settings = QGroupBox("Run settings")
@@ -196,11 +209,6 @@ class TrainPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(split)
 
-    def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Pretrained weights", "", "PyTorch (*.pth *.pt)")
-        if path:
-            self.weights_edit.setText(path)
-
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:
         """Accepts a core.project.Project or a project folder."""
@@ -213,9 +221,11 @@ class TrainPanel(QWidget):
             from core.config import load_config
 
             cfg = load_config(self.project_root / "project.yaml")
-        except Exception:  # a broken config is reported by the editor; keep the widget defaults
+        except ConfigError:  # a broken config is reported by the editor; keep the widget defaults
+            self.weights_picker.set_context(self.project_root, self.size_box.currentText())
             return
         self.size_box.setCurrentText(str(cfg.model.size))
+        self.weights_picker.set_context(self.project_root, str(cfg.model.size), cfg.model.weights)
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
 
@@ -259,14 +269,26 @@ class TrainPanel(QWidget):
             for override in (f"model.size={self.size_box.currentText()}", f"train.epochs={self.epochs_box.value()}",
                              f"model.image_size={self.image_size_box.value()}"):
                 args += ["--set", override]
-            if self.weights_edit.text().strip():
-                args += ["--weights", self.weights_edit.text().strip()]
+            # explicit, so that what the picker shows wins over project.yaml's model.weights
+            selection = self.weights_picker.selection()
+            if selection is None:
+                args += ["--set", "model.weights=null", "--set", "model.backbone_weights=null"]
+            elif selection[0] == "--backbone-weights":
+                args += ["--set", "model.weights=null", *selection]
+            else:
+                args += list(selection)
         if self.device_box.currentText() != "auto":
             args += ["--device", self.device_box.currentText()]
         return args
 
     def start(self, resume: bool = False, extra_args: list[str] | None = None) -> None:
-        if self.project_root is None or self.is_running():
+        if self.project_root is None or self.is_running() or self.weights_picker.is_downloading():
+            return
+        if not resume and self.weights_picker.needs_download():
+            # fetch the starting checkpoint first (progress + Cancel in the picker), then train
+            self._pending_start = list(extra_args or [])
+            self.status_label.setText("Downloading the starting weights…")
+            self.weights_picker.download()
             return
         self.loss_plot.clear_series()
         self.metric_plot.clear_series()
@@ -283,7 +305,21 @@ class TrainPanel(QWidget):
         self.status_label.setText("Starting…")
         self.job.start()
 
+    def _after_download(self, name: str, ok: bool) -> None:
+        pending, self._pending_start = self._pending_start, None
+        if pending is None:
+            return
+        if ok:
+            self.start(resume=False, extra_args=pending)
+        else:
+            self.status_label.setText(f"Not started: {name} could not be downloaded "
+                                      f"({self.weights_picker.last_error or 'cancelled'})")
+
     def cancel(self) -> None:
+        if self.weights_picker.is_downloading():
+            self._pending_start = None
+            self.weights_picker.cancel()
+            return
         if self.is_running():
             self.status_label.setText("Cancelling — saving last.pt…")
             self.job.cancel()
@@ -347,6 +383,7 @@ class TrainPanel(QWidget):
 
     def confirm_close(self) -> bool:
         """Ask before closing while training; cancel cleanly (resumable) when the user agrees."""
+        self.weights_picker.stop_and_wait()
         if not self.is_running():
             return True
         answer = QMessageBox.question(

@@ -56,8 +56,12 @@ class LoadReport:
             for r in self.skipped.values():
                 reasons[r] = reasons.get(r, 0) + 1
             parts.append("skipped " + "; ".join(f"{n} ({r})" for r, n in reasons.items()))
-        if self.missing:
-            parts.append(f"{len(self.missing)} model tensors not in file (kept initialisation)")
+        mask = [k for k in self.missing if k.startswith("mask_head.")]
+        if mask:  # a detector checkpoint into a segmentation model: the paper's fine-tuning start
+            parts.append(f"mask head initialised fresh ({len(mask)} tensors, not in the file)")
+        if len(self.missing) > len(mask):
+            parts.append(f"{len(self.missing) - len(mask)} other model tensors not in file "
+                         f"(kept initialisation)")
         if self.reinitialized:
             parts.append("re-initialised class heads: " + ", ".join(self.reinitialized))
         return "; ".join(parts)

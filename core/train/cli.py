@@ -20,8 +20,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name (folder under runs/); default train, train2, ...")
     p.add_argument("--resume", action="store_true",
                    help="continue runs/<name>/last.pt (the newest run when --name is not given)")
-    p.add_argument("--weights", help="start from an official D-FINE checkpoint (or one of ours)")
-    p.add_argument("--backbone-weights", help="start the backbone from an HGNetV2 ImageNet file")
+    p.add_argument("--weights", help="start from a checkpoint: a name from `dfine weights list` "
+                   "(e.g. dfine_s_coco, downloaded once) or a file (official D-FINE or one of ours)")
+    p.add_argument("--backbone-weights", help="start the backbone from HGNetV2 ImageNet weights "
+                   "(a name such as hgnetv2_b0, or a file)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a project.yaml setting, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--device", help="cpu | cuda | cuda:N | mps | auto (default: train.device)")

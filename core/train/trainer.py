@@ -214,7 +214,7 @@ class Trainer:
             for key, path in (("backbone_weights", self.opts.backbone_weights or cfg.model.backbone_weights),
                               ("weights", self.opts.weights or cfg.model.weights)):
                 if path:
-                    self.init_report[key] = load_weights(model, path).summary()
+                    self.init_report[key] = load_weights(model, self._weights_file(path)).summary()
         model.to(self.device)
         if self.opts.sync_bn and self.dist.enabled and self.device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
@@ -239,6 +239,22 @@ class Trainer:
         self.best_value, self.best_epoch = -math.inf, -1
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
+
+    def _weights_file(self, spec: str) -> Path:
+        """A `--weights` path, or a name (dfine_s_coco) from the weights cache; rank 0 downloads
+        a missing one (model.download_weights), the other ranks wait for it."""
+        from core.weights import resolve_weights, weights_dir
+        from core.weights.progress import DownloadProgress
+
+        m = self.cfg.model
+        folder = weights_dir(self.project.root, m.weights_dir, read_config=False)
+        path = None
+        if self.dist.is_main:
+            path = resolve_weights(spec, folder, self.project.root, m.size, m.download_weights,
+                                   DownloadProgress(spec))
+        if self.dist.enabled:
+            ddp.barrier()
+        return path or resolve_weights(spec, folder, self.project.root, m.size, allow_download=False)
 
     def _split_images(self) -> tuple[list[Path], list[Path]]:
         train = self.project.split_images("train")

@@ -1,0 +1,168 @@
+"""`dfine weights list | get NAME | add FILE`.
+
+`get --events -` prints one JSON object per line (the GUI's Train panel reads them):
+``start`` {name, url, path, resume_from}, ``progress`` {name, bytes, total}, ``done`` {name, path,
+bytes, check}, ``cancelled`` {name, bytes}, ``error`` {message, type}; every event has ``event``
+and ``time``. SIGTERM (the GUI's Cancel) stops after the current chunk and keeps the `.part`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from core.errors import UserFacingError, WeightsError
+
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "start": ("name", "url", "path", "resume_from"),
+    "progress": ("name", "bytes", "total"),
+    "done": ("name", "path", "bytes", "check"),
+    "cancelled": ("name", "bytes"),
+    "error": ("message", "type"),
+}
+
+
+def weights_event(kind: str, **fields) -> dict:
+    """One event of `weights get --events -`, checked against EVENT_FIELDS."""
+    missing = [f for f in EVENT_FIELDS[kind] if f not in fields]
+    if missing:
+        raise ValueError(f"weights event {kind!r} lacks {missing}")
+    return {"event": kind, "time": round(time.time(), 3), **fields}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project", type=Path, help="use this project's model.weights_dir")
+    common.add_argument("--dir", type=Path, help="cache folder (default: $DFINE_WEIGHTS_DIR, then "
+                        "the project's model.weights_dir, then the platform cache)")
+    ls = sub.add_parser("list", parents=[common], help="every known checkpoint and whether it is cached")
+    ls.add_argument("--json", action="store_true", help="print the list as JSON")
+    get = sub.add_parser("get", parents=[common], help="download (or resume) into the cache and verify")
+    get.add_argument("names", nargs="+", metavar="NAME", help="e.g. dfine_s_coco (see `dfine weights list`)")
+    get.add_argument("--events", metavar="DEST", choices=["-"], help="'-': JSON progress lines on stdout")
+    add = sub.add_parser("add", parents=[common], help="put a file downloaded elsewhere into the cache")
+    add.add_argument("file", type=Path)
+    add.add_argument("--name", help="which checkpoint it is, when the file was renamed")
+
+
+def _folder(args: argparse.Namespace) -> Path:
+    from core.weights.cache import weights_dir
+
+    if args.dir is not None:
+        return args.dir.expanduser()
+    return weights_dir(args.project)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "get": _get, "add": _add}[args.action](args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from core.weights.manager import cache_rows
+
+    folder = _folder(args)
+    rows = cache_rows(folder)
+    if args.json:
+        print(json.dumps([{"name": r.entry.name, "kind": r.entry.kind, "size": "/".join(r.entry.sizes),
+                           "backbone": r.entry.backbone, "dataset": r.entry.dataset,
+                           "classes": r.entry.classes, "ap": r.entry.ap, "cached": r.present,
+                           "bytes": r.bytes, "partial_bytes": r.partial, "path": str(r.path),
+                           "url": r.entry.download_url()}
+                          for r in rows], indent=1))
+        return 0
+    print(f"weights cache: {folder}")
+    header = f"{'name':<20} {'size':<5} {'backbone':<8} {'dataset':<22} {'AP':>5}  {'cached':<11} path"
+    print(header)
+    for r in rows:
+        e = r.entry
+        cached = (f"{r.bytes / 1e6:.0f} MB" if r.present else
+                  f"part {r.partial / 1e6:.0f} MB" if r.partial else "no")
+        ap = f"{e.ap:.1f}" if e.ap is not None else "-"
+        print(f"{e.name:<20} {'/'.join(e.sizes) or '-':<5} {e.backbone:<8} {e.dataset:<22} {ap:>5}  "
+              f"{cached:<11} {r.path}")
+    return 0
+
+
+class _Stop:
+    """SIGTERM/SIGINT -> stop between chunks (the `.part` stays for a resume)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self) -> _Stop:  # noqa: PYI034
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def _get(args: argparse.Namespace) -> int:
+    from core.weights.cache import cached_file
+    from core.weights.download import DownloadCancelled
+    from core.weights.manager import fetch
+    from core.weights.progress import DownloadProgress
+    from core.weights.registry import find_entry
+
+    events = args.events == "-"
+
+    def emit(kind: str, **fields) -> None:
+        if events:
+            print(json.dumps(weights_event(kind, **fields), separators=(",", ":")), flush=True)
+
+    folder = _folder(args)
+    todo = []
+    for name in args.names:
+        entry = find_entry(name)
+        if entry is None:
+            raise WeightsError(f"{name}: not a known weights name (see `dfine weights list`)")
+        todo.append(entry)
+    with _Stop() as stop:
+        for entry in todo:
+            final = cached_file(entry, folder)
+            part = final.with_name(final.name + ".part")
+            emit("start", name=entry.name, url=entry.download_url(), path=str(final),
+                 resume_from=part.stat().st_size if part.is_file() and not final.is_file() else 0)
+            bar = DownloadProgress(entry.name, emit if events else None)
+            try:
+                path, check = fetch(entry, folder, bar, stop)
+            except DownloadCancelled as exc:
+                bar.close()
+                emit("cancelled", name=entry.name, bytes=bar.done)
+                print(f"dfine weights: {exc}", file=sys.stderr)
+                return 130
+            except UserFacingError as exc:
+                bar.close()
+                emit("error", message=str(exc), type=exc.__class__.__name__)
+                raise
+            bar.close()
+            size = path.stat().st_size
+            emit("done", name=entry.name, path=str(path), bytes=size, check=check)
+            if not events:
+                print(f"{entry.name}: {path} ({size / 1e6:.1f} MB; {check})")
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from core.weights.manager import add_file
+
+    entry, path = add_file(args.file, _folder(args), args.name)
+    print(f"{entry.name}: {path} (verified: {entry.dataset}, size {'/'.join(entry.sizes) or '-'})")
+    return 0
