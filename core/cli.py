@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from core.errors import UserFacingError
+
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "new": ("core.project_cli", "create a project from the template"),
@@ -107,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
 # OSErrors that describe the user's machine (and how to fix it), reported as one line.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
-
-from core.errors import UserFacingError
 
 if __name__ == "__main__":
     sys.exit(main())
