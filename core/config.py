@@ -190,9 +190,16 @@ def load_config(path: Path | str) -> ProjectConfig:
 
 
 def parse_config_text(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
+    from core.bounded_input import compose_yaml
+
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        # compose once, bounded (aliases, depth, repeated keys), then build the values from it
+        node = compose_yaml(text, source)
+        loader = yaml.SafeLoader("")
+        try:
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
