@@ -10,6 +10,7 @@ overlapping > 0.7) keeps a dismissed item dismissed after re-analysis.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -342,11 +343,17 @@ class FixHistory:
         self.store = store
         self.entries: list[UndoEntry] = []
 
+    def _locked(self):
+        """The project lock around read-fix-write, so no other writer lands in between."""
+        lock = getattr(self.store, "lock", None)
+        return lock() if callable(lock) else contextlib.nullcontext()
+
     def apply(self, image: Path, issue: dict, key: str) -> UndoEntry:
-        before = self.store.load_annotation(image)
-        after, text = apply_fix(before, issue)
-        self.store.save_annotation(after)
-        entry = UndoEntry(Path(image), before, self.store.load_annotation(image), key, text)
+        with self._locked():
+            before = self.store.load_annotation(image)
+            after, text = apply_fix(before, issue)
+            self.store.save_annotation(after)
+            entry = UndoEntry(Path(image), before, self.store.load_annotation(image), key, text)
         self.entries.append(entry)
         return entry
 
@@ -354,12 +361,13 @@ class FixHistory:
         if not self.entries:
             raise UserFacingError("nothing to undo in the review")
         entry = self.entries[-1]
-        current = self.store.load_annotation(entry.image)
-        if not same_labels(current, entry.after):
-            raise UserFacingError(
-                f"{entry.image.name}: the labels were edited after the fix "
-                f"({entry.description}); undo there instead"
-            )
-        self.store.save_annotation(entry.before)
+        with self._locked():
+            current = self.store.load_annotation(entry.image)
+            if not same_labels(current, entry.after):
+                raise UserFacingError(
+                    f"{entry.image.name}: the labels were edited after the fix "
+                    f"({entry.description}); undo there instead"
+                )
+            self.store.save_annotation(entry.before)
         self.entries.pop()
         return entry
