@@ -14,8 +14,10 @@ on the next open and the last edit can be undone in one step.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -87,9 +89,14 @@ class Project:
         cfg_path = root / CONFIG_FILE
         if not cfg_path.is_file():
             raise UserFacingError(f"{root}: not a dfine-studio project (no {CONFIG_FILE}); create one with `dfine new`")
-        ClassEditJournal(root).recover()
-        for d in (root / "labels", root / JOURNAL_DIR):
-            remove_stale_temps(d)
+        journal = ClassEditJournal(root)
+        if not held_here(root):
+            # only while no writer holds the lock: a temp file of a live writer is not stale
+            with contextlib.suppress(OSError), project_lock(root, blocking=False) as mine:
+                if mine:
+                    journal._recover_locked()
+                    for d in (root / "labels", root / JOURNAL_DIR):
+                        remove_stale_temps(d)
         return cls(root, load_config(cfg_path))
 
     @classmethod
@@ -187,9 +194,9 @@ class Project:
         lp = self.label_path(image)
         inst = []
         if lp.exists():
-            text = decode_label_bytes(lp.read_bytes(), lp)
+            text = _read_label_text(lp)
             side = sidecar_path(lp)
-            sidecar = load_sidecar(side.read_bytes()) if side.exists() else None
+            sidecar = load_sidecar(side.read_bytes()) if side.is_file() else None
             parsed = parse_yolo_txt(text, w, h, lp, len(self.config.classes), sidecar)
             inst = parsed.instances
             for msg in parsed.warnings:
@@ -205,8 +212,8 @@ class Project:
 
     def classes_on_disk(self) -> list[str]:
         """The class list project.yaml holds now (another process may have edited it)."""
-        st = self.config_path.stat()
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        # keyed by content, not mtime: two writes within one file-system clock tick look alike
+        key = self.config_path.read_bytes()
         cached = getattr(self, "_disk_classes", None)
         if cached is None or cached[0] != key:
             cached = (key, list(load_config(self.config_path).classes))
@@ -292,16 +299,21 @@ class Project:
         if not path.exists():
             raise ConfigError(f"{self.config_path}: split.group_by is 'csv' but {path} does not exist "
                               f"(header `image,group`)")
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            for lineno, row in enumerate(reader, start=1):
-                if not row or not any(c.strip() for c in row):
-                    continue
-                if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["image", "group"]:
-                    continue
-                if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                    raise ConfigError(f"{path}:{lineno}: expected `image,group`, got {','.join(row)!r}")
-                table[row[0].strip().replace("\\", "/")] = row[1].strip()
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); save it as UTF-8") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a csv file") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        for lineno, row in enumerate(reader, start=1):
+            if not row or not any(c.strip() for c in row):
+                continue
+            if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["image", "group"]:
+                continue
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise ConfigError(f"{path}:{lineno}: expected `image,group`, got {','.join(row)!r}")
+            table[row[0].strip().replace("\\", "/")] = row[1].strip()
         self._groups_cache = (key, table)
         return table
 
@@ -316,7 +328,14 @@ class Project:
         for name in ("train", "val"):
             p = self.splits_dir / f"{name}.txt"
             if p.exists():
-                for line in p.read_text(encoding="utf-8-sig").splitlines():
+                try:
+                    text = p.read_bytes().decode("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise ConfigError(f"{p}: not a UTF-8 text file (byte {exc.start}); fix or delete it "
+                                      f"(`dfine split --reset` rewrites it)") from None
+                except IsADirectoryError:
+                    raise ConfigError(f"{p}: is a folder, not a split file") from None
+                for line in text.splitlines():
                     line = line.strip()
                     if line:
                         out[self.rel_image(Path(line)) if Path(line).is_absolute() else line] = name
@@ -351,11 +370,16 @@ class Project:
 
     def write_splits(self, reset: bool = False) -> dict[str, Split]:
         """Write splits/train.txt and val.txt (paths relative to the image folder, one a line)."""
-        assign = self.compute_splits(reset=reset)
-        self.splits_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("train", "val"):
-            rows = sorted(r for r, s in assign.items() if s == name)
-            atomic_write_text(self.splits_dir / f"{name}.txt", "".join(r + "\n" for r in rows))
+        with self.lock():
+            assign = self.compute_splits(reset=reset)
+            broken = next((r for r in assign if "\n" in r or "\r" in r), None)
+            if broken is not None:  # one line per image: a line break would split the name in two
+                raise ConfigError(f"{self.image_dir / broken!r}: the file name contains a line break; "
+                                  f"rename the image (splits were not written)")
+            self.splits_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("train", "val"):
+                rows = sorted(r for r, s in assign.items() if s == name)
+                atomic_write_text(self.splits_dir / f"{name}.txt", "".join(r + "\n" for r in rows))
         return assign
 
     def split_images(self, which: Split) -> list[Path]:

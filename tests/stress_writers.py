@@ -67,14 +67,14 @@ def saver(proj: Project, writer: int, deadline: float, rng: random.Random) -> No
         # like the GUI: read outside the lock, edit "for a while", save only if nothing moved
         proj.reload_config()
         lp = proj.label_path(img)
-        sig = lp.stat().st_mtime_ns if lp.exists() else None
+        sig = lp.read_bytes() if lp.exists() else None
         ann = proj.load_annotation(img)
         cid = rng.randrange(len(proj.class_names))
         ann.instances.append(instance(cid, box))
         time.sleep(rng.random() * 0.01)
         with proj.lock():
             try:
-                proj.save_annotation(ann, expect=lambda lp=lp, sig=sig: (lp.stat().st_mtime_ns if lp.exists()
+                proj.save_annotation(ann, expect=lambda lp=lp, sig=sig: (lp.read_bytes() if lp.exists()
                                                                          else None) == sig)
             except ConflictError:
                 continue

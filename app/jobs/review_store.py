@@ -104,7 +104,7 @@ def box_iou(a: list[float], b: list[float]) -> float:
 
 def decision_key(rel_image: str, issue: dict) -> str:
     """Stable id of an item: image (relative to the image folder) + kind + class + box to 1 px."""
-    box = ",".join(str(int(round(float(v)))) for v in issue.get("box", []))
+    box = ",".join(str(round(float(v))) for v in issue.get("box", []))
     text = f"{rel_image}|{issue['kind']}|{issue.get('class_id')}|{box}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
