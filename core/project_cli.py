@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.errors import UserFacingError
@@ -83,6 +84,13 @@ def run_classes(args: argparse.Namespace) -> int:
         for msg in bad:
             print(f"bad label file: {msg}")
         return 0
+    if action in ("rename", "merge", "delete", "undo"):
+        from core.project_lock import training_active
+
+        if training_active(proj.root):
+            print(f"warning: a training run is using {proj.root} now; it keeps the class list it started "
+                  f"with (runs/<name>/config.yaml), and images it has not read yet get the new ids. "
+                  f"Stop it and train again after the edit.", file=sys.stderr)
     if action == "add":
         proj.add_class(args.name)
     elif action == "rename":

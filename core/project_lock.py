@@ -124,3 +124,46 @@ def held_here(root: Path | str) -> bool:
     """True while this thread holds the lock of ``root`` (for asserting writer discipline)."""
     st = _state(lock_path(root))
     return st.depth > 0 and st.rlock._is_owned()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- running jobs
+
+TRAIN_LOCK_NAME = "training.lock"
+
+
+@contextlib.contextmanager
+def training_marker(root: Path | str) -> Iterator[None]:
+    """Held (a shared OS lock) for the life of a training run, so a class edit can tell that a
+    run is reading these labels. Dies with the process; several runs may hold it at once."""
+    path = Path(root) / LOCK_DIR / TRAIN_LOCK_NAME
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+b")  # noqa: SIM115 - held across the with-body below
+    except (ImportError, OSError):  # Windows or a read-only project: no marker, no warning
+        yield
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        yield
+    finally:
+        fh.close()
+
+
+def training_active(root: Path | str) -> bool:
+    """True while some process holds :func:`training_marker` for ``root``."""
+    path = Path(root) / LOCK_DIR / TRAIN_LOCK_NAME
+    try:
+        import fcntl
+
+        fh = open(path, "rb")  # noqa: SIM115
+    except (ImportError, OSError):
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False

@@ -28,6 +28,7 @@ from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
 from core.data.dataset import SegmentationDataset, collate
 from core.errors import ConfigError, UserFacingError
+from core.project_lock import training_marker
 from core.train import distributed as ddp
 from core.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
@@ -154,6 +155,10 @@ class Trainer:
 
     def _pick_run(self, cfg: ProjectConfig) -> tuple[Path, dict | None]:
         runs = self.project.runs_dir
+        name = self.opts.run_name
+        if name is not None and (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\n\r\0")):
+            raise UserFacingError(f"--name {name!r}: a run name is one folder name under {runs} "
+                                  f"(no '/', '\\', '..' or line breaks)")
         if self.opts.resume:
             if self.opts.run_name:
                 run_dir = runs / self.opts.run_name
@@ -367,8 +372,10 @@ class Trainer:
     def run(self) -> int:
         self.stop.install()
         try:
-            self._build()
-            return self._loop()
+            # class edits elsewhere see that this run reads the labels (and warn or ask)
+            with training_marker(self.project.root):
+                self._build()
+                return self._loop()
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 self.events.emit("error", message=str(exc) or exc.__class__.__name__, type=exc.__class__.__name__)
