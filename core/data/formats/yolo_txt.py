@@ -68,7 +68,8 @@ def sidecar_path(label_path: Path) -> Path:
 
 def row_key(coord_tokens: list[str]) -> str:
     """Hash of a row's coordinate tokens (not the class id) used as the sidecar key."""
-    return hashlib.sha1(" ".join(coord_tokens).encode("ascii")).hexdigest()[:20]
+    # utf-8: float() accepts non-ASCII digits ("٣"); for ASCII rows the key is unchanged
+    return hashlib.sha1(" ".join(coord_tokens).encode("utf-8")).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------- parsing
