@@ -316,3 +316,35 @@ def test_train_name_must_stay_under_runs(proj, capsys, name):
     rc, err = _cli(capsys, "train", str(proj.root), "--name", name, "--device", "cpu", "--no-progress")
     assert rc == 2 and "a run name is one folder name under" in err
     assert _snapshot(proj.root.parent) == before and not (proj.root / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- silent wrong results
+
+
+def test_digit_separator_is_not_a_number(proj):
+    from core.data.formats.yolo_txt import parse_yolo_txt
+
+    with pytest.raises(LabelError, match=r"x.txt:1: coordinate 1 is not a number \(got '0.5_5'\)"):
+        parse_yolo_txt("0 0.5_5 0.5 0.1 0.1\n", 40, 30, "x.txt", 3)
+    with pytest.raises(LabelError, match="class id is not a number"):
+        parse_yolo_txt("1_0 0.5 0.5 0.1 0.1\n", 40, 30, "x.txt", 3)
+
+
+def test_non_ascii_digits_do_not_crash_the_sidecar_key(proj):
+    from core.data.formats.yolo_txt import parse_yolo_txt
+
+    parsed = parse_yolo_txt("0 ٠.٥ 0.5 0.1 0.1\n", 40, 30, "x.txt", 3, {"version": 1, "rows": {}})
+    assert parsed.instances[0].bbox() == pytest.approx((18.0, 13.5, 22.0, 16.5))
+
+
+def test_convert_into_the_project_itself_or_onto_a_file_is_refused(proj, capsys, tmp_path):
+    before = _snapshot(proj.root)
+    for out in (proj.root, proj.root.parent, proj.image_dir):
+        rc, err = _cli(capsys, "convert", str(proj.root), "yolo", str(out))
+        assert rc == 2 and "is the project itself (or holds it)" in err
+    (tmp_path / "file.json").write_text("{}")
+    rc, err = _cli(capsys, "convert", str(proj.root), "coco", str(tmp_path / "file.json"))
+    assert rc == 2 and "file.json: is a file, not a folder" in err
+    assert _snapshot(proj.root) == before
+    rc, _ = _cli(capsys, "convert", str(proj.root), "yolo", str(proj.root / "exports" / "yolo"))
+    assert rc == 0 and len(list((proj.root / "exports" / "yolo").rglob("*.txt"))) >= 2

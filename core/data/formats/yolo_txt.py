@@ -95,9 +95,16 @@ def split_rows(text: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _float(tok: str) -> float:
+    """float() minus Python's digit separators: "0.5_5" is a typo, not 0.55."""
+    if "_" in tok:
+        raise ValueError(tok)
+    return float(tok)
+
+
 def parse_class_id(tok: str, path: Path, line: int, num_classes: int | None) -> int:
     try:
-        v = float(tok)
+        v = _float(tok)
     except ValueError:
         raise LabelError(path, line, "class id is not a number", tok) from None
     if not math.isfinite(v) or v != int(v):
@@ -116,7 +123,7 @@ def _parse_coords(toks: list[str], path: Path, line: int) -> np.ndarray:
     vals = np.empty(len(toks), dtype=np.float64)
     for j, t in enumerate(toks):
         try:
-            v = float(t)
+            v = _float(t)
         except ValueError:
             raise LabelError(path, line, f"coordinate {j + 1} is not a number", t) from None
         if not math.isfinite(v):
