@@ -501,9 +501,15 @@ class Trainer:
     def _validate(self, epoch: int) -> None:
         self._last_was_best = False
         if self.dist.is_main and self.val_images:
+            bad: list[str] = []
             summary = evaluate_model(self.ema.module, self.project, self.val_images, self.class_names, self.task,
                                      self.cfg.model.image_size, self.device, self.cfg.infer.conf,
-                                     batch_size=max(1, self.local_batch))
+                                     batch_size=max(1, self.local_batch), bad=bad)
+            warned = self.__dict__.setdefault("_val_warned", set())
+            for b in bad:  # left out of the metrics: say so once per file, not silently
+                if b not in warned:
+                    warned.add(b)
+                    self.events.emit("warning", message=f"validation image left out of the metrics: {b}")
             metrics = summary.headline()
             value = headline_value(metrics, self.cfg.train.best_metric, self.task)
             is_best = math.isfinite(value) and value > self.best_value
