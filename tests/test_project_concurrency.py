@@ -240,3 +240,27 @@ def test_history_undoes_several_edits_in_order(tmp_path: Path):
         proj.undo_class_edit()
     assert {p.name: p.read_bytes() for p in proj.labels_dir.glob("*.txt")} == labels
     assert proj.config_path.read_bytes() == cfg
+
+
+def test_a_writer_ignoring_the_lock_does_not_lose_its_row(tmp_path: Path, monkeypatch):
+    """Issue #20 case 1 with a tool that does not take the lock (e.g. `echo >> labels/x.txt`):
+    the row it appends between the edit's read and its write is kept (and relabelled)."""
+    import core.project as cp
+
+    proj = _make(tmp_path, 2)
+    lp = proj.label_path(proj.image_paths()[1])
+    real = cp.remap_label_files
+
+    def then_append(*args, **kwargs):
+        out = real(*args, **kwargs)
+        with open(lp, "a", encoding="utf-8") as f:
+            f.write("1 0.5 0.5 0.1 0.1\n")  # lands after the plan was made, before the write
+        return out
+
+    monkeypatch.setattr(cp, "remap_label_files", then_append)
+    proj.merge_classes("b", "a")
+    monkeypatch.setattr(cp, "remap_label_files", real)
+    rows = lp.read_text().splitlines()
+    assert rows[-1] == "0 0.5 0.5 0.1 0.1" and len(rows) == 4
+    proj.undo_class_edit()
+    assert lp.read_text().splitlines()[-1] == "1 0.5 0.5 0.1 0.1"
