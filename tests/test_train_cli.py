@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import cv2
-
 from test_train_helpers import dfine, tiny_project
 
 
