@@ -348,3 +348,12 @@ def test_convert_into_the_project_itself_or_onto_a_file_is_refused(proj, capsys,
     assert _snapshot(proj.root) == before
     rc, _ = _cli(capsys, "convert", str(proj.root), "yolo", str(proj.root / "exports" / "yolo"))
     assert rc == 0 and len(list((proj.root / "exports" / "yolo").rglob("*.txt"))) >= 2
+
+
+def test_classes_list_reports_a_folder_label(proj, capsys):
+    (proj.labels_dir / "a.txt").unlink()
+    (proj.labels_dir / "a.txt").mkdir()
+    assert main(["classes", str(proj.root), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "bad label file:" in out and "a.txt: is a folder, not a label file" in out
+    assert "  2  rectangle                      1 instances" in out  # b.txt still counted

@@ -22,6 +22,7 @@ import numpy as np
 
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_text
+from core.bounded_input import loads_json
 from core.errors import UserFacingError
 
 ISSUES_FILE = "label_issues.json"
@@ -115,8 +116,8 @@ def read_issues(review_dir: Path) -> tuple[dict, list[dict]]:
     if not path.is_file():
         return {}, []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        doc = loads_json(path.read_bytes(), path)
+    except (OSError, ValueError, UserFacingError) as exc:
         raise UserFacingError(
             f"{path}: not a readable analysis result ({exc}); run the analysis again"
         ) from exc
@@ -148,11 +149,11 @@ class DecisionStore:
             self.decisions = {}
             return
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = loads_json(self.path.read_bytes(), self.path)
             decisions = doc["decisions"]
             if not isinstance(decisions, dict):
                 raise TypeError("'decisions' is not an object")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, UserFacingError) as exc:
             # never overwrite the person's decisions with an empty set because of one bad byte
             raise UserFacingError(
                 f"{self.path}: unreadable review decisions ({exc}); fix or delete the file"
