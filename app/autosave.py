@@ -87,9 +87,10 @@ class AutoSaver(QObject):
                     stale = False
                     self._save(doc.ann)
                     doc.mark_saved()
-        except ConflictError as exc:  # e.g. the class list changed under us: reload, keep nothing stale
+        except ConflictError as exc:
+            # the class list changed in another program: the ids on screen are stale, so nothing is
+            # written; the edit stays in memory (not replaced) and the message says to reload
             self.failed.emit(doc, str(exc))
-            self.reload(doc)
             return False
         except (OSError, UserFacingError) as exc:
             self.failed.emit(doc, str(exc))

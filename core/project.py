@@ -224,8 +224,8 @@ class Project:
         """Write labels atomically, inside the project lock; the sidecar is kept valid for old or
         new txt at any crash point.
 
-        Refused (ConflictError, nothing written) when project.yaml's class list is no longer the
-        one this Project holds (the ids in ``ann`` would mean other classes), or when ``expect``
+        Refused (ConflictError, nothing written) when project.yaml's class list changed other than
+        by appending since this Project read it (the ids in ``ann`` would mean other classes), or when ``expect``
         (run inside the lock, e.g. "the file is still what I loaded") returns False."""
         n = len(self.config.classes)
         for inst in ann.instances:
@@ -236,7 +236,8 @@ class Project:
         out = format_yolo_txt(ann.instances, ann.width, ann.height)
         with self.lock():
             on_disk = self.classes_on_disk()
-            if on_disk != list(self.config.classes):
+            mine = list(self.config.classes)
+            if on_disk[: len(mine)] != mine:  # classes only appended since: every id means the same
                 raise ConflictError(f"{self.config_path}: the class list changed since this project was "
                                     f"opened ({', '.join(self.config.classes)} -> {', '.join(on_disk)}); "
                                     f"{lp} was not saved: reload the project")

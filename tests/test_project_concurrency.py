@@ -214,6 +214,19 @@ def test_stale_save_is_refused_after_a_class_edit_elsewhere(tmp_path: Path):
     assert proj.label_path(img).read_bytes() == before
 
 
+def test_save_after_a_class_was_only_appended_elsewhere_is_kept(tmp_path: Path):
+    """An import or another window adding a class shifts no id: the stale Project's save is
+    correct and goes through (refusing it would throw away the person's edit)."""
+    proj = _make(tmp_path, 1)
+    gui = Project.open(proj.root)
+    img = gui.image_paths()[0]
+    ann = gui.load_annotation(img)
+    ann.instances.append(instance(2, marker_box(4, 2)))
+    Project.open(proj.root).add_class("d")
+    gui.save_annotation(ann)
+    assert _disk(Project.open(proj.root))[img.stem][(marker_text(marker_box(4, 2)), "c")] == 1
+
+
 def test_lock_is_reentrant_and_excludes_other_processes(tmp_path: Path):
     proj = _make(tmp_path, 1)
     code = ("import sys,time; from core.project_lock import project_lock\n"
