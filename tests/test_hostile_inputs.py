@@ -357,3 +357,16 @@ def test_classes_list_reports_a_folder_label(proj, capsys):
     out = capsys.readouterr().out
     assert "bad label file:" in out and "a.txt: is a folder, not a label file" in out
     assert "  2  rectangle                      1 instances" in out  # b.txt still counted
+
+
+def test_image_pixel_limit_names_the_file_and_how_to_raise_it(tmp_path, monkeypatch):
+    from core.data import images
+    from core.errors import ImageReadError
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "big.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    with pytest.raises(ImageReadError) as ei:
+        images.read_image(tmp_path / "big.png")
+    msg = str(ei.value)
+    assert "big.png: image too large to decode (40x30 = 1,200 pixels, limit 1,000" in msg
+    assert "raise OPENCV_IO_MAX_IMAGE_PIXELS" in msg
