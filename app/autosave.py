@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
 from app.document import LabelDocument
 from core.annotation import ImageAnnotation
-from core.errors import UserFacingError
+from core.errors import ConflictError, UserFacingError
 
 IDLE_MS = 1500
 
@@ -29,10 +31,14 @@ class AutoSaver(QObject):
     failed = Signal(object, str)  # LabelDocument, message
 
     def __init__(self, save: Callable[[ImageAnnotation], None], load: Callable[[Path], ImageAnnotation],
-                 idle_ms: int = IDLE_MS, parent: QObject | None = None):
+                 idle_ms: int = IDLE_MS, parent: QObject | None = None,
+                 lock: Callable[[], AbstractContextManager] | None = None):
         super().__init__(parent)
         self._save = save
         self._load = load
+        # the project lock: "unchanged on disk?" + save + "remember what we wrote" is one step,
+        # so a class edit or another writer cannot slip in between and be overwritten
+        self._lock = lock or contextlib.nullcontext
         self.doc: LabelDocument | None = None
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -73,15 +79,25 @@ class AutoSaver(QObject):
         another program changed the file (then the disk version is loaded)."""
         if not doc.is_dirty():
             return True
-        if doc.changed_on_disk():
-            self.reload(doc)
-            return False
         try:
-            self._save(doc.ann)
+            with self._lock():
+                if doc.changed_on_disk():
+                    stale = True
+                else:
+                    stale = False
+                    self._save(doc.ann)
+                    doc.mark_saved()
+        except ConflictError as exc:
+            # the class list changed in another program: the ids on screen are stale, so nothing is
+            # written; the edit stays in memory (not replaced) and the message says to reload
+            self.failed.emit(doc, str(exc))
+            return False
         except (OSError, UserFacingError) as exc:
             self.failed.emit(doc, str(exc))
             return False
-        doc.mark_saved()
+        if stale:
+            self.reload(doc)
+            return False
         if doc is self.doc and str(doc.label_path) not in self.watcher.files() and doc.label_path.exists():
             self.watcher.addPath(str(doc.label_path))
         self.saved.emit(doc)

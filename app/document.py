@@ -8,7 +8,7 @@ object's signals instead of to each other. A document outlives an image switch
 
 from __future__ import annotations
 
-import os
+import hashlib
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -16,16 +16,18 @@ from PySide6.QtGui import QUndoStack
 
 from core.annotation import ImageAnnotation, Instance
 
-FileSignature = tuple[int, int] | None  # (mtime_ns, size) of the label file, None = absent
+FileSignature = tuple[int, str] | None  # (size, sha1) of the label file, None = absent
 
 
 def file_signature(path: Path) -> FileSignature:
-    """What we compare to notice that another program rewrote a label file."""
+    """What we compare to notice that another program rewrote a label file: its content.
+    (mtime is not enough: two writes within one clock tick of the file system, same size,
+    look the same, and the second writer would then overwrite the first one's rows.)"""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
+        data = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         return None
-    return (st.st_mtime_ns, st.st_size)
+    return (len(data), hashlib.sha1(data).hexdigest())
 
 
 class LabelDocument(QObject):

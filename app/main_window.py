@@ -66,7 +66,7 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.images = ImageCache(parent=self)
         self.images.loaded.connect(self._image_loaded)
         self.images.failed.connect(self._image_failed)
-        self.autosaver = AutoSaver(self._save_ann, self._load_ann, parent=self)
+        self.autosaver = AutoSaver(self._save_ann, self._load_ann, parent=self, lock=self._project_lock)
         self.autosaver.saved.connect(self._doc_saved)
         self.autosaver.reloaded.connect(self._doc_reloaded)
         self.autosaver.failed.connect(lambda d, msg: self._error(f"Could not save {d.label_path}: {msg}"))
@@ -568,6 +568,12 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.setWindowModified(self.doc is not None and self.doc.is_dirty())
 
     # ================================================================== documents / saving
+    def _project_lock(self):
+        """The project's one writer lock (a no-op context before a project is open)."""
+        import contextlib
+
+        return self.project.lock() if self.project is not None else contextlib.nullcontext()
+
     def _save_ann(self, ann: ImageAnnotation) -> None:
         self.project.save_annotation(ann)
 

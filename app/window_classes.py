@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from app import commands
+from core.project_lock import training_active
 
 
 class ClassActions:
@@ -33,6 +34,14 @@ class ClassActions:
         they run in a worker while editing is blocked: save first, remap the open images after.
         ``aliases`` maps a class name that disappears to the one its instances now have (rename,
         merge)."""
+        if getattr(fn, "__name__", "") != "add_class" and training_active(self.project.root):
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "A training run is reading this project's labels. It keeps the class list it started "
+                "with, but images it has not read yet would get the new class ids.\n\n"
+                "Change the classes anyway?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return None
         if not self.autosaver.save_current():
             self._error("Could not save the current image; class edit not started.")
             return None

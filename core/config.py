@@ -28,6 +28,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+NUM_QUERIES = 300  # core.model.builder.SizeConfig.num_queries
+
+
 class ModelConfig(_Section):
     size: Literal["n", "s", "m", "l", "x"] = "s"
     image_size: int = Field(640, ge=64, le=4096)
@@ -43,6 +46,18 @@ class ModelConfig(_Section):
         if v % 32:
             raise ValueError(f"must be a multiple of 32, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _enough_positions(self) -> ModelConfig:
+        # the decoder picks its 300 queries among the encoder's feature positions (strides 16/32 for
+        # size n, 8/16/32 otherwise; core.model.builder.SIZE_CONFIGS): fewer positions fail in train
+        strides = (16, 32) if self.size == "n" else (8, 16, 32)
+        positions = sum((self.image_size // s) ** 2 for s in strides)
+        if positions < NUM_QUERIES:
+            smallest = next(v for v in range(32, 4097, 32) if sum((v // s) ** 2 for s in strides) >= NUM_QUERIES)
+            raise ValueError(f"image_size {self.image_size} is too small for size {self.size}: the model needs "
+                             f"at least {smallest} px ({positions} feature positions for {NUM_QUERIES} queries)")
+        return self
 
 
 class LossWeights(_Section):
@@ -194,9 +209,16 @@ def load_config(path: Path | str) -> ProjectConfig:
 
 
 def parse_config_text(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
+    from core.bounded_input import compose_yaml
+
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        # compose once, bounded (aliases, depth, repeated keys), then build the values from it
+        node = compose_yaml(text, source)
+        loader = yaml.SafeLoader("")
+        try:
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -31,3 +31,13 @@ class ImageReadError(UserFacingError):
 
 class WeightsError(UserFacingError):
     """A missing or incompatible weights file; names the file and what it looks like."""
+
+
+class ConflictError(UserFacingError):
+    """A write refused because another writer changed the file (or the class list) since it
+    was read; nothing was written, the caller reloads and tries again."""
+
+
+class LimitError(UserFacingError):
+    """An input over a safety bound (YAML aliases, JSON depth, regex time, image pixels,
+    geometry values); names the file, the value and how to raise the bound if it can be."""

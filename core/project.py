@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
-import re
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +31,7 @@ import yaml
 
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_delete, atomic_write_text, remove_stale_temps
+from core.bounded_input import compile_user_regex, load_yaml, search_user_regex
 from core.config import CONFIG_FILE, ProjectConfig, load_config, parse_config_text
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
@@ -41,7 +42,8 @@ from core.data.formats.yolo_txt import (
     sidecar_path,
 )
 from core.data.images import IMAGE_EXTENSIONS  # the one reader decides what an image is
-from core.errors import ConfigError, LabelError, UserFacingError
+from core.errors import ConfigError, ConflictError, LabelError, UserFacingError
+from core.project_lock import held_here, project_lock
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,14 @@ class Project:
         cfg_path = root / CONFIG_FILE
         if not cfg_path.is_file():
             raise UserFacingError(f"{root}: not a dfine-studio project (no {CONFIG_FILE}); create one with `dfine new`")
-        ClassEditJournal(root).recover()
-        for d in (root / "labels", root / JOURNAL_DIR):
-            remove_stale_temps(d)
+        journal = ClassEditJournal(root)
+        if not held_here(root):
+            # only while no writer holds the lock: a temp file of a live writer is not stale
+            with contextlib.suppress(OSError), project_lock(root, blocking=False) as mine:
+                if mine:
+                    journal._recover_locked()
+                    for d in (root / "labels", root / JOURNAL_DIR):
+                        remove_stale_temps(d)
         return cls(root, load_config(cfg_path))
 
     @classmethod
@@ -187,9 +194,9 @@ class Project:
         lp = self.label_path(image)
         inst = []
         if lp.exists():
-            text = decode_label_bytes(lp.read_bytes(), lp)
+            text = _read_label_text(lp)
             side = sidecar_path(lp)
-            sidecar = load_sidecar(side.read_bytes()) if side.exists() else None
+            sidecar = load_sidecar(side.read_bytes()) if side.is_file() else None
             parsed = parse_yolo_txt(text, w, h, lp, len(self.config.classes), sidecar)
             inst = parsed.instances
             for msg in parsed.warnings:
@@ -198,28 +205,57 @@ class Project:
                     warnings.append(msg)
         return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image))
 
-    def save_annotation(self, ann: ImageAnnotation) -> Path:
-        """Write labels atomically; the sidecar is kept valid for old or new txt at any crash point."""
+    def lock(self, blocking: bool = True):
+        """The one project lock (core.project_lock): hold it around any read-modify-write of
+        label files or project.yaml. Re-entrant; every store method below takes it itself."""
+        return project_lock(self.root, blocking)
+
+    def classes_on_disk(self) -> list[str]:
+        """The class list project.yaml holds now (another process may have edited it)."""
+        # keyed by content, not mtime: two writes within one file-system clock tick look alike
+        key = self.config_path.read_bytes()
+        cached = getattr(self, "_disk_classes", None)
+        if cached is None or cached[0] != key:
+            cached = (key, list(load_config(self.config_path).classes))
+            self._disk_classes = cached
+        return list(cached[1])
+
+    def save_annotation(self, ann: ImageAnnotation, expect: Callable[[], bool] | None = None) -> Path:
+        """Write labels atomically, inside the project lock; the sidecar is kept valid for old or
+        new txt at any crash point.
+
+        Refused (ConflictError, nothing written) when project.yaml's class list changed other than
+        by appending since this Project read it (the ids in ``ann`` would mean other classes), or when ``expect``
+        (run inside the lock, e.g. "the file is still what I loaded") returns False."""
         n = len(self.config.classes)
         for inst in ann.instances:
             if not 0 <= inst.class_id < n:
                 raise LabelError(self.label_path(ann.image_path), None,
                                  f"class id out of range 0..{n - 1}", inst.class_id)
         lp = self.label_path(ann.image_path)
-        lp.parent.mkdir(parents=True, exist_ok=True)
         out = format_yolo_txt(ann.instances, ann.width, ann.height)
-        side = sidecar_path(lp)
-        old_side = load_sidecar(side.read_bytes()) if side.exists() else None
-        new_rows = (out.sidecar or {}).get("rows", {})
-        old_rows = (old_side or {}).get("rows", {})
-        if new_rows and any(k not in old_rows for k in new_rows):
-            # 1) union first: valid for whichever txt is on disk if we die before step 3
-            atomic_write_text(side, json.dumps({"version": 1, "rows": {**old_rows, **new_rows}}, indent=None))
-        atomic_write_text(lp, out.text)  # 2)
-        if new_rows and new_rows != old_rows:  # 3) prune
-            atomic_write_text(side, json.dumps(out.sidecar, indent=None))
-        elif not new_rows and side.exists():
-            atomic_delete(side)
+        with self.lock():
+            on_disk = self.classes_on_disk()
+            mine = list(self.config.classes)
+            if on_disk[: len(mine)] != mine:  # classes only appended since: every id means the same
+                raise ConflictError(f"{self.config_path}: the class list changed since this project was "
+                                    f"opened ({', '.join(self.config.classes)} -> {', '.join(on_disk)}); "
+                                    f"{lp} was not saved: reload the project")
+            if expect is not None and not expect():
+                raise ConflictError(f"{lp}: changed by another writer since it was read; not saved")
+            lp.parent.mkdir(parents=True, exist_ok=True)
+            side = sidecar_path(lp)
+            old_side = load_sidecar(side.read_bytes()) if side.exists() else None
+            new_rows = (out.sidecar or {}).get("rows", {})
+            old_rows = (old_side or {}).get("rows", {})
+            if new_rows and any(k not in old_rows for k in new_rows):
+                # 1) union first: valid for whichever txt is on disk if we die before step 3
+                atomic_write_text(side, json.dumps({"version": 1, "rows": {**old_rows, **new_rows}}, indent=None))
+            atomic_write_text(lp, out.text)  # 2)
+            if new_rows and new_rows != old_rows:  # 3) prune
+                atomic_write_text(side, json.dumps(out.sidecar, indent=None))
+            elif not new_rows and side.exists():
+                atomic_delete(side)
         return lp
 
     def load_all(self, warnings: list[str] | None = None) -> tuple[list[ImageAnnotation], list[UserFacingError]]:
@@ -242,7 +278,13 @@ class Project:
             table = self._groups_table()
             return table.get(rel) or table.get(Path(rel).name)
         if mode == "pattern":
-            m = re.search(self.config.split.group_pattern, str(Path(rel).with_suffix("")))
+            pattern = self.config.split.group_pattern
+            cached = getattr(self, "_group_regex", None)
+            if cached is None or cached[0] != pattern:
+                cached = (pattern, compile_user_regex(pattern, f"{self.config_path}: split.group_pattern"))
+                self._group_regex = cached
+            m = search_user_regex(cached[1], str(Path(rel).with_suffix("")),
+                                  f"{self.config_path}: split.group_pattern")
             if not m:
                 return None
             return m.group(1) if m.groups() else m.group(0)
@@ -258,16 +300,21 @@ class Project:
         if not path.exists():
             raise ConfigError(f"{self.config_path}: split.group_by is 'csv' but {path} does not exist "
                               f"(header `image,group`)")
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            for lineno, row in enumerate(reader, start=1):
-                if not row or not any(c.strip() for c in row):
-                    continue
-                if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["image", "group"]:
-                    continue
-                if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                    raise ConfigError(f"{path}:{lineno}: expected `image,group`, got {','.join(row)!r}")
-                table[row[0].strip().replace("\\", "/")] = row[1].strip()
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); save it as UTF-8") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a csv file") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        for lineno, row in enumerate(reader, start=1):
+            if not row or not any(c.strip() for c in row):
+                continue
+            if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["image", "group"]:
+                continue
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise ConfigError(f"{path}:{lineno}: expected `image,group`, got {','.join(row)!r}")
+            table[row[0].strip().replace("\\", "/")] = row[1].strip()
         self._groups_cache = (key, table)
         return table
 
@@ -282,7 +329,14 @@ class Project:
         for name in ("train", "val"):
             p = self.splits_dir / f"{name}.txt"
             if p.exists():
-                for line in p.read_text(encoding="utf-8-sig").splitlines():
+                try:
+                    text = p.read_bytes().decode("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise ConfigError(f"{p}: not a UTF-8 text file (byte {exc.start}); fix or delete it "
+                                      f"(`dfine split --reset` rewrites it)") from None
+                except IsADirectoryError:
+                    raise ConfigError(f"{p}: is a folder, not a split file") from None
+                for line in text.splitlines():
                     line = line.strip()
                     if line:
                         out[self.rel_image(Path(line)) if Path(line).is_absolute() else line] = name
@@ -317,11 +371,16 @@ class Project:
 
     def write_splits(self, reset: bool = False) -> dict[str, Split]:
         """Write splits/train.txt and val.txt (paths relative to the image folder, one a line)."""
-        assign = self.compute_splits(reset=reset)
-        self.splits_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("train", "val"):
-            rows = sorted(r for r, s in assign.items() if s == name)
-            atomic_write_text(self.splits_dir / f"{name}.txt", "".join(r + "\n" for r in rows))
+        with self.lock():
+            assign = self.compute_splits(reset=reset)
+            broken = next((r for r in assign if "\n" in r or "\r" in r), None)
+            if broken is not None:  # one line per image: a line break would split the name in two
+                raise ConfigError(f"{self.image_dir / broken!r}: the file name contains a line break; "
+                                  f"rename the image (splits were not written)")
+            self.splits_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("train", "val"):
+                rows = sorted(r for r, s in assign.items() if s == name)
+                atomic_write_text(self.splits_dir / f"{name}.txt", "".join(r + "\n" for r in rows))
         return assign
 
     def split_images(self, which: Split) -> list[Path]:
@@ -333,58 +392,104 @@ class Project:
     # ------------------------------------------------------------------ classes
 
     def add_class(self, name: str) -> None:
-        self._edit_classes("add", [*self.class_names, name], {i: i for i in range(len(self.class_names))})
+        self._edit_classes(lambda names: ("add", [*names, name], {i: i for i in range(len(names))}, None))
 
     def rename_class(self, old: str, new: str) -> None:
-        names = self.class_names
-        i = self._class_index(old)
-        names[i] = new
-        self._edit_classes("rename", names, {k: k for k in range(len(names))})
+        def plan(names: list[str]):
+            i = _class_index(names, old)
+            out = list(names)
+            out[i] = new
+            return "rename", out, {k: k for k in range(len(names))}, None
+        self._edit_classes(plan)
 
     def merge_classes(self, source: str, target: str) -> None:
         """Relabel every `source` instance as `target` and remove `source` from the list."""
-        s, t = self._class_index(source), self._class_index(target)
-        if s == t:
-            raise UserFacingError(f"cannot merge class {source!r} into itself")
-        self.delete_class(source, relabel_to=target)
+        def plan(names: list[str]):
+            if _class_index(names, source) == _class_index(names, target):
+                raise UserFacingError(f"cannot merge class {source!r} into itself")
+            return _delete_plan(names, source, target)
+        self._edit_classes(plan)
 
     def delete_class(self, name: str, relabel_to: str | None = None) -> None:
         """Remove a class; its instances are relabelled to `relabel_to` or deleted. Ids above shift down."""
-        d = self._class_index(name)
-        t = self._class_index(relabel_to) if relabel_to is not None else None
-        names = [c for i, c in enumerate(self.class_names) if i != d]
-        mapping: dict[int, int | None] = {}
-        for i in range(len(self.class_names)):
-            j = t if (i == d and t is not None) else i
-            mapping[i] = None if (i == d and t is None) else (j - (1 if j > d else 0))
-        self._edit_classes("merge" if t is not None else "delete", names, mapping, removed=d)
+        self._edit_classes(lambda names: _delete_plan(names, name, relabel_to))
 
     def undo_class_edit(self) -> str:
-        """Undo the last class edit (one step); returns its description."""
-        desc = ClassEditJournal(self.root).undo(self)
-        self.reload_config()
+        """Undo the last class edit (one step; repeat for earlier ones); returns its description.
+        Rows the edit changed or removed come back exactly; rows labelled since are kept."""
+        with self.lock():
+            desc = ClassEditJournal(self.root).undo(self)
+            self.reload_config()
         return desc
 
     def _class_index(self, name: str) -> int:
-        try:
-            return self.class_names.index(name)
-        except ValueError:
-            raise UserFacingError(f"no class named {name!r} (classes: {', '.join(self.class_names)})") from None
+        return _class_index(self.class_names, name)
 
-    def _edit_classes(self, op: str, new_names: list[str], mapping: dict[int, int | None],
-                      removed: int | None = None) -> None:
-        text = self.config_path.read_text(encoding="utf-8")
-        new_text = set_top_level_value(text, "classes", _flow_list(new_names))
-        parse_config_text(new_text, str(self.config_path))  # duplicate/empty names -> ConfigError now
-        identity = all(k == v for k, v in mapping.items())  # add/rename: no label changes
-        changes = {} if identity else remap_label_files(self.labels_dir, mapping, len(self.class_names))
-        changes[self.config_path] = (text, new_text)
-        # inverse for files labelled after the edit: the removed id has no pre-image,
-        # a merged-into id maps back to the target (the class that kept its identity)
-        new_to_old = {new: old for old, new in mapping.items() if new is not None and old != removed}
-        desc = f"{op}: {', '.join(self.class_names)} -> {', '.join(new_names)}"
-        ClassEditJournal(self.root).apply(desc, changes, new_to_old)
-        self.reload_config()
+    def _edit_classes(self, plan: Callable[[list[str]], tuple[str, list[str], dict[int, int | None], int | None]],
+                      ) -> None:
+        """Plan and apply a class edit inside the project lock, from the class list and label
+        files as they are *now* (not as they were when this Project was opened), so two edits
+        serialise and a label saved meanwhile is never overwritten with a stale copy."""
+        with self.lock():
+            self.reload_config()
+            old_names = self.class_names
+            op, new_names, mapping, removed = plan(old_names)
+            text = self.config_path.read_text(encoding="utf-8")
+            new_text = set_top_level_value(text, "classes", _flow_list(new_names))
+            parse_config_text(new_text, str(self.config_path))  # duplicate/empty names -> ConfigError now
+            identity = all(k == v for k, v in mapping.items())  # add/rename: no label changes
+            n_old = len(old_names)
+            changes = {} if identity else remap_label_files(self.labels_dir, mapping, n_old)
+            changes[self.config_path] = (text, new_text)
+            # inverse for files labelled after the edit: the removed id has no pre-image,
+            # a merged-into id maps back to the target (the class that kept its identity)
+            new_to_old = {new: old for old, new in mapping.items() if new is not None and old != removed}
+
+            def redo(path: Path, current: str) -> str:  # a file changed by a writer outside the lock
+                if path == self.config_path:
+                    return set_top_level_value(current, "classes", _flow_list(new_names))
+                return remap_text(current, mapping, path, n_old)
+
+            desc = f"{op}: {', '.join(old_names)} -> {', '.join(new_names)}"
+            ClassEditJournal(self.root).apply(desc, changes, new_to_old, redo=redo,
+                                              rows={p: changed_rows(old, mapping, p, n_old)
+                                                    for p, (old, _) in changes.items() if p != self.config_path})
+            self.reload_config()
+
+
+def _class_index(names: list[str], name: str) -> int:
+    try:
+        return names.index(name)
+    except ValueError:
+        raise UserFacingError(f"no class named {name!r} (classes: {', '.join(names)})") from None
+
+
+def _delete_plan(names: list[str], name: str, relabel_to: str | None):
+    d = _class_index(names, name)
+    t = _class_index(names, relabel_to) if relabel_to is not None else None
+    new_names = [c for i, c in enumerate(names) if i != d]
+    mapping: dict[int, int | None] = {}
+    for i in range(len(names)):
+        j = t if (i == d and t is not None) else i
+        mapping[i] = None if (i == d and t is None) else (j - (1 if j > d else 0))
+    return ("merge" if t is not None else "delete"), new_names, mapping, d
+
+
+def _read_label_text(lp: Path) -> str:
+    try:
+        return decode_label_bytes(lp.read_bytes(), lp)
+    except IsADirectoryError:
+        raise LabelError(lp, None, "is a folder, not a label file") from None
+    except PermissionError:
+        raise LabelError(lp, None, "cannot be read (permission denied)") from None
+
+
+def label_files(labels_dir: Path) -> list[Path]:
+    """Every label txt under labels/ (hidden files skipped); a folder named *.txt is listed so
+    the caller reports it instead of failing on it."""
+    if not labels_dir.is_dir():
+        return []
+    return sorted(lp for lp in labels_dir.rglob("*.txt") if not lp.name.startswith("."))
 
 
 def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_classes: int | None,
@@ -397,13 +502,9 @@ def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_clas
     """
     changes: dict[Path, tuple[str, str]] = {}
     errors: list[str] = []
-    if not labels_dir.is_dir():
-        return changes
-    for lp in sorted(labels_dir.rglob("*.txt")):
-        if lp.name.startswith("."):
-            continue
+    for lp in label_files(labels_dir):
         try:
-            old = decode_label_bytes(lp.read_bytes(), lp)
+            old = _read_label_text(lp)
             new = remap_text(old, mapping, lp, num_classes)
         except LabelError as exc:
             errors.append(str(exc))
@@ -416,34 +517,91 @@ def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_clas
     return changes
 
 
+def _remap_line(line: str, mapping: dict[int, int | None], path: Path, lineno: int,
+                num_classes: int | None) -> str | None:
+    """One row with its class id mapped (None: the row is removed); blank lines unchanged."""
+    toks = line.split()
+    if not toks:
+        return line
+    cid = parse_class_id(toks[0], path, lineno, num_classes)
+    if cid not in mapping:
+        raise LabelError(path, lineno, "class id not covered by the class edit", toks[0])
+    new = mapping[cid]
+    if new is None:
+        return None
+    lead = line[: len(line) - len(line.lstrip())]
+    rest = line.lstrip()[len(toks[0]):]
+    return f"{lead}{new}{rest}"
+
+
 def remap_text(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None) -> str:
     """Apply old->new class ids to one file's text; rows mapped to None are removed."""
     text = text.lstrip("\ufeff")
     out = []
     for i, line in enumerate(text.splitlines(keepends=True), start=1):
-        toks = line.split()
-        if not toks:
-            out.append(line)
-            continue
-        cid = parse_class_id(toks[0], path, i, num_classes)
-        if cid not in mapping:
-            raise LabelError(path, i, "class id not covered by the class edit", toks[0])
-        new = mapping[cid]
-        if new is None:
-            continue
-        lead = line[: len(line) - len(line.lstrip())]
-        rest = line.lstrip()[len(toks[0]):]
-        out.append(f"{lead}{new}{rest}")
+        new = _remap_line(line, mapping, path, i, num_classes)
+        if new is not None:
+            out.append(new)
     return "".join(out)
 
 
-class ClassEditJournal:
-    """`.dfine/class_edit.json` holds the old and new text of every file a class edit touched.
+def changed_rows(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,
+                 ) -> list[list[str | None]]:
+    """[old row, new row or None] for every row a class edit changes (line ends stripped):
+    what undo needs to put each row back exactly even after the file was edited since."""
+    rows: list[list[str | None]] = []
+    for i, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
+        new = _remap_line(line, mapping, path, i, num_classes)
+        if new != line:
+            rows.append([line, new])
+    return rows
 
-    apply: journal (fsynced) -> files (atomic each) -> `.done` marker with the edit id.
-    recover (on open): a journal without its marker = crash mid-edit -> restore every old text.
-    undo: restore old texts of files still as the edit left them; files changed since (or new)
-    get the inverse id map, so later labelling is kept.
+
+def undo_text(current: str, entry: dict, inverse: dict[int, int], path: Path, num_classes: int) -> str:
+    """The text of one label file with a class edit undone.
+
+    Unchanged since the edit: the old bytes. Edited since: every row the edit changed and that
+    is still there gets its old text back, every row it removed is appended, and rows added
+    since get the inverse id map (so later labelling is kept)."""
+    if current == entry["new"]:
+        return entry["old"]
+    back: dict[str, list[str]] = {}
+    removed: list[str] = []
+    for old_row, new_row in entry.get("rows", []):
+        if new_row is None:
+            removed.append(old_row)
+        else:
+            back.setdefault(new_row, []).append(old_row)
+    out = []
+    for i, line in enumerate(current.lstrip("\ufeff").splitlines(keepends=True), start=1):
+        body = line.rstrip("\r\n")
+        if back.get(body):
+            out.append(back[body].pop(0) + line[len(body):])
+            continue
+        new = _remap_line(line, inverse, path, i, num_classes)
+        if new is not None:
+            out.append(new)
+    if removed:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.extend(r + "\n" for r in removed)
+    return "".join(out)
+
+
+HISTORY_DIR = "class_history"
+HISTORY_LIMIT = 20  # class edits that can be undone, newest first
+
+
+class ClassEditJournal:
+    """`.dfine/class_edit.json` holds the old and new text of every file a class edit touched
+    (and, per file, the rows it changed); `.dfine/class_history/` keeps the completed edits
+    for undo, newest = highest number.
+
+    apply: journal (fsynced) -> files (atomic each) -> `.done` marker with the edit id ->
+    history entry (or, for an undo, removal of the entry it undid).
+    recover (on open): a journal without its marker = crash mid-edit -> restore every old text;
+    with its marker but the history step missing -> finish that step.
+    Callers hold the project lock (core.project_lock) around plan + apply.
     """
 
     def __init__(self, root: Path):
@@ -451,6 +609,7 @@ class ClassEditJournal:
         self.dir = self.root / JOURNAL_DIR
         self.path = self.dir / "class_edit.json"
         self.done = self.dir / "class_edit.done"
+        self.history = self.dir / HISTORY_DIR
 
     def _read(self) -> dict | None:
         if not self.path.exists():
@@ -463,59 +622,103 @@ class ClassEditJournal:
     def _is_done(self, j: dict) -> bool:
         return self.done.exists() and self.done.read_text(encoding="utf-8").strip() == j["id"]
 
-    @contextlib.contextmanager
     def _lock(self, blocking: bool = True):
-        """Yield True while holding the edit lock (False if another live process holds it).
+        """The project lock (kept under this name for callers that guard recovery with it)."""
+        return project_lock(self.root, blocking)
 
-        An OS lock (flock) dies with its process, so a SIGKILLed editor never blocks the
-        recovery, while a trainer opening the project during a live GUI edit does not
-        "recover" (roll back) an edit that is still being written."""
-        self.dir.mkdir(exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; recovery runs unguarded
-            yield True
+    # -------------------------------------------------------------- history
+
+    def _entries(self) -> list[Path]:
+        if not self.history.is_dir():
+            return []
+        return sorted(p for p in self.history.glob("*.json") if p.stem.isdigit())
+
+    def _last(self) -> tuple[Path, dict] | None:
+        for p in reversed(self._entries()):
+            try:
+                return p, json.loads(p.read_text(encoding="utf-8"))
+            except ValueError:
+                log.warning("%s: damaged class-edit record skipped", p)
+                continue
+        j = self._read()  # a journal from before the history existed: still undoable once
+        if j is not None and not j.get("undoes") and "history" not in j and self._is_done(j):
+            return self.path, j
+        return None
+
+    def _finish(self, j: dict) -> None:
+        """The step after the `.done` marker: record the edit, or drop the record it undid."""
+        if j.get("undoes"):
+            target = self.root / j["undoes"]
+            if target != self.path:  # a pre-history journal was replaced by this undo's own
+                atomic_delete(target)
             return
-        with open(self.dir / "class_edit.lock", "a+b") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        name = j.get("history")
+        if name and not (self.history / name).exists():
+            self.history.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.history / name, json.dumps(j))
+            for old in self._entries()[:-HISTORY_LIMIT]:
+                atomic_delete(old)
 
-    def apply(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int]) -> None:
+    # -------------------------------------------------------------- apply / recover / undo
+
+    def apply(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int],
+              redo: Callable[[Path, str], str] | None = None, rows: dict[Path, list] | None = None,
+              undoes: str | None = None) -> None:
         with self._lock():
-            self._apply_locked(desc, changes, new_to_old)
+            self._apply_locked(desc, changes, new_to_old, redo, rows or {}, undoes)
 
-    def _apply_locked(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int]) -> None:
+    def _apply_locked(self, desc: str, changes: dict[Path, tuple[str, str]], new_to_old: dict[int, int],
+                      redo: Callable[[Path, str], str] | None = None, rows: dict[Path, list] | None = None,
+                      undoes: str | None = None) -> None:
+        rows = rows or {}
+        entries = self._entries()
+        seq = int(entries[-1].stem) + 1 if entries else 1
         j = {
             "id": uuid.uuid4().hex,
             "description": desc,
             "new_to_old": {str(k): v for k, v in new_to_old.items()},
             "files": [
-                {"path": p.relative_to(self.root).as_posix(), "old": old, "new": new}
+                {"path": p.relative_to(self.root).as_posix(), "old": old, "new": new, "rows": rows.get(p, [])}
                 for p, (old, new) in changes.items()
             ],
         }
+        if undoes:
+            j["undoes"] = undoes
+        else:
+            j["history"] = f"{seq:06d}.json"
         atomic_write_text(self.path, json.dumps(j))
-        for p, (_, new) in changes.items():
+        drifted = False
+        for f, (p, (old, new)) in zip(j["files"], changes.items()):
+            if redo is not None:
+                # a writer that ignores the lock (another tool) changed the file after we read it:
+                # apply the edit to what is there now rather than write back the stale copy
+                try:
+                    cur = p.read_bytes().decode("utf-8-sig" if p.suffix == ".txt" else "utf-8")
+                except (OSError, UnicodeDecodeError):
+                    cur = old
+                if cur != old:
+                    f["old"], f["new"], drifted = cur, redo(p, cur), True
+                    new = f["new"]
             atomic_write_text(p, new)
+        if drifted:
+            atomic_write_text(self.path, json.dumps(j))
         atomic_write_text(self.done, j["id"])
+        self._finish(j)
 
     def recover(self) -> bool:
-        """Roll back a half-applied edit; True if something was rolled back."""
-        if not self.path.exists():
+        """Roll back a half-applied edit; True if something was rolled back. Skipped while
+        another process (or this thread, mid-edit) holds the project lock."""
+        if not self.path.exists() or held_here(self.root):
             return False
         with self._lock(blocking=False) as mine:
             return mine and self._recover_locked()
 
     def _recover_locked(self) -> bool:
         j = self._read()
-        if j is None or self._is_done(j):
+        if j is None:
+            return False
+        if self._is_done(j):
+            self._finish(j)
             return False
         for f in j["files"]:
             atomic_write_text(self.root / f["path"], f["old"])
@@ -528,43 +731,49 @@ class ClassEditJournal:
             return self._undo_locked(project)
 
     def _undo_locked(self, project: Project) -> str:
-        j = self._read()
-        if j is None or not self._is_done(j):
+        last = self._last()
+        if last is None:
             raise UserFacingError("nothing to undo: no class edit recorded")
+        record_path, j = last
         inv = {int(k): v for k, v in j["new_to_old"].items()}
         journaled = {f["path"]: f for f in j["files"]}
         cfg_rel = project.config_path.relative_to(self.root).as_posix()
-        writes: dict[Path, str] = {}
+        writes: dict[Path, tuple[str, str]] = {}
         n_new = len(project.class_names)
         errors = []
-        for lp in sorted(project.labels_dir.rglob("*.txt")) if project.labels_dir.is_dir() else []:
-            if lp.name.startswith("."):
-                continue
-            rel = lp.relative_to(self.root).as_posix()
-            cur = lp.read_bytes().decode("utf-8-sig", errors="replace")
-            f = journaled.get(rel)
-            if f is not None and cur == f["new"]:
-                writes[lp] = f["old"]
-                continue
+
+        def undo_file(lp: Path, cur: str) -> str:
+            f = journaled.get(lp.relative_to(self.root).as_posix())
+            if f is not None:
+                return undo_text(cur, f, inv, lp, n_new)
+            return remap_text(cur, inv, lp, n_new)
+
+        for lp in label_files(project.labels_dir):
             try:
-                new = remap_text(cur, inv, lp, n_new)
+                cur = _read_label_text(lp)
+                new = undo_file(lp, cur)
             except LabelError as exc:
                 errors.append(str(exc))
                 continue
             if new != cur:
-                writes[lp] = new
+                writes[lp] = (cur, new)
         if errors:
             raise UserFacingError("cannot undo the class edit (nothing was changed):\n  " + "\n  ".join(errors))
         cfg = journaled[cfg_rel]
         cur_cfg = project.config_path.read_text(encoding="utf-8")
-        old_classes = yaml.safe_load(cfg["old"]).get("classes", [])
-        writes[project.config_path] = (cfg["old"] if cur_cfg == cfg["new"]
-                                       else set_top_level_value(cur_cfg, "classes", _flow_list(old_classes)))
+        old_classes = (load_yaml(cfg["old"], str(project.config_path)) or {}).get("classes", [])
+
+        def undo_cfg(text: str) -> str:
+            return cfg["old"] if text == cfg["new"] else set_top_level_value(text, "classes", _flow_list(old_classes))
+
+        writes[project.config_path] = (cur_cfg, undo_cfg(cur_cfg))
+
+        def redo(path: Path, current: str) -> str:
+            return undo_cfg(current) if path == project.config_path else undo_file(path, current)
+
         # the undo is itself journaled, so a crash during undo rolls back to the edited state
-        self._apply_locked(f"undo {j['description']}", {p: (p.read_text(encoding="utf-8-sig"), t) for p, t in writes.items()},
-                   {})
-        atomic_delete(self.path)  # journal first: a marker without a journal is inert
-        atomic_delete(self.done)
+        self._apply_locked(f"undo {j['description']}", writes, {}, redo,
+                           undoes=record_path.relative_to(self.root).as_posix())
         return j["description"]
 
 

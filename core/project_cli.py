@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.errors import UserFacingError
@@ -52,15 +53,16 @@ def add_classes_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _count_instances(proj) -> tuple[dict[int, int], list[str]]:
-    from core.data.formats.yolo_txt import decode_label_bytes, parse_class_id, split_rows
+    from core.data.formats.yolo_txt import parse_class_id, split_rows
+    from core.project import _read_label_text, label_files
 
     counts: dict[int, int] = {}
     bad: list[str] = []
     if not proj.labels_dir.is_dir():
         return counts, bad
-    for lp in sorted(proj.labels_dir.rglob("*.txt")):
+    for lp in label_files(proj.labels_dir):
         try:
-            for line, toks in split_rows(decode_label_bytes(lp.read_bytes(), lp)):
+            for line, toks in split_rows(_read_label_text(lp)):
                 cid = parse_class_id(toks[0], lp, line, None)
                 counts[cid] = counts.get(cid, 0) + 1
         except UserFacingError as exc:
@@ -83,6 +85,13 @@ def run_classes(args: argparse.Namespace) -> int:
         for msg in bad:
             print(f"bad label file: {msg}")
         return 0
+    if action in ("rename", "merge", "delete", "undo"):
+        from core.project_lock import training_active
+
+        if training_active(proj.root):
+            print(f"warning: a training run is using {proj.root} now; it keeps the class list it started "
+                  f"with (runs/<name>/config.yaml), and images it has not read yet get the new ids. "
+                  f"Stop it and train again after the edit.", file=sys.stderr)
     if action == "add":
         proj.add_class(args.name)
     elif action == "rename":

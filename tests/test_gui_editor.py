@@ -262,6 +262,29 @@ def test_external_change_is_reloaded_not_overwritten(opened, qtbot):
     assert label0.read_text() == third
 
 
+def test_save_refused_when_another_program_changed_the_class_list(opened, qtbot):
+    """The ids on screen were made for the old class list: nothing is written, the edit stays
+    on screen (not replaced), the message says why; an append-only change saves normally."""
+    from core.project import Project
+
+    win, project = opened
+    img0 = project.image_paths()[0]
+    label0 = project.label_path(img0)
+    key(win, Qt.Key.Key_R)
+    drag(win, vp(win, 20, 20), vp(win, 100, 100))
+    Project.open(project.root).add_class("extra")  # ids unchanged: saving is still right
+    key(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert len(read_rows(label0)) == 1
+    key(win, Qt.Key.Key_R)
+    drag(win, vp(win, 200, 150), vp(win, 260, 200))
+    failures = []
+    win.autosaver.failed.connect(lambda _doc, msg: failures.append(msg))
+    Project.open(project.root).rename_class(win.project.class_names[0], "renamed")
+    assert not win.autosaver.save_current()
+    assert len(read_rows(label0)) == 1 and len(win.doc.instances) == 2 and win.doc.is_dirty()
+    assert len(failures) == 1 and "the class list changed since this project was opened" in failures[0]
+
+
 def test_close_window_saves_unsaved_changes(opened, qtbot):
     win, project = opened
     img0 = project.image_paths()[0]

@@ -104,6 +104,31 @@ def test_class_edit_keeps_every_images_undo_history(window, qtbot, tmp_path):  #
     assert doc2.instances == []
 
 
+def test_class_edit_during_training_asks_first(window, qtbot, tmp_path, monkeypatch):  # noqa: F811
+    from PySide6.QtWidgets import QMessageBox
+
+    from core.project_lock import training_marker
+
+    project = make_project(tmp_path / "proj", n_images=1)
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    asked = []
+
+    def answer(*args):
+        asked.append(args[2])
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    with training_marker(project.root):  # what a running `dfine train` holds
+        assert window._class_edit(window.project.delete_class, "cat") is None  # declined: nothing ran
+        assert window.project.class_names == ["cat", "dog", "car"] and len(asked) == 1
+        assert "training run is reading this project" in asked[0]
+        _edit(window, qtbot, window.project.add_class, "bike")  # adding a class shifts no id: no question
+        assert len(asked) == 1
+    _edit(window, qtbot, window.project.delete_class, "cat")  # no run any more: no question
+    assert len(asked) == 1 and window.project.class_names == ["dog", "car", "bike"]
+
+
 def test_export_then_import_roundtrip_in_worker(window, qtbot, tmp_path):  # noqa: F811
     project = make_project(tmp_path / "proj", n_images=3)
     _label(project, 0, [_tri(0), Instance(class_id=2, box=(150, 100, 250, 200))])

@@ -205,11 +205,15 @@ def test_infer_cli_folder_and_video(checkpoint, tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()
     cv2.imwrite(str(src / "im0.jpg"), render_demo_image(0)[0])
+    cv2.imwrite(str(src / "im0.png"), render_demo_image(1)[0])  # same stem: its own overlay
     (src / "im1.jpg").write_bytes(b"broken")  # skipped with a message, not fatal
     out = tmp_path / "out"
+    (tmp_path / "afile").write_text("x")
+    assert main(["infer", str(root / "best.pt"), str(src), "--save", str(tmp_path / "afile")]) == 2
     assert main(["infer", str(root / "best.pt"), str(src), "--save", str(out), "--conf", "0.3", "--no-progress"]) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert {r["image_id"] for r in rows} == {"im0.jpg"}
+    assert {r["image_id"] for r in rows} == {"im0.jpg", "im0.png"}
+    assert (out / "im0_png_pred.jpg").is_file()
     assert all(set(r) >= {"bbox", "score", "category_id", "segmentation"} and r["score"] >= 0.3 for r in rows)
     assert all(1 <= r["category_id"] <= 3 for r in rows)
     assert (out / "im0_pred.jpg").is_file() and not (out / "im1_pred.jpg").exists()

@@ -38,11 +38,21 @@ def test_lite_mask_head_setting_reaches_checkpoint_val_and_predictor(tmp_path):
     from core.infer.predictor import Predictor
 
     root = tiny_project(tmp_path / "p", n_train=2, n_val=1)
+    (root / "images" / "broken.jpg").write_bytes(b"not a jpeg")  # a val image that cannot be read
+    with open(root / "splits" / "val.txt", "a") as f:
+        f.write("broken.jpg\n")
     dfine("train", str(root), "--name", "lite", "--no-progress", "--device", "cpu",
           "--set", "model.mask_head=lite", "train.epochs=1", "train.batch_size=2", "train.workers=0")
     ckpt = root / "runs" / "lite" / "last.pt"
     state = torch.load(ckpt, weights_only=True)
     assert state["config"]["model"]["mask_head"] == "lite"
+    # the run records the class list it started with, and says which val image it left out
+    assert state["class_names"] == ["circle", "triangle", "rectangle"]
+    assert (root / "runs" / "lite" / "config.yaml").read_text().startswith(
+        "classes:\n- circle\n- triangle\n- rectangle\n")
+    warnings = [e["message"] for e in map(json.loads, (root / "runs" / "lite" / "events.jsonl").read_text()
+                                          .splitlines()) if e["event"] == "warning"]
+    assert sum("validation image left out of the metrics" in w and "broken.jpg" in w for w in warnings) == 1
     proc = dfine("val", str(root), "--weights", str(ckpt), "--device", "cpu", "--json")
     assert "f1" in proc.stdout
     from core.model import build_model
@@ -54,4 +64,4 @@ def test_lite_mask_head_setting_reaches_checkpoint_val_and_predictor(tmp_path):
     assert state["model"][key].shape == lite[key].shape
     # a paper-head model could not take these weights: loading succeeds only with the lite head
     predictor = Predictor.load(ckpt, device="cpu")
-    assert len(predictor.predict([cv2.imread(str(next((root / "images").glob("*.jpg"))))])) == 1
+    assert len(predictor.predict([cv2.imread(str(next((root / "images").glob("img*.jpg"))))])) == 1

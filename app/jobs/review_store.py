@@ -10,6 +10,7 @@ overlapping > 0.7) keeps a dismissed item dismissed after re-analysis.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_text
+from core.bounded_input import loads_json
 from core.errors import UserFacingError
 
 ISSUES_FILE = "label_issues.json"
@@ -103,7 +105,7 @@ def box_iou(a: list[float], b: list[float]) -> float:
 
 def decision_key(rel_image: str, issue: dict) -> str:
     """Stable id of an item: image (relative to the image folder) + kind + class + box to 1 px."""
-    box = ",".join(str(int(round(float(v)))) for v in issue.get("box", []))
+    box = ",".join(str(round(float(v))) for v in issue.get("box", []))
     text = f"{rel_image}|{issue['kind']}|{issue.get('class_id')}|{box}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
@@ -114,8 +116,8 @@ def read_issues(review_dir: Path) -> tuple[dict, list[dict]]:
     if not path.is_file():
         return {}, []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        doc = loads_json(path.read_bytes(), path)
+    except (OSError, ValueError, UserFacingError) as exc:
         raise UserFacingError(
             f"{path}: not a readable analysis result ({exc}); run the analysis again"
         ) from exc
@@ -147,11 +149,11 @@ class DecisionStore:
             self.decisions = {}
             return
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = loads_json(self.path.read_bytes(), self.path)
             decisions = doc["decisions"]
             if not isinstance(decisions, dict):
                 raise TypeError("'decisions' is not an object")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, UserFacingError) as exc:
             # never overwrite the person's decisions with an empty set because of one bad byte
             raise UserFacingError(
                 f"{self.path}: unreadable review decisions ({exc}); fix or delete the file"
@@ -342,11 +344,17 @@ class FixHistory:
         self.store = store
         self.entries: list[UndoEntry] = []
 
+    def _locked(self):
+        """The project lock around read-fix-write, so no other writer lands in between."""
+        lock = getattr(self.store, "lock", None)
+        return lock() if callable(lock) else contextlib.nullcontext()
+
     def apply(self, image: Path, issue: dict, key: str) -> UndoEntry:
-        before = self.store.load_annotation(image)
-        after, text = apply_fix(before, issue)
-        self.store.save_annotation(after)
-        entry = UndoEntry(Path(image), before, self.store.load_annotation(image), key, text)
+        with self._locked():
+            before = self.store.load_annotation(image)
+            after, text = apply_fix(before, issue)
+            self.store.save_annotation(after)
+            entry = UndoEntry(Path(image), before, self.store.load_annotation(image), key, text)
         self.entries.append(entry)
         return entry
 
@@ -354,12 +362,13 @@ class FixHistory:
         if not self.entries:
             raise UserFacingError("nothing to undo in the review")
         entry = self.entries[-1]
-        current = self.store.load_annotation(entry.image)
-        if not same_labels(current, entry.after):
-            raise UserFacingError(
-                f"{entry.image.name}: the labels were edited after the fix "
-                f"({entry.description}); undo there instead"
-            )
-        self.store.save_annotation(entry.before)
+        with self._locked():
+            current = self.store.load_annotation(entry.image)
+            if not same_labels(current, entry.after):
+                raise UserFacingError(
+                    f"{entry.image.name}: the labels were edited after the fix "
+                    f"({entry.description}); undo there instead"
+                )
+            self.store.save_annotation(entry.before)
         self.entries.pop()
         return entry

@@ -31,6 +31,10 @@ class EditorAwareStore:
     def _doc(self, image_path: Path):
         return self.window.docs.get(Path(image_path))
 
+    def lock(self):
+        """The project's writer lock (the review's read-fix-write runs inside it)."""
+        return self.window.project.lock()
+
     def load_annotation(self, image_path: Path) -> ImageAnnotation:
         doc = self._doc(image_path)
         if doc is not None and doc.is_dirty():
@@ -66,7 +70,7 @@ class _CloseGuard(QObject):
         super().__init__(parent)
         self.panels = panels
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Close:
             if not self.panels.train.confirm_close():
                 event.ignore()

@@ -14,12 +14,14 @@ class index (offset 1 = COCO's convention and our COCO export).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from core.annotation import ImageAnnotation
+from core.bounded_input import loads_json
 from core.errors import LabelError
 from core.eval import rle as rle_ops
 from core.eval.records import ImagePred
@@ -41,7 +43,9 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
     """Predictions aligned with ``annotations`` (images without rows get no predictions)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_bytes(), path)
+    except IsADirectoryError:
+        raise LabelError(path, None, "is a folder, not a predictions file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabelError(path, None, f"cannot read the predictions file: {exc}") from exc
     root = Path(image_root) if image_root is not None else None
@@ -56,7 +60,14 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
         rows = data.get("results", data.get("annotations"))
         if rows is None:
             raise LabelError(path, None, "a COCO dict needs 'annotations' or 'results' rows")
-        for im in data.get("images", []):
+        if not isinstance(rows, list):
+            raise LabelError(path, None, "'annotations'/'results' must be a list of rows", type(rows).__name__)
+        images = data.get("images", [])
+        if not isinstance(images, list):
+            raise LabelError(path, None, "'images' must be a list", type(images).__name__)
+        for n, im in enumerate(images):
+            if not isinstance(im, dict) or not _is_id(im.get("id")):
+                raise LabelError(path, None, f"images[{n}]: needs a whole-number or text 'id'", im)
             name = str(im.get("file_name", ""))
             idx = by_key.get(name, by_key.get(Path(name).name))
             if idx is not None:
@@ -64,11 +75,14 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
         if "categories" in data:
             names = {n: k for k, n in enumerate(class_names)}
             cat_to_class = {}
-            for c in data["categories"]:
-                if c.get("name") not in names:
+            cats = data["categories"]
+            for n, c in enumerate(cats if isinstance(cats, list) else [cats]):
+                if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
+                    raise LabelError(path, None, f"categories[{n}]: needs a whole-number 'id' and a 'name'", c)
+                if not isinstance(c.get("name"), str) or c["name"] not in names:
                     raise LabelError(path, None, f"category {c.get('name')!r} is not a project class "
                                      f"({', '.join(class_names)})", c.get("name"))
-                cat_to_class[int(c["id"])] = names[c["name"]]
+                cat_to_class[c["id"]] = names[c["name"]]
     elif isinstance(data, list):
         rows = data
     else:
@@ -78,9 +92,15 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
     for n, row in enumerate(rows):
         where = f"row {n}"
         try:
-            iid, cid, score = row["image_id"], int(row["category_id"]), float(row["score"])
+            iid, cid, score = row["image_id"], row["category_id"], float(row["score"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise LabelError(path, None, f"{where}: needs image_id, category_id and score", row) from exc
+            raise LabelError(path, None, f"{where}: needs image_id, category_id and score", _short(row)) from exc
+        if not _is_id(iid):
+            raise LabelError(path, None, f"{where}: image_id must be a whole number or a text", _short(iid))
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise LabelError(path, None, f"{where}: category_id must be a whole number", _short(cid))
+        if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+            raise LabelError(path, None, f"{where}: score must be a number in [0, 1]", row["score"])
         if iid in id_to_index:
             idx = id_to_index[iid]
         elif isinstance(iid, str) and iid in by_key:
@@ -93,7 +113,7 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
         if cls is None or not 0 <= cls < len(class_names):
             hint = "" if cat_to_class is not None else f" (category_offset={category_offset}; try 0 or 1)"
             raise LabelError(path, None, f"{where}: category_id outside the {len(class_names)} classes{hint}", cid)
-        per_image[idx].append({**row, "_cls": cls, "_score": score})
+        per_image[idx].append({**row, "_cls": cls, "_score": score, "_n": n})
 
     preds = []
     for ann, rows_i in zip(annotations, per_image):
@@ -105,18 +125,40 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
             masks = []
             for r in rows_i:
                 seg = r.get("segmentation")
-                masks.append(rle_ops.from_segmentation(seg, ann.height, ann.width) if seg
-                             else rle_ops.box_to_rle(_xyxy(r, path), ann.height, ann.width))
-        boxes = np.array([_xyxy(r, path) if "bbox" in r else rle_ops.to_xyxy([masks[k]])[0]
+                try:
+                    masks.append(rle_ops.from_segmentation(seg, ann.height, ann.width) if seg
+                                 else rle_ops.box_to_rle(_xyxy(r, path, ann), ann.height, ann.width))
+                except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+                    raise LabelError(path, None, f"row {r['_n']}: segmentation for {Path(ann.image_path).name}: "
+                                     f"{exc}", _short(seg)) from None
+        boxes = np.array([_xyxy(r, path, ann) if "bbox" in r else rle_ops.to_xyxy([masks[k]])[0]
                           for k, r in enumerate(rows_i)], np.float64)
         preds.append(ImagePred(boxes, [r["_score"] for r in rows_i], [r["_cls"] for r in rows_i], masks,
                                str(ann.image_path)))
     return preds
 
 
-def _xyxy(row: dict, path: Path) -> list[float]:
+def _xyxy(row: dict, path: Path, ann: ImageAnnotation) -> list[float]:
     try:
         x, y, w, h = (float(v) for v in row["bbox"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise LabelError(path, None, "a row without segmentation needs bbox [x, y, w, h]", row.get("bbox")) from exc
-    return [x, y, x + w, y + h]
+        raise LabelError(path, None, f"row {row.get('_n')}: a row without segmentation needs bbox [x, y, w, h]",
+                         _short(row.get("bbox"))) from exc
+    box = [x, y, x + w, y + h]
+    try:  # finite and within a sane multiple of the image, before anything is rasterised
+        rle_ops.check_geometry(box, ann.height, ann.width, "bbox value")
+    except ValueError as exc:
+        raise LabelError(path, None, f"row {row.get('_n')}: {exc}", row.get("bbox")) from None
+    if w < 0 or h < 0:
+        raise LabelError(path, None, f"row {row.get('_n')}: bbox width and height must be >= 0", row.get("bbox"))
+    return box
+
+
+def _is_id(v: object) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+
+
+def _short(v: object, limit: int = 80) -> str:
+    """A value as it can appear in a one-line message."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "..."

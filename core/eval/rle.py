@@ -83,14 +83,39 @@ def box_iou(dt_xyxy: np.ndarray, gt_xyxy: np.ndarray, iscrowd: Sequence[bool] | 
     return np.asarray(mask_utils.iou(d, g, crowd), dtype=np.float64).reshape(len(d), len(g))
 
 
+GEOMETRY_MARGIN = 4.0  # coordinates may lie this many image sizes outside the image, no further
+
+
+def check_geometry(values: Sequence[float] | np.ndarray, height: int, width: int, what: str = "coordinate") -> None:
+    """Refuse (ValueError) coordinates that are not finite or lie far outside the image, before
+    anything is rasterised: pycocotools allocates by the coordinates' extent (an Infinity
+    width asks for terabytes) and crashes on values near 1e12."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 0:
+        return
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{what} is not finite ({arr[bad][0]})")
+    xs, ys = arr[0::2], arr[1::2]
+    mx, my = GEOMETRY_MARGIN * width, GEOMETRY_MARGIN * height
+    far = np.concatenate([xs[(xs < -mx) | (xs > width + mx)], ys[(ys < -my) | (ys > height + my)]])
+    if far.size:
+        raise ValueError(f"{what} {far[0]:g} is far outside the {width}x{height} image")
+
+
 def box_to_rle(box_xyxy: Sequence[float], height: int, width: int) -> Rle:
+    check_geometry(box_xyxy, height, width, "box coordinate")
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    x0, x1 = np.clip([x0, x1], 0, width)
+    y0, y1 = np.clip([y0, y1], 0, height)
     return mask_utils.frPyObjects(np.array([[x0, y0, x1 - x0, y1 - y0]], np.float64), height, width)[0]
 
 
 def _polygon_rles(polygons: Sequence[np.ndarray], height: int, width: int) -> list[Rle]:
     # One frPyObjects call per part: pycocotools treats a 4-number list as a box,
     # so parts are passed individually and parts with < 3 points are skipped.
+    for p in polygons:
+        check_geometry(p, height, width, "polygon coordinate")
     return [mask_utils.frPyObjects([np.asarray(p, np.float64).ravel().tolist()], height, width)[0]
             for p in polygons if len(p) >= 3]
 
@@ -121,10 +146,50 @@ def to_json(r: Rle) -> dict:
 def from_segmentation(seg: object, height: int, width: int) -> Rle:
     """A COCO ``segmentation`` value (RLE dict with str/bytes/list counts, or polygon list)."""
     if isinstance(seg, dict):
-        if isinstance(seg.get("counts"), list):
-            return mask_utils.frPyObjects(seg, height, width)
-        counts = seg["counts"]
-        return {"size": list(seg["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        size = seg.get("size")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and list(size) == [height, width]):
+            raise ValueError(f"RLE size {size!r} is not the image's [height, width] = [{height}, {width}]")
+        counts = seg.get("counts")
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts) \
+                    or sum(counts) != height * width:
+                raise ValueError(f"RLE counts must be non-negative whole numbers summing to {height * width}")
+            return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii", errors="replace")
+        if not isinstance(counts, str):
+            raise TypeError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
+        runs = _counts_from_string(counts)
+        if any(c < 0 for c in runs) or sum(runs) != height * width:
+            raise ValueError(f"RLE counts do not cover the {width}x{height} image exactly")
+        return {"size": [height, width], "counts": counts.encode("ascii")}
     if isinstance(seg, list):
+        if not seg or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
+            raise ValueError("a polygon segmentation is a list of [x1, y1, x2, y2, ...] lists of 3+ points")
         return polygons_to_rle([np.asarray(p, np.float64).reshape(-1, 2) for p in seg], [], height, width)
     raise ValueError(f"unsupported segmentation value of type {type(seg).__name__}")
+
+
+def _counts_from_string(s: str) -> list[int]:
+    """Run lengths of a compressed COCO RLE string (pycocotools' rleFrString in Python), so a
+    malformed string is refused here instead of overrunning pycocotools' buffer."""
+    runs: list[int] = []
+    p, n = 0, len(s)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("RLE counts string ends in the middle of a number")
+            c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"RLE counts string has an invalid character {s[p]!r}")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs

@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     is_stream = source.kind in ("video", "camera")
     out: Path | None = args.save
     if out is not None:
+        if out.exists() and not out.is_dir():
+            raise UserFacingError(f"--save {out}: is a file, not a folder; pick a folder for the results")
         out.mkdir(parents=True, exist_ok=True)
+    overlay_names: set[str] = set()  # same.jpg and same.png must not overwrite one overlay
     print(f"model: {predictor.backend} {predictor.precision} ({len(predictor.class_names)} classes: "
           f"{', '.join(predictor.class_names)}); source: {source.kind} {source.spec}", file=sys.stderr)
 
@@ -85,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
                                                        else f"camera{source.spec}", source.fps, drawn.shape)
                         writer.write(drawn)
                     else:
-                        cv2.imwrite(str(out / f"{Path(frame.name).stem}_pred.jpg"), drawn)
+                        name = f"{Path(frame.name).stem}_pred.jpg"
+                        k = 1
+                        while name in overlay_names:
+                            k += 1
+                            suffix = Path(frame.name).suffix.lstrip(".") or "img"
+                            name = f"{Path(frame.name).stem}_{suffix}{'' if k == 2 else k - 1}_pred.jpg"
+                        overlay_names.add(name)
+                        cv2.imwrite(str(out / name), drawn)
             elif not is_stream or args.no_progress:
                 labels = ", ".join(f"{predictor.class_names[lab]} {s:.2f}" for lab, s in zip(det.labels, det.scores))
                 print(f"{frame.name}: {len(det)} found{': ' + labels if labels else ''}")

@@ -10,7 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.errors import WeightsError
+from core.bounded_input import loads_json
+from core.errors import UserFacingError, WeightsError
 
 META_FILE = "meta.json"
 
@@ -26,9 +27,18 @@ class ModelMeta:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
+        size = self.image_size
+        if (not isinstance(size, (list, tuple)) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 8192 for v in size)):
+            raise WeightsError(f"image_size must be [height, width], whole numbers in 32..8192, got {size!r}")
+        self.image_size = (int(size[0]), int(size[1]))
         if self.task not in ("segment", "detect"):
             raise WeightsError(f"model task must be 'segment' or 'detect', got {self.task!r}")
+        names = self.class_names
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise WeightsError(f"class_names must be a non-empty list of names, got {names!r}")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise WeightsError(f"top_k must be a whole number >= 1, got {self.top_k!r}")
 
     @property
     def num_classes(self) -> int:
@@ -57,8 +67,11 @@ def find_meta(model_path: Path) -> ModelMeta:
         candidate = folder / META_FILE
         if candidate.is_file():
             try:
-                return ModelMeta.from_dict(json.loads(candidate.read_text()))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise WeightsError(f"{candidate}: not a valid export meta.json ({exc})") from exc
+                data = loads_json(candidate.read_bytes(), candidate)
+                if not isinstance(data, dict):
+                    raise TypeError(f"top level must be an object, got {type(data).__name__}")
+                return ModelMeta.from_dict(data)
+            except (ValueError, TypeError, UnicodeDecodeError, UserFacingError) as exc:
+                raise WeightsError(f"{candidate}: not a valid export meta.json ({exc})") from None
     raise WeightsError(f"{model_path}: no {META_FILE} found beside it or in the export folder; "
                        "export with `dfine export` to get one")

@@ -79,8 +79,20 @@ def run_val(args: argparse.Namespace) -> int:
                                                                               project.config.model.image_size))
     mask_head = ((ckpt.get("config") or {}).get("model") or {}).get("mask_head", "paper")
     model = build_model(size, len(names), task, image_size, mask_head=mask_head)
-    state = ckpt["ema"]["module"] if (not args.no_ema and isinstance(ckpt.get("ema"), dict)) else ckpt["model"]
-    model.load_state_dict(state)
+    ema = ckpt.get("ema")
+    state = ema.get("module") if (not args.no_ema and isinstance(ema, dict)) else ckpt.get("model")
+    what = (f"{args.weights}: weights do not fit a size-{size} {task} model with {len(names)} classes "
+            f"at {image_size} px (a checkpoint of another size or class count, or an official D-FINE one? "
+            f"`dfine train --weights` fine-tunes from those)")
+    if not isinstance(state, dict):
+        raise WeightsError(f"{what}: no {'EMA' if isinstance(ema, dict) and not args.no_ema else 'model'} weights")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
+        raise WeightsError(f"{what} ({detail})") from None
+    if missing or unexpected:
+        raise WeightsError(f"{what} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
     device = resolve_device(args.device or project.config.infer.device)
     model.to(device).eval()
     images = project.split_images(args.split)

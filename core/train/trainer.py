@@ -29,6 +29,7 @@ from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
 from core.data.dataset import SegmentationDataset, collate
 from core.errors import ConfigError, UserFacingError
+from core.project_lock import training_marker
 from core.train import distributed as ddp
 from core.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
@@ -151,6 +152,10 @@ class Trainer:
 
     def _pick_run(self, cfg: ProjectConfig) -> tuple[Path, dict | None]:
         runs = self.project.runs_dir
+        name = self.opts.run_name
+        if name is not None and (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\n\r\0")):
+            raise UserFacingError(f"--name {name!r}: a run name is one folder name under {runs} "
+                                  f"(no '/', '\\', '..' or line breaks)")
         if self.opts.resume:
             if self.opts.run_name:
                 run_dir = runs / self.opts.run_name
@@ -380,8 +385,10 @@ class Trainer:
     def run(self) -> int:
         self.stop.install()
         try:
-            self._build()
-            return self._loop()
+            # class edits elsewhere see that this run reads the labels (and warn or ask)
+            with training_marker(self.project.root):
+                self._build()
+                return self._loop()
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 self.events.emit("error", message=str(exc) or exc.__class__.__name__, type=exc.__class__.__name__)
@@ -507,9 +514,15 @@ class Trainer:
     def _validate(self, epoch: int) -> None:
         self._last_was_best = False
         if self.dist.is_main and self.val_images:
+            bad: list[str] = []
             summary = evaluate_model(self.ema.module, self.project, self.val_images, self.class_names, self.task,
                                      self.cfg.model.image_size, self.device, self.cfg.infer.conf,
-                                     batch_size=max(1, self.local_batch))
+                                     batch_size=max(1, self.local_batch), bad=bad)
+            warned = self.__dict__.setdefault("_val_warned", set())
+            for b in bad:  # left out of the metrics: say so once per file, not silently
+                if b not in warned:
+                    warned.add(b)
+                    self.events.emit("warning", message=f"validation image left out of the metrics: {b}")
             metrics = summary.headline()
             value = headline_value(metrics, self.cfg.train.best_metric, self.task)
             is_best = math.isfinite(value) and value > self.best_value

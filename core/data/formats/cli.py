@@ -124,6 +124,13 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"skipped: {exc}", file=sys.stderr)
     names = project.class_names
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UserFacingError(f"{out}: is a file, not a folder; pick a folder for the {args.to} output")
+    res = out.resolve()
+    inside = (project.root, project.image_dir, project.labels_dir)
+    if res in inside or any(p.is_relative_to(res) for p in inside):
+        raise UserFacingError(f"{out}: is the project itself (or holds it); converting into it would "
+                              f"mix the copy with the originals. Pick another folder")
     out.mkdir(parents=True, exist_ok=True)
     if args.to == "yolo":
         from core.data.formats.yolo_dataset import save_yolo_dataset

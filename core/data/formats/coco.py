@@ -23,9 +23,11 @@ from pycocotools import mask as mask_utils
 
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_text
+from core.bounded_input import loads_json
 from core.data.formats.report import ImportResult, outside_image
 from core.data.images import image_size
 from core.errors import ImageReadError, LabelError
+from core.eval import rle as rle_ops
 
 # ----------------------------------------------------------------------------- masks
 
@@ -86,9 +88,14 @@ def _load_json(path: Path) -> Any:
     if not text.strip():
         raise LabelError(path, None, "file is empty")
     try:
-        return json.loads(text)
+        return loads_json(text, path)
     except json.JSONDecodeError as exc:
         raise LabelError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def _is_id(v: Any) -> bool:
+    """COCO ids are numbers or text; a list/dict id cannot be a key (and is a typo)."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
 
 
 def _require(obj: dict, key: str, path: Path, where: str) -> Any:
@@ -137,8 +144,8 @@ def _parse_segmentation(seg: Any, bbox: Any, class_id: int, h: int, w: int, wher
                                        f"[height, width] {[h, w]}", value=seg["size"]))
             return None
         try:
-            rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else seg
-            mask = mask_utils.decode(rle)
+            # validated (counts cover the image exactly) before pycocotools sees them
+            mask = mask_utils.decode(rle_ops.from_segmentation(seg, h, w))
         except Exception as exc:  # noqa: BLE001  pycocotools raises bare Exceptions on bad counts
             problems.append(LabelError(path, None, f"{where}: undecodable RLE ({exc})"))
             return None
@@ -202,6 +209,10 @@ def load_coco(json_path: Path | str, image_dir: Path | str | None = None) -> Imp
     for i, img in enumerate(images):
         iid = _require(img, "id", path, f"images[{i}]")
         file_name = _require(img, "file_name", path, f"images[{i}]")
+        if not _is_id(iid):
+            raise LabelError(path, None, f"images[{i}]: 'id' must be a number or a text", value=iid)
+        if not isinstance(file_name, str) or not file_name:
+            raise LabelError(path, None, f"images[{i}]: 'file_name' must be a non-empty text", value=file_name)
         if iid in by_id or iid in bad_images:
             raise LabelError(path, None, f"images[{i}]: duplicate image id", value=iid)
         where = f"images[{i}] (id {iid})"
@@ -213,7 +224,7 @@ def load_coco(json_path: Path | str, image_dir: Path | str | None = None) -> Imp
             bad_images.add(iid)
             continue
         w, h = img.get("width", actual[0]), img.get("height", actual[1])
-        if (w, h) != actual:
+        if (w, h) != actual or isinstance(w, bool) or isinstance(h, bool):
             problems.append(LabelError(path, None, f"{where}: width x height {w}x{h} differs from the image "
                                        f"file's {actual[0]}x{actual[1]} (EXIF orientation?)", value=file_name))
             bad_images.add(iid)
@@ -230,6 +241,10 @@ def load_coco(json_path: Path | str, image_dir: Path | str | None = None) -> Imp
             problems.append(LabelError(path, None, f"{where}: missing key '{missing[0]}'"))
             continue
         iid, cid = ann["image_id"], ann["category_id"]
+        if not _is_id(iid) or not _is_id(cid):
+            problems.append(LabelError(path, None, f"{where}: image_id and category_id must be numbers or text",
+                                       value=iid if not _is_id(iid) else cid))
+            continue
         if iid in bad_images:
             problems.append(LabelError(path, None, f"{where}: its image was skipped (see above)", value=iid))
             continue

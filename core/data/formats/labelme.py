@@ -25,6 +25,7 @@ from PIL import Image
 
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_bytes, atomic_write_text
+from core.bounded_input import loads_json
 from core.data.formats.coco import mask_to_polygons
 from core.data.formats.report import ImportResult, outside_image
 from core.data.formats.yolo_txt import bridge_rings
@@ -44,7 +45,7 @@ def _load_json(path: Path) -> dict:
     if not text.strip():
         raise LabelError(path, None, "file is empty")
     try:
-        data = json.loads(text)
+        data = loads_json(text, path)
     except json.JSONDecodeError as exc:
         raise LabelError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(data, dict):

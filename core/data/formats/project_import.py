@@ -115,6 +115,11 @@ def _same_file(a: Path, b: Path) -> bool:
 def _record_splits(project: Project, new: dict[str, list[str]]) -> None:
     """Add imported images to splits/<split>.txt (moving them out of the other file), then let
     the project place every other image (existing placements never move)."""
+    with project.lock():  # read-modify-write of the split files
+        _record_splits_locked(project, new)
+
+
+def _record_splits_locked(project: Project, new: dict[str, list[str]]) -> None:
     if not any(new.values()):
         project.write_splits()
         return

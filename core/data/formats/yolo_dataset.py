@@ -20,6 +20,7 @@ import yaml
 
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_write_text
+from core.bounded_input import load_yaml
 from core.data.formats.report import ImportResult
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
@@ -29,7 +30,7 @@ from core.data.formats.yolo_txt import (
     sidecar_path,
 )
 from core.data.images import IMAGE_EXTENSIONS, image_size
-from core.errors import ImageReadError, LabelError
+from core.errors import ImageReadError, LabelError, UserFacingError
 
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
@@ -89,9 +90,12 @@ def read_data_yaml(yaml_path: Path | str) -> tuple[dict, list[str], Path]:
     path = Path(yaml_path)
     if not path.is_file():
         raise LabelError(path, None, "data.yaml not found")
-    text = path.read_text(encoding="utf-8-sig")
     try:
-        data = yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = load_yaml(text, str(path))  # bounded: aliases, depth, repeated keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise LabelError(path, mark.line + 1 if mark else None,
@@ -225,9 +229,9 @@ def load_yolo_folder(folder: Path | str, class_names: list[str] | None = None) -
         raise LabelError(folder, None, "YOLO dataset folder not found")
     for y in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
         try:
-            head = yaml.safe_load(y.read_text(encoding="utf-8-sig"))
-        except yaml.YAMLError:
-            continue
+            head = load_yaml(y.read_text(encoding="utf-8-sig"), str(y))
+        except (yaml.YAMLError, UnicodeDecodeError, UserFacingError):
+            continue  # not this folder's data.yaml
         if isinstance(head, dict) and "names" in head and (head.get("train") or head.get("val")):
             return load_ultralytics_yaml(y)
     names = _read_classes_txt(folder) or class_names

@@ -36,7 +36,6 @@ raises :class:`LabelError` naming file, line and value.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,8 @@ def sidecar_path(label_path: Path) -> Path:
 
 def row_key(coord_tokens: list[str]) -> str:
     """Hash of a row's coordinate tokens (not the class id) used as the sidecar key."""
-    return hashlib.sha1(" ".join(coord_tokens).encode("ascii")).hexdigest()[:20]
+    # utf-8: float() accepts non-ASCII digits ("٣"); for ASCII rows the key is unchanged
+    return hashlib.sha1(" ".join(coord_tokens).encode("utf-8")).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -95,9 +95,16 @@ def split_rows(text: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _float(tok: str) -> float:
+    """float() minus Python's digit separators: "0.5_5" is a typo, not 0.55."""
+    if "_" in tok:
+        raise ValueError(tok)
+    return float(tok)
+
+
 def parse_class_id(tok: str, path: Path, line: int, num_classes: int | None) -> int:
     try:
-        v = float(tok)
+        v = _float(tok)
     except ValueError:
         raise LabelError(path, line, "class id is not a number", tok) from None
     if not math.isfinite(v) or v != int(v):
@@ -116,7 +123,7 @@ def _parse_coords(toks: list[str], path: Path, line: int) -> np.ndarray:
     vals = np.empty(len(toks), dtype=np.float64)
     for j, t in enumerate(toks):
         try:
-            v = float(t)
+            v = _float(t)
         except ValueError:
             raise LabelError(path, line, f"coordinate {j + 1} is not a number", t) from None
         if not math.isfinite(v):
@@ -180,7 +187,12 @@ def parse_yolo_txt(
         vals = _check_range(_parse_coords(ctoks, path, line), ctoks, path, line, warnings)
         poly = vals.reshape(-1, 2) * scale
         entry = entries.get(row_key(ctoks))
-        inst = _from_sidecar(entry, cid, scale) if entry else None
+        inst = None
+        if entry:
+            inst, problem = _from_sidecar(entry, cid, scale)
+            if problem:
+                warnings.append(f"{sidecar_path(path)}: entry of {path.name}:{line} {problem}; "
+                                f"the row's own polygon is used")
         if inst is None:
             inst = Instance(class_id=cid, polygons=[poly])
             if _shoelace(poly) == 0.0:
@@ -189,21 +201,40 @@ def parse_yolo_txt(
     return ParsedLabels(instances, warnings)
 
 
-def _from_sidecar(entry: dict, cid: int, scale: np.ndarray) -> Instance | None:
-    """Rebuild the original instance; None (use the bridged polygon) if the entry is unusable."""
+def _sidecar_ring(p: object) -> np.ndarray:
+    """One normalised ring of a sidecar entry, checked: finite and inside [0, 1] (with the
+    txt's tolerance); a NaN or a pixel coordinate would crash or skew every later step."""
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != 1 or arr.size % 2:
+        raise ValueError(f"a ring of {arr.size} values is not x y pairs")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("has a coordinate that is not finite")
+    if np.any((arr < -CLIP_TOLERANCE) | (arr > 1 + CLIP_TOLERANCE)):
+        raise ValueError(f"has a coordinate outside [0, 1] ({float(arr[(arr < 0) | (arr > 1)][0]):g}; "
+                         f"pixel coordinates?)")
+    return np.clip(arr, 0.0, 1.0).reshape(-1, 2)
+
+
+def _from_sidecar(entry: dict, cid: int, scale: np.ndarray) -> tuple[Instance | None, str | None]:
+    """Rebuild the original instance; (None, why) when the entry is unusable (then the row's
+    own bridged polygon is used: the txt alone still gives the right mask)."""
     try:
-        polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale for p in entry.get("polygons", [])]
-        holes = [np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale for p in entry.get("holes", [])]
+        if not isinstance(entry, dict):
+            raise TypeError("is not an object")
+        polys = [_sidecar_ring(p) * scale for p in entry.get("polygons", [])]
+        holes = [_sidecar_ring(p) * scale for p in entry.get("holes", [])]
         meta = _meta_kwargs(entry)
         if entry.get("box"):
+            if not polys or len(polys[0]) == 0:
+                return None, None
             x0, y0 = polys[0].min(axis=0)
             x1, y1 = polys[0].max(axis=0)
-            return Instance(class_id=cid, box=(x0, y0, x1, y1), **meta)
+            return Instance(class_id=cid, box=(x0, y0, x1, y1), **meta), None
         if not polys or any(len(p) < 3 for p in polys):
-            return None
-        return Instance(class_id=cid, polygons=polys, holes=holes, **meta)
-    except (TypeError, ValueError, AttributeError, IndexError):
-        return None
+            return None, None
+        return Instance(class_id=cid, polygons=polys, holes=holes, **meta), None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        return None, str(exc)
 
 
 def _meta_kwargs(entry: object) -> dict:
@@ -215,7 +246,7 @@ def _meta_kwargs(entry: object) -> dict:
         "group_id": gid if isinstance(gid, int) else None,
         "iscrowd": bool(meta.get("iscrowd", False)),
         "source": "model" if meta.get("source") == "model" else "human",
-        "score": float(score) if isinstance(score, (int, float)) else None,
+        "score": float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None,
     }
 
 
@@ -223,9 +254,12 @@ def load_sidecar(data: bytes | None) -> dict | None:
     """A damaged sidecar is ignored (the txt alone still gives correct masks)."""
     if not data:
         return None
+    from core.bounded_input import loads_json
+    from core.errors import LimitError
+
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        obj = loads_json(data.decode("utf-8"), "sidecar")
+    except (UnicodeDecodeError, ValueError, LimitError):
         return None
     return obj if isinstance(obj, dict) and isinstance(obj.get("rows"), dict) else None
 

@@ -1,0 +1,167 @@
+"""Readers of user files with a bound on the work they may cause.
+
+Why: a file the user drops in (or a hostile one) must give a result or a one-line
+error, never a hang, an out-of-memory kill or a traceback. The classic traps:
+a YAML "billion laughs" (aliases of aliases expand to 10^9 nodes), JSON nested
+100k deep (recursion), a regex with catastrophic backtracking, an image that
+decodes to gigapixels. Each has one bounded entry point here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.errors import ConfigError, LimitError
+
+YAML_MAX_NODES = 100_000  # expanded (aliases counted each time they are used); project.yaml has ~300
+YAML_MAX_DEPTH = 64
+JSON_MAX_DEPTH = 500  # below Python's recursion limit, far above any COCO/labelme/prediction file
+REGEX_MAX_SECONDS = 1.0
+REGEX_MAX_SUBJECT = 4096
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+def _yaml_where(source: str, node: yaml.Node) -> str:
+    return f"{source}:{node.start_mark.line + 1}"
+
+
+def check_yaml_node(node: yaml.Node | None, source: str, max_nodes: int = YAML_MAX_NODES,
+                    max_depth: int = YAML_MAX_DEPTH) -> None:
+    """Refuse a composed YAML document whose expansion is too big or too deep, or whose mapping
+    repeats a key (YAML says keys are unique; PyYAML silently keeps the last one, so a second
+    `classes:` would hide the first from a reader and not from an editor)."""
+    if node is None:
+        return
+    sizes: dict[int, int] = {}
+    # iterative post-order walk; sizes are memoised per node, so shared (aliased) nodes cost once
+    stack: list[tuple[yaml.Node, int, bool]] = [(node, 1, False)]
+    on_path: set[int] = set()
+    while stack:
+        n, depth, expanded = stack.pop()
+        if id(n) in sizes:
+            continue
+        if depth > max_depth:
+            raise LimitError(f"{_yaml_where(source, n)}: nested deeper than {max_depth} levels")
+        kids = _children(n)
+        if not expanded:
+            if id(n) in on_path:
+                raise LimitError(f"{_yaml_where(source, n)}: a recursive alias (refers to itself)")
+            on_path.add(id(n))
+            stack.append((n, depth, True))
+            stack.extend((k, depth + 1, False) for k in kids if id(k) not in sizes)
+            continue
+        on_path.discard(id(n))
+        total = 1 + sum(sizes.get(id(k), 1) for k in kids)
+        if total > max_nodes:
+            raise LimitError(f"{_yaml_where(source, n)}: expands to more than {max_nodes} values "
+                             f"(aliases of aliases, a 'billion laughs' file?)")
+        sizes[id(n)] = total
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, _ in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen and k.value != "<<":
+                        raise ConfigError(f"{source}:{k.start_mark.line + 1}: key {k.value!r} is repeated "
+                                          f"(first at line {seen[k.value]}); keep one")
+                    seen[k.value] = k.start_mark.line + 1
+
+
+def _children(n: yaml.Node) -> list[yaml.Node]:
+    if isinstance(n, yaml.SequenceNode):
+        return list(n.value)
+    if isinstance(n, yaml.MappingNode):
+        return [x for kv in n.value for x in kv]
+    return []
+
+
+def compose_yaml(text: str, source: str) -> yaml.Node | None:
+    """yaml.compose with the bounds of :func:`check_yaml_node` (YAMLError passes through)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise LimitError(f"{source}: nested too deeply to read") from None
+    check_yaml_node(node, source)
+    return node
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load, refusing what :func:`check_yaml_node` refuses (YAMLError passes through)."""
+    node = compose_yaml(text, source)
+    if node is None:
+        return None
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except RecursionError:
+        raise LimitError(f"{source}: nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _depth_ok(text: str, max_depth: int) -> int | None:
+    """Offset where bracket nesting first passes ``max_depth`` (strings skipped), else None.
+    A regex over the brackets and strings keeps this fast on 100 MB COCO files."""
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > max_depth:
+                return m.start()
+        elif c in "]}":
+            depth -= 1
+    return None
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def loads_json(data: str | bytes, source: Path | str, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """json.loads with a nesting bound: too deep -> LimitError naming the file and offset.
+    Other syntax errors pass through as ValueError (callers already report those)."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    if text.count("[") + text.count("{") > max_depth:  # cheap pre-check: only then scan
+        where = _depth_ok(text, max_depth)
+        if where is not None:
+            line = text.count("\n", 0, where) + 1
+            raise LimitError(f"{source}:{line}: JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise LimitError(f"{source}: JSON nested too deeply to read") from None
+
+
+# ----------------------------------------------------------------------------- regex
+
+
+def compile_user_regex(pattern: str, source: str):
+    """Compile a user's regex for bounded matching: the `regex` module supports a per-call
+    timeout, so a catastrophic pattern ('^(a+)+$') fails with a message instead of hanging."""
+    import regex
+
+    try:
+        return regex.compile(pattern, flags=regex.VERSION0)
+    except regex.error as exc:
+        raise ConfigError(f"{source}: not a valid regular expression {pattern!r}: {exc}") from None
+
+
+def search_user_regex(compiled, text: str, source: str, timeout: float = REGEX_MAX_SECONDS):
+    """compiled.search(text) with a time bound (LimitError names the pattern and the text)."""
+    if len(text) > REGEX_MAX_SUBJECT:
+        raise LimitError(f"{source}: text longer than {REGEX_MAX_SUBJECT} characters for pattern "
+                         f"{compiled.pattern!r}: {text[:60]!r}...")
+    try:
+        return compiled.search(text, timeout=timeout)
+    except TimeoutError:
+        raise LimitError(f"{source}: pattern {compiled.pattern!r} took over {timeout:g} s on {text!r} "
+                         f"(catastrophic backtracking?); simplify it, e.g. '(a+)+' -> 'a+'") from None
