@@ -157,31 +157,25 @@ def test_dynamic_batch_gives_same_result_as_single(exported):
         assert np.array_equal(a.labels, b.labels)
 
 
-@pytest.mark.isa_sensitive
-def test_int8_agreement_with_fp32(exported):
-    """INT8 (NNCF, sensitive heads kept in float, overflow fix on every layer) against FP32 as ground
-    truth: F1 of agreement, on this CPU and (test_isa_branches.py) with AVX2 forced.
+def _int8_agreement(exported, overflow_fix: str = "enable") -> float:
+    """Quantize the test model with ``overflow_fix`` and return its INT8-vs-FP32 agreement F1."""
+    import shutil
 
-    On this random-weight model INT8 agrees poorly even when right (its N(0, 0.1) noise weights give
-    activations no trained network has): measured 0.24-0.29 on AVX2 and AVX-512 VNNI CPUs. What
-    the bound catches is saturation: with NNCF's default overflow fix (first layer only) an AVX2 CPU
-    (no VNNI) gave 0.03, i.e. a broken model; the real F1 drop is measured on a trained run by the
-    slow test below and `benchmarks/int8_overflow.py`.
-    """
-    from core.eval.evaluator import Evaluator
-    from core.eval.records import ImageGT, ImagePred
-
-    root = exported["root"]
-    calib = [preprocess([render_demo_image(i)[0]], (SIZE, SIZE))[0] for i in range(4, 16)]
-    xml, info = quantize_int8(root / "model.onnx", root / "openvino_int8", calib, subset_size=12)
-    assert info["calibration_images"] == 12 and "/MatMul" in info["ignored"]
-    assert info["overflow_fix"] == "enable" and info["cpu"]["label"] and "nncf_version" in info
     import openvino as ov
 
+    from core.eval.evaluator import Evaluator
+    from core.eval.records import ImageGT, ImagePred
     from core.export.openvino_export import read_int8_info
 
+    root = exported["root"]
+    shutil.rmtree(root / "openvino_int8", ignore_errors=True)
+    calib = [preprocess([render_demo_image(i)[0]], (SIZE, SIZE))[0] for i in range(4, 16)]
+    xml, info = quantize_int8(root / "model.onnx", root / "openvino_int8", calib, subset_size=12,
+                              overflow_fix=overflow_fix)
+    assert info["calibration_images"] == 12 and "/MatMul" in info["ignored"]
+    assert info["overflow_fix"] == overflow_fix and info["cpu"]["label"] and "nncf_version" in info
     ir = ov.Core().read_model(str(xml))
-    assert read_int8_info(ir)["overflow_fix"] == "enable"  # recorded in the IR for the runner's check
+    assert read_int8_info(ir)["overflow_fix"] == overflow_fix  # recorded in the IR for the runner's check
     ops = ir.get_ops()
     assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 50  # really quantized
     mask_product = next(op for op in ops if op.get_friendly_name() == "/MatMul")
@@ -191,9 +185,41 @@ def test_int8_agreement_with_fp32(exported):
     for ref, det in zip(exported["reference"], p.predict(exported["images"])):
         h, w = ref.image_size
         ev.add(ImageGT(h, w, ref.boxes, ref.labels, ref.masks), ImagePred.from_detections(det))
-    f1 = ev.summary().fixed.f1
+    return ev.summary().fixed.f1
+
+
+@pytest.mark.isa_sensitive
+def test_int8_agreement_with_fp32(exported):
+    """INT8 (NNCF, sensitive heads kept in float, overflow fix on every layer) against FP32 as ground
+    truth: F1 of agreement, on this CPU and (test_isa_branches.py) with AVX2 forced.
+
+    On this random-weight model INT8 agrees poorly even when right (its N(0, 0.1) noise weights give
+    activations no trained network has): measured 0.24-0.33 on AVX2 and AVX-512 VNNI CPUs. What
+    the bound catches is saturation: with NNCF's default overflow fix (first layer only) an AVX2 CPU
+    (no VNNI) gave 0.03-0.07, i.e. a broken model (see the next test); the real F1 drop is measured
+    on a trained run by the slow test below and `benchmarks/int8_overflow.py`.
+    """
+    f1 = _int8_agreement(exported)
     print(f"INT8 agreement F1 vs FP32: {f1:.3f}")
-    assert f1 >= 0.2  # measured 0.27 minus a margin (a broken pipeline gives ~0)
+    assert f1 >= 0.2
+
+
+@pytest.mark.isa_sensitive
+def test_without_vnni_the_overflow_fix_is_what_keeps_int8_right(exported):
+    """Why the agreement test holds on a CPU without VNNI: NNCF's default (first layer only)
+    saturates there. Measured with AVX2 forced on an AVX-512 VNNI CPU (benchmarks/int8_overflow.py):
+    agreement F1 0.067 with first_layer_only vs 0.327 with the fix; with VNNI both are fine
+    (0.296 / 0.318), so this runs only where the CPU (or the forced ISA) has no int8 dot product."""
+    from core import cpu_isa
+
+    here = cpu_isa.detect()
+    if here.int8_dot_product:
+        pytest.skip(f"this CPU ({here.label}) has VNNI/AMX, where int8 products cannot saturate; "
+                    "test_isa_branches.py runs this test with AVX2 forced")
+    scores = {fix: _int8_agreement(exported, fix) for fix in ("first_layer_only", "enable")}
+    print(f"INT8 agreement on {here.label}: {scores}")
+    assert scores["enable"] >= 0.2
+    assert scores["first_layer_only"] < scores["enable"] - 0.1
 
 
 def _export_trained_run(out, *args: str) -> str:
