@@ -150,12 +150,19 @@ def test_resize_masks_is_bilinear_soft():
     torch.testing.assert_close(small, expected)
 
 
-def test_box_regions_cover_the_overlapped_pixels():
-    regions = box_regions(torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.1, 0.1, 0.01, 0.01]]), 4, 4)
+def test_box_regions_follow_upstream_crop():
+    """Upstream D-FINE-seg's crop: pixel i is inside when x1 <= i < x2 (mask pixel units), the
+    area is the continuous box area clamped to >= 1."""
+    boxes = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.3, 0.3], [0.1, 0.1, 0.01, 0.01]])
+    regions, area = box_regions(boxes, 4, 4)
     expected0 = torch.zeros(4, 4, dtype=torch.bool)
-    expected0[1:3, 1:3] = True
+    expected0[1:3, 1:3] = True  # corners 1 .. 3
     assert torch.equal(regions[0], expected0)
-    assert regions[1].sum().item() == 1 and regions[1, 0, 0]  # a tiny box still has one pixel
+    expected1 = torch.zeros(4, 4, dtype=torch.bool)
+    expected1[2, 2] = True  # corners 1.4 .. 2.6: pixel 1 starts before x1, pixel 2 is in
+    assert torch.equal(regions[1], expected1)
+    assert not regions[2].any()  # 0.38 .. 0.42 (x2 clamped to 1): no pixel starts inside
+    torch.testing.assert_close(area, torch.tensor([4.0, 1.2 * 1.2, 1.0]))
 
 
 def _mask_setup():

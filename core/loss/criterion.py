@@ -240,9 +240,9 @@ class DFineCriterion(nn.Module):
             zero = pred_masks.sum() * 0.0
             return {"loss_mask_bce": zero, "loss_mask_dice": zero}
         gt_t = torch.cat(gt)[keep_t]
-        regions = box_regions(torch.cat(boxes)[keep_t], height, width)
+        regions, area = box_regions(torch.cat(boxes)[keep_t], height, width)
         return {
-            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions) * scale,
+            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions, area) * scale,
             "loss_mask_dice": cropped_dice_loss(pred, gt_t, regions) * scale,
         }
 
