@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/official_parity.py --dfine-repo /path/to/Peterande/D-FINE \
         [--dfine-seg-repo /path/to/ArgoHA/D-FINE-seg] [--reference ../shared/reference] \
-        [--sizes n s m l x] [--image 640]
+        [--sizes n s m l x] [--image 640] [--losses]
 
 Needs a checkout of github.com/Peterande/D-FINE (the fixtures were made at commit 4a1f73a); it
 is imported, never copied. torchvision does not import with the pinned torch wheel, so a
@@ -14,6 +14,8 @@ stand-in module satisfies the official package's imports; the model code never c
 2. Every size (one process each): the official model's random init + N(0, 0.02) noise on every floating tensor
    (as the fixture) copied into ours; a random image; encoder outputs and end-to-end outputs of
    the two compared element-wise.
+3. With --losses: benchmarks/loss_parity.py (the official criterion and matcher, and upstream
+   D-FINE-seg's mask losses and mask costs, against ours on the same outputs and targets).
 """
 
 from __future__ import annotations
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dfine-seg-repo", type=Path, default=None,
                     help="also compare the mask head with a checkout of ArgoHA/D-FINE-seg")
+    ap.add_argument("--losses", action="store_true",
+                    help="also compare the losses and matcher (benchmarks/loss_parity.py)")
     ap.add_argument("--_fixture", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_mask", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_size", help=argparse.SUPPRESS)
@@ -297,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         print("| size, input | mask head params | stride-4 features | mask logits (max abs) |")
         print("|---|---|---|---|", flush=True)
         _in_subprocess(args, "--_mask", "--dfine-seg-repo", str(args.dfine_seg_repo))
+    if args.losses:
+        seg = ["--dfine-seg-repo", str(args.dfine_seg_repo)] if args.dfine_seg_repo is not None else []
+        cmd = [sys.executable, str(REPO / "benchmarks" / "loss_parity.py"), "--dfine-repo",
+               str(args.dfine_repo), *seg, "--threads", str(args.threads)]
+        return subprocess.run(cmd, check=False).returncode
     return 0
 
 

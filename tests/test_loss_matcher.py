@@ -111,7 +111,7 @@ def test_cost_matrix_equals_the_written_out_formula():
         gm = gt_masks[t].flatten().tolist()
         dice = 1 - (2 * sum(a * b for a, b in zip(pm, gm)) + 1e-6) / (sum(pm) + sum(gm) + 1e-6)
         focal = sum(
-            0.25 * (1 - a) ** 2 * -math.log(a) * b + 0.75 * a**2 * -math.log(1 - a) * (1 - b)
+            0.25 * (1 - a) ** 2 * -math.log(a + 1e-8) * b + 0.75 * a**2 * -math.log(1 - a + 1e-8) * (1 - b)
             for a, b in zip(pm, gm)
         ) / len(pm)
         expected = 2 * cls + 5 * l1 - 2 * giou(boxes[0, q], gt_boxes[t]) + 1.5 * focal + 0.5 * dice
@@ -133,3 +133,17 @@ def test_batch_with_an_empty_image_and_topk_rounds():
     assert _as_pairs(result["indices"]) == [[(0, 0)], []]
     # second round may not reuse query 0: the next closest box (query 1) gets the target too
     assert _as_pairs(result["indices_o2m"]) == [[(0, 0), (1, 0)], []]
+
+
+def test_mask_focal_cost_caps_the_logs_as_upstream():
+    """Upstream D-FINE-seg's focal mask cost takes log(p + 1e-8) and log(1 - p + 1e-8): at a
+    saturated logit (p == 1 in float32) the wrong-side pixel costs 0.75 * -log(1e-8), not the
+    exact 0.75 * logit."""
+    from core.loss.mask_ops import pairwise_focal_cost
+
+    logits = torch.tensor([[[30.0, -30.0]]])  # [Q=1, 1, 2]
+    gt = torch.tensor([[[0.0, 1.0]]])  # both pixels on the wrong side
+    cost = pairwise_focal_cost(logits, gt, alpha=0.25, gamma=2.0)
+    p_low = torch.sigmoid(torch.tensor(-30.0)).item()
+    expected = (0.75 * -math.log(1e-8) + 0.25 * (1 - p_low) ** 2 * -math.log(p_low + 1e-8)) / 2
+    assert abs(cost.item() - expected) < 1e-5 * expected

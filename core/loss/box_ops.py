@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 # The two conversions are the network's own (one implementation for model and loss).
-from core.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh  # noqa: E402,F401
+from core.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh  # noqa: F401
 
 
 def box_area(boxes: Tensor) -> Tensor:

@@ -240,9 +240,9 @@ class DFineCriterion(nn.Module):
             zero = pred_masks.sum() * 0.0
             return {"loss_mask_bce": zero, "loss_mask_dice": zero}
         gt_t = torch.cat(gt)[keep_t]
-        regions = box_regions(torch.cat(boxes)[keep_t], height, width)
+        regions, area = box_regions(torch.cat(boxes)[keep_t], height, width)
         return {
-            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions) * scale,
+            "loss_mask_bce": cropped_bce_loss(pred, gt_t, regions, area) * scale,
             "loss_mask_dice": cropped_dice_loss(pred, gt_t, regions) * scale,
         }
 
@@ -388,7 +388,13 @@ def fgl_loss(
 
 def go_union_indices(indices: Indices, others: Sequence[Indices]) -> Indices:
     """Union of the matches of all layers: per image, each query keeps the target it was matched
-    to most often (ties go to the smallest target id); a target may get several queries."""
+    to most often; a target may get several queries.
+
+    Ties (a query matched equally often to two targets) are broken by torch's default
+    (unstable) argsort of the counts, the very call the official code makes, so the union equals
+    the official one on the same machine. Which tied target wins is implementation-defined
+    (above 16 pairs the AVX-512 sort differs from a stable one), for the official code as for us.
+    """
     result: Indices = []
     for b, (rows, cols) in enumerate(indices):
         all_rows = torch.cat([rows] + [o[b][0] for o in others])
@@ -398,7 +404,7 @@ def go_union_indices(indices: Indices, others: Sequence[Indices]) -> Indices:
             result.append((rows.new_zeros(0), cols.new_zeros(0)))
             continue
         unique, counts = torch.unique(pairs, return_counts=True, dim=0)
-        order = torch.argsort(counts, descending=True, stable=True)
+        order = torch.argsort(counts, descending=True)  # unstable, as the official code
         chosen: dict[int, int] = {}
         for q, g in unique[order].tolist():
             chosen.setdefault(q, g)

@@ -30,27 +30,31 @@ def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     return out.squeeze(1).clamp_(0.0, 1.0)
 
 
-def box_regions(boxes_cxcywh: Tensor, height: int, width: int) -> Tensor:
-    """Boolean [M,h,w] maps of the mask pixels covered by each normalised cxcywh box.
+def box_regions(boxes_cxcywh: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Boolean [M,h,w] maps of the mask pixels inside each normalised cxcywh box, and the box
+    areas [M] in mask pixels (at least 1) the cropped BCE is normalised by — upstream
+    D-FINE-seg's crop, operation for operation.
 
-    A pixel belongs to the region when it overlaps the box (pixel i spans [i, i+1) in mask pixel
-    units), so a box on the pixel grid covers exactly its pixels and even a sub-pixel box covers
-    at least one pixel — no matched instance is left without mask supervision.
+    The box corners in mask pixel units are clamped to x1 in [0, w-1], x2 in [1, w]; pixel i
+    is inside when x1 <= i < x2 (so a box edge inside a pixel includes it on the right and
+    excludes it on the left, and a box narrower than a pixel may cover none). The area is the
+    continuous (x2 - x1) * (y2 - y1), not the pixel count.
     """
     boxes = boxes_cxcywh.detach().float()
     cx, cy, w, h = boxes.unbind(-1)
-    x1 = torch.floor((cx - w / 2) * width).clamp(0, width - 1)
-    y1 = torch.floor((cy - h / 2) * height).clamp(0, height - 1)
-    x2 = torch.maximum(torch.ceil((cx + w / 2) * width).clamp(max=width), x1 + 1)
-    y2 = torch.maximum(torch.ceil((cy + h / 2) * height).clamp(max=height), y1 + 1)
+    x1 = ((cx - w / 2) * width).clamp(0, width - 1)
+    y1 = ((cy - h / 2) * height).clamp(0, height - 1)
+    x2 = ((cx + w / 2) * width).clamp(1, width)
+    y2 = ((cy + h / 2) * height).clamp(1, height)
     xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype)
     ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype)
     inside_x = (xs[None, :] >= x1[:, None]) & (xs[None, :] < x2[:, None])  # [M, w]
     inside_y = (ys[None, :] >= y1[:, None]) & (ys[None, :] < y2[:, None])  # [M, h]
-    return inside_y[:, :, None] & inside_x[:, None, :]
+    area = ((x2 - x1) * (y2 - y1)).clamp(min=1.0)
+    return inside_y[:, :, None] & inside_x[:, None, :], area
 
 
-def cropped_bce_loss(pred_logits: Tensor, target: Tensor, regions: Tensor) -> Tensor:
+def cropped_bce_loss(pred_logits: Tensor, target: Tensor, regions: Tensor, area: Tensor) -> Tensor:
     """Mean over instances of (BCE summed inside the GT box) / (box area in mask pixels).
 
     Pixels outside the box do not contribute, so the head is not punished for what it predicts
@@ -60,8 +64,7 @@ def cropped_bce_loss(pred_logits: Tensor, target: Tensor, regions: Tensor) -> Te
         return pred_logits.sum() * 0.0
     bce = F.binary_cross_entropy_with_logits(pred_logits.float(), target.float(), reduction="none")
     inside = regions.to(bce.dtype)
-    area = inside.flatten(1).sum(1).clamp(min=1.0)
-    return ((bce * inside).flatten(1).sum(1) / area).mean()
+    return ((bce * inside).sum(dim=(1, 2)) / area.to(bce.dtype)).mean()
 
 
 def cropped_dice_loss(pred_logits: Tensor, target: Tensor, regions: Tensor) -> Tensor:
@@ -72,9 +75,9 @@ def cropped_dice_loss(pred_logits: Tensor, target: Tensor, regions: Tensor) -> T
     prob = pred_logits.float().sigmoid() * inside
     tgt = target.float() * inside
     inter = (prob * tgt).flatten(1).sum(1)
-    denom = prob.flatten(1).sum(1) + tgt.flatten(1).sum(1)
-    dice = (2.0 * inter + DICE_EPS) / (denom + DICE_EPS)
-    return (1.0 - dice).mean()
+    denom = prob.flatten(1).sum(1) + tgt.flatten(1).sum(1) + DICE_EPS
+    dice = 1.0 - (2.0 * inter + DICE_EPS) / denom
+    return dice.mean()
 
 
 def pairwise_dice_cost(pred_logits: Tensor, target: Tensor) -> Tensor:
@@ -89,16 +92,16 @@ def pairwise_dice_cost(pred_logits: Tensor, target: Tensor) -> Tensor:
 def pairwise_focal_cost(
     pred_logits: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0
 ) -> Tensor:
-    """[Q,h,w] logits x [T,h,w] soft masks -> [Q,T] sigmoid focal loss averaged over all pixels.
+    """[Q,h,w] logits x [T,h,w] soft masks -> [Q,T] sigmoid focal cost averaged over all pixels.
 
-    Per pixel: alpha (1-p)^g (-log p) * t + (1-alpha) p^g (-log(1-p)) * (1-t), written as one
-    matrix product so the Q x T x pixels tensor is never built.
+    Per pixel: alpha (1-p)^g (-log(p + 1e-8)) * t + (1-alpha) p^g (-log(1 - p + 1e-8)) * (1-t),
+    as upstream's matcher (the 1e-8 caps both logs at 18.4, like its class cost): two matrix
+    products, so the Q x T x pixels tensor is never built.
     """
     logits = pred_logits.float().flatten(1)
     tgt = target.float().flatten(1)
     prob = logits.sigmoid()
-    neg_log_p = F.softplus(-logits)  # -log(p); and -log(1-p) = -log(p) + logit
-    pos = alpha * (1 - prob) ** gamma * neg_log_p
-    neg = (1 - alpha) * prob**gamma * (neg_log_p + logits)
-    cost = (pos - neg) @ tgt.T + neg.sum(1, keepdim=True)
+    neg = (1 - alpha) * prob**gamma * -(1 - prob + 1e-8).log()
+    pos = alpha * (1 - prob) ** gamma * -(prob + 1e-8).log()
+    cost = pos @ tgt.T + neg @ (1 - tgt).T
     return cost / logits.shape[1]
