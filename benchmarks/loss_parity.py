@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from official_parity import install_torchvision_stand_in
+from official_parity import install_torchvision_stand_in  # noqa: E402 (after the sys.path setup)
 
 BATCHES = ([3, 2], [5, 1], [2, 4], [4, 0])  # targets per image, by seed (an empty image at 3)
 GRAD_KEYS = ("pred_logits", "pred_boxes", "pred_corners", "pred_masks")
