@@ -43,13 +43,14 @@ from app.key_guard import KeyGuard
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
 from app.theme import apply_theme, icon
 from app.window_classes import ClassActions
+from app.window_segment import SegmentActions
 from app.window_tasks import BackgroundActions
 from app.workers import Task, run_task
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
 
 
-class MainWindow(ClassActions, BackgroundActions, QMainWindow):
+class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     image_shown = Signal(object)  # Path of the image now on the canvas
     project_opened = Signal(object)  # core.project.Project (panels of other rooms follow it)
 
@@ -60,6 +61,8 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.docs: dict[Path, LabelDocument] = {}
         self.doc: LabelDocument | None = None
         self.current_class = 0
+        self.recent_classes: list[int] = []
+        self.class_picker = None
         self.model_path: Path | None = None
         self.task: Task | None = None
         self.undo_group = QUndoGroup(self)
@@ -92,6 +95,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.canvas.cursor_moved.connect(lambda x, y: self.pos_label.setText(f"x {x:.0f}  y {y:.0f}"))
         self.canvas.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.canvas.context_menu_requested.connect(self._context_menu)
+        self.canvas.shape_drawn.connect(self._shape_drawn)
+        self.canvas.box_prompt.connect(self._box_prompt)
+        self.canvas.point_prompt.connect(self._point_prompt)
         self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyHint")
@@ -147,6 +153,7 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.class_panel.rename_requested.connect(self.rename_class)
         self.class_panel.merge_requested.connect(self.merge_class)
         self.class_panel.delete_requested.connect(self.delete_class)
+        self.class_panel.visibility_changed.connect(self.canvas.set_hidden_classes)
         self.classes_dock = self._dock("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         # instances + display settings
         inst = QWidget()
@@ -212,8 +219,12 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.act_select = a("select", "&Select / edit", lambda: self.canvas.set_tool(Tool.SELECT), "select", True, canvas_only=True)
         self.act_polygon = a("polygon", "&Polygon", lambda: self.canvas.set_tool(Tool.POLYGON), "polygon", True, canvas_only=True)
         self.act_box = a("box", "&Box", lambda: self.canvas.set_tool(Tool.BOX), "box", True, canvas_only=True)
+        self.act_grabcut = a("grabcut", "&GrabCut box → polygon", lambda: self.canvas.set_tool(Tool.GRABCUT),
+                             "wand", True, canvas_only=True)
+        self.act_model_box = a("model_box", "Segment box with &model", lambda: self.canvas.set_tool(Tool.MODEL_BOX),
+                               "predict", True, canvas_only=True)
         tools = QActionGroup(self)
-        for act in (self.act_select, self.act_polygon, self.act_box):
+        for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box):
             tools.addAction(act)
         self.act_select.setChecked(True)
         self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
@@ -228,6 +239,15 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.act_predict_all = a(None, "Predict all &unlabelled", lambda: self.predict_unlabelled())
         self.act_choose_model = a(None, "&Choose model…", self.choose_model_dialog)
         self.act_undo_classes = a(None, "Undo last &class edit", self.undo_class_edit)
+        self.act_pick_class = a("pick_class", "Pick c&lass…", lambda: self.open_class_picker(), "tag",
+                                canvas_only=True)
+        self.act_ask_class = a(None, "As&k class after drawing", lambda _on: None, checkable=True)
+        self.act_ask_class.setChecked(self.settings.value("ask_class_after_draw", "false") in (True, "true"))
+        self.act_ask_class.toggled.connect(self._ask_class_toggled)
+        self.act_show_names = a("names", "Show class &names", lambda _on: None, checkable=True)
+        self.act_show_names.setChecked(self.settings.value("show_class_names", "true") in (True, "true"))
+        self.act_show_names.toggled.connect(self._show_names_toggled)  # setChecked included
+        self.canvas.set_show_names(self.act_show_names.isChecked())
         self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
         self.act_undo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["undo"][0]])
         self.act_undo.setIcon(icon("undo"))
@@ -277,6 +297,8 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         m = mb.addMenu("&View")
         m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
         m.addSeparator()
+        m.addAction(self.act_show_names)
+        m.addSeparator()
         m.addActions([self.act_prev, self.act_next, self.act_search])
         m.addSeparator()
         theme = m.addMenu("&Theme")
@@ -286,7 +308,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         for dock in (self.files_dock, self.classes_dock, self.instances_dock):
             m.addAction(dock.toggleViewAction())
         m = mb.addMenu("&Tools")
-        m.addActions([self.act_select, self.act_polygon, self.act_box])
+        m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
+        m.addSeparator()
+        m.addActions([self.act_pick_class, self.act_ask_class])
         m = mb.addMenu("&Model")
         m.addActions([self.act_choose_model, self.act_predict, self.act_predict_all])
         self.model_menu = m
@@ -301,7 +325,7 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         tb.addSeparator()
         tb.addActions([self.act_prev, self.act_next])
         tb.addSeparator()
-        tb.addActions([self.act_select, self.act_polygon, self.act_box])
+        tb.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
         tb.addSeparator()
         tb.addActions([self.act_undo, self.act_redo, self.act_delete])
         tb.addSeparator()
@@ -332,9 +356,10 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
 
     def _set_enabled(self, on: bool) -> None:
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
+                    self.act_grabcut, self.act_model_box,
                     self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
-                    self.act_undo_classes, *self.class_keys):
+                    self.act_undo_classes, self.act_pick_class, *self.class_keys):
             act.setEnabled(on)
         self.import_menu.setEnabled(on)
         self.export_menu.setEnabled(on)
@@ -363,6 +388,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
         self.class_panel.set_classes(project.class_names, 0)
+        self.canvas.class_names = list(project.class_names)
+        self.canvas.set_hidden_classes(set())
+        self.recent_classes = self._remembered_recent(project)
         self._set_enabled(True)
         self._update_count()
         self.empty.setVisible(not paths)
@@ -634,7 +662,43 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
 
     # ================================================================== view
     def _tool_changed(self, tool: Tool) -> None:
-        {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box}[tool].setChecked(True)
+        {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box,
+         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box}[tool].setChecked(True)
+
+    def _show_names_toggled(self, on: bool) -> None:
+        self.canvas.set_show_names(on)
+        self.settings.setValue("show_class_names", bool(on))
+
+    def _ask_class_toggled(self, on: bool) -> None:
+        self.settings.setValue("ask_class_after_draw", bool(on))
+
+    def _shape_drawn(self, index: int) -> None:
+        """labelme habit: with "Ask class after drawing" on, the picker opens on the new shape."""
+        if self.act_ask_class.isChecked():
+            self.open_class_picker(title="Class of the new shape")
+
+    def open_class_picker(self, title: str = "Pick class"):
+        """Type-to-filter picker; the chosen class becomes current and relabels the selection."""
+        from app.class_picker import ClassPicker
+
+        if self.project is None:
+            return None
+        if getattr(self, "class_picker", None) is not None:
+            self.class_picker.close()
+        picker = ClassPicker(self.project.class_names, self.recent_classes, title, self)
+        picker.picked.connect(lambda k: self.pick_class(k, relabel=True))
+        picker.finished.connect(lambda _r: (self.activateWindow(), self.canvas.setFocus()))
+        self.class_picker = picker
+        cursor = self.canvas.mapFromGlobal(self.cursor().pos())
+        inside = self.canvas.rect().contains(cursor)
+        picker.popup_at(self.cursor().pos() if inside else self.canvas.mapToGlobal(self.canvas.rect().center()))
+        return picker
+
+    def _remembered_recent(self, project) -> list[int]:
+        value = self.settings.value(f"recent_classes/{project.root}", [])
+        value = [value] if isinstance(value, str) else list(value or [])
+        n = len(project.class_names)
+        return [int(v) for v in value if str(v).isdigit() and int(v) < n]
 
     def _opacity_changed(self, v: int) -> None:
         self.canvas.set_fill_opacity(v / 100)

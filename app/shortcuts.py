@@ -20,6 +20,9 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "prev": (["A"], "Previous image"),
     "polygon": (["P"], "Polygon tool: click vertices; click the first one or press Enter to close"),
     "box": (["R"], "Draw box (drag)"),
+    "grabcut": (["G"], "GrabCut: drag a box -> polygon; click object / right-click (Shift+click) background "
+                       "to refine"),
+    "model_box": (["M"], "Segment with the project's model inside a dragged box"),
     "select": (["V", "Esc"], "Select / edit tool (Esc: cancel drawing, then deselect)"),
     "delete": (["Del", "Backspace"], "Delete the vertex under the pointer, else the selected instances"),
     "undo": (["Ctrl+Z"], "Undo"),
@@ -29,6 +32,8 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "zoom_in": (["Ctrl++", "Ctrl+="], "Zoom in"),
     "zoom_out": (["Ctrl+-"], "Zoom out"),
     "hide": (["H"], "Hide/show the selected instances"),
+    "pick_class": (["L"], "Class picker: type to filter, Enter picks (relabels the selection); recent first"),
+    "names": (["Shift+L"], "Show/hide class names on the canvas"),
     "accept": (["Ctrl+Return"], "Accept model proposals (selected, or all)"),
     "predict": (["Ctrl+P"], "Predict this image with the chosen model"),
     "open": (["Ctrl+O"], "Open project"),

@@ -1,0 +1,182 @@
+"""One-click masks in the main window: GrabCut box -> polygon (refined with +/- clicks) and
+"segment with the project's model inside this box". Both add an editable polygon marked
+model-made (source="model", drawn dashed) as one undoable step; editing it makes it the
+person's, like any proposal.
+
+Why here and not in the canvas: the canvas only reports the prompt (a box, a click); this
+mixin owns the pixels, the engine calls and the undo commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app import commands
+from app.canvas import Tool
+from core.annotation import Instance
+from core.errors import UserFacingError
+
+
+def mask_instance(mask: np.ndarray, class_id: int, score: float | None = None) -> Instance | None:
+    """Editable model-made polygon(s) of a bool mask, holes kept; None for an empty mask."""
+    from app.prelabel import mask_to_polygons
+
+    polys, holes = mask_to_polygons(mask)
+    if not polys:
+        return None
+    return Instance(class_id=class_id, polygons=polys, holes=holes, source="model", score=score)
+
+
+def best_detection_mask(det, box: tuple[float, float, float, float], min_iou: float = 0.1
+                        ) -> tuple[int, np.ndarray] | None:
+    """(index, mask clipped to ``box``) of the detection that best fills ``box`` (box IoU), or None."""
+    masks = det.mask_array() if hasattr(det, "mask_array") else det.masks
+    if masks is None or not len(det.scores):
+        return None
+    b = np.asarray(det.boxes, dtype=np.float64)
+    x0, y0, x1, y1 = box
+    ix = np.clip(np.minimum(b[:, 2], x1) - np.maximum(b[:, 0], x0), 0, None)
+    iy = np.clip(np.minimum(b[:, 3], y1) - np.maximum(b[:, 1], y0), 0, None)
+    inter = ix * iy
+    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + (x1 - x0) * (y1 - y0) - inter
+    iou = inter / np.maximum(union, 1e-9)
+    k = int(np.argmax(iou))
+    if iou[k] < min_iou:
+        return None
+    h, w = masks.shape[1:]
+    clip = np.zeros((h, w), bool)
+    clip[int(max(0, np.floor(y0))):int(min(h, np.ceil(y1))), int(max(0, np.floor(x0))):int(min(w, np.ceil(x1)))] = True
+    return k, np.asarray(masks[k], bool) & clip
+
+
+class SegmentActions:
+    """Mixin for MainWindow (uses its project, doc, canvas, model path and task runner)."""
+
+    _grab: dict | None = None
+    _pixels: tuple[Path, np.ndarray] | None = None
+
+    def _image_pixels(self) -> np.ndarray:
+        """BGR pixels of the image on screen (read once per image: GrabCut refines often)."""
+        from core.data.images import read_image
+
+        path = self.doc.image_path
+        if self._pixels is None or self._pixels[0] != path:
+            self._pixels = (path, read_image(path))
+        return self._pixels[1]
+
+    def _box_prompt(self, tool: Tool, box: tuple[float, float, float, float]) -> None:
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        if tool == Tool.GRABCUT:
+            self.grabcut_box(box)
+        elif tool == Tool.MODEL_BOX:
+            self.model_box(box)
+
+    # ------------------------------------------------------------------ GrabCut
+    def grabcut_box(self, box, positive=(), negative=()) -> Instance | None:
+        """Box -> GrabCut polygon added as a model-made instance (selected, refinable)."""
+        from core.grabcut import grabcut_mask
+
+        try:
+            mask = grabcut_mask(self._image_pixels(), box, positive, negative)
+        except UserFacingError as exc:
+            self.statusBar().showMessage(str(exc), 8000)
+            return None
+        inst = mask_instance(mask, self.current_class)
+        if inst is None:
+            self.statusBar().showMessage("GrabCut found no object in this box: drag a tighter box", 6000)
+            return None
+        index = len(self.doc.instances)
+        self.doc.undo_stack.push(commands.AddInstance(self.doc, inst, index, "GrabCut box"))
+        self.canvas.set_selection([index])
+        self._grab = {"doc": self.doc, "inst": inst, "box": tuple(box), "pos": list(positive),
+                      "neg": list(negative)}
+        self.canvas.prompt_points = []
+        self.canvas.viewport().update()
+        self.statusBar().showMessage("GrabCut: click missed object parts, right-click (or Shift+click) "
+                                     "background to refine", 8000)
+        return inst
+
+    def _point_prompt(self, x: float, y: float, positive: bool) -> None:
+        self.refine_grabcut(x, y, positive)
+
+    def refine_grabcut(self, x: float, y: float, positive: bool) -> Instance | None:
+        """One refinement click on the last GrabCut result (an undoable replace)."""
+        from core.grabcut import grabcut_mask
+
+        g = self._grab
+        if g is None or g["doc"] is not self.doc or not any(i is g["inst"] for i in self.doc.instances):
+            self.statusBar().showMessage("GrabCut: drag a box around an object first", 5000)
+            return None
+        (g["pos"] if positive else g["neg"]).append((float(x), float(y)))
+        mask = grabcut_mask(self._image_pixels(), g["box"], g["pos"], g["neg"])
+        old = g["inst"]
+        new = mask_instance(mask, old.class_id)
+        if new is None:
+            (g["pos"] if positive else g["neg"]).pop()
+            self.statusBar().showMessage("That click would leave nothing: undone", 5000)
+            return None
+        index = next(k for k, i in enumerate(self.doc.instances) if i is old)
+        self.doc.undo_stack.push(commands.ReplaceInstances(self.doc, {index: (old, new)}, "Refine GrabCut"))
+        g["inst"] = new
+        self.canvas.set_selection([index])
+        self.canvas.prompt_points = [(px, py, True) for px, py in g["pos"]] + [
+            (px, py, False) for px, py in g["neg"]]
+        self.canvas.viewport().update()
+        return new
+
+    # ------------------------------------------------------------------ the project's model
+    def project_model(self) -> Path | None:
+        """The chosen model, else the newest run's best.pt, else the newest export's model.onnx."""
+        if self.model_path is not None:
+            return self.model_path
+        for pattern in ("runs/*/best.pt", "runs/*/last.pt", "exports/*/model.onnx"):
+            found = sorted(self.project.root.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+            if found:
+                return found[0]
+        return None
+
+    def model_box(self, box, predictor=None):
+        """Run the project's model on the image and keep its best mask inside ``box`` as an
+        editable model-made polygon (class from the model when it maps, else the current class)."""
+        from app.prelabel import class_mapping, load_predictor
+        from core.data.images import read_image
+
+        model = self.project_model() if predictor is None else None
+        cached = getattr(self, "_predictor", None)
+        if predictor is None and cached is not None and cached[0] == (model, self._conf()):
+            predictor = cached[1]
+        if predictor is None and model is None:
+            self.statusBar().showMessage("No model yet: train one (Train) or choose one (Model → Choose model)",
+                                         8000)
+            return None
+        doc, path, names, conf = self.doc, self.doc.image_path, self.project.class_names, self._conf()
+
+        def body(_task, p=predictor):
+            p = p or load_predictor(model, conf)
+            return p, p.predict([read_image(path)])[0]
+
+        def done(out) -> None:
+            p, det = out
+            if predictor is None:
+                self._predictor = ((model, conf), p)
+            if doc is not self.doc:
+                return
+            hit = best_detection_mask(det, box)
+            if hit is None:
+                self.statusBar().showMessage("The model found no object in this box", 6000)
+                return
+            k, mask = hit
+            mapping = class_mapping(list(getattr(p, "class_names", []) or []), names)
+            cid = mapping.get(int(det.labels[k]), self.current_class)
+            inst = mask_instance(mask, cid, float(det.scores[k]))
+            if inst is None:
+                self.statusBar().showMessage("The model's mask in this box is empty", 6000)
+                return
+            index = len(doc.instances)
+            doc.undo_stack.push(commands.AddInstance(doc, inst, index, "Segment box with model"))
+            self.canvas.set_selection([index])
+
+        return self.start_task(body, title="Segment with model", on_done=done)
