@@ -233,6 +233,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit", canvas_only=True)
         self.act_zoom_in = a("zoom_in", "Zoom &in", lambda: self.canvas.zoom_by(1.25), "zoom-in")
         self.act_zoom_out = a("zoom_out", "Zoom &out", lambda: self.canvas.zoom_by(0.8), "zoom-out")
+        self.act_done = a("done", "Mark image &done / not done", self.toggle_done, "done")
         self.act_search = a("search", "&Find image…", lambda: (self.search.setFocus(), self.search.selectAll()))
         self.act_shortcuts = a("shortcuts", "&Keyboard shortcuts", self.show_shortcuts, "keyboard")
         self.act_predict = a("predict", "&Predict this image", lambda: self.predict_current(), "predict")
@@ -293,6 +294,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         m.addSeparator()
         m.addActions([self.act_delete, self.act_hide, self.act_accept])
         m.addSeparator()
+        m.addAction(self.act_done)
+        m.addSeparator()
         m.addAction(self.act_undo_classes)
         m = mb.addMenu("&View")
         m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
@@ -331,7 +334,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         tb.addSeparator()
         tb.addActions([self.act_zoom_out, self.act_fit, self.act_zoom_in])
         tb.addSeparator()
-        tb.addActions([self.act_predict, self.act_accept])
+        tb.addActions([self.act_predict, self.act_accept, self.act_done])
         self.toolbar = tb
 
     def _build_statusbar(self) -> None:
@@ -356,7 +359,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _set_enabled(self, on: bool) -> None:
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
-                    self.act_grabcut, self.act_model_box,
+                    self.act_grabcut, self.act_model_box, self.act_done,
                     self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
                     self.act_undo_classes, self.act_pick_class, *self.class_keys):
@@ -383,11 +386,19 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.model_path = self._remembered_model()
         paths = project.image_paths()
         self.list_model = ImageListModel(paths, project.label_path, self)
+        try:
+            from core.image_state import read_done
+
+            done = read_done(project.root)
+            self.list_model.done = {p for p in paths if project.rel_image(p) in done}
+        except UserFacingError as exc:
+            self._error(f"{exc}\nDone marks are not shown; the file is left untouched.", modal=False)
         self.proxy.setSourceModel(self.list_model)
         self.image_view.setModel(self.proxy)
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
         self.class_panel.set_classes(project.class_names, 0)
+        self.fill_list_filters()
         self.canvas.class_names = list(project.class_names)
         self.canvas.set_hidden_classes(set())
         self.recent_classes = self._remembered_recent(project)
@@ -484,7 +495,45 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     def _filter_changed(self) -> None:
         self.proxy.set_text(self.search.text())
         st = self.status_filter.currentData()
-        self.proxy.set_status(None if st is None else Status(st))
+        if isinstance(st, str):
+            self.proxy.set_kind(("class", int(st[6:])) if st.startswith("class:") else st)
+        else:
+            self.proxy.set_status(None if st is None else Status(st))
+        self._update_count()
+
+    def fill_list_filters(self) -> None:
+        """The filter choices: statuses, done / not done, model proposals, one per class."""
+        from PySide6.QtCore import QSignalBlocker
+
+        current = self.status_filter.currentData()
+        with QSignalBlocker(self.status_filter):
+            self.status_filter.clear()
+            self.status_filter.addItem("All images", None)
+            for st in Status:
+                self.status_filter.addItem(STATUS_TEXT[st].capitalize(), int(st))
+            self.status_filter.addItem("Not done", "not_done")
+            self.status_filter.addItem("Done", "done")
+            self.status_filter.addItem("Has model proposals", "proposals")
+            for k, name in enumerate(self.project.class_names if self.project else []):
+                self.status_filter.addItem(f"Has class: {name}", f"class:{k}")
+            self.status_filter.setCurrentIndex(max(0, self.status_filter.findData(current)))
+        self._filter_changed()
+
+    def toggle_done(self) -> None:
+        """Mark the image on screen done / not done (stored in .dfine/image_state.json)."""
+        from core.image_state import set_done
+
+        if self.doc is None or self.list_model is None:
+            return
+        path = self.doc.image_path
+        done = path not in self.list_model.done
+        try:
+            set_done(self.project.root, [self.project.rel_image(path)], done)
+        except (UserFacingError, OSError) as exc:
+            self._error(f"Could not store the done mark: {exc}")
+            return
+        self.list_model.set_done([path], done)
+        self.statusBar().showMessage(f"{path.name}: {'done' if done else 'not done'}", 3000)
         self._update_count()
 
     def _update_count(self) -> None:
@@ -493,7 +542,9 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             return
         total = self.list_model.rowCount()
         shown = self.proxy.rowCount()
-        self.image_count.setText(f"{shown} of {total} images" if shown != total else f"{total} images")
+        text = f"{shown} of {total} images" if shown != total else f"{total} images"
+        done = len(self.list_model.done)
+        self.image_count.setText(text + (f" · {done} done" if done else ""))
 
     def select_row(self, proxy_row: int) -> None:
         idx = self.proxy.index(proxy_row, 0)

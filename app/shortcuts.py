@@ -39,6 +39,7 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "open": (["Ctrl+O"], "Open project"),
     "new": (["Ctrl+N"], "New project"),
     "search": (["Ctrl+F"], "Search images by name"),
+    "done": (["Y"], "Mark the image done / verified (again: not done); the list can filter by it"),
     "shortcuts": (["F1"], "This list"),
 }
 

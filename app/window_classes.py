@@ -75,6 +75,7 @@ class ClassActions:
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
         self.canvas.class_names = list(self.project.class_names)
+        self.fill_list_filters()  # "Has class: X" entries follow the new list
         self.canvas.set_hidden_classes(set())  # ids may have shifted: show every class again
         self.recent_classes = []
         self.current_class = max(0, min(self.current_class, len(self.project.class_names) - 1))
