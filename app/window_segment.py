@@ -15,40 +15,9 @@ import numpy as np
 
 from app import commands
 from app.canvas import Tool
+from app.prelabel import best_detection_mask, mask_instance
 from core.annotation import Instance
 from core.errors import UserFacingError
-
-
-def mask_instance(mask: np.ndarray, class_id: int, score: float | None = None) -> Instance | None:
-    """Editable model-made polygon(s) of a bool mask, holes kept; None for an empty mask."""
-    from app.prelabel import mask_to_polygons
-
-    polys, holes = mask_to_polygons(mask)
-    if not polys:
-        return None
-    return Instance(class_id=class_id, polygons=polys, holes=holes, source="model", score=score)
-
-
-def best_detection_mask(det, box: tuple[float, float, float, float], min_iou: float = 0.1
-                        ) -> tuple[int, np.ndarray] | None:
-    """(index, mask clipped to ``box``) of the detection that best fills ``box`` (box IoU), or None."""
-    masks = det.mask_array() if hasattr(det, "mask_array") else det.masks
-    if masks is None or not len(det.scores):
-        return None
-    b = np.asarray(det.boxes, dtype=np.float64)
-    x0, y0, x1, y1 = box
-    ix = np.clip(np.minimum(b[:, 2], x1) - np.maximum(b[:, 0], x0), 0, None)
-    iy = np.clip(np.minimum(b[:, 3], y1) - np.maximum(b[:, 1], y0), 0, None)
-    inter = ix * iy
-    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + (x1 - x0) * (y1 - y0) - inter
-    iou = inter / np.maximum(union, 1e-9)
-    k = int(np.argmax(iou))
-    if iou[k] < min_iou:
-        return None
-    h, w = masks.shape[1:]
-    clip = np.zeros((h, w), bool)
-    clip[int(max(0, np.floor(y0))):int(min(h, np.ceil(y1))), int(max(0, np.floor(x0))):int(min(w, np.ceil(x1)))] = True
-    return k, np.asarray(masks[k], bool) & clip
 
 
 class SegmentActions:

@@ -96,3 +96,25 @@ def test_next_click_none_when_perfect():
     m[2:5, 2:5] = True
     assert next_click(m, m) is None
     assert next_click(np.zeros_like(m), m)[1] is True
+
+
+def test_editor_polygon_covers_mask_pixels_as_areas():
+    """mask_instance grows the outline to the pixels' edges: a small triangle keeps its IoU."""
+    import cv2
+
+    from app.prelabel import mask_instance, mask_to_polygons
+
+    m = np.zeros((60, 60), np.uint8)
+    cv2.fillPoly(m, [np.array([[10, 10], [40, 12], [20, 38]], np.int32)], 1)
+    m = m.astype(bool)
+    inst = mask_instance(m, 2)
+    assert inst.source == "model" and inst.class_id == 2
+    grown = mask_iou(rasterize_instance(inst, 60, 60).astype(bool), m)
+    from core.annotation import Instance
+
+    centres = Instance(0, polygons=mask_to_polygons(m)[0])
+    through_centres = mask_iou(rasterize_instance(centres, 60, 60).astype(bool), m)
+    assert grown >= 0.95 and through_centres < 0.9
+    sq = np.zeros((20, 20), bool)
+    sq[5:10, 4:12] = True
+    np.testing.assert_allclose(mask_instance(sq, 0).bbox(), (4.0, 5.0, 12.0, 10.0), atol=1e-9)

@@ -80,7 +80,8 @@ def test_model_box_keeps_the_models_mask_inside_the_box(opened, qtbot):
     inst = win.doc.instances[0]
     assert inst.source == "model" and inst.class_id == 1 and inst.score == pytest.approx(0.77)
     x0, y0, x1, y1 = inst.bbox()
-    assert (x0, y0, x1, y1) == (60.5, 100.5, 139.5, 149.5)  # clipped to the drawn box's bottom (150)
+    # the mask's pixels [60, 140) x [100, 150) as areas, clipped at the drawn box's bottom (150)
+    assert (x0, y0, x1, y1) == pytest.approx((60.0, 100.0, 140.0, 150.0), abs=1e-9)
     # a box the model has nothing in: a message, no instance
     qtbot.waitUntil(lambda: win.task is None, timeout=5000)
     win.model_box((200.0, 10.0, 300.0, 60.0), predictor=fake)
