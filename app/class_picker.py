@@ -101,7 +101,13 @@ class ClassPicker(QDialog):
 
     def popup_at(self, pos: QPoint | None = None) -> None:
         """Show non-modally (near ``pos``, global coordinates) with the filter focused."""
+        rows = min(self.list.count(), 12)
+        self.resize(300, 96 + rows * max(22, self.list.sizeHintForRow(0) if rows else 22))
         if pos is not None:
+            screen = self.screen().availableGeometry() if self.screen() else None
+            if screen is not None:  # keep the whole popup on the screen
+                pos = QPoint(min(max(pos.x(), screen.left()), screen.right() - self.width()),
+                             min(max(pos.y(), screen.top()), screen.bottom() - self.height()))
             self.move(pos)
         self.show()
         self.raise_()

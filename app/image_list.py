@@ -63,7 +63,7 @@ class ImageListModel(QAbstractListModel):
         self._icons = {s: swatch(c, 10) for s, c in STATUS_COLOR.items()}
         self._row_of: dict[Path, int] | None = None  # built on first lookup
         self.done: set[Path] = set()  # images the person marked done / verified
-        self._done_icon = icon("done", DONE_COLOR)
+        self._done_icon = icon("done-filled", DONE_COLOR)
         self._content: dict[int, tuple[frozenset[int], bool]] = {}  # row -> (class ids, has proposals)
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008

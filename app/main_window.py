@@ -222,7 +222,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.act_grabcut = a("grabcut", "&GrabCut box → polygon", lambda: self.canvas.set_tool(Tool.GRABCUT),
                              "wand", True, canvas_only=True)
         self.act_model_box = a("model_box", "Segment box with &model", lambda: self.canvas.set_tool(Tool.MODEL_BOX),
-                               "predict", True, canvas_only=True)
+                               "model-box", True, canvas_only=True)
         tools = QActionGroup(self)
         for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box):
             tools.addAction(act)

@@ -67,7 +67,7 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
         if tolerance > 0:
             geom = shapely.make_valid(geom.simplify(tolerance, preserve_topology=True))
         if grow:
-            geom = shapely.make_valid(geom.buffer(grow, join_style="mitre", mitre_limit=2.0))
+            geom = shapely.make_valid(geom.buffer(grow, join_style="mitre", mitre_limit=5.0))
         for part in _polygon_parts(geom):
             if part.area < min_area:
                 continue
