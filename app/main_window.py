@@ -63,6 +63,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.current_class = 0
         self.recent_classes: list[int] = []
         self.class_picker = None
+        self.job_docks: list[QDockWidget] = []  # train / review / export / live (add_panel)
         self.model_path: Path | None = None
         self.task: Task | None = None
         self.undo_group = QUndoGroup(self)
@@ -308,8 +309,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         for mode in ("system", "dark", "light"):
             theme.addAction(mode.capitalize(), lambda md=mode: self.set_theme(md))
         m.addSeparator()
+        self.panels_menu = m.addMenu("&Panels")
+        self.panels_menu.aboutToShow.connect(self._sync_panel_actions)
         for dock in (self.files_dock, self.classes_dock, self.instances_dock):
-            m.addAction(dock.toggleViewAction())
+            self.panels_menu.addAction(self._panel_action(dock))
         m = mb.addMenu("&Tools")
         m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
         m.addSeparator()
@@ -439,8 +442,38 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def add_panel(self, title: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea
                   ) -> QDockWidget:
-        """Dock a panel from another room (train / review / export / live)."""
-        return self._dock(title, widget, area)
+        """Dock a panel from another room (train / review / export / live); View → Panels toggles it."""
+        dock = self._dock(title, widget, area)
+        if not self.job_docks:
+            self.panels_menu.addSeparator()
+        self.job_docks.append(dock)
+        self.panels_menu.addAction(self._panel_action(dock))
+        return dock
+
+    def _panel_action(self, dock: QDockWidget) -> QAction:
+        """Show/hide a dock from View → Panels. Not Qt's toggleViewAction: Qt disables that for a
+        dock without a close button, which is why the menu entries did nothing."""
+        act = QAction(dock.windowTitle(), self)
+        act.setCheckable(True)
+        act.setChecked(not dock.isHidden())
+        act.setData(dock)
+
+        def toggled(on: bool) -> None:
+            dock.setVisible(on)
+            if on:
+                dock.raise_()  # a tabbed dock comes to the front
+
+        act.toggled.connect(toggled)
+        return act
+
+    def _sync_panel_actions(self) -> None:
+        from PySide6.QtCore import QSignalBlocker
+
+        for act in self.panels_menu.actions():
+            dock = act.data()
+            if isinstance(dock, QDockWidget):
+                with QSignalBlocker(act):
+                    act.setChecked(not dock.isHidden())
 
     def close_project(self) -> None:
         self.autosaver.save_current()

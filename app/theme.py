@@ -97,16 +97,28 @@ def icon(name: str, color: str | None = None) -> QIcon:
     path = ICONS / f"{name}.svg"
     if not path.exists():
         return QIcon()
-    svg = path.read_text(encoding="utf-8").replace("currentColor", color or _current["fg"])
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    text = path.read_text(encoding="utf-8")
     out = QIcon()
-    for size in (16, 24, 32, 48, 64):
-        pm = QPixmap(size, size)
-        pm.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pm)
-        renderer.render(painter, QRectF(0, 0, size, size))
-        painter.end()
-        out.addPixmap(pm)
+    # the disabled look is drawn, not left to the style: Qt's generated one (a greyed copy of a light
+    # icon) looked enabled on the dark theme
+    for mode, tint, opacity in ((QIcon.Mode.Normal, color or _current["fg"], 1.0),
+                                (QIcon.Mode.Disabled, _current["muted"], 0.45)):
+        renderer = QSvgRenderer(QByteArray(text.replace("currentColor", tint).encode("utf-8")))
+        for size in (16, 24, 32, 48, 64):
+            pm = QPixmap(size, size)
+            pm.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(pm)
+            renderer.render(painter, QRectF(0, 0, size, size))
+            painter.end()
+            if opacity < 1.0:  # fade after rendering (the SVG renderer resets the painter's opacity)
+                faded = QPixmap(size, size)
+                faded.fill(Qt.GlobalColor.transparent)
+                painter = QPainter(faded)
+                painter.setOpacity(opacity)
+                painter.drawPixmap(0, 0, pm)
+                painter.end()
+                pm = faded
+            out.addPixmap(pm, mode)
     return out
 
 
