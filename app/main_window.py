@@ -99,6 +99,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.canvas.shape_drawn.connect(self._shape_drawn)
         self.canvas.box_prompt.connect(self._box_prompt)
         self.canvas.point_prompt.connect(self._point_prompt)
+        self.canvas.stroke_done.connect(self._stroke_done)
         self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyHint")
@@ -224,8 +225,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
                              "wand", True, canvas_only=True)
         self.act_model_box = a("model_box", "Segment box with &model", lambda: self.canvas.set_tool(Tool.MODEL_BOX),
                                "model-box", True, canvas_only=True)
+        self.act_brush = a("brush", "B&rush (paint the selected mask)", lambda: self.canvas.set_tool(Tool.BRUSH),
+                           "brush", True, canvas_only=True)
+        self.act_eraser = a("eraser", "&Eraser (erase from the selected mask)",
+                            lambda: self.canvas.set_tool(Tool.ERASER), "eraser", True, canvas_only=True)
+        self.act_brush_bigger = a("brush_bigger", "Bigger brush", lambda: self.canvas.set_brush_px(
+            self.canvas.brush_px * 1.25), canvas_only=True)
+        self.act_brush_smaller = a("brush_smaller", "Smaller brush", lambda: self.canvas.set_brush_px(
+            self.canvas.brush_px / 1.25), canvas_only=True)
         tools = QActionGroup(self)
-        for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box):
+        for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
+                    self.act_brush, self.act_eraser):
             tools.addAction(act)
         self.act_select.setChecked(True)
         self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
@@ -315,6 +325,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.panels_menu.addAction(self._panel_action(dock))
         m = mb.addMenu("&Tools")
         m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
+        m.addActions([self.act_brush, self.act_eraser, self.act_brush_bigger, self.act_brush_smaller])
         m.addSeparator()
         m.addActions([self.act_pick_class, self.act_ask_class])
         m = mb.addMenu("&Model")
@@ -331,7 +342,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         tb.addSeparator()
         tb.addActions([self.act_prev, self.act_next])
         tb.addSeparator()
-        tb.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
+        tb.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
+                       self.act_brush, self.act_eraser])
         tb.addSeparator()
         tb.addActions([self.act_undo, self.act_redo, self.act_delete])
         tb.addSeparator()
@@ -362,7 +374,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _set_enabled(self, on: bool) -> None:
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
-                    self.act_grabcut, self.act_model_box, self.act_done,
+                    self.act_grabcut, self.act_model_box, self.act_done, self.act_brush, self.act_eraser,
+                    self.act_brush_bigger, self.act_brush_smaller,
                     self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
                     self.act_undo_classes, self.act_pick_class, *self.class_keys):
@@ -747,7 +760,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     # ================================================================== view
     def _tool_changed(self, tool: Tool) -> None:
         {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box,
-         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box}[tool].setChecked(True)
+         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box, Tool.BRUSH: self.act_brush,
+         Tool.ERASER: self.act_eraser}[tool].setChecked(True)
 
     def _show_names_toggled(self, on: bool) -> None:
         self.canvas.set_show_names(on)

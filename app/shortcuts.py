@@ -23,6 +23,10 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "grabcut": (["G"], "GrabCut: drag a box -> polygon; click object / right-click (Shift+click) background "
                        "to refine"),
     "model_box": (["M"], "Segment with the project's model inside a dragged box"),
+    "brush": (["B"], "Brush: paint onto the selected instance's mask (nothing selected: a new instance)"),
+    "eraser": (["E"], "Eraser: erase from the selected instance's mask (holes and splits are kept)"),
+    "brush_bigger": (["]"], "Bigger brush/eraser"),
+    "brush_smaller": (["["], "Smaller brush/eraser"),
     "select": (["V", "Esc"], "Select / edit tool (Esc: cancel drawing, then deselect)"),
     "delete": (["Del", "Backspace"], "Delete the vertex under the pointer, else the selected instances"),
     "undo": (["Ctrl+Z"], "Undo"),

@@ -149,3 +149,42 @@ class SegmentActions:
             self.canvas.set_selection([index])
 
         return self.start_task(body, title="Segment with model", on_done=done)
+
+    # ------------------------------------------------------------------ brush / eraser
+    def _stroke_done(self, tool: Tool, points: list, radius: float) -> None:
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        self.apply_stroke(points, radius, erase=tool == Tool.ERASER)
+
+    def apply_stroke(self, points, radius: float, erase: bool) -> Instance | None:
+        """Paint (or erase) a stroke on the one selected instance's mask; the result becomes its
+        polygons (holes kept) in one undoable step. Painting with nothing selected makes a new
+        instance of the current class."""
+        from app.prelabel import mask_to_polygons
+        from core.mask_edit import instance_mask, paint_stroke
+
+        sel = self.canvas.selected
+        if len(sel) > 1:
+            self.statusBar().showMessage("Brush/eraser: select one instance", 5000)
+            return None
+        if not sel and erase:
+            self.statusBar().showMessage("Eraser: select the instance to erase from first", 5000)
+            return None
+        w, h = self.doc.ann.width, self.doc.ann.height
+        old = self.doc.instances[sel[0]] if sel else None
+        mask = paint_stroke(instance_mask(old, w, h), points, radius, not erase)
+        polys, holes = mask_to_polygons(mask, grow=0.5)
+        if not polys:
+            self.statusBar().showMessage("That would erase the whole instance: press Del to delete it", 6000)
+            return None
+        new = Instance(class_id=old.class_id if old else self.current_class, polygons=polys, holes=holes,
+                       group_id=old.group_id if old else None)
+        if old is None:
+            index = len(self.doc.instances)
+            self.doc.undo_stack.push(commands.AddInstance(self.doc, new, index, "Brush"))
+        else:
+            index = sel[0]
+            self.doc.undo_stack.push(commands.replace_one(self.doc, index, new, "Erase" if erase else "Brush"))
+        self.canvas.set_selection([index])
+        return self.doc.instances[index]
+

@@ -36,6 +36,8 @@ class Tool(enum.Enum):
     BOX = "box"
     GRABCUT = "grabcut"  # drag a box -> GrabCut polygon; click +, right/Shift-click - to refine
     MODEL_BOX = "model_box"  # drag a box -> the project's model segments inside it
+    BRUSH = "brush"  # paint onto the selected instance's mask (or a new one)
+    ERASER = "eraser"  # erase from the selected instance's mask
 
 
 PROMPT_TOOLS = (Tool.GRABCUT, Tool.MODEL_BOX)  # a dragged box is a prompt, not an instance
@@ -51,6 +53,7 @@ class CanvasView(QGraphicsView):
     shape_drawn = Signal(int)  # index of an instance the person just drew (polygon/box close)
     box_prompt = Signal(object, tuple)  # Tool, (x0, y0, x1, y1) image pixels: segment inside
     point_prompt = Signal(float, float, bool)  # x, y, positive: refine the last GrabCut result
+    stroke_done = Signal(object, list, float)  # Tool (BRUSH/ERASER), [(x, y), ...], radius in image px
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -88,6 +91,8 @@ class CanvasView(QGraphicsView):
         self.show_names = False  # class name next to each instance
         self.hidden_classes: set[int] = set()  # per-class hide (view state, not an edit)
         self.prompt_points: list[tuple[float, float, bool]] = []  # GrabCut clicks shown as +/- dots
+        self.brush_px = 12.0  # brush/eraser radius on screen (image radius = this / zoom)
+        self._stroke: list[tuple[float, float]] = []
 
     # ------------------------------------------------------------------ document
     def set_document(self, doc: LabelDocument | None, image: DisplayImage | None = None) -> None:
@@ -232,8 +237,17 @@ class CanvasView(QGraphicsView):
             self.setCursor(Qt.CursorShape.ArrowCursor if tool == Tool.SELECT else Qt.CursorShape.CrossCursor)
             self.tool_changed.emit(tool)
 
+    def brush_radius(self) -> float:
+        """Brush radius in image pixels: a constant size on screen at any zoom."""
+        return self.brush_px / max(self.scale_factor(), 1e-6)
+
+    def set_brush_px(self, px: float) -> None:
+        self.brush_px = float(min(max(px, 2.0), 120.0))
+        self.viewport().update()
+
     def cancel_draft(self) -> None:
         self._draft = []
+        self._stroke = []
         self._box_start = None
         self.viewport().update()
 
@@ -260,6 +274,26 @@ class CanvasView(QGraphicsView):
         s = self.scale_factor()
         if self.show_names and self.doc is not None:
             self._paint_names(painter)
+        if self.tool in (Tool.BRUSH, Tool.ERASER) and (self._cursor is not None or self._stroke):
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            r = self.brush_radius()
+            tint = QColor("#2ea043") if self.tool == Tool.BRUSH else QColor("#f85149")
+            if self._stroke:
+                fill = QColor(tint)
+                fill.setAlphaF(0.45)
+                pen = QPen(fill, 2 * r, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+                painter.setPen(pen)
+                painter.drawPolyline([QPointF(x, y) for x, y in self._stroke] or [QPointF()])
+                if len(self._stroke) == 1:
+                    painter.setPen(Qt.PenStyle.NoPen)
+                    painter.setBrush(fill)
+                    painter.drawEllipse(QPointF(*self._stroke[0]), r, r)
+            if self._cursor is not None:
+                pen = QPen(tint, 1.5)
+                pen.setCosmetic(True)
+                painter.setPen(pen)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawEllipse(self._cursor, r, r)
         if self.prompt_points:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             r = 5.0 / s
@@ -399,6 +433,10 @@ class CanvasView(QGraphicsView):
             return
         if self.tool == Tool.POLYGON:
             self._polygon_click(p)
+        elif self.tool in (Tool.BRUSH, Tool.ERASER):
+            c = self._clamp(p)
+            self._stroke = [(c.x(), c.y())]
+            self.viewport().update()
         elif self.tool in (Tool.BOX, *PROMPT_TOOLS):
             self._box_start = self._clamp(p)
             self._box_mods = event.modifiers()
@@ -467,7 +505,10 @@ class CanvasView(QGraphicsView):
         p = self._scene_pos(event)
         self._cursor = p
         self.cursor_moved.emit(p.x(), p.y())
-        if self._drag is not None and self.doc is not None:
+        if self._stroke:
+            c = self._clamp(p)
+            self._stroke.append((c.x(), c.y()))
+        elif self._drag is not None and self.doc is not None:
             self._drag_to(p)
         elif self.tool == Tool.SELECT and self.doc is not None:
             self._update_hover(p)
@@ -504,6 +545,11 @@ class CanvasView(QGraphicsView):
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space else Qt.CursorShape.ArrowCursor)
             return
         if event.button() != Qt.MouseButton.LeftButton or self.doc is None:
+            return
+        if self._stroke:
+            pts, self._stroke = self._stroke, []
+            self.stroke_done.emit(self.tool, pts, self.brush_radius())
+            self.viewport().update()
             return
         if self._box_start is not None:
             a, b = self._box_start, self._clamp(self._scene_pos(event))
