@@ -1,14 +1,18 @@
 """The image list: file names with a status chip (unlabelled / labelled / flagged by
-review / label error), filtered by status and searched by name.
+review / label error) or a green check when the person marked the image done, filtered by
+status, done / not done, "has model proposals" or "has class X", and searched by name.
 
 Lazy on purpose: a 10,000-image project must open in well under 2 s, so the model
 holds only the path list; a row's status (one ``stat`` of its label file) is
-computed when the row is first painted or a status filter needs it.
+computed when the row is first painted or a status filter needs it; the classes and
+proposal marks of a row are read from its label file (and sidecar) only when a content
+filter asks, and cached until the row is saved again.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +20,10 @@ from pathlib import Path
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
-from app.theme import swatch
+from app.theme import icon, swatch
+from core.data.formats.yolo_txt import sidecar_path
+
+DONE_COLOR = "#3fb950"
 
 
 class Status(enum.IntEnum):
@@ -55,6 +62,9 @@ class ImageListModel(QAbstractListModel):
         self.errors: set[Path] = set()
         self._icons = {s: swatch(c, 10) for s, c in STATUS_COLOR.items()}
         self._row_of: dict[Path, int] | None = None  # built on first lookup
+        self.done: set[Path] = set()  # images the person marked done / verified
+        self._done_icon = icon("done-filled", DONE_COLOR)
+        self._content: dict[int, tuple[frozenset[int], bool]] = {}  # row -> (class ids, has proposals)
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.paths)
@@ -79,9 +89,11 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self.paths[row].name
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._icons[self.status(row)]
+            st = self.status(row)
+            return self._done_icon if self.paths[row] in self.done and st != Status.ERROR else self._icons[st]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{self.paths[row]}\n{STATUS_TEXT[self.status(row)]}"
+            done = " · done" if self.paths[row] in self.done else ""
+            return f"{self.paths[row]}\n{STATUS_TEXT[self.status(row)]}{done}"
         if role == StatusRole:
             return int(self.status(row))
         if role == PathRole:
@@ -103,6 +115,7 @@ class ImageListModel(QAbstractListModel):
         row = self.row_of(path)
         if row >= 0:
             self._status.pop(row, None)
+            self._content.pop(row, None)
             idx = self.index(row)
             self.dataChanged.emit(idx, idx)
 
@@ -112,6 +125,23 @@ class ImageListModel(QAbstractListModel):
         if self.paths:
             self.dataChanged.emit(self.index(0), self.index(len(self.paths) - 1))
 
+    def set_done(self, paths: list[Path], done: bool) -> None:
+        for p in paths:
+            (self.done.add if done else self.done.discard)(Path(p))
+            row = self.row_of(p)
+            if row >= 0:
+                idx = self.index(row)
+                self.dataChanged.emit(idx, idx)
+
+    def content(self, row: int) -> tuple[frozenset[int], bool]:
+        """(class ids in the label file, whether any row is a model proposal) — read lazily.
+        An unreadable file counts as neither (its row shows the error status)."""
+        got = self._content.get(row)
+        if got is None:
+            got = read_label_content(self.label_path(self.paths[row]))
+            self._content[row] = got
+        return got
+
     def counts(self) -> dict[Status, int]:
         out = {s: 0 for s in Status}
         for r in range(len(self.paths)):
@@ -119,19 +149,48 @@ class ImageListModel(QAbstractListModel):
         return out
 
 
+def read_label_content(label_path: Path) -> tuple[frozenset[int], bool]:
+    """Class ids of a YOLO txt (first token of each row) and whether its sidecar marks a row
+    as a model proposal. Cheap and forgiving: the editor reports malformed files itself."""
+    classes: set[int] = set()
+    try:
+        with open(label_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                head = line.split(maxsplit=1)
+                if head and head[0].isdigit():
+                    classes.add(int(head[0]))
+    except OSError:
+        return frozenset(), False
+    proposals = False
+    side = sidecar_path(label_path)
+    try:
+        if side.stat().st_size < 64 * 1024 * 1024:
+            rows = json.loads(side.read_text(encoding="utf-8")).get("rows", {})
+            proposals = any(isinstance(v, dict) and v.get("source") == "model" for v in rows.values())
+    except (OSError, ValueError, AttributeError):
+        proposals = False
+    return frozenset(classes), proposals
+
+
 class ImageFilter(QSortFilterProxyModel):
-    """Name search (case-insensitive substring) and a status filter (None = all)."""
+    """Name search (case-insensitive substring) and one list filter: a status, "done",
+    "not_done", "proposals" or ("class", k); None = all."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.text = ""
         self.status: Status | None = None
+        self.kind: str | tuple[str, int] | None = None
 
     def set_text(self, text: str) -> None:
         self._change(lambda: setattr(self, "text", text.strip().lower()))
 
     def set_status(self, status: Status | None) -> None:
-        self._change(lambda: setattr(self, "status", status))
+        self._change(lambda: (setattr(self, "status", status), setattr(self, "kind", None)))
+
+    def set_kind(self, kind: str | tuple[str, int] | None) -> None:
+        """A content/done filter (replaces any status filter)."""
+        self._change(lambda: (setattr(self, "kind", kind), setattr(self, "status", None)))
 
     def _change(self, apply) -> None:
         """Qt >= 6.9 wants begin/endFilterChange around the change; older Qt invalidateFilter."""
@@ -147,4 +206,11 @@ class ImageFilter(QSortFilterProxyModel):
         model: ImageListModel = self.sourceModel()  # type: ignore[assignment]
         if self.text and self.text not in model.paths[row].name.lower():
             return False
+        if self.kind is not None:
+            if self.kind in ("done", "not_done"):
+                return (model.paths[row] in model.done) == (self.kind == "done")
+            classes, proposals = model.content(row)
+            if self.kind == "proposals":
+                return proposals
+            return self.kind[1] in classes
         return self.status is None or model.status(row) == self.status

@@ -43,13 +43,14 @@ from app.key_guard import KeyGuard
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
 from app.theme import apply_theme, icon
 from app.window_classes import ClassActions
+from app.window_segment import SegmentActions
 from app.window_tasks import BackgroundActions
 from app.workers import Task, run_task
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
 
 
-class MainWindow(ClassActions, BackgroundActions, QMainWindow):
+class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     image_shown = Signal(object)  # Path of the image now on the canvas
     project_opened = Signal(object)  # core.project.Project (panels of other rooms follow it)
 
@@ -60,6 +61,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.docs: dict[Path, LabelDocument] = {}
         self.doc: LabelDocument | None = None
         self.current_class = 0
+        self.recent_classes: list[int] = []
+        self.class_picker = None
+        self.job_docks: list[QDockWidget] = []  # train / review / export / live (add_panel)
         self.model_path: Path | None = None
         self.task: Task | None = None
         self.undo_group = QUndoGroup(self)
@@ -92,6 +96,10 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.canvas.cursor_moved.connect(lambda x, y: self.pos_label.setText(f"x {x:.0f}  y {y:.0f}"))
         self.canvas.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.canvas.context_menu_requested.connect(self._context_menu)
+        self.canvas.shape_drawn.connect(self._shape_drawn)
+        self.canvas.box_prompt.connect(self._box_prompt)
+        self.canvas.point_prompt.connect(self._point_prompt)
+        self.canvas.stroke_done.connect(self._stroke_done)
         self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyHint")
@@ -147,6 +155,7 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.class_panel.rename_requested.connect(self.rename_class)
         self.class_panel.merge_requested.connect(self.merge_class)
         self.class_panel.delete_requested.connect(self.delete_class)
+        self.class_panel.visibility_changed.connect(self.canvas.set_hidden_classes)
         self.classes_dock = self._dock("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         # instances + display settings
         inst = QWidget()
@@ -212,8 +221,21 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.act_select = a("select", "&Select / edit", lambda: self.canvas.set_tool(Tool.SELECT), "select", True, canvas_only=True)
         self.act_polygon = a("polygon", "&Polygon", lambda: self.canvas.set_tool(Tool.POLYGON), "polygon", True, canvas_only=True)
         self.act_box = a("box", "&Box", lambda: self.canvas.set_tool(Tool.BOX), "box", True, canvas_only=True)
+        self.act_grabcut = a("grabcut", "&GrabCut box → polygon", lambda: self.canvas.set_tool(Tool.GRABCUT),
+                             "wand", True, canvas_only=True)
+        self.act_model_box = a("model_box", "Segment box with &model", lambda: self.canvas.set_tool(Tool.MODEL_BOX),
+                               "model-box", True, canvas_only=True)
+        self.act_brush = a("brush", "B&rush (paint the selected mask)", lambda: self.canvas.set_tool(Tool.BRUSH),
+                           "brush", True, canvas_only=True)
+        self.act_eraser = a("eraser", "&Eraser (erase from the selected mask)",
+                            lambda: self.canvas.set_tool(Tool.ERASER), "eraser", True, canvas_only=True)
+        self.act_brush_bigger = a("brush_bigger", "Bigger brush", lambda: self.canvas.set_brush_px(
+            self.canvas.brush_px * 1.25), canvas_only=True)
+        self.act_brush_smaller = a("brush_smaller", "Smaller brush", lambda: self.canvas.set_brush_px(
+            self.canvas.brush_px / 1.25), canvas_only=True)
         tools = QActionGroup(self)
-        for act in (self.act_select, self.act_polygon, self.act_box):
+        for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
+                    self.act_brush, self.act_eraser):
             tools.addAction(act)
         self.act_select.setChecked(True)
         self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
@@ -222,12 +244,22 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit", canvas_only=True)
         self.act_zoom_in = a("zoom_in", "Zoom &in", lambda: self.canvas.zoom_by(1.25), "zoom-in")
         self.act_zoom_out = a("zoom_out", "Zoom &out", lambda: self.canvas.zoom_by(0.8), "zoom-out")
+        self.act_done = a("done", "Mark image &done / not done", self.toggle_done, "done")
         self.act_search = a("search", "&Find image…", lambda: (self.search.setFocus(), self.search.selectAll()))
         self.act_shortcuts = a("shortcuts", "&Keyboard shortcuts", self.show_shortcuts, "keyboard")
         self.act_predict = a("predict", "&Predict this image", lambda: self.predict_current(), "predict")
         self.act_predict_all = a(None, "Predict all &unlabelled", lambda: self.predict_unlabelled())
         self.act_choose_model = a(None, "&Choose model…", self.choose_model_dialog)
         self.act_undo_classes = a(None, "Undo last &class edit", self.undo_class_edit)
+        self.act_pick_class = a("pick_class", "Pick c&lass…", lambda: self.open_class_picker(), "tag",
+                                canvas_only=True)
+        self.act_ask_class = a(None, "As&k class after drawing", lambda _on: None, checkable=True)
+        self.act_ask_class.setChecked(self.settings.value("ask_class_after_draw", "false") in (True, "true"))
+        self.act_ask_class.toggled.connect(self._ask_class_toggled)
+        self.act_show_names = a("names", "Show class &names", lambda _on: None, checkable=True)
+        self.act_show_names.setChecked(self.settings.value("show_class_names", "true") in (True, "true"))
+        self.act_show_names.toggled.connect(self._show_names_toggled)  # setChecked included
+        self.canvas.set_show_names(self.act_show_names.isChecked())
         self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
         self.act_undo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["undo"][0]])
         self.act_undo.setIcon(icon("undo"))
@@ -273,9 +305,13 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         m.addSeparator()
         m.addActions([self.act_delete, self.act_hide, self.act_accept])
         m.addSeparator()
+        m.addAction(self.act_done)
+        m.addSeparator()
         m.addAction(self.act_undo_classes)
         m = mb.addMenu("&View")
         m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
+        m.addSeparator()
+        m.addAction(self.act_show_names)
         m.addSeparator()
         m.addActions([self.act_prev, self.act_next, self.act_search])
         m.addSeparator()
@@ -283,10 +319,15 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         for mode in ("system", "dark", "light"):
             theme.addAction(mode.capitalize(), lambda md=mode: self.set_theme(md))
         m.addSeparator()
+        self.panels_menu = m.addMenu("&Panels")
+        self.panels_menu.aboutToShow.connect(self._sync_panel_actions)
         for dock in (self.files_dock, self.classes_dock, self.instances_dock):
-            m.addAction(dock.toggleViewAction())
+            self.panels_menu.addAction(self._panel_action(dock))
         m = mb.addMenu("&Tools")
-        m.addActions([self.act_select, self.act_polygon, self.act_box])
+        m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
+        m.addActions([self.act_brush, self.act_eraser, self.act_brush_bigger, self.act_brush_smaller])
+        m.addSeparator()
+        m.addActions([self.act_pick_class, self.act_ask_class])
         m = mb.addMenu("&Model")
         m.addActions([self.act_choose_model, self.act_predict, self.act_predict_all])
         self.model_menu = m
@@ -301,13 +342,14 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         tb.addSeparator()
         tb.addActions([self.act_prev, self.act_next])
         tb.addSeparator()
-        tb.addActions([self.act_select, self.act_polygon, self.act_box])
+        tb.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
+                       self.act_brush, self.act_eraser])
         tb.addSeparator()
         tb.addActions([self.act_undo, self.act_redo, self.act_delete])
         tb.addSeparator()
         tb.addActions([self.act_zoom_out, self.act_fit, self.act_zoom_in])
         tb.addSeparator()
-        tb.addActions([self.act_predict, self.act_accept])
+        tb.addActions([self.act_predict, self.act_accept, self.act_done])
         self.toolbar = tb
 
     def _build_statusbar(self) -> None:
@@ -332,9 +374,11 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
 
     def _set_enabled(self, on: bool) -> None:
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
+                    self.act_grabcut, self.act_model_box, self.act_done, self.act_brush, self.act_eraser,
+                    self.act_brush_bigger, self.act_brush_smaller,
                     self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
-                    self.act_undo_classes, *self.class_keys):
+                    self.act_undo_classes, self.act_pick_class, *self.class_keys):
             act.setEnabled(on)
         self.import_menu.setEnabled(on)
         self.export_menu.setEnabled(on)
@@ -358,11 +402,22 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
         self.model_path = self._remembered_model()
         paths = project.image_paths()
         self.list_model = ImageListModel(paths, project.label_path, self)
+        try:
+            from core.image_state import read_done
+
+            done = read_done(project.root)
+            self.list_model.done = {p for p in paths if project.rel_image(p) in done}
+        except UserFacingError as exc:
+            self._error(f"{exc}\nDone marks are not shown; the file is left untouched.", modal=False)
         self.proxy.setSourceModel(self.list_model)
         self.image_view.setModel(self.proxy)
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
         self.class_panel.set_classes(project.class_names, 0)
+        self.fill_list_filters()
+        self.canvas.class_names = list(project.class_names)
+        self.canvas.set_hidden_classes(set())
+        self.recent_classes = self._remembered_recent(project)
         self._set_enabled(True)
         self._update_count()
         self.empty.setVisible(not paths)
@@ -400,8 +455,38 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
 
     def add_panel(self, title: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea
                   ) -> QDockWidget:
-        """Dock a panel from another room (train / review / export / live)."""
-        return self._dock(title, widget, area)
+        """Dock a panel from another room (train / review / export / live); View → Panels toggles it."""
+        dock = self._dock(title, widget, area)
+        if not self.job_docks:
+            self.panels_menu.addSeparator()
+        self.job_docks.append(dock)
+        self.panels_menu.addAction(self._panel_action(dock))
+        return dock
+
+    def _panel_action(self, dock: QDockWidget) -> QAction:
+        """Show/hide a dock from View → Panels. Not Qt's toggleViewAction: Qt disables that for a
+        dock without a close button, which is why the menu entries did nothing."""
+        act = QAction(dock.windowTitle(), self)
+        act.setCheckable(True)
+        act.setChecked(not dock.isHidden())
+        act.setData(dock)
+
+        def toggled(on: bool) -> None:
+            dock.setVisible(on)
+            if on:
+                dock.raise_()  # a tabbed dock comes to the front
+
+        act.toggled.connect(toggled)
+        return act
+
+    def _sync_panel_actions(self) -> None:
+        from PySide6.QtCore import QSignalBlocker
+
+        for act in self.panels_menu.actions():
+            dock = act.data()
+            if isinstance(dock, QDockWidget):
+                with QSignalBlocker(act):
+                    act.setChecked(not dock.isHidden())
 
     def close_project(self) -> None:
         self.autosaver.save_current()
@@ -456,7 +541,45 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
     def _filter_changed(self) -> None:
         self.proxy.set_text(self.search.text())
         st = self.status_filter.currentData()
-        self.proxy.set_status(None if st is None else Status(st))
+        if isinstance(st, str):
+            self.proxy.set_kind(("class", int(st[6:])) if st.startswith("class:") else st)
+        else:
+            self.proxy.set_status(None if st is None else Status(st))
+        self._update_count()
+
+    def fill_list_filters(self) -> None:
+        """The filter choices: statuses, done / not done, model proposals, one per class."""
+        from PySide6.QtCore import QSignalBlocker
+
+        current = self.status_filter.currentData()
+        with QSignalBlocker(self.status_filter):
+            self.status_filter.clear()
+            self.status_filter.addItem("All images", None)
+            for st in Status:
+                self.status_filter.addItem(STATUS_TEXT[st].capitalize(), int(st))
+            self.status_filter.addItem("Not done", "not_done")
+            self.status_filter.addItem("Done", "done")
+            self.status_filter.addItem("Has model proposals", "proposals")
+            for k, name in enumerate(self.project.class_names if self.project else []):
+                self.status_filter.addItem(f"Has class: {name}", f"class:{k}")
+            self.status_filter.setCurrentIndex(max(0, self.status_filter.findData(current)))
+        self._filter_changed()
+
+    def toggle_done(self) -> None:
+        """Mark the image on screen done / not done (stored in .dfine/image_state.json)."""
+        from core.image_state import set_done
+
+        if self.doc is None or self.list_model is None:
+            return
+        path = self.doc.image_path
+        done = path not in self.list_model.done
+        try:
+            set_done(self.project.root, [self.project.rel_image(path)], done)
+        except (UserFacingError, OSError) as exc:
+            self._error(f"Could not store the done mark: {exc}")
+            return
+        self.list_model.set_done([path], done)
+        self.statusBar().showMessage(f"{path.name}: {'done' if done else 'not done'}", 3000)
         self._update_count()
 
     def _update_count(self) -> None:
@@ -465,7 +588,9 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
             return
         total = self.list_model.rowCount()
         shown = self.proxy.rowCount()
-        self.image_count.setText(f"{shown} of {total} images" if shown != total else f"{total} images")
+        text = f"{shown} of {total} images" if shown != total else f"{total} images"
+        done = len(self.list_model.done)
+        self.image_count.setText(text + (f" · {done} done" if done else ""))
 
     def select_row(self, proxy_row: int) -> None:
         idx = self.proxy.index(proxy_row, 0)
@@ -640,7 +765,44 @@ class MainWindow(ClassActions, BackgroundActions, QMainWindow):
 
     # ================================================================== view
     def _tool_changed(self, tool: Tool) -> None:
-        {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box}[tool].setChecked(True)
+        {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box,
+         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box, Tool.BRUSH: self.act_brush,
+         Tool.ERASER: self.act_eraser}[tool].setChecked(True)
+
+    def _show_names_toggled(self, on: bool) -> None:
+        self.canvas.set_show_names(on)
+        self.settings.setValue("show_class_names", bool(on))
+
+    def _ask_class_toggled(self, on: bool) -> None:
+        self.settings.setValue("ask_class_after_draw", bool(on))
+
+    def _shape_drawn(self, index: int) -> None:
+        """labelme habit: with "Ask class after drawing" on, the picker opens on the new shape."""
+        if self.act_ask_class.isChecked():
+            self.open_class_picker(title="Class of the new shape")
+
+    def open_class_picker(self, title: str = "Pick class"):
+        """Type-to-filter picker; the chosen class becomes current and relabels the selection."""
+        from app.class_picker import ClassPicker
+
+        if self.project is None:
+            return None
+        if getattr(self, "class_picker", None) is not None:
+            self.class_picker.close()
+        picker = ClassPicker(self.project.class_names, self.recent_classes, title, self)
+        picker.picked.connect(lambda k: self.pick_class(k, relabel=True))
+        picker.finished.connect(lambda _r: (self.activateWindow(), self.canvas.setFocus()))
+        self.class_picker = picker
+        cursor = self.canvas.mapFromGlobal(self.cursor().pos())
+        inside = self.canvas.rect().contains(cursor)
+        picker.popup_at(self.cursor().pos() if inside else self.canvas.mapToGlobal(self.canvas.rect().center()))
+        return picker
+
+    def _remembered_recent(self, project) -> list[int]:
+        value = self.settings.value(f"recent_classes/{project.root}", [])
+        value = [value] if isinstance(value, str) else list(value or [])
+        n = len(project.class_names)
+        return [int(v) for v in value if str(v).isdigit() and int(v) < n]
 
     def _opacity_changed(self, v: int) -> None:
         self.canvas.set_fill_opacity(v / 100)

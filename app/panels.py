@@ -36,6 +36,7 @@ class ClassPanel(QWidget):
     rename_requested = Signal(int)
     merge_requested = Signal(int)
     delete_requested = Signal(int)
+    visibility_changed = Signal(set)  # class ids now hidden on the canvas
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -44,6 +45,7 @@ class ClassPanel(QWidget):
         self.list.setIconSize(QSize(14, 14))
         self.list.currentRowChanged.connect(self._picked)
         self.list.itemDoubleClicked.connect(lambda it: self.rename_requested.emit(self.list.row(it)))
+        self.list.itemChanged.connect(lambda _it: self.visibility_changed.emit(self.hidden_classes()))
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         self.buttons = {}
@@ -73,15 +75,28 @@ class ClassPanel(QWidget):
         if row >= 0:
             self.class_picked.emit(row)
 
-    def set_classes(self, names: list[str], current: int = 0) -> None:
+    def set_classes(self, names: list[str], current: int = 0, hidden: set[int] | None = None) -> None:
+        """Fill the list; each row's checkbox shows/hides that class on the canvas."""
         with QSignalBlocker(self.list):
             self.list.clear()
             for i, n in enumerate(names):
                 key = f"{i + 1}  " if i < 9 else "    "
                 it = QListWidgetItem(swatch(class_color(i)), f"{key}{n}")
-                it.setToolTip(f"{n} (id {i})" + (f" — key {i + 1}" if i < 9 else ""))
+                it.setToolTip(f"{n} (id {i})" + (f" — key {i + 1}" if i < 9 else "")
+                              + "\nuncheck to hide this class on the canvas")
+                it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                it.setCheckState(Qt.CheckState.Unchecked if hidden and i in hidden else Qt.CheckState.Checked)
                 self.list.addItem(it)
             self.list.setCurrentRow(min(current, len(names) - 1))
+
+    def hidden_classes(self) -> set[int]:
+        return {r for r in range(self.list.count())
+                if self.list.item(r).checkState() != Qt.CheckState.Checked}
+
+    def set_class_visible(self, k: int, visible: bool) -> None:
+        it = self.list.item(k)
+        if it is not None:
+            it.setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)
 
     def set_current(self, row: int) -> None:
         with QSignalBlocker(self.list):

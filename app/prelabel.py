@@ -35,9 +35,14 @@ def _polygon_parts(geom) -> list[Polygon]:
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
-                     min_area: float = DEFAULT_MIN_AREA_PX) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                     min_area: float = DEFAULT_MIN_AREA_PX, grow: float = 0.0
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Binary mask -> (outer polygons, holes), pixel coordinates with vertices at
-    boundary pixel centres (index + 0.5), simplified and valid."""
+    boundary pixel centres (index + 0.5), simplified and valid.
+
+    ``grow=0.5`` moves the outline out to the mask pixels' outer edges (holes shrink the same),
+    so the polygon covers the pixels' area: through the centres a small object loses a half-pixel
+    rim (a 30 px triangle ~10 % of its IoU)."""
     m = np.ascontiguousarray(mask.astype(np.uint8))
     contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if hierarchy is None:
@@ -61,6 +66,8 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
         geom = shapely.make_valid(shape)
         if tolerance > 0:
             geom = shapely.make_valid(geom.simplify(tolerance, preserve_topology=True))
+        if grow:
+            geom = shapely.make_valid(geom.buffer(grow, join_style="mitre", mitre_limit=5.0))
         for part in _polygon_parts(geom):
             if part.area < min_area:
                 continue
@@ -70,6 +77,36 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
                 if Polygon(ring).area >= min_area:
                     inners.append(np.asarray(ring.coords, dtype=np.float64)[:-1])
     return outers, inners
+
+
+def mask_instance(mask: np.ndarray, class_id: int, score: float | None = None) -> Instance | None:
+    """Editable model-made polygon(s) of a bool mask, holes kept; None for an empty mask."""
+    polys, holes = mask_to_polygons(mask, grow=0.5)
+    if not polys:
+        return None
+    return Instance(class_id=class_id, polygons=polys, holes=holes, source="model", score=score)
+
+
+def best_detection_mask(det, box: tuple[float, float, float, float], min_iou: float = 0.1
+                        ) -> tuple[int, np.ndarray] | None:
+    """(index, mask clipped to ``box``) of the detection that best fills ``box`` (box IoU), or None."""
+    masks = det.mask_array() if hasattr(det, "mask_array") else det.masks
+    if masks is None or not len(det.scores):
+        return None
+    b = np.asarray(det.boxes, dtype=np.float64)
+    x0, y0, x1, y1 = box
+    ix = np.clip(np.minimum(b[:, 2], x1) - np.maximum(b[:, 0], x0), 0, None)
+    iy = np.clip(np.minimum(b[:, 3], y1) - np.maximum(b[:, 1], y0), 0, None)
+    inter = ix * iy
+    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + (x1 - x0) * (y1 - y0) - inter
+    iou = inter / np.maximum(union, 1e-9)
+    k = int(np.argmax(iou))
+    if iou[k] < min_iou:
+        return None
+    h, w = masks.shape[1:]
+    clip = np.zeros((h, w), bool)
+    clip[int(max(0, np.floor(y0))):int(min(h, np.ceil(y1))), int(max(0, np.floor(x0))):int(min(w, np.ceil(x1)))] = True
+    return k, np.asarray(masks[k], bool) & clip
 
 
 def class_mapping(model_names: list[str], project_names: list[str]) -> dict[int, int]:

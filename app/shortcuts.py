@@ -20,6 +20,13 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "prev": (["A"], "Previous image"),
     "polygon": (["P"], "Polygon tool: click vertices; click the first one or press Enter to close"),
     "box": (["R"], "Draw box (drag)"),
+    "grabcut": (["G"], "GrabCut: drag a box -> polygon; click object / right-click (Shift+click) background "
+                       "to refine"),
+    "model_box": (["M"], "Segment with the project's model inside a dragged box"),
+    "brush": (["B"], "Brush: paint onto the selected instance's mask (nothing selected: a new instance)"),
+    "eraser": (["E"], "Eraser: erase from the selected instance's mask (holes and splits are kept)"),
+    "brush_bigger": (["]"], "Bigger brush/eraser"),
+    "brush_smaller": (["["], "Smaller brush/eraser"),
     "select": (["V", "Esc"], "Select / edit tool (Esc: cancel drawing, then deselect)"),
     "delete": (["Del", "Backspace"], "Delete the vertex under the pointer, else the selected instances"),
     "undo": (["Ctrl+Z"], "Undo"),
@@ -29,11 +36,14 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "zoom_in": (["Ctrl++", "Ctrl+="], "Zoom in"),
     "zoom_out": (["Ctrl+-"], "Zoom out"),
     "hide": (["H"], "Hide/show the selected instances"),
+    "pick_class": (["L"], "Class picker: type to filter, Enter picks (relabels the selection); recent first"),
+    "names": (["Shift+L"], "Show/hide class names on the canvas"),
     "accept": (["Ctrl+Return"], "Accept model proposals (selected, or all)"),
     "predict": (["Ctrl+P"], "Predict this image with the chosen model"),
     "open": (["Ctrl+O"], "Open project"),
     "new": (["Ctrl+N"], "New project"),
     "search": (["Ctrl+F"], "Search images by name"),
+    "done": (["Y"], "Mark the image done / verified (again: not done); the list can filter by it"),
     "shortcuts": (["F1"], "This list"),
 }
 

@@ -7,7 +7,6 @@ both themes and stays sharp at any device pixel ratio.
 
 from __future__ import annotations
 
-import colorsys
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,14 +15,10 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QP
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
+from app.palette import class_rgb
+
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 ICONS = RESOURCES / "icons"
-
-# Distinct, colour-blind-friendlier first colours (Okabe-Ito + Tableau); more classes get
-# golden-ratio hues so any count stays distinguishable and stable per class id.
-_BASE = ["#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
-         "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-         "#ff9da7", "#9c755f"]
 
 DARK = {"bg": "#1e1f22", "panel": "#2b2d30", "alt": "#313338", "fg": "#dfe1e5", "muted": "#9da0a8",
         "border": "#43454a", "accent": "#3d8bfd", "accent_fg": "#ffffff", "canvas": "#141517",
@@ -34,11 +29,8 @@ LIGHT = {"bg": "#f5f6f8", "panel": "#ffffff", "alt": "#eef0f3", "fg": "#1f2328",
 
 
 def class_color(class_id: int) -> QColor:
-    if 0 <= class_id < len(_BASE):
-        return QColor(_BASE[class_id])
-    h = (0.61803398875 * class_id) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(h, 0.65, 0.95)
-    return QColor.fromRgbF(r, g, b)
+    """The class's colour: distinct from every other class's for 100+ classes (app.palette)."""
+    return QColor(*class_rgb(class_id))
 
 
 def system_is_dark(app: QGuiApplication | None = None) -> bool:
@@ -105,16 +97,28 @@ def icon(name: str, color: str | None = None) -> QIcon:
     path = ICONS / f"{name}.svg"
     if not path.exists():
         return QIcon()
-    svg = path.read_text(encoding="utf-8").replace("currentColor", color or _current["fg"])
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    text = path.read_text(encoding="utf-8")
     out = QIcon()
-    for size in (16, 24, 32, 48, 64):
-        pm = QPixmap(size, size)
-        pm.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pm)
-        renderer.render(painter, QRectF(0, 0, size, size))
-        painter.end()
-        out.addPixmap(pm)
+    # the disabled look is drawn, not left to the style: Qt's generated one (a greyed copy of a light
+    # icon) looked enabled on the dark theme
+    for mode, tint, opacity in ((QIcon.Mode.Normal, color or _current["fg"], 1.0),
+                                (QIcon.Mode.Disabled, _current["muted"], 0.45)):
+        renderer = QSvgRenderer(QByteArray(text.replace("currentColor", tint).encode("utf-8")))
+        for size in (16, 24, 32, 48, 64):
+            pm = QPixmap(size, size)
+            pm.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(pm)
+            renderer.render(painter, QRectF(0, 0, size, size))
+            painter.end()
+            if opacity < 1.0:  # fade after rendering (the SVG renderer resets the painter's opacity)
+                faded = QPixmap(size, size)
+                faded.fill(Qt.GlobalColor.transparent)
+                painter = QPainter(faded)
+                painter.setOpacity(opacity)
+                painter.drawPixmap(0, 0, pm)
+                painter.end()
+                pm = faded
+            out.addPixmap(pm, mode)
     return out
 
 

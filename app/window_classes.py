@@ -20,8 +20,12 @@ class ClassActions:
     def pick_class(self, k: int, relabel: bool = False) -> None:
         if self.project is None or not 0 <= k < len(self.project.class_names):
             return
+        from app.class_picker import remember
+
         self.current_class = k
         self.canvas.current_class = k
+        self.recent_classes = remember(self.recent_classes, k)
+        self.settings.setValue(f"recent_classes/{self.project.root}", [str(r) for r in self.recent_classes])
         self.class_panel.set_current(k)
         if relabel and self.doc is not None and self.canvas.selected and not getattr(self.doc, "read_only", False):
             cmd = commands.change_class(self.doc, self.canvas.selected, k)
@@ -79,6 +83,10 @@ class ClassActions:
         self.doc = None
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
+        self.canvas.class_names = list(self.project.class_names)
+        self.fill_list_filters()  # "Has class: X" entries follow the new list
+        self.canvas.set_hidden_classes(set())  # ids may have shifted: show every class again
+        self.recent_classes = []
         self.current_class = max(0, min(self.current_class, len(self.project.class_names) - 1))
         self.canvas.current_class = self.current_class
         if current is not None:

@@ -34,6 +34,13 @@ class Tool(enum.Enum):
     SELECT = "select"
     POLYGON = "polygon"
     BOX = "box"
+    GRABCUT = "grabcut"  # drag a box -> GrabCut polygon; click +, right/Shift-click - to refine
+    MODEL_BOX = "model_box"  # drag a box -> the project's model segments inside it
+    BRUSH = "brush"  # paint onto the selected instance's mask (or a new one)
+    ERASER = "eraser"  # erase from the selected instance's mask
+
+
+PROMPT_TOOLS = (Tool.GRABCUT, Tool.MODEL_BOX)  # a dragged box is a prompt, not an instance
 
 
 class CanvasView(QGraphicsView):
@@ -43,6 +50,10 @@ class CanvasView(QGraphicsView):
     context_menu_requested = Signal(object, list)  # global QPoint, indices
     cursor_moved = Signal(float, float)  # image pixel coordinates
     status_message = Signal(str)  # a hint for the status bar (why a key did nothing)
+    shape_drawn = Signal(int)  # index of an instance the person just drew (polygon/box close)
+    box_prompt = Signal(object, tuple)  # Tool, (x0, y0, x1, y1) image pixels: segment inside
+    point_prompt = Signal(float, float, bool)  # x, y, positive: refine the last GrabCut result
+    stroke_done = Signal(object, list, float)  # Tool (BRUSH/ERASER), [(x, y), ...], radius in image px
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -76,6 +87,12 @@ class CanvasView(QGraphicsView):
         self._hover: tuple[int, geo.VertexRef] | None = None
         self._fitted = True
         self.read_only = False  # a label file with errors is shown, never edited/overwritten
+        self.class_names: list[str] = []
+        self.show_names = False  # class name next to each instance
+        self.hidden_classes: set[int] = set()  # per-class hide (view state, not an edit)
+        self.prompt_points: list[tuple[float, float, bool]] = []  # GrabCut clicks shown as +/- dots
+        self.brush_px = 12.0  # brush/eraser radius on screen (image radius = this / zoom)
+        self._stroke: list[tuple[float, float]] = []
 
     # ------------------------------------------------------------------ document
     def set_document(self, doc: LabelDocument | None, image: DisplayImage | None = None) -> None:
@@ -88,6 +105,7 @@ class CanvasView(QGraphicsView):
         self._hover = None
         had_selection = bool(self.selected)
         self.selected = []  # indices belong to the old image: never carry them over
+        self.prompt_points = []
         if doc is not None:
             self.img_w, self.img_h = doc.ann.width, doc.ann.height
             for sig, slot in self._doc_slots():
@@ -133,9 +151,24 @@ class CanvasView(QGraphicsView):
             self.items[index].color = class_color(inst.class_id)
             self.items[index].set_instance(inst)
 
+    def is_hidden(self, index: int) -> bool:
+        """Hidden on the canvas: the instance itself, or its whole class."""
+        return self.doc.is_hidden(index) or self.doc.instances[index].class_id in self.hidden_classes
+
     def _update_visibility(self) -> None:
         for i, it in enumerate(self.items):
-            it.setVisible(not self.doc.is_hidden(i))
+            it.setVisible(not self.is_hidden(i))
+        self.viewport().update()
+
+    def set_hidden_classes(self, classes: set[int]) -> None:
+        self.hidden_classes = set(classes)
+        if self.doc is not None:
+            self.set_selection([i for i in self.selected if not self.is_hidden(i)])
+            self._update_visibility()
+
+    def set_show_names(self, on: bool) -> None:
+        self.show_names = on
+        self.viewport().update()
 
     # ------------------------------------------------------------------ selection
     def set_selection(self, indices: list[int], emit: bool = True) -> None:
@@ -204,8 +237,17 @@ class CanvasView(QGraphicsView):
             self.setCursor(Qt.CursorShape.ArrowCursor if tool == Tool.SELECT else Qt.CursorShape.CrossCursor)
             self.tool_changed.emit(tool)
 
+    def brush_radius(self) -> float:
+        """Brush radius in image pixels: a constant size on screen at any zoom."""
+        return self.brush_px / max(self.scale_factor(), 1e-6)
+
+    def set_brush_px(self, px: float) -> None:
+        self.brush_px = float(min(max(px, 2.0), 120.0))
+        self.viewport().update()
+
     def cancel_draft(self) -> None:
         self._draft = []
+        self._stroke = []
         self._box_start = None
         self.viewport().update()
 
@@ -230,6 +272,37 @@ class CanvasView(QGraphicsView):
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         s = self.scale_factor()
+        if self.show_names and self.doc is not None:
+            self._paint_names(painter)
+        if self.tool in (Tool.BRUSH, Tool.ERASER) and (self._cursor is not None or self._stroke):
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            r = self.brush_radius()
+            tint = QColor("#2ea043") if self.tool == Tool.BRUSH else QColor("#f85149")
+            if self._stroke:
+                fill = QColor(tint)
+                fill.setAlphaF(0.45)
+                pen = QPen(fill, 2 * r, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+                painter.setPen(pen)
+                painter.drawPolyline([QPointF(x, y) for x, y in self._stroke] or [QPointF()])
+                if len(self._stroke) == 1:
+                    painter.setPen(Qt.PenStyle.NoPen)
+                    painter.setBrush(fill)
+                    painter.drawEllipse(QPointF(*self._stroke[0]), r, r)
+            if self._cursor is not None:
+                pen = QPen(tint, 1.5)
+                pen.setCosmetic(True)
+                painter.setPen(pen)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawEllipse(self._cursor, r, r)
+        if self.prompt_points:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            r = 5.0 / s
+            for x, y, positive in self.prompt_points:
+                pen = QPen(QColor(255, 255, 255), 1.5)
+                pen.setCosmetic(True)
+                painter.setPen(pen)
+                painter.setBrush(QColor("#2ea043") if positive else QColor("#f85149"))
+                painter.drawEllipse(QPointF(x, y), r, r)
         color = class_color(self.current_class)
         if self.show_crosshair and self._cursor is not None and self.tool != Tool.SELECT:
             pen = QPen(QColor(255, 255, 255, 150), 1, Qt.PenStyle.DashLine)
@@ -265,6 +338,36 @@ class CanvasView(QGraphicsView):
             painter.setBrush(fill)
             painter.drawRect(QRectF(self._box_start, self._cursor).normalized())
 
+    def name_anchors(self) -> list[tuple[int, str, QPointF]]:
+        """(index, text, scene point) of each visible instance's name tag: the top-left of its box."""
+        out = []
+        for i, inst in enumerate(self.doc.instances if self.doc is not None else []):
+            if self.is_hidden(i):
+                continue
+            k = inst.class_id
+            name = self.class_names[k] if 0 <= k < len(self.class_names) else f"class {k}"
+            x0, y0, _x1, _y1 = inst.bbox()
+            out.append((i, name + (" ?" if inst.source == "model" else ""), QPointF(x0, y0)))
+        return out
+
+    def _paint_names(self, painter: QPainter) -> None:
+        """Name tags at a constant on-screen size: drawn in viewport pixels, class-coloured chip."""
+        painter.save()
+        painter.resetTransform()
+        fm = painter.fontMetrics()
+        for i, text, p in self.name_anchors():
+            v = self.mapFromScene(p)
+            w, h = fm.horizontalAdvance(text) + 8, fm.height() + 2
+            top = v.y() - h if v.y() - h >= 0 else v.y()
+            box = QRectF(v.x(), top, w, h)
+            color = class_color(self.doc.instances[i].class_id)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            painter.drawRect(box)
+            painter.setPen(QColor(0, 0, 0) if color.lightnessF() > 0.55 else QColor(255, 255, 255))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
+
     # ------------------------------------------------------------------ helpers
     def _clamp(self, p: QPointF) -> QPointF:
         return QPointF(min(max(p.x(), 0.0), float(self.img_w)), min(max(p.y(), 0.0), float(self.img_h)))
@@ -288,7 +391,7 @@ class CanvasView(QGraphicsView):
     def hit_vertex(self, p: QPointF) -> tuple[int, geo.VertexRef] | None:
         r = PICK_PX / self.scale_factor()
         for i in reversed(self.selected):
-            if self.doc.is_hidden(i):
+            if self.is_hidden(i):
                 continue
             ref = geo.nearest_vertex(self.doc.instances[i], p.x(), p.y(), r)
             if ref is not None:
@@ -297,7 +400,7 @@ class CanvasView(QGraphicsView):
 
     def hit_instance(self, p: QPointF) -> int | None:
         for i in self._visible_order():
-            if not self.doc.is_hidden(i) and geo.point_in_instance(self.doc.instances[i], p.x(), p.y()):
+            if not self.is_hidden(i) and geo.point_in_instance(self.doc.instances[i], p.x(), p.y()):
                 return i
         return None
 
@@ -313,6 +416,10 @@ class CanvasView(QGraphicsView):
             return
         p = self._scene_pos(event)
         if button == Qt.MouseButton.RightButton:
+            if self.tool == Tool.GRABCUT:
+                c = self._clamp(p)
+                self.point_prompt.emit(c.x(), c.y(), False)
+                return
             if self.tool == Tool.POLYGON and self._draft:
                 self._draft.pop()
                 self.viewport().update()
@@ -326,8 +433,13 @@ class CanvasView(QGraphicsView):
             return
         if self.tool == Tool.POLYGON:
             self._polygon_click(p)
-        elif self.tool == Tool.BOX:
+        elif self.tool in (Tool.BRUSH, Tool.ERASER):
+            c = self._clamp(p)
+            self._stroke = [(c.x(), c.y())]
+            self.viewport().update()
+        elif self.tool in (Tool.BOX, *PROMPT_TOOLS):
             self._box_start = self._clamp(p)
+            self._box_mods = event.modifiers()
             self._cursor = self._box_start
         else:
             self._select_press(p, event.modifiers())
@@ -348,6 +460,7 @@ class CanvasView(QGraphicsView):
         pts = np.array(self._draft, dtype=np.float64)
         self._draft = []
         self._add(Instance(class_id=self.current_class, polygons=[pts]), "Draw polygon")
+        self.shape_drawn.emit(len(self.doc.instances) - 1)
         return True
 
     def _add(self, inst: Instance, text: str) -> None:
@@ -392,7 +505,10 @@ class CanvasView(QGraphicsView):
         p = self._scene_pos(event)
         self._cursor = p
         self.cursor_moved.emit(p.x(), p.y())
-        if self._drag is not None and self.doc is not None:
+        if self._stroke:
+            c = self._clamp(p)
+            self._stroke.append((c.x(), c.y()))
+        elif self._drag is not None and self.doc is not None:
             self._drag_to(p)
         elif self.tool == Tool.SELECT and self.doc is not None:
             self._update_hover(p)
@@ -430,13 +546,28 @@ class CanvasView(QGraphicsView):
             return
         if event.button() != Qt.MouseButton.LeftButton or self.doc is None:
             return
+        if self._stroke:
+            pts, self._stroke = self._stroke, []
+            self.stroke_done.emit(self.tool, pts, self.brush_radius())
+            self.viewport().update()
+            return
         if self._box_start is not None:
             a, b = self._box_start, self._clamp(self._scene_pos(event))
             self._box_start = None
             r = QRectF(a, b).normalized()
-            if r.width() * self.scale_factor() >= 3 and r.height() * self.scale_factor() >= 3:
+            big = r.width() * self.scale_factor() >= 3 and r.height() * self.scale_factor() >= 3
+            if self.tool in PROMPT_TOOLS:
+                if big:
+                    self.box_prompt.emit(self.tool, (r.left(), r.top(), r.right(), r.bottom()))
+                elif self.tool == Tool.GRABCUT:  # a click: refinement point (Shift: not object)
+                    shift = bool(getattr(self, "_box_mods", 0) & Qt.KeyboardModifier.ShiftModifier)
+                    self.point_prompt.emit(b.x(), b.y(), not shift)
+                self.viewport().update()
+                return
+            if big:
                 self._add(Instance(class_id=self.current_class, box=(r.left(), r.top(), r.right(), r.bottom())),
                           "Draw box")
+                self.shape_drawn.emit(len(self.doc.instances) - 1)
             self.viewport().update()
             return
         if self._drag is not None:
@@ -480,7 +611,7 @@ class CanvasView(QGraphicsView):
             return None
         r = PICK_PX / self.scale_factor()
         for i in self._visible_order():
-            if self.doc.is_hidden(i):
+            if self.is_hidden(i):
                 continue
             ref = geo.nearest_vertex(self.doc.instances[i], self._cursor.x(), self._cursor.y(), r)
             if ref is not None:

@@ -90,6 +90,12 @@ def _scrollable(panel: QWidget) -> QScrollArea:
     return area
 
 
+def first_start_dock_height(window_height: int) -> int:
+    """Height of the bottom job panels before the person resizes them: a fifth, at least the
+    tab bar + a progress row + one plot line (180 px)."""
+    return max(180, window_height // 5)
+
+
 def attach_job_panels(window: Any) -> JobPanels:
     settings = AppSettings(window.settings)
     panels = JobPanels(
@@ -105,8 +111,9 @@ def attach_job_panels(window: Any) -> JobPanels:
     for dock in docks[1:]:
         window.tabifyDockWidget(docks[0], dock)
     docks[0].raise_()
-    # the canvas stays the main thing on screen; the panels take a third until resized
-    window.resizeDocks([docks[0]], [max(240, window.height() // 3)], Qt.Orientation.Vertical)
+    # the canvas stays the main thing on screen: on first start the panels get a fifth of the
+    # window (a third hid half the image); the person's own layout is restored over this
+    window.resizeDocks([docks[0]], [first_start_dock_height(window.height())], Qt.Orientation.Vertical)
 
     def follow(project) -> None:
         for panel in panels.all():
