@@ -4,8 +4,7 @@ Why a file of its own (``.dfine/image_state.json``) and not the label files: "do
 the person's check, not the labels (an image with no objects can be done; a labelled one may
 still need a look), and Ultralytics/COCO readers must keep seeing plain label files. Keys are
 image paths relative to the image folder (``Project.rel_image``), so moving the project keeps
-them. Writes are atomic; ``set_done`` is the one read-modify-write, small so it can run under
-the project lock.
+them. Writes are atomic; ``set_done`` is the one read-modify-write, under the project lock.
 """
 
 from __future__ import annotations
@@ -57,10 +56,15 @@ def write_done(root: Path | str, done: Iterable[str]) -> None:
 
 
 def set_done(root: Path | str, images: Iterable[str], done: bool) -> set[str]:
-    """Mark (or unmark) ``images`` done; returns the new set. Read-modify-write of the file."""
-    current = read_done(root)
+    """Mark (or unmark) ``images`` done; returns the new set. The read-modify-write runs inside
+    the project lock, like every other writer of the project's files, so two windows (or a window
+    and a script) marking images never lose each other's marks."""
+    from core.project_lock import project_lock
+
     images = set(images)
-    new = current | images if done else current - images
-    if new != current:
-        write_done(root, new)
+    with project_lock(root):
+        current = read_done(root)
+        new = current | images if done else current - images
+        if new != current:
+            write_done(root, new)
     return new

@@ -40,3 +40,21 @@ def test_bad_file_is_one_line_error_naming_it(tmp_path, text, match):
     with pytest.raises(LabelError):
         set_done(tmp_path, ["a.jpg"], True)  # never overwrites a file it cannot read
     assert state_path(tmp_path).read_text() == text
+
+
+def test_concurrent_marks_are_all_kept(tmp_path):
+    """set_done is a read-modify-write under the project lock: writers never drop each other's marks."""
+    import threading
+
+    from core.image_state import read_done, set_done
+
+    def mark(prefix: str) -> None:
+        for i in range(40):
+            set_done(tmp_path, [f"{prefix}_{i}.jpg"], True)
+
+    threads = [threading.Thread(target=mark, args=(p,)) for p in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert read_done(tmp_path) == {f"{p}_{i}.jpg" for p in "abc" for i in range(40)}
