@@ -105,6 +105,22 @@ class ImageListModel(QAbstractListModel):
             self._row_of = {p: i for i, p in enumerate(self.paths)}
         return self._row_of.get(Path(path), -1)
 
+    def add_path(self, path: Path) -> int:
+        """Append a new image (a live frame sent to the project) without rebuilding the list, so
+        the editor keeps its image, selection and undo history; returns its row."""
+        path = Path(path)
+        row = self.row_of(path)
+        if row >= 0:
+            self.refresh(path)
+            return row
+        row = len(self.paths)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self.paths.append(path)
+        if self._row_of is not None:
+            self._row_of[path] = row
+        self.endInsertRows()
+        return row
+
     def refresh(self, path: Path, error: bool | None = None) -> None:
         """Recompute one row's status (after save, reload or a load error)."""
         path = Path(path)

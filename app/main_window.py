@@ -438,6 +438,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             project = self.project
             run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
 
+    def add_image(self, path: Path) -> None:
+        """A new image in the project folder (e.g. from the live view): listed at once, nothing
+        reopened (the current image, its selection and every undo history stay)."""
+        if self.project is None:
+            return
+        if self.list_model is None or not self.list_model.paths:
+            self.open_project(self.project.root)
+            return
+        self.list_model.add_path(Path(path))
+        self._update_count()
+
     def goto_image(self, path: Path) -> bool:
         """Show ``path`` (e.g. from the review list), clearing filters that hide it."""
         if self.list_model is None:

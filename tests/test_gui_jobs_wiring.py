@@ -52,3 +52,42 @@ def test_close_asks_only_while_training(window, qtbot, tmp_path):  # noqa: F811
     window.open_project(tmp_path / "p")
     assert not panels.train.is_running()
     assert window.close()  # nothing running: closes without asking
+
+
+def test_send_frame_lists_the_image_without_reopening_and_empty_frames_stay_unlabelled(window, qtbot,
+                                                                                      tmp_path):  # noqa: F811
+    """Defect 4: "Send frame to project" reopened the project (editor back to the first image, undo
+    lost) and saved a frame without detections as an empty label file ("labelled: no objects")."""
+    import time as _time
+
+    from app.commands import AddInstance
+    from app.jobs.capture import FrameResult
+    from core.infer.detections import Detections
+
+    panels = attach_job_panels(window)
+    project = make_project(tmp_path / "proj", n_images=3)
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    second = project.image_paths()[1]
+    window.goto_image(second)
+    qtbot.waitUntil(lambda: window.doc.image_path == second)
+    doc = window.doc
+    doc.undo_stack.push(AddInstance(doc, Instance(class_id=1, box=(10, 10, 40, 30))))
+    window.canvas.set_selection([0])
+    frame = np.full((60, 80, 3), 90, np.uint8)
+    empty = Detections(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                       labels=np.zeros(0, np.int64), masks=np.zeros((0, 60, 80), bool), image_size=(60, 80))
+    panels.live.current = FrameResult(7, frame, empty, 5.0, 10.0, "camera 0", None, _time.monotonic())
+    path = panels.live.send_to_project()
+    assert path is not None and path.is_file()
+    # the editor stayed where it was, with its edit, selection and undo history
+    assert window.doc is doc and window.doc.image_path == second
+    assert doc.undo_stack.count() == 1 and window.canvas.selected == [0]
+    # the frame is listed at once, unlabelled (no label file at all)
+    assert window.list_model.rowCount() == 4 and window.list_model.row_of(path) == 3
+    assert not project.label_path(path).exists()
+    from app.image_list import Status
+
+    assert window.list_model.status(3) == Status.UNLABELLED
+    assert "unlabelled" in panels.live.last_message
+    assert "4 images" in window.image_count.text()

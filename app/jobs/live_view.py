@@ -514,15 +514,22 @@ class LiveView(QWidget):
             as_boxes = getattr(self.project.config, "task", "segment") == "detect"
             instances = detections_to_instances(res.detections, mapping, as_boxes=as_boxes)
         h, w = res.frame.shape[:2]
+        ann = ImageAnnotation(path, w, h, instances)
         try:
             path.write_bytes(buf.tobytes())
-            ann = ImageAnnotation(path, w, h, instances)
-            self.project.save_annotation(ann)
+            if instances:  # proposals to correct in the editor (model-made rows)
+                self.project.save_annotation(ann)
+            # nothing found: no label file, so the frame counts as unlabelled (an empty file
+            # would mean "labelled: no objects here" and train it as pure background)
         except (OSError, UserFacingError) as exc:
             self._set_status(f"Could not add the frame: {exc}", error=True)
             return None
         self.last_sent = ann
-        self._set_status(f"Added {path.name} with {len(instances)} model labels to the project")
+        if instances:
+            self._set_status(f"Added {path.name} with {len(instances)} model proposals to the project")
+        else:
+            self._set_status(f"Added {path.name} unlabelled (the model found nothing at this threshold): "
+                             "label it in the editor")
         self.frame_added.emit(path)
         return path
 

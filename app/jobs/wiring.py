@@ -129,8 +129,7 @@ def attach_job_panels(window: Any) -> JobPanels:
 
     panels.review.open_in_editor.connect(open_in_editor)
     panels.review.flagged_changed.connect(lambda _names: window.refresh_review_flags())
-    panels.live.frame_added.connect(lambda _path: window.open_project(window.project.root)
-                                    if window.project is not None else None)
+    panels.live.frame_added.connect(window.add_image)  # listed at once; the editor is not reopened
     guard = _CloseGuard(panels, window)
     window.installEventFilter(guard)
     window._job_panels = panels  # keep the panels (and the guard) alive with the window
