@@ -145,3 +145,11 @@ def default_model(project: Any, settings: AppSettings | None) -> str:
         return str(remembered)
     runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
     return str(runs[0]) if runs else ""
+
+
+def refresh_model_field(field, project: Any, settings: AppSettings | None) -> None:
+    """After a run finished: a model field that is empty or names a missing file takes the newest
+    model (a path the person chose and that still exists is left alone)."""
+    text = field.text().strip()
+    if project is not None and (not text or not Path(text).expanduser().exists()):
+        field.setText(default_model(project, settings))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.jobs.train_panel import TrainPanel, format_eta, read_metrics_csv
+from conftest_gui import gui_settings, window  # noqa: F401
 
 
 def test_format_eta() -> None:
@@ -91,3 +92,69 @@ def test_start_cancel_resume_real_training(qtbot, tmp_path: Path, screenshot_dir
     assert "Resume" in panel.status_label.text()
     assert any(panel.runs_list.item(i).text().startswith("gui") for i in range(panel.runs_list.count()))
     panel.grab().save(str(screenshot_dir / "train_panel_cancelled.png"))
+
+
+def _fake_run(project_root: Path, name: str, with_last: bool = True) -> Path:
+    run = project_root / "runs" / name
+    run.mkdir(parents=True)
+    if with_last:
+        (run / "last.pt").write_bytes(b"x")
+        (run / "best.pt").write_bytes(b"x")
+    return run
+
+
+def test_resume_only_with_something_to_resume_and_a_new_start_never_collides(qtbot, tmp_path: Path) -> None:
+    """Defect 5: Resume was enabled with nothing to resume, and Start with the default name of an
+    existing run failed half a minute later with the CLI's 'run exists' wording."""
+    from conftest_gui import make_project
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert panel.run_name() == "train" and not panel.resume_button.isEnabled()
+    panel.start(resume=True)  # a stray call (shortcut, script) does nothing and says why
+    assert panel.job is None and "Nothing to resume" in panel.status_label.text()
+    _fake_run(project.root, "train")
+    _fake_run(project.root, "train_2")
+    panel.refresh_runs()
+    assert panel.resume_button.isEnabled()
+    panel.name_edit.setText("other")
+    assert not panel.resume_button.isEnabled()
+    panel.name_edit.setText("train")
+    assert panel.free_run_name("train") == "train_3"
+    args = []
+    panel.build_args = lambda resume: args.append(resume) or ["--version"]  # no real training here
+    with qtbot.waitSignal(panel.run_finished, timeout=60_000):
+        panel.start(resume=False)
+    assert args == [False] and panel.run_name() == "train_3"
+    assert "starting a new run 'train_3'" in panel.log_view.toPlainText()
+
+
+def test_a_one_point_metric_plot_has_a_readable_range(qtbot) -> None:
+    """Defect 5: one validation point drew an empty −400…400 axis."""
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.handle_event({"event": "metrics", "epoch": 0, "metrics": {"f1": 0.42}})
+    (x0, x1), (y0, y1) = panel.metric_plot.viewRange()
+    assert x0 < 0 < x1 and x1 - x0 < 5
+    assert y0 < 0.42 < y1 and y1 - y0 < 1
+
+
+def test_review_export_live_see_a_finished_run_without_reopening(window, qtbot, tmp_path):  # noqa: F811
+    """Defect 5: after training, Review/Export/Live said 'train a model first' until the project
+    was reopened."""
+    from conftest_gui import make_project, wait_image
+
+    from app.jobs.wiring import attach_job_panels
+
+    panels = attach_job_panels(window)
+    project = make_project(tmp_path / "proj", n_images=1)
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    assert panels.export.checkpoint() == "" and panels.review.model_edit.text() == ""
+    run = _fake_run(project.root, "train")
+    panels.train.run_finished.emit("train", 0)
+    best = str(run / "best.pt")
+    assert panels.export.checkpoint() == best
+    assert panels.review.model_edit.text() == best and panels.live.model_edit.text() == best

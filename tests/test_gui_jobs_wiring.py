@@ -54,8 +54,7 @@ def test_close_asks_only_while_training(window, qtbot, tmp_path):  # noqa: F811
     assert window.close()  # nothing running: closes without asking
 
 
-def test_send_frame_lists_the_image_without_reopening_and_empty_frames_stay_unlabelled(window, qtbot,
-                                                                                      tmp_path):  # noqa: F811
+def test_send_frame_lists_image_without_reopening_empty_stays_unlabelled(window, qtbot, tmp_path):  # noqa: F811
     """Defect 4: "Send frame to project" reopened the project (editor back to the first image, undo
     lost) and saved a frame without detections as an empty label file ("labelled: no objects")."""
     import time as _time

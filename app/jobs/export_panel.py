@@ -426,19 +426,29 @@ class ExportPanel(QWidget):
     def set_project(self, project: Any) -> None:
         project = as_project(project)
         self.project = project
-        self.checkpoint_box.clear()
-        runs = sorted(
-            project.runs_dir.glob("*/*.pt"), key=lambda p: (p.name != "best.pt", -p.stat().st_mtime)
-        )
-        for ckpt in runs:
-            self.checkpoint_box.addItem(str(ckpt))
-        cfg_export = getattr(project.config, "export", None)
+        self.runs_changed()
+        cfg_export = getattr(self.project.config, "export", None)
         if cfg_export is not None:
             self.accuracy_box.setChecked(bool(getattr(cfg_export, "accuracy_control", False)))
             self.max_drop.setValue(float(getattr(cfg_export, "max_drop", 0.01)))
-        latest = sorted(project.exports_dir.glob(f"*/{REPORT_FILE}"), key=lambda p: p.stat().st_mtime)
+        latest = sorted(self.project.exports_dir.glob(f"*/{REPORT_FILE}"), key=lambda p: p.stat().st_mtime)
         if latest:
             self.show_report(latest[-1])
+
+    def runs_changed(self) -> None:
+        """List the project's checkpoints again (a run just finished), best.pt first, newest first;
+        the checkpoint the person had chosen stays chosen."""
+        if self.project is None:
+            return
+        chosen = self.checkpoint()
+        self.checkpoint_box.clear()
+        runs = sorted(
+            self.project.runs_dir.glob("*/*.pt"), key=lambda p: (p.name != "best.pt", -p.stat().st_mtime)
+        )
+        for ckpt in runs:
+            self.checkpoint_box.addItem(str(ckpt))
+        if chosen and self.checkpoint_box.findText(chosen) >= 0:
+            self.checkpoint_box.setCurrentText(chosen)
 
     def checkpoint(self) -> str:
         return self.checkpoint_box.currentText().strip()

@@ -255,6 +255,13 @@ class LiveView(QWidget):
             self.model_edit.setText(default_model(project, self.settings))
         self._update_buttons()
 
+    def runs_changed(self) -> None:
+        """A training run finished: propose its model when none is chosen yet."""
+        from app.settings import refresh_model_field
+
+        refresh_model_field(self.model_edit, self.project, self.settings)
+        self._update_buttons()
+
     def _restore_settings(self) -> None:
         if self.settings is None:
             return

@@ -284,6 +284,12 @@ class ReviewPanel(QWidget):
         self.model_edit.setText(default_model(project, self.settings))
         self.reload()
 
+    def runs_changed(self) -> None:
+        """A training run finished: propose its model when none is chosen yet."""
+        from app.settings import refresh_model_field
+
+        refresh_model_field(self.model_edit, self.project, self.settings)
+
     @property
     def class_names(self) -> list[str]:
         return list(self.project.class_names) if self.project is not None else []

@@ -86,12 +86,29 @@ class CurvePlot(pg.PlotWidget):
             return
         if name not in self._series:
             color = self.PALETTE[len(self._series) % len(self.PALETTE)]
-            item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2))
+            item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
+                             symbolBrush=color, symbolPen=None)
             self._series[name] = ([], [], item)
         xs, ys, item = self._series[name]
         xs.append(x)
         ys.append(y)
         item.setData(xs, ys)
+        self._fit_range()
+
+    def _fit_range(self) -> None:
+        """pyqtgraph's auto-range of a single point is a degenerate −400…400 axis: pad explicitly."""
+        xs = [x for s in self._series.values() for x in s[0]]
+        ys = [y for s in self._series.values() for y in s[1]]
+        if not xs:
+            return
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        if x1 - x0 < 1e-9:
+            x0, x1 = x0 - 1, x1 + 1
+        if y1 - y0 < 1e-9:
+            pad = max(abs(y0) * 0.1, 0.05)
+            y0, y1 = y0 - pad, y1 + pad
+        self.setXRange(x0, x1, padding=0.05)
+        self.setYRange(y0, y1, padding=0.08)
 
     def series(self, name: str) -> list[float]:
         return list(self._series[name][1]) if name in self._series else []
@@ -139,6 +156,7 @@ class TrainPanel(QWidget):
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
         self.name_edit = QLineEdit("train")
+        self.name_edit.textChanged.connect(lambda _t: self._update_resume())
 
         form = QFormLayout()
         form.addRow("Model size", self.size_box)
@@ -229,7 +247,32 @@ class TrainPanel(QWidget):
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
 
+    def run_name(self) -> str:
+        return self.name_edit.text().strip() or "train"
+
+    def resumable(self, name: str | None = None) -> bool:
+        """runs/<name>/last.pt exists: there is something to resume."""
+        return self.project_root is not None and (self.project_root / "runs" / (name or self.run_name())
+                                                  / "last.pt").is_file()
+
+    def free_run_name(self, base: str) -> str:
+        """``base``, or base_2, base_3 … : a new run never collides with an old one."""
+        runs = self.project_root / "runs" if self.project_root is not None else None
+        if runs is None or not (runs / base).exists():
+            return base
+        k = 2
+        while (runs / f"{base}_{k}").exists():
+            k += 1
+        return f"{base}_{k}"
+
+    def _update_resume(self) -> None:
+        running = self.job is not None and self.job.is_running()
+        self.resume_button.setEnabled(not running and self.resumable())
+        self.resume_button.setToolTip("" if self.resumable() else
+                                      f"runs/{self.run_name()}/last.pt does not exist: nothing to resume")
+
     def refresh_runs(self) -> None:
+        self._update_resume()
         self.runs_list.clear()
         if self.project_root is None:
             return
@@ -290,6 +333,14 @@ class TrainPanel(QWidget):
             self.status_label.setText("Downloading the starting weights…")
             self.weights_picker.download()
             return
+        if resume and not self.resumable():
+            self.status_label.setText(f"Nothing to resume: runs/{self.run_name()}/last.pt does not exist")
+            return
+        if not resume and self.project_root is not None and (self.project_root / "runs" / self.run_name()).exists():
+            new_name = self.free_run_name(self.run_name())  # never fail on "run exists" half a minute later
+            self.log_view.appendPlainText(f"run '{self.run_name()}' exists (Resume continues it): "
+                                          f"starting a new run '{new_name}'")
+            self.name_edit.setText(new_name)
         self.loss_plot.clear_series()
         self.metric_plot.clear_series()
         self.progress.setValue(0)
@@ -369,7 +420,6 @@ class TrainPanel(QWidget):
     def _on_finished(self, code: int, crashed: bool) -> None:
         self.eta_label.setText(format_eta(None))
         self.start_button.setEnabled(True)
-        self.resume_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         name = self.name_edit.text().strip() or "train"
         if self.error_message or code != 0 or crashed:

@@ -127,6 +127,11 @@ def attach_job_panels(window: Any) -> JobPanels:
         if window.goto_image(Path(image_path)) and instance_index >= 0:
             window.canvas.set_selection([instance_index])
 
+    def runs_changed(_name: str = "", _code: int = 0) -> None:
+        for panel in (panels.review, panels.export, panels.live):
+            panel.runs_changed()  # the new run's model is offered without reopening the project
+
+    panels.train.run_finished.connect(runs_changed)
     panels.review.open_in_editor.connect(open_in_editor)
     panels.review.flagged_changed.connect(lambda _names: window.refresh_review_flags())
     panels.live.frame_added.connect(window.add_image)  # listed at once; the editor is not reopened
