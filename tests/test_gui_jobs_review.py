@@ -446,3 +446,28 @@ def test_fixes_go_through_a_custom_store(qtbot, project):
     assert panel.undo()
     assert store.saved == [[1], [0]] and project.label_path(b).read_bytes() == before
     panel.wait_thumbnails(10)
+
+
+def test_errors_show_above_the_fold_in_a_short_dock(project, qtbot):
+    """Defect 7: errors were written below the list and log, out of sight in a short dock; the
+    status line now sits right under the Analyze button, so it is visible even when the panel is
+    scrolled to the top of a 260-px high area."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QScrollArea
+
+    from app.jobs.review_panel import ReviewPanel
+
+    area = QScrollArea()
+    qtbot.addWidget(area)
+    panel = ReviewPanel(project)
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.resize(1000, 260)
+    area.show()
+    qtbot.waitExposed(area)
+    panel.model_edit.setText("")
+    panel.run_analysis()
+    assert "Choose a model first" in panel.status_label.text()
+    top_left = panel.status_label.mapTo(area.viewport(), QPoint(0, 0))
+    bottom = top_left.y() + panel.status_label.height()
+    assert 0 <= top_left.y() and bottom <= area.viewport().height(), (top_left.y(), bottom)

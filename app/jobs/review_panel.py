@@ -245,9 +245,10 @@ class ReviewPanel(QWidget):
         split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        # right under the button that caused it: in a short dock the bottom is below the fold
+        layout.addWidget(self.status_label)
         layout.addWidget(split, 1)
         layout.addWidget(self.log_view)
-        layout.addWidget(self.status_label)
 
         for seq, slot in (
             ("A", self.accept_selected),
