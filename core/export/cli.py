@@ -2,6 +2,7 @@
 [--project P] [--accuracy-control]`: the whole export chain plus exports/<name>/report.json.
 
 Unset options come from the project's `export:` section (project.yaml), then the defaults.
+With ``--events -`` stdout carries only ``core.messages`` events (stages: pipeline.STAGES).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from core.errors import UserFacingError
 from core.export.openvino_export import DEFAULT_OVERFLOW_FIX, OVERFLOW_FIX_CHOICES
+from core.messages import event_line, make_event
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="device for the report's latency (default cpu)")
     p.add_argument("--timing-images", type=int, default=20, help="images timed per model in the report")
     p.add_argument("--no-report", action="store_true", help="skip measuring (no report.json)")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages: progress per stage, then a result event "
+                   "with the paths; an error event on failure); the human output goes to stderr")
 
 
 def _csv(text: str | None, default: list[str]) -> list[str]:
@@ -52,6 +57,21 @@ def newest_run(path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The export; with ``--events -`` a failure is also an ``error`` event before the usual message."""
+    events = args.events == "-"
+
+    def emit(kind: str, **fields) -> None:
+        if events:
+            print(event_line(make_event(kind, **fields)), flush=True)
+
+    try:
+        return _run(args, emit, sys.stderr if events else sys.stdout)
+    except UserFacingError as exc:
+        emit("error", message=str(exc), type=exc.__class__.__name__)
+        raise
+
+
+def _run(args: argparse.Namespace, emit, out_stream) -> int:
     from core.export.pipeline import export_all, openvino_validation_fn, project_for
     from core.export.report import build_report, report_table
     from core.infer.checkpoint_loader import load_checkpoint
@@ -90,11 +110,17 @@ def run(args: argparse.Namespace) -> int:
         val_items = load_val_items(project, task=meta.task)
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
     log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
+
+    def progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
+        emit("progress", verb="export", stage=stage, done=done, total=total, message=message)
+
     result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
-                        max_drop=max_drop, opset=opset, overflow_fix=overflow_fix, log=log)
+                        max_drop=max_drop, opset=opset, overflow_fix=overflow_fix, log=log, progress=progress)
+    paths = {"folder": str(out), **{f"{b}/{p}": str(f) for (b, p), f in result.files.items()}}
     for (backend, prec), path in result.files.items():
-        print(f"{backend:<12} {prec:<5} {path}")
+        print(f"{backend:<12} {prec:<5} {path}", file=out_stream)
     if args.no_report:
+        emit("result", verb="export", paths=paths, message=f"exported {len(result.files)} model(s)")
         return 0
     from core.data.images import read_image
 
@@ -103,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
         from core.demo import render_demo_image
 
         timing = [render_demo_image(i)[0] for i in range(args.timing_images)]
-    report = build_report(result, model, meta, val_items, timing, conf, args.device, log)
-    print(report_table(report))
-    print(f"report: {out / 'report.json'}")
+    report = build_report(result, model, meta, val_items, timing, conf, args.device, log, progress)
+    print(report_table(report), file=out_stream)
+    print(f"report: {out / 'report.json'}", file=out_stream)
+    emit("result", verb="export", paths={**paths, "report": str(out / "report.json")},
+         message=f"exported {len(result.files)} model(s); report.json written")
     return 0
