@@ -86,6 +86,21 @@ def test_export_error_is_an_event(trained, tmp_path):
     assert len(events) == 1 and isinstance(events[0], ErrorEvent) and "nowhere" in events[0].message
 
 
+def test_analyze_events_follow_the_contract(trained, tmp_path):
+    root, _ = trained
+    out = tmp_path / "review"
+    proc = dfine("analyze", str(root), "--weights", str(root / "runs" / "r" / "last.pt"), "--out", str(out),
+                 "--events", "-")
+    events = parsed_lines(proc.stdout)
+    progress = [(e.stage, e.done, e.total) for e in events if isinstance(e, ProgressEvent)]
+    assert progress == [("images", 0, 4), ("images", 1, 4), ("images", 2, 4), ("images", 3, 4),
+                        ("images", 4, 4), ("report", 0, 1)]
+    result = events[-1]
+    assert isinstance(result, ResultEvent) and result.verb == "analyze"
+    assert sorted(result.paths.values()) == sorted(str(p) for p in out.iterdir())
+    assert "likely label issues in 4 images" in proc.stderr and result.message.endswith(")")
+
+
 def test_bad_lines_are_named():
     with pytest.raises(ValueError, match="bad progress event: stage: Field required"):
         parse_event({"event": "progress", "time": 1.0, "verb": "export"})
