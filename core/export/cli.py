@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserFacingError
-from core.export.openvino_export import DEFAULT_OVERFLOW_FIX, OVERFLOW_FIX_CHOICES
+from core.config import ExportConfig, InferConfig
+from core.export.openvino_export import OVERFLOW_FIX_CHOICES
 from core.messages import event_line, make_event
 
 
@@ -20,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="run folder (runs/<name>/, uses best.pt), a checkpoint file, or a "
                    "project folder (its newest run)")
     p.add_argument("--formats", help="comma list of onnx, openvino, tensorrt (default: project export.formats)")
-    p.add_argument("--precision", help="comma list of fp32, fp16, int8 (default: project export.precisions)")
+    p.add_argument("--precision", help="comma list of fp32, fp16, int8 (default: project export.precisions; "
+                   "without a project the same less int8, which needs the project's images)")
     p.add_argument("--project", type=Path, help="project folder (default: the one holding the run)")
     p.add_argument("--accuracy-control", action="store_true", default=None,
                    help="INT8 with NNCF accuracy control on the val F1 (default: export.accuracy_control)")
@@ -56,6 +59,36 @@ def newest_run(path: Path) -> Path:
     return max(runs, key=lambda r: max(f.stat().st_mtime for f in r.glob("*.pt")))
 
 
+@dataclass
+class ExportOptions:
+    formats: list[str]
+    precisions: list[str]
+    accuracy_control: bool
+    max_drop: float
+    calibration_images: int
+    opset: int
+    overflow_fix: str
+    conf: float
+
+
+def export_options(args: argparse.Namespace, project) -> ExportOptions:
+    """The flags, else the project's config, else the config model's defaults (never a literal here)."""
+    cfg = project.config.export if project is not None else ExportConfig()
+    infer_cfg = project.config.infer if project is not None else InferConfig()
+    # without a project there are no images to calibrate INT8 on: its default is left out, not an error
+    default_precisions = cfg.precisions if project is not None else [p for p in cfg.precisions if p != "int8"]
+    return ExportOptions(
+        formats=_csv(args.formats, cfg.formats),
+        precisions=_csv(args.precision, default_precisions),
+        accuracy_control=args.accuracy_control if args.accuracy_control is not None else cfg.accuracy_control,
+        max_drop=args.max_drop if args.max_drop is not None else cfg.max_drop,
+        calibration_images=args.calibration_images or cfg.calibration_images,
+        opset=args.opset or cfg.opset,
+        overflow_fix=args.int8_overflow_fix or cfg.int8_overflow_fix,
+        conf=args.conf if args.conf is not None else infer_cfg.conf,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """The export; with ``--events -`` a failure is also an ``error`` event before the usual message."""
     events = args.events == "-"
@@ -85,16 +118,8 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
     if model_file.backend != "torch":
         raise UserFacingError(f"{args.model}: export starts from a checkpoint (.pt) or a run folder")
     project = project_for(args.model, args.project)
-    cfg = project.config.export if project is not None else None
-    formats = _csv(args.formats, cfg.formats if cfg else ["onnx", "openvino"])
-    precisions = _csv(args.precision, cfg.precisions if cfg else ["fp32", "fp16"])
-    accuracy_control = args.accuracy_control if args.accuracy_control is not None else bool(
-        cfg and cfg.accuracy_control)
-    max_drop = args.max_drop if args.max_drop is not None else (cfg.max_drop if cfg else 0.01)
-    n_calib = args.calibration_images or (cfg.calibration_images if cfg else 300)
-    opset = args.opset or (cfg.opset if cfg else 17)
-    overflow_fix = args.int8_overflow_fix or (cfg.int8_overflow_fix if cfg else DEFAULT_OVERFLOW_FIX)
-    conf = args.conf if args.conf is not None else (project.config.infer.conf if project else 0.5)
+    o = export_options(args, project)
+    formats, precisions, accuracy_control, conf = o.formats, o.precisions, o.accuracy_control, o.conf
     if accuracy_control and project is None:
         raise UserFacingError("--accuracy-control needs the project's val split: pass --project")
 
@@ -106,7 +131,7 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
     val_items = []
     if project is not None:
         # calibrate on train images (val stays unseen for the accuracy numbers); fill up from val if few
-        calib = (project.split_images("train") + project.split_images("val"))[:n_calib]
+        calib = (project.split_images("train") + project.split_images("val"))[:o.calibration_images]
         val_items = load_val_items(project, task=meta.task)
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
     log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
@@ -115,7 +140,8 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
         emit("progress", verb="export", stage=stage, done=done, total=total, message=message)
 
     result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
-                        max_drop=max_drop, opset=opset, overflow_fix=overflow_fix, log=log, progress=progress)
+                        max_drop=o.max_drop, opset=o.opset, overflow_fix=o.overflow_fix, log=log,
+                        progress=progress)
     paths = {"folder": str(out), **{f"{b}/{p}": str(f) for (b, p), f in result.files.items()}}
     for (backend, prec), path in result.files.items():
         print(f"{backend:<12} {prec:<5} {path}", file=out_stream)
