@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
     anns, errors = project.load_all()
     for e in errors:
         print(f"dfine analyze: skipped: {e}", file=sys.stderr)
-        emit("warning", message=f"skipped: {e}")
+        emit("warning", message=f"skipped: {e}", about="label_file")
     if args.split != "all":
         wanted = {str(p) for p in project.split_images(args.split)}
         anns = [a for a in anns if str(a.image_path) in wanted]
@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
     warning = weak_model_warning(sum(len(a.instances) for a in anns), per_kind.get("spurious_label", 0))
     if warning:
         print(f"dfine analyze: warning: {warning}", file=sys.stderr)
-        emit("warning", message=warning)
+        emit("warning", message=warning, about="model")  # the Review panel shows this one
     for p in paths.values():
         print(f"wrote {p}", file=out_stream)
     emit("result", verb="analyze", paths={k: str(v) for k, v in paths.items()}, message=summary)
