@@ -152,10 +152,8 @@ def detections_to_instances(det, mapping: dict[int, int], tolerance: float = DEF
 
 
 def load_predictor(model_path: Path, conf: float):
-    try:
-        from core.infer import Predictor  # type: ignore[attr-defined]
-    except ImportError:
-        from core.infer.predictor import Predictor
+    from core.infer.predictor import Predictor
+
     return Predictor.load(model_path, conf=conf)
 
 

@@ -141,6 +141,13 @@ class SplitConfig(_Section):
         return v
 
 
+def _drop_retired(data: Any, keys: tuple[str, ...]) -> Any:
+    """Keys that never did anything (issue #17) are accepted in old project.yaml files and dropped."""
+    if isinstance(data, dict) and any(k in data for k in keys):
+        return {k: v for k, v in data.items() if k not in keys}
+    return data
+
+
 class ExportConfig(_Section):
     formats: list[Literal["onnx", "openvino", "tensorrt"]] = Field(default_factory=lambda: ["onnx", "openvino"])
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
@@ -149,15 +156,22 @@ class ExportConfig(_Section):
     max_drop: float = Field(0.01, ge=0, le=1)
     # NNCF overflow fix: "enable" (7-bit weights in every layer) keeps INT8 right on CPUs without VNNI
     int8_overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
-    batch_size: int = Field(1, gt=0)
-    dynamic_batch: bool = False
-    opset: int = Field(17, ge=11)
+    opset: int = Field(17, ge=17)  # the deploy graph needs opset 17 (core.export.onnx_export.MIN_OPSET)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        return _drop_retired(data, ("batch_size", "dynamic_batch"))  # exports always have a dynamic batch
 
 
 class InferConfig(_Section):
     conf: float = Field(0.5, ge=0, le=1)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        return _drop_retired(data, ("backend",))  # the model file decides the backend (Predictor.load)
 
 
 class ProjectConfig(_Section):

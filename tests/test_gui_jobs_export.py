@@ -15,37 +15,22 @@ from pathlib import Path
 
 import pytest
 
-REPORT = {
-    "name": "train",
-    "checkpoint": "runs/train/best.pt",
-    "torch": {"f1": 0.816},
-    "rows": [
-        {
-            "format": "torch",
-            "precision": "fp32",
-            "size_bytes": 15_200_000,
-            "latency": {"e2e_ms": 88.04, "raw_ms": 71.5},
-            "f1": 0.816,
-            "f1_diff": 0.0,
-        },
-        {
-            "format": "onnx",
-            "precision": "fp32",
-            "size_bytes": 14_960_000,
-            "latency": {"e2e_ms": 61.26, "raw_ms": 49.91},
-            "f1": 0.8161,
-            "f1_diff": 0.0001,
-        },
-        {
-            "format": "openvino",
-            "precision": "int8",
-            "size_mb": 4.14,
-            "e2e_ms": 24.55,
-            "raw_ms": 17.02,
-            "f1": 0.8091,
-            "f1_delta_vs_torch": -0.0069,
-        },
-        {"format": "tensorrt", "precision": "fp16", "error": "needs an NVIDIA GPU and the tensorrt package"},
+def _row(fmt: str, prec: str, file, size, e2e, raw, f1, diff) -> dict:
+    return {"format": fmt, "precision": prec, "file": file, "size_mb": size, "e2e_p50_ms": e2e,
+            "e2e_p95_ms": e2e * 1.2, "raw_p50_ms": raw, "raw_p95_ms": raw * 1.2, "val_f1": f1,
+            "val_precision": 0.8, "val_recall": 0.83, "val_iou": 0.7, "f1_delta_vs_torch": diff}
+
+
+REPORT = {  # exactly the shape core.export.report.build_report writes (core.messages.ExportReport)
+    "created": "2026-12-03 12:00:00",
+    "machine": {"platform": "Linux", "processor": "x86_64", "device": "cpu"},
+    "model": {"size": "n", "task": "segment", "image_size": [256, 256], "classes": ["a", "b"],
+              "source": "runs/train/best.pt"},
+    "conf": 0.5, "val_images": 2, "timed_images": 2, "int8": {"overflow_fix": "enable"},
+    "results": [
+        _row("torch", "fp32", None, None, 88.04, 71.5, 0.816, 0.0),
+        _row("onnxruntime", "fp32", "model.onnx", 14.96, 61.26, 49.91, 0.8161, 0.0001),
+        _row("openvino", "int8", "openvino_int8/model.xml", 4.14, 24.55, 17.02, 0.8091, -0.0069),
     ],
 }
 
@@ -85,6 +70,8 @@ def test_args_for_one_click_and_custom(panel):
         "int8",
         "--name",
         "train",
+        "--events",
+        "-",
     ]
     panel.max_drop.setValue(0.02)
     assert panel.build_args(["onnx", "openvino"], ["int8"], True)[-3:] == [
@@ -99,30 +86,39 @@ def test_args_for_one_click_and_custom(panel):
     assert "at least one format and one precision" in panel.last_message
 
 
-def test_progress_parsing_moves_forward_only():
+def ev(kind: str, **fields) -> dict:
+    return {"event": kind, "time": 1.0, **fields}
+
+
+def test_progress_from_events_moves_forward_only():
     from app.jobs.export_panel import ExportProgress, plan_stages
+    from core.messages import parse_event
 
     stages = plan_stages(["onnx", "openvino"], ["int8"], True)
     assert stages == ["onnx", "openvino", "int8", "accuracy", "measure", "report"]
     pm = ExportProgress(stages)
     assert pm.fraction == 0.0
-    pm.feed_line("exporting runs/a/best.pt -> exports/a (formats onnx, openvino; precisions int8)")
-    assert pm.stage == "onnx", "the command summary names every stage but starts none"
-    pm.feed_line("ONNX (opset 17) ...")
-    assert pm.stage == "onnx"
-    pm.feed_line("OpenVINO FP32 ...")
+
+    def feed(**fields) -> None:
+        pm.feed(parse_event(ev("progress", verb="export", **fields)))
+
+    feed(stage="onnx", done=0, total=1)
+    assert pm.stage == "onnx" and pm.fraction == 0.0
+    feed(stage="openvino", done=0, total=1)
     assert pm.stage == "openvino" and pm.fraction == pytest.approx(1 / 6)
-    pm.feed_line("OpenVINO INT8 (NNCF, 40 calibration images) ...")
-    assert pm.stage == "int8"
-    pm.feed_line("Statistics collection ━━━━━━━━ 50% 20/40")
-    assert pm.fraction == pytest.approx((2 + 0.5 * 0.99) / 6)
-    pm.feed_line("ONNX model reloaded ...")  # an earlier stage named again: no step back
-    assert pm.stage == "int8"
-    pm.feed_line("INT8 with accuracy control (max F1 drop 0.01) ...")
+    feed(stage="int8", progress=0.5)
+    assert pm.stage == "int8" and pm.fraction == pytest.approx((2 + 0.5 * 0.99) / 6)
+    feed(stage="onnx", done=1, total=1)  # an earlier stage again: no step back, no fill
+    assert pm.stage == "int8" and pm.fraction == pytest.approx((2 + 0.5 * 0.99) / 6)
+    feed(stage="accuracy", done=0, total=1)
     assert pm.stage == "accuracy"
-    pm.feed_event({"event": "stage", "stage": "measure", "done": 1, "total": 4})
+    feed(stage="measure", done=1, total=4)
     assert pm.stage == "measure" and pm.fraction == pytest.approx((4 + 0.25 * 0.99) / 6)
-    pm.feed_event({"event": "done"})
+    feed(stage="tensorrt", done=0, total=2)  # not planned: ignored
+    assert pm.stage == "measure"
+    pm.feed(parse_event(ev("warning", message="slow")))
+    assert pm.stage == "measure" and not pm.finished
+    pm.feed(parse_event(ev("result", verb="export", paths={"report": "r.json"})))
     assert pm.fraction == 1.0
     assert plan_stages(["onnx"], ["fp32"], True) == ["onnx", "measure", "report"]
 
@@ -138,30 +134,15 @@ def test_report_table_and_open_folder(panel, monkeypatch, screenshot_dir):
     assert panel.show_report(out / "report.json")
     cells = [[panel.table.item(r, c).text() for c in range(7)] for r in range(panel.table.rowCount())]
     assert cells == [
-        ["torch", "fp32", "15.2", "88.0", "71.5", "0.816", "+0.000"],
-        ["onnx", "fp32", "15.0", "61.3", "49.9", "0.816", "+0.000"],
+        ["torch", "fp32", "—", "88.0", "71.5", "0.816", "+0.000"],
+        ["onnxruntime", "fp32", "15.0", "61.3", "49.9", "0.816", "+0.000"],
         ["openvino", "int8", "4.1", "24.6", "17.0", "0.809", "-0.007"],
-        ["tensorrt", "fp16", "—", "—", "—", "—", "—"],
     ]
-    assert "NVIDIA" in panel.table.item(3, 0).toolTip()
     opened = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
     assert panel.open_folder()
     assert opened == [str(out)]
     screenshot(panel, "jobs_export_report")
-
-
-def test_report_precision_clobbered_by_the_metric():
-    """core.export.report writes the val metric P under "precision" (same key as fp32/int8)."""
-    from app.jobs.export_panel import parse_row
-
-    rows = [
-        {"format": "torch", "precision": 0.0, "file": None},
-        {"format": "onnxruntime", "precision": 0.25, "file": "model.onnx"},
-        {"format": "openvino", "precision": 0.5, "file": "openvino_int8/model.xml"},
-        {"format": "tensorrt", "precision": "FP16", "file": "tensorrt_fp16.engine"},
-    ]
-    assert [parse_row(r).precision for r in rows] == ["fp32", "fp32", "int8", "fp16"]
 
 
 def test_bad_report_is_named(panel, tmp_path):
@@ -173,8 +154,44 @@ def test_bad_report_is_named(panel, tmp_path):
     assert not panel.show_report(bad)
     assert str(bad) in panel.last_message
     bad.write_text(json.dumps({"name": "x"}))
+    with pytest.raises(UserFacingError, match=r"report.json: not an export report: created: Field required"):
+        read_report(bad)
+    # the old guessed spellings are no longer read: the one shape is the contract
+    bad.write_text(json.dumps({**REPORT, "results": [{"format": "onnx", "precision": 0.25}]}))
+    with pytest.raises(UserFacingError, match=r"results\.0\.precision: Input should be 'fp32', 'fp16' or 'int8'"):
+        read_report(bad)
+    bad.write_text(json.dumps({**REPORT, "results": []}))
     with pytest.raises(UserFacingError, match="lists no exported models"):
         read_report(bad)
+
+
+def test_the_report_the_engine_writes_is_what_the_panel_reads(tmp_path, monkeypatch):
+    """core.export.report.build_report's output (no val or timing images) parses and fills the table."""
+    from app.jobs.export_panel import read_report, report_cells
+    from core.export.pipeline import ExportResult
+    from core.export.report import build_report
+    from core.infer.meta import ModelMeta
+
+    (tmp_path / "model.onnx").write_bytes(b"x" * 2**20)
+    result = ExportResult(tmp_path, {("onnxruntime", "fp32"): tmp_path / "model.onnx"})
+    stages = []
+
+    def progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
+        stages.append((stage, done, total))
+
+    class _Stub:  # Predictor.load / from_module are not called for measurements without images
+        pass
+
+    monkeypatch.setattr("core.infer.predictor.Predictor",
+                        type("P", (), {"from_module": staticmethod(lambda *a, **k: _Stub()),
+                                       "load": staticmethod(lambda *a, **k: _Stub())}))
+    report = build_report(result, None, ModelMeta(["a"], "segment", (64, 64), 10, "n"), [], [], 0.5, "cpu",
+                          log=lambda m: None, progress=progress)
+    assert stages == [("measure", 0, 2), ("measure", 1, 2), ("report", 0, 1)]
+    parsed = read_report(tmp_path / "report.json")
+    assert parsed.model_dump(mode="json", exclude_unset=True) == report
+    assert [report_cells(r) for r in parsed.results] == [
+        ["torch", "fp32", "—", "—", "—", "—", "—"], ["onnxruntime", "fp32", "1.0", "—", "—", "—", "—"]]
 
 
 FAKE_EXPORTER = textwrap.dedent('''
@@ -184,21 +201,27 @@ FAKE_EXPORTER = textwrap.dedent('''
     assert args[0] == "export", args
     project = args[args.index("--project") + 1]
     name = args[args.index("--name") + 1]
-    for line in ["exporting best.pt -> exports (formats onnx, openvino; precisions int8)",
-                 "ONNX (opset 17) ...", "OpenVINO INT8 (NNCF, 2 calibration images) ...",
-                 "Statistics collection 50%", "Statistics collection 100%", "measuring openvino int8 ..."]:
-        print(line, file=sys.stderr, flush=True)
+    assert "--events" in args, args
+
+    def emit(kind, **fields):
+        print(json.dumps({"event": kind, "time": time.time(), **fields}), flush=True)
+
+    print("exporting best.pt -> exports (formats onnx, openvino; precisions int8)", file=sys.stderr, flush=True)
+    for stage, done, total in [("onnx", 0, 1), ("openvino", 0, 1), ("int8", 0, 2), ("int8", 1, 2),
+                               ("measure", 0, 2), ("measure", 1, 2), ("report", 0, 1)]:
+        print(stage.upper() + " ...", file=sys.stderr, flush=True)
+        emit("progress", verb="export", stage=stage, done=done, total=total)
         time.sleep(0.05)
     if name == "slow":
         time.sleep(60)
     if "--fail" in args or name == "broken":
-        print(json.dumps({"event": "error", "message": "calibration failed: no images"}), flush=True)
+        emit("error", message="calibration failed: no images", type="ExportError")
         sys.exit(2)
     import pathlib
     out = pathlib.Path(project) / "exports" / name
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(REPORT_LITERAL))
-    print("wrote " + str(out / "report.json"), flush=True)
+    emit("result", verb="export", paths={"folder": str(out), "report": str(out / "report.json")})
 ''').replace("REPORT_LITERAL", repr(REPORT))
 
 
@@ -228,7 +251,7 @@ def test_one_click_chain_with_stand_in_exporter(panel, qtbot, fake_exporter, scr
     assert done == [(report, 0)]
     assert values == sorted(values) and values[-1] == 1000  # monotone, ends full
     assert any(0 < v < 1000 for v in values)
-    assert panel.table.rowCount() == 4 and panel.table.item(2, 1).text() == "int8"
+    assert panel.table.rowCount() == 3 and panel.table.item(2, 1).text() == "int8"
     assert panel.last_message.startswith("Done in")
     assert panel.int8_button.isEnabled()
     screenshot(panel, "jobs_export_done")
@@ -338,9 +361,9 @@ def test_real_one_click_int8_export(qtbot, qapp, tmp_path, screenshot_dir):
     size_onnx = float(panel.table.item(cells[("onnxruntime", "fp32")], 2).text())
     assert 0 < size_int8 < 0.6 * size_onnx  # int8 weights: well under the fp32 file
     assert float(panel.table.item(r, 3).text()) > 0 and float(panel.table.item(r, 4).text()) > 0
-    for row in panel.rows:
+    for row in panel.report.results:
         print(
-            f"{row.format:<12} {row.precision:<5} {row.size_mb} MB e2e {row.e2e_ms} raw {row.raw_ms} "
-            f"F1 {row.f1} dF1 {row.f1_diff}"
+            f"{row.format:<12} {row.precision:<5} {row.size_mb} MB e2e {row.e2e_p50_ms} raw {row.raw_p50_ms} "
+            f"F1 {row.val_f1} dF1 {row.f1_delta_vs_torch}"
         )
     screenshot(panel, "jobs_export_real_int8")

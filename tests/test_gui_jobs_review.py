@@ -294,10 +294,17 @@ def test_real_analyze_run_then_fix_everything(panel, project, qtbot, screenshot_
     assert panel.items == []
     results = coco_results(project)
     done = []
+    seen = []
     panel.analysis_finished.connect(done.append)
+    panel.busy.valueChanged.connect(lambda v: seen.append((panel.busy.maximum(), v)))
     assert panel.run_analysis(predictions=str(results))
     qtbot.waitUntil(lambda: bool(done), timeout=90_000)
     assert done == [0], panel.log_view.toPlainText()
+    # progress came from `--events -`: the bar counted the images up to all of them
+    n = len(project.load_all()[0])
+    assert (n, n) in seen, seen
+    upto = seen[:seen.index((n, n)) + 1]
+    assert upto == sorted(upto) and len({v for m, v in upto if m == n}) >= 2, seen
     kinds = sorted(it.kind for it in panel.items)
     assert kinds == ["duplicate_label", "missing_label", "wrong_class"], panel.log_view.toPlainText()
     assert "Analysis done: 3 items, 3 to review" in panel.last_message

@@ -31,10 +31,14 @@ def test_event_log_writes_file_and_stream_identically(tmp_path):
     assert records[1]["metrics"]["map"] is None
     for r in records:
         validate_event(r)
-    with pytest.raises(ValueError, match="missing fields"):
+    with pytest.raises(ValueError, match="bad step event: epoch: Field required"):
         validate_event({"event": "step", "time": 1.0, "step": 3})
-    with pytest.raises(ValueError, match="unknown event"):
+    with pytest.raises(ValueError, match="unknown training event kind 'nope'"):
         log.emit("nope")
+    with pytest.raises(ValueError, match="bad checkpoint event: kind: Input should be 'last' or 'best'"):
+        log.emit("checkpoint", kind="middle", path="x.pt", epoch=0, step=1)  # the writer is checked too
+    with pytest.raises(ValueError, match="bad epoch event: time_s: Field required"):
+        log.emit("epoch", epoch=0, step=1, loss=1.0)
 
 
 def test_disabled_log_writes_nothing(tmp_path):

@@ -16,6 +16,7 @@ from weights_server import official_n_checkpoint, serve_weights
 
 from core.cli import main as dfine_main
 from core.errors import WeightsError
+from core.messages import parse_event
 from core.weights import (
     DownloadCancelled,
     DownloadError,
@@ -102,9 +103,13 @@ def test_get_downloads_verifies_and_lists(server, cache, n_bytes):
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and kinds[-1] == "done" and "progress" in kinds
-    assert events[-2]["event"] == "progress" and events[-2]["bytes"] == events[-2]["total"] == len(n_bytes)
+    assert kinds[0] == "progress" and events[0]["stage"] == "start" and kinds[-1] == "result"
+    assert [e["stage"] for e in events[1:-1]] == ["download"] * (len(events) - 2)
+    assert events[-2]["done"] == events[-2]["total"] == len(n_bytes)
     assert events[-1]["bytes"] == len(n_bytes) and "fit the size-n D-FINE detector" in events[-1]["check"]
+    assert events[-1]["paths"] == {"weights": str(cache / N_FILE)}
+    for e in events:
+        parse_event(e)
     assert (cache / N_FILE).read_bytes() == n_bytes
     assert not (cache / (N_FILE + ".part")).exists()
     code, out, _ = run_cli("weights", "list", "--json")

@@ -1,6 +1,6 @@
 """Export panel: one button for the whole INT8 OpenVINO chain (ONNX -> OpenVINO -> NNCF INT8
 calibrated on the project's images, accuracy control optional), other formats/precisions
-from checkboxes, progress parsed from the exporter's output, then exports/<name>/report.json
+from checkboxes, progress from `dfine export --events -` (core.messages), then exports/<name>/report.json
 as a table (format, precision, size, e2e/raw latency, F1, F1 diff) and "Open folder".
 
 The export runs as `python -m core export ...` (ProcessJob): NNCF calibration can take
@@ -10,10 +10,7 @@ minutes and lots of memory, and must never freeze or crash the window.
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from core.errors import UserFacingError
+from core.messages import ExportReport, ProgressEvent, ReportRow, ResultEvent, parse_event, read_export_report
 from core.project import as_project
 
 REPORT_FILE = "report.json"
@@ -52,123 +50,22 @@ COLUMNS = ("format", "precision", "size (MB)", "e2e (ms)", "raw (ms)", "F1", "F1
 # ------------------------------------------------------------------------------ report reading
 
 
-@dataclass
-class ReportRow:
-    format: str
-    precision: str
-    size_mb: float | None
-    e2e_ms: float | None
-    raw_ms: float | None
-    f1: float | None
-    f1_diff: float | None
-    note: str = ""
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
+def read_report(path: Path) -> ExportReport:
+    """The export report (``core.messages.ExportReport``, what core.export.report writes); a bad
+    file raises UserFacingError naming it and the first wrong field."""
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _pick(d: dict, *paths: str) -> Any:
-    """First present value among dotted key paths ("latency.e2e_ms")."""
-    for path in paths:
-        cur: Any = d
-        for key in path.split("."):
-            cur = cur.get(key) if isinstance(cur, dict) else None
-            if cur is None:
-                break
-        if cur is not None:
-            return cur
-    return None
-
-
-def _latency(d: dict, kind: str) -> float | None:
-    v = _pick(
-        d,
-        f"{kind}_ms",
-        f"latency_{kind}_ms",
-        f"{kind}_latency_ms",
-        f"{kind}_p50_ms",
-        f"latency.{kind}_ms",
-        f"latency.{kind}.p50_ms",
-        f"latency.{kind}.p50",
-        f"latency.{kind}",
-        f"latency_ms.{kind}",
-        f"{kind}.p50_ms",
-    )
-    return _num(v)
-
-
-def _precision(d: dict) -> str:
-    """fp32/fp16/int8. A numeric "precision" is the val metric P (it shares the name), so the
-    model's precision then comes from its file name (openvino_int8/model.xml), else fp32."""
-    value = d.get("precision")
-    if isinstance(value, str) and value.lower() in PRECISIONS:
-        return value.lower()
-    m = re.search(r"(fp32|fp16|int8)", str(d.get("file") or d.get("path") or ""), re.I)
-    return m.group(1).lower() if m else "fp32"
-
-
-def parse_row(d: dict) -> ReportRow:
-    size = _num(_pick(d, "size_mb", "file_size_mb", "size.mb"))
-    if size is None:
-        size_bytes = _num(_pick(d, "size_bytes", "file_size_bytes", "file_size", "bytes", "size"))
-        size = size_bytes / 1e6 if size_bytes is not None else None
-    f1 = _num(_pick(d, "f1", "val_f1", "metrics.f1", "metrics.mask_f1", "mask_f1", "val.f1"))
-    diff = _num(_pick(d, "f1_delta_vs_torch", "f1_diff", "f1_delta", "delta_f1", "metrics.f1_diff"))
-    if diff is None and _num(_pick(d, "f1_drop")) is not None:
-        diff = -_num(_pick(d, "f1_drop"))  # a drop is a negative difference
-    note = str(_pick(d, "error", "skipped", "note") or "")
-    return ReportRow(
-        str(_pick(d, "format", "backend") or "?"),
-        _precision(d),
-        size,
-        _latency(d, "e2e"),
-        _latency(d, "raw"),
-        f1,
-        diff,
-        note,
-    )
-
-
-def read_report(path: Path) -> tuple[dict, list[ReportRow]]:
-    """(meta, rows) of an export report; a bad file raises UserFacingError naming it."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserFacingError(f"{path}: not a readable export report ({exc})") from exc
-    if isinstance(doc, list):
-        entries, meta = doc, {}
-    elif isinstance(doc, dict):
-        entries = next(
-            (
-                doc[k]
-                for k in ("rows", "results", "entries", "models", "formats")
-                if isinstance(doc.get(k), list)
-            ),
-            None,
-        )
-        if entries is None:  # {"openvino/int8": {...}, ...}
-            entries = [
-                {"format": k.split("/")[0], "precision": k.split("/")[-1], **v}
-                for k, v in doc.items()
-                if isinstance(v, dict) and "/" in k
-            ]
-        meta = {
-            k: v for k, v in doc.items() if not isinstance(v, (list, dict)) or k in ("torch", "reference")
-        }
-    else:
-        raise UserFacingError(f"{path}: expected a JSON object or list, got {type(doc).__name__}")
-    rows = [parse_row(e) for e in entries if isinstance(e, dict)]
-    if not rows:
+        report = read_export_report(Path(path))
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from None
+    if not report.results:
         raise UserFacingError(f"{path}: the report lists no exported models")
-    return meta, rows
+    return report
+
+
+def report_cells(row: ReportRow) -> list[str]:
+    """The table's cells for one row (COLUMNS)."""
+    return [row.format, row.precision, _fmt(row.size_mb, 1), _fmt(row.e2e_p50_ms, 1),
+            _fmt(row.raw_p50_ms, 1), _fmt(row.val_f1, 3), _fmt(row.f1_delta_vs_torch, 3, signed=True)]
 
 
 def _fmt(v: float | None, digits: int, signed: bool = False) -> str:
@@ -179,16 +76,7 @@ def _fmt(v: float | None, digits: int, signed: bool = False) -> str:
 
 # ------------------------------------------------------------------------------ progress
 
-STAGE_PATTERNS = [  # (stage id, what a line says when that stage starts)
-    ("onnx", re.compile(r"\bonnx\b", re.I)),
-    ("openvino", re.compile(r"openvino|\bIR\b", re.I)),
-    ("int8", re.compile(r"int8|nncf|calibrat|quantiz", re.I)),
-    ("accuracy", re.compile(r"accuracy control|accuracy[- ]aware|validation", re.I)),
-    ("tensorrt", re.compile(r"tensorrt|trt", re.I)),
-    ("measure", re.compile(r"latency|benchmark|measur", re.I)),
-    ("report", re.compile(r"report", re.I)),
-]
-STAGE_TEXT = {
+STAGE_TEXT = {  # core.export.pipeline.STAGES
     "onnx": "Exporting ONNX",
     "openvino": "Converting to OpenVINO",
     "int8": "INT8 calibration (NNCF)",
@@ -197,11 +85,10 @@ STAGE_TEXT = {
     "measure": "Measuring latency and F1",
     "report": "Writing the report",
 }
-PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s?%")
-FRACTION = re.compile(r"\b(\d+)\s?/\s?(\d+)\b")
 
 
 def plan_stages(formats: list[str], precisions: list[str], accuracy_control: bool) -> list[str]:
+    """The stages `dfine export` will announce for this request, in order."""
     stages = ["onnx"]
     if "openvino" in formats:
         stages.append("openvino")
@@ -215,9 +102,8 @@ def plan_stages(formats: list[str], precisions: list[str], accuracy_control: boo
 
 
 class ExportProgress:
-    """Turns the exporter's output into a fraction done and a stage name. Stages are equal
-    slices; a stage only moves forward; a percentage or "i/n" on a line fills its slice.
-    JSON events {"event": "stage"|"progress", "stage", "done"/"total" or "progress"} win."""
+    """`dfine export --events -` progress events -> a fraction done and a stage name. Stages are
+    equal slices; a stage only moves forward; done/total within a stage fills its slice."""
 
     def __init__(self, stages: list[str]):
         self.stages = stages
@@ -235,48 +121,17 @@ class ExportProgress:
             return 1.0
         return min(0.999, (self.index + self.within) / len(self.stages))
 
-    def _enter(self, stage: str) -> bool:
-        if stage in self.stages:
-            i = self.stages.index(stage)
-            if i > self.index:
-                self.index, self.within = i, 0.0
-                return True
-        return False
-
-    def feed_line(self, text: str) -> None:
-        # `dfine export` announces each step as "<what> ..." (e.g. "OpenVINO INT8 (NNCF, 300
-        # calibration images) ..."); other lines (the command summary naming every format,
-        # file lists) must not move the stage. The furthest stage a step line names wins.
-        if text.rstrip().endswith(("...", "…")):
-            named = [
-                self.stages.index(s)
-                for s, pattern in STAGE_PATTERNS
-                if s in self.stages and pattern.search(text)
-            ]
-            if named and max(named) > self.index:
-                self._enter(self.stages[max(named)])
-        m = PERCENT.search(text)
-        if m:
-            self.within = max(self.within, min(1.0, float(m.group(1)) / 100.0) * 0.99)
-            return
-        m = FRACTION.search(text)
-        if m and int(m.group(2)) > 0 and int(m.group(1)) <= int(m.group(2)):
-            self.within = max(self.within, int(m.group(1)) / int(m.group(2)) * 0.99)
-
-    def feed_event(self, ev: dict) -> None:
-        kind = ev.get("event")
-        stage = str(ev.get("stage") or ev.get("step_name") or "")
-        for key, pattern in STAGE_PATTERNS:
-            if stage and (stage == key or pattern.search(stage)):
-                self._enter(key)
-                break
-        done, total = _num(ev.get("done")), _num(ev.get("total"))
-        if done is not None and total:
-            self.within = max(self.within, min(1.0, done / total) * 0.99)
-        elif _num(ev.get("progress")) is not None:
-            self.within = max(self.within, min(1.0, float(ev["progress"])) * 0.99)
-        if kind == "done":
+    def feed(self, msg: Any) -> None:
+        """One parsed event (``core.messages``); kinds other than progress/result are ignored."""
+        if isinstance(msg, ResultEvent):
             self.finished = True
+        if not isinstance(msg, ProgressEvent) or msg.stage not in self.stages:
+            return
+        i = self.stages.index(msg.stage)
+        if i > self.index:
+            self.index, self.within = i, 0.0
+        if i == self.index and msg.fraction() is not None:
+            self.within = max(self.within, msg.fraction() * 0.99)
 
 
 # ------------------------------------------------------------------------------ the panel
@@ -294,7 +149,7 @@ class ExportPanel(QWidget):
         self.progress_model: ExportProgress | None = None
         self.report_path: Path | None = None
         self.export_dir: Path | None = None
-        self.rows: list[ReportRow] = []
+        self.report: ExportReport | None = None
         self.last_message = ""
         self._started_at = 0.0
         self._build_ui()
@@ -477,6 +332,8 @@ class ExportPanel(QWidget):
             ",".join(precisions),
             "--name",
             self.export_name(),
+            "--events",
+            "-",
         ]
         if accuracy_control and "int8" in precisions:
             args += ["--accuracy-control", "--max-drop", f"{self.max_drop.value():g}"]
@@ -548,33 +405,25 @@ class ExportPanel(QWidget):
 
     def _on_log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
-        if self.progress_model is not None and not text.startswith("$ "):
-            self.progress_model.feed_line(text)
-            self._update_progress()
-        m = re.search(r"(\S*" + re.escape(REPORT_FILE) + r")", text)
-        if m and Path(m.group(1)).is_file():
-            self.report_path = Path(m.group(1))
 
     def _on_event(self, ev: dict) -> None:
         self.log_view.appendPlainText(json.dumps(ev))
+        try:
+            msg = parse_event(ev)
+        except ValueError as exc:  # a line that breaks the contract: shown, never guessed at
+            self.log_view.appendPlainText(str(exc))
+            return
         if self.progress_model is not None:
-            self.progress_model.feed_event(ev)
+            self.progress_model.feed(msg)
             self._update_progress()
-        for key in ("report", "report_path"):
-            if isinstance(ev.get(key), str) and Path(ev[key]).is_file():
-                self.report_path = Path(ev[key])
+        if isinstance(msg, ResultEvent) and "report" in msg.paths:
+            self.report_path = Path(msg.paths["report"])
 
     def _find_report(self) -> Path | None:
-        if self.report_path is not None and self.report_path.is_file():
-            return self.report_path
-        if self.export_dir is not None and (self.export_dir / REPORT_FILE).is_file():
-            return self.export_dir / REPORT_FILE
-        fresh = [
-            p
-            for p in self.project.exports_dir.glob(f"*/{REPORT_FILE}")
-            if p.stat().st_mtime >= self._started_at - 1
-        ]
-        return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
+        for path in (self.report_path, self.export_dir / REPORT_FILE if self.export_dir else None):
+            if path is not None and path.is_file():
+                return path
+        return None
 
     def _on_finished(self, code: int, crashed: bool) -> None:
         self._set_buttons(running=False)
@@ -595,32 +444,22 @@ class ExportPanel(QWidget):
     # ---- report -----------------------------------------------------------------------------
     def show_report(self, path: Path) -> bool:
         try:
-            meta, rows = read_report(path)
+            report = read_report(path)
         except UserFacingError as exc:
             self._set_status(str(exc), error=True)
             return False
         self.report_path = Path(path)
         self.export_dir = self.report_path.parent
-        self.rows = rows
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            cells = [
-                row.format,
-                row.precision,
-                _fmt(row.size_mb, 1),
-                _fmt(row.e2e_ms, 1),
-                _fmt(row.raw_ms, 1),
-                _fmt(row.f1, 3),
-                _fmt(row.f1_diff, 3, signed=True),
-            ]
-            for c, text in enumerate(cells):
+        self.report = report
+        self.table.setRowCount(len(report.results))
+        for r, row in enumerate(report.results):
+            for c, text in enumerate(report_cells(row)):
                 item = QTableWidgetItem(text)
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if row.note:
-                    item.setToolTip(row.note)
                 self.table.setItem(r, c, item)
-        self.report_label.setText(f"{self.export_dir.name}: {len(rows)} model(s) — {self.report_path}")
+        self.report_label.setText(
+            f"{self.export_dir.name}: {len(report.results)} model(s) — {self.report_path}")
         self.open_button.setEnabled(True)
         return True
 

@@ -9,6 +9,7 @@ the analysis' own tile renderer (red = label, green = suggestion), thumbnails in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from app.jobs.review_store import (
 )
 from app.settings import default_model
 from core.errors import UserFacingError
+from core.messages import ProgressEvent, WarningEvent, parse_event
 from core.project import as_project
 
 KIND_TEXT = {
@@ -129,6 +131,7 @@ class ReviewPanel(QWidget):
         self.decisions: DecisionStore | None = None
         self.history: FixHistory | None = None
         self.job: ProcessJob | None = None
+        self._model_warning: str | None = None  # from the analysis's warning event (about="model")
         self.last_opened_box: list[float] | None = None
         self.last_message = ""
         self._thumbs: dict[str, QIcon] = {}
@@ -329,7 +332,7 @@ class ReviewPanel(QWidget):
             args += ["--predictions", str(predictions)]
         else:
             args += ["--weights", str(model or self.model_edit.text().strip())]
-        return args + ["--out", str(self.project.review_dir)]
+        return args + ["--out", str(self.project.review_dir), "--events", "-"]
 
     def run_analysis(self, model: str | None = None, predictions: str | None = None) -> bool:
         """Start `dfine analyze` in the background; the list reloads when it ends."""
@@ -342,14 +345,30 @@ class ReviewPanel(QWidget):
             self.settings.set_model_for(self.project.root, model or self.model_edit.text().strip())
         self.job = ProcessJob(self.analysis_args(model, predictions), cwd=self.project.root, parent=self)
         self.job.log.connect(self.log_view.appendPlainText)
-        self.job.event.connect(lambda ev: self.log_view.appendPlainText(str(ev)))
+        self.job.event.connect(self._on_event)
         self.job.finished.connect(self._analysis_done)
+        self._model_warning = None
         self.busy.setRange(0, 0)
         self.analyze_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._set_status("Analysing the labelled images…")
         self.job.start()
         return True
+
+    def _on_event(self, ev: dict) -> None:
+        """`dfine analyze --events -` (core.messages): per-image progress and the model warning."""
+        self.log_view.appendPlainText(json.dumps(ev))
+        try:
+            msg = parse_event(ev)
+        except ValueError as exc:
+            self.log_view.appendPlainText(str(exc))
+            return
+        if isinstance(msg, ProgressEvent) and msg.stage == "images" and msg.total:
+            self.busy.setRange(0, int(msg.total))
+            self.busy.setValue(int(msg.done or 0))
+            self._set_status(f"Analysing the labelled images… {int(msg.done or 0)} of {int(msg.total)}")
+        elif isinstance(msg, WarningEvent) and (msg.model_extra or {}).get("about") == "model":
+            self._model_warning = msg.message
 
     def shutdown(self, wait_ms: int = 10000) -> None:
         """End a running analysis before the window closes (SIGTERM, then kill)."""
@@ -375,9 +394,7 @@ class ReviewPanel(QWidget):
             n_open = sum(it.is_open for it in self.items)
             done = f"Analysis done: {len(self.items)} items, {n_open} to review"
             # e.g. an undertrained model: its misses would pass for label mistakes
-            warning = next((line.split("warning:", 1)[1].strip()
-                            for line in reversed(self.log_view.toPlainText().splitlines())
-                            if line.startswith("dfine analyze: warning:")), None)
+            warning = self._model_warning
             if warning:  # the whole sentence is in the log; the status line keeps its gist
                 self._set_status(f"{done}. Warning: {warning.split(', so ')[0]} (see the log)", error=True)
             else:

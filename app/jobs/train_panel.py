@@ -383,7 +383,7 @@ class TrainPanel(QWidget):
             self.total_steps = ev.get("total_steps")
             self.status_label.setText(f"Training {ev.get('run', '')} on {ev.get('device', '?')}")
         elif kind == "step":
-            step = int(ev.get("global_step", ev.get("step", 0)))
+            step = int(ev.get("step", 0))  # core.messages.TrainStepEvent.step (global optimizer steps)
             total = ev.get("total_steps") or self.total_steps
             if total:
                 self.progress.setValue(int(1000 * min(1.0, step / float(total))))

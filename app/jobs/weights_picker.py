@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from core.errors import ConfigError
+from core.messages import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, parse_event
 
 RANDOM = "random initialisation"
 
@@ -203,24 +204,29 @@ class WeightsPicker(QWidget):
             self.job.cancel()
 
     def handle_event(self, ev: dict) -> None:
-        kind = ev.get("event")
-        if kind == "start" and ev.get("resume_from"):
-            self._set_status(f"Resuming {ev.get('name')} at {ev['resume_from'] / 1e6:.1f} MB…")
-        elif kind == "progress":
-            done, total = int(ev.get("bytes", 0)), ev.get("total")
+        try:
+            msg = parse_event(ev)
+        except ValueError:
+            return  # not one of ours (the log shows the line)
+        if isinstance(msg, ProgressEvent) and msg.stage == "start":
+            resume_from = (msg.model_extra or {}).get("resume_from") or 0
+            if resume_from:
+                self._set_status(f"Resuming {ev.get('name')} at {resume_from / 1e6:.1f} MB…")
+        elif isinstance(msg, ProgressEvent):
+            done, total = int(msg.done or 0), msg.total
             if total:
-                self.progress.setValue(int(1000 * min(1.0, done / float(total))))
+                self.progress.setValue(int(1000 * (msg.fraction() or 0.0)))
                 self._set_status(f"Downloading {ev.get('name')}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
             else:
                 self._set_status(f"Downloading {ev.get('name')}: {done / 1e6:.1f} MB")
-        elif kind == "done":
+        elif isinstance(msg, ResultEvent):
             self.progress.setValue(1000)
             self._set_status(f"{ev.get('name')} ready ({ev.get('check', '')})")
-        elif kind == "cancelled":
+        elif isinstance(msg, CancelledEvent):
             self._set_status(f"Cancelled — {int(ev.get('bytes', 0)) / 1e6:.1f} MB kept; "
                                 f"Download resumes it")
-        elif kind == "error":
-            self.last_error = str(ev.get("message", "download failed"))
+        elif isinstance(msg, ErrorEvent):
+            self.last_error = msg.message or "download failed"
             self._set_status(f"Download failed: {self.last_error}")
 
     def _on_finished(self, code: int, crashed: bool) -> None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from core.analysis.find_mistakes import AnalysisConfig, analyze, issues_per_kind
 from core.analysis.report import write_report
 from core.annotation import ImageAnnotation
 from core.errors import ConfigError, UserFacingError, WeightsError
 from core.eval.records import ImagePred
+from core.messages import event_line, make_event
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--category-offset", type=int, default=1,
                    help="class index = category_id - offset for a plain results list (default 1, COCO style)")
     p.add_argument("--top", type=int, default=24, help="items on the contact sheet (default 24)")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages: progress per image in stage 'images', "
+                   "stage 'report', then a result event with the written files); the human output goes to stderr")
 
 
 def _model_predictions(weights: Path, anns: Sequence[ImageAnnotation], device: str, conf: float,
@@ -63,6 +68,28 @@ def weak_model_warning(num_labels: int, not_found: int) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The analysis; with ``--events -`` a failure is also an ``error`` event before the usual message."""
+    events = args.events == "-"
+
+    def emit(kind: str, **fields) -> None:
+        if events:
+            print(event_line(make_event(kind, **fields)), flush=True)
+
+    try:
+        return _run(args, emit, sys.stderr if events else sys.stdout)
+    except UserFacingError as exc:
+        emit("error", message=str(exc), type=exc.__class__.__name__)
+        raise
+
+
+def _counted(items: Iterable, total: int, emit: Callable[..., None]) -> Iterator:
+    """``items`` unchanged, with a progress event after each (one per image)."""
+    for i, item in enumerate(items):
+        yield item
+        emit("progress", verb="analyze", stage="images", done=i + 1, total=total)
+
+
+def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str]) -> int:
     from core.data.images import read_image
     from core.project import Project
 
@@ -72,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     anns, errors = project.load_all()
     for e in errors:
         print(f"dfine analyze: skipped: {e}", file=sys.stderr)
+        emit("warning", message=f"skipped: {e}", about="label_file")
     if args.split != "all":
         wanted = {str(p) for p in project.split_images(args.split)}
         anns = [a for a in anns if str(a.image_path) in wanted]
@@ -80,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = AnalysisConfig(conf=args.conf)
     task = project.config.task
     names = project.class_names
+    emit("progress", verb="analyze", stage="images", done=0, total=len(anns))
     if args.predictions is not None:
         from core.eval.coco_results import load_coco_results
 
@@ -89,17 +118,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         preds = _model_predictions(args.weights, anns, args.device, cfg.support_score, len(names))
         source = {"weights": str(args.weights)}
-    issues = analyze(anns, preds, task=task, cfg=cfg)
+    issues = analyze(anns, _counted(preds, len(anns), emit), task=task, cfg=cfg)
     out = args.out if args.out is not None else project.review_dir
+    emit("progress", verb="analyze", stage="report", done=0, total=1)
     paths = write_report(out, issues, anns, names, read_image,
                          {"project": str(project.root), "task": task, "images": len(anns), **source,
                           "settings": vars(cfg)}, top=args.top)
     per_kind = issues_per_kind(issues)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(per_kind.items())) or "none"
-    print(f"{len(issues)} likely label issues in {len(anns)} images ({counts})")
+    summary = f"{len(issues)} likely label issues in {len(anns)} images ({counts})"
+    print(summary, file=out_stream)
     warning = weak_model_warning(sum(len(a.instances) for a in anns), per_kind.get("spurious_label", 0))
     if warning:
         print(f"dfine analyze: warning: {warning}", file=sys.stderr)
+        emit("warning", message=warning, about="model")  # the Review panel shows this one
     for p in paths.values():
-        print(f"wrote {p}")
+        print(f"wrote {p}", file=out_stream)
+    emit("result", verb="analyze", paths={k: str(v) for k, v in paths.items()}, message=summary)
     return 0

@@ -2,23 +2,28 @@
 [--project P] [--accuracy-control]`: the whole export chain plus exports/<name>/report.json.
 
 Unset options come from the project's `export:` section (project.yaml), then the defaults.
+With ``--events -`` stdout carries only ``core.messages`` events (stages: pipeline.STAGES).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserFacingError
-from core.export.openvino_export import DEFAULT_OVERFLOW_FIX, OVERFLOW_FIX_CHOICES
+from core.config import ExportConfig, InferConfig
+from core.export.openvino_export import OVERFLOW_FIX_CHOICES
+from core.messages import event_line, make_event
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="run folder (runs/<name>/, uses best.pt), a checkpoint file, or a "
                    "project folder (its newest run)")
     p.add_argument("--formats", help="comma list of onnx, openvino, tensorrt (default: project export.formats)")
-    p.add_argument("--precision", help="comma list of fp32, fp16, int8 (default: project export.precisions)")
+    p.add_argument("--precision", help="comma list of fp32, fp16, int8 (default: project export.precisions; "
+                   "without a project the same less int8, which needs the project's images)")
     p.add_argument("--project", type=Path, help="project folder (default: the one holding the run)")
     p.add_argument("--accuracy-control", action="store_true", default=None,
                    help="INT8 with NNCF accuracy control on the val F1 (default: export.accuracy_control)")
@@ -35,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="device for the report's latency (default cpu)")
     p.add_argument("--timing-images", type=int, default=20, help="images timed per model in the report")
     p.add_argument("--no-report", action="store_true", help="skip measuring (no report.json)")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages: progress per stage, then a result event "
+                   "with the paths; an error event on failure); the human output goes to stderr")
 
 
 def _csv(text: str | None, default: list[str]) -> list[str]:
@@ -51,7 +59,52 @@ def newest_run(path: Path) -> Path:
     return max(runs, key=lambda r: max(f.stat().st_mtime for f in r.glob("*.pt")))
 
 
+@dataclass
+class ExportOptions:
+    formats: list[str]
+    precisions: list[str]
+    accuracy_control: bool
+    max_drop: float
+    calibration_images: int
+    opset: int
+    overflow_fix: str
+    conf: float
+
+
+def export_options(args: argparse.Namespace, project) -> ExportOptions:
+    """The flags, else the project's config, else the config model's defaults (never a literal here)."""
+    cfg = project.config.export if project is not None else ExportConfig()
+    infer_cfg = project.config.infer if project is not None else InferConfig()
+    # without a project there are no images to calibrate INT8 on: its default is left out, not an error
+    default_precisions = cfg.precisions if project is not None else [p for p in cfg.precisions if p != "int8"]
+    return ExportOptions(
+        formats=_csv(args.formats, cfg.formats),
+        precisions=_csv(args.precision, default_precisions),
+        accuracy_control=args.accuracy_control if args.accuracy_control is not None else cfg.accuracy_control,
+        max_drop=args.max_drop if args.max_drop is not None else cfg.max_drop,
+        calibration_images=args.calibration_images or cfg.calibration_images,
+        opset=args.opset or cfg.opset,
+        overflow_fix=args.int8_overflow_fix or cfg.int8_overflow_fix,
+        conf=args.conf if args.conf is not None else infer_cfg.conf,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    """The export; with ``--events -`` a failure is also an ``error`` event before the usual message."""
+    events = args.events == "-"
+
+    def emit(kind: str, **fields) -> None:
+        if events:
+            print(event_line(make_event(kind, **fields)), flush=True)
+
+    try:
+        return _run(args, emit, sys.stderr if events else sys.stdout)
+    except UserFacingError as exc:
+        emit("error", message=str(exc), type=exc.__class__.__name__)
+        raise
+
+
+def _run(args: argparse.Namespace, emit, out_stream) -> int:
     from core.export.pipeline import export_all, openvino_validation_fn, project_for
     from core.export.report import build_report, report_table
     from core.infer.checkpoint_loader import load_checkpoint
@@ -65,16 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if model_file.backend != "torch":
         raise UserFacingError(f"{args.model}: export starts from a checkpoint (.pt) or a run folder")
     project = project_for(args.model, args.project)
-    cfg = project.config.export if project is not None else None
-    formats = _csv(args.formats, cfg.formats if cfg else ["onnx", "openvino"])
-    precisions = _csv(args.precision, cfg.precisions if cfg else ["fp32", "fp16"])
-    accuracy_control = args.accuracy_control if args.accuracy_control is not None else bool(
-        cfg and cfg.accuracy_control)
-    max_drop = args.max_drop if args.max_drop is not None else (cfg.max_drop if cfg else 0.01)
-    n_calib = args.calibration_images or (cfg.calibration_images if cfg else 300)
-    opset = args.opset or (cfg.opset if cfg else 17)
-    overflow_fix = args.int8_overflow_fix or (cfg.int8_overflow_fix if cfg else DEFAULT_OVERFLOW_FIX)
-    conf = args.conf if args.conf is not None else (project.config.infer.conf if project else 0.5)
+    o = export_options(args, project)
+    formats, precisions, accuracy_control, conf = o.formats, o.precisions, o.accuracy_control, o.conf
     if accuracy_control and project is None:
         raise UserFacingError("--accuracy-control needs the project's val split: pass --project")
 
@@ -86,15 +131,22 @@ def run(args: argparse.Namespace) -> int:
     val_items = []
     if project is not None:
         # calibrate on train images (val stays unseen for the accuracy numbers); fill up from val if few
-        calib = (project.split_images("train") + project.split_images("val"))[:n_calib]
+        calib = (project.split_images("train") + project.split_images("val"))[:o.calibration_images]
         val_items = load_val_items(project, task=meta.task)
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
     log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
+
+    def progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
+        emit("progress", verb="export", stage=stage, done=done, total=total, message=message)
+
     result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
-                        max_drop=max_drop, opset=opset, overflow_fix=overflow_fix, log=log)
+                        max_drop=o.max_drop, opset=o.opset, overflow_fix=o.overflow_fix, log=log,
+                        progress=progress)
+    paths = {"folder": str(out), **{f"{b}/{p}": str(f) for (b, p), f in result.files.items()}}
     for (backend, prec), path in result.files.items():
-        print(f"{backend:<12} {prec:<5} {path}")
+        print(f"{backend:<12} {prec:<5} {path}", file=out_stream)
     if args.no_report:
+        emit("result", verb="export", paths=paths, message=f"exported {len(result.files)} model(s)")
         return 0
     from core.data.images import read_image
 
@@ -103,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         from core.demo import render_demo_image
 
         timing = [render_demo_image(i)[0] for i in range(args.timing_images)]
-    report = build_report(result, model, meta, val_items, timing, conf, args.device, log)
-    print(report_table(report))
-    print(f"report: {out / 'report.json'}")
+    report = build_report(result, model, meta, val_items, timing, conf, args.device, log, progress)
+    print(report_table(report), file=out_stream)
+    print(f"report: {out / 'report.json'}", file=out_stream)
+    emit("result", verb="export", paths={**paths, "report": str(out / "report.json")},
+         message=f"exported {len(result.files)} model(s); report.json written")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from core.errors import ConfigError
 from core.infer.meta import ModelMeta
 from core.model import DeployModel
 
@@ -21,7 +22,7 @@ def export_onnx(deploy: DeployModel, out_path: Path | str, meta: ModelMeta, opse
     import onnx
 
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+        raise ConfigError(f"ONNX opset must be >= {MIN_OPSET} (the deploy graph needs it), got {opset}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     deploy = deploy.eval().cpu()

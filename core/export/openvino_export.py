@@ -88,7 +88,8 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
                   subset_size: int, keep_sensitive_float: bool = True,
                   validation: tuple[Iterable, Callable] | None = None, max_drop: float = 0.01,
                   overflow_fix: str = DEFAULT_OVERFLOW_FIX,
-                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
+                  log: Callable[[str], None] = print,
+                  progress: Callable[..., None] | None = None) -> tuple[Path, dict]:
     """INT8 IR with NNCF. ``calibration`` yields preprocessed [1,3,h,w] float32 batches.
 
     ``calibration`` may be a lazy iterable with ``__len__``.
@@ -130,6 +131,8 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
             return value
 
         log(f"INT8 with accuracy control (max F1 drop {max_drop}, {len(items)} val images)")
+        if progress is not None:  # core.export.pipeline.Progress: the "accuracy" stage starts
+            progress("accuracy", 0, 1, f"INT8 accuracy control (max F1 drop {max_drop})")
         quantized = nncf.quantize_with_accuracy_control(
             model, calibration_dataset=dataset, validation_dataset=nncf.Dataset(items),
             validation_fn=recorded, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,

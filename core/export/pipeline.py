@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -20,6 +21,17 @@ from core.errors import UserFacingError
 from core.infer.meta import ModelMeta
 
 FORMATS = ("onnx", "openvino", "tensorrt")
+STAGES = ("onnx", "openvino", "int8", "accuracy", "tensorrt", "measure", "report")  # the order `export_all` + report run
+
+
+class Progress(Protocol):
+    """``progress(stage, done, total, message)``: a stage of STAGES starts or moves on (done of total)."""
+
+    def __call__(self, stage: str, done: int = 0, total: int = 0, message: str = "") -> None: ...
+
+
+def no_progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
+    """The default Progress: the human log says enough."""
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -79,10 +91,10 @@ def calibration_batches(paths: list[Path], image_size: tuple[int, int]):
 def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precisions: list[str],
                calibration: list[Path] | None = None, accuracy_fn: tuple | None = None, max_drop: float = 0.01,
                opset: int = 17, overflow_fix: str = "enable",
-               log: Callable[[str], None] = print) -> ExportResult:
+               log: Callable[[str], None] = print, progress: Progress = no_progress) -> ExportResult:
     """Write every requested format x precision; ``accuracy_fn`` = (items, validation_fn) turns on
     NNCF accuracy control for INT8; ``overflow_fix`` is NNCF's (all layers by default, see
-    ``core.export.openvino_export.DEFAULT_OVERFLOW_FIX``)."""
+    ``core.export.openvino_export.DEFAULT_OVERFLOW_FIX``). ``progress`` hears each stage of STAGES."""
     from core.export.onnx_export import export_onnx
     from core.model import DeployModel
 
@@ -92,27 +104,34 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
     meta.save(out_dir)
     result = ExportResult(out_dir)
     log(f"ONNX (opset {opset}) ...")
+    progress("onnx", 0, 1, f"ONNX (opset {opset})")
     onnx_path = export_onnx(DeployModel(model, meta.top_k), out_dir / "model.onnx", meta, opset=opset)
     result.files[("onnxruntime", "fp32")] = onnx_path
     if "openvino" in formats:
         from core.export.openvino_export import export_openvino, quantize_int8
 
-        for prec in [p for p in precisions if p in ("fp32", "fp16")]:
+        plain = [p for p in precisions if p in ("fp32", "fp16")]
+        for i, prec in enumerate(plain):
             log(f"OpenVINO {prec.upper()} ...")
+            progress("openvino", i, len(plain), f"OpenVINO {prec.upper()}")
             result.files[("openvino", prec)] = export_openvino(onnx_path, out_dir / f"openvino_{prec}", prec)
         if "int8" in precisions:
             log(f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images) ...")
+            progress("int8", 0, 1, f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images"
+                     + (", accuracy control)" if accuracy_fn is not None else ")"))
             xml, info = quantize_int8(onnx_path, out_dir / "openvino_int8",
                                       calibration_batches(calibration, meta.image_size), len(calibration),
                                       validation=accuracy_fn, max_drop=max_drop,
-                                      overflow_fix=overflow_fix, log=log)
+                                      overflow_fix=overflow_fix, log=log, progress=progress)
             result.files[("openvino", "int8")] = xml
             result.int8_info = info
     if "tensorrt" in formats:
         from core.export.tensorrt_export import export_tensorrt
 
-        for prec in [p for p in precisions if p in ("fp32", "fp16")]:
+        plain = [p for p in precisions if p in ("fp32", "fp16")]
+        for i, prec in enumerate(plain):
             log(f"TensorRT {prec.upper()} ...")
+            progress("tensorrt", i, len(plain), f"TensorRT {prec.upper()}")
             result.files[("tensorrt", prec)] = export_tensorrt(onnx_path, out_dir / f"tensorrt_{prec}.engine",
                                                                prec, meta.image_size)
     return result

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.export.pipeline import ExportResult
+from core.export.pipeline import ExportResult, Progress, no_progress
 from core.infer.meta import ModelMeta
+from core.messages import ExportReport
 
 
 def model_size_bytes(path: Path) -> int:
@@ -24,8 +25,10 @@ def model_size_bytes(path: Path) -> int:
 
 
 def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, timing_images: list[np.ndarray],
-                 conf: float = 0.5, device: str = "cpu", log: Callable[[str], None] = print) -> dict:
-    """Measure every exported model against the torch model and write report.json."""
+                 conf: float = 0.5, device: str = "cpu", log: Callable[[str], None] = print,
+                 progress: Progress = no_progress) -> dict:
+    """Measure every exported model against the torch model and write report.json (the shape is
+    ``core.messages.ExportReport``; it is validated before writing)."""
     from core.bench import time_predictor
     from core.infer.predictor import Predictor
     from core.infer.val_metrics import evaluate
@@ -33,8 +36,9 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
     entries = [("torch", "fp32", None)] + [(b, p, f) for (b, p), f in result.files.items()]
     rows = []
     torch_f1 = None
-    for backend, precision, file in entries:
+    for i, (backend, precision, file) in enumerate(entries):
         log(f"measuring {backend} {precision} ...")
+        progress("measure", i, len(entries), f"measuring {backend} {precision}")
         predictor = (Predictor.from_module(model, meta, device=device, conf=conf) if file is None
                      else Predictor.load(file, device=device, conf=conf))
         row: dict = {"format": backend, "precision": precision,
@@ -59,6 +63,8 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
         "conf": conf, "val_images": len(val_items), "timed_images": len(timing_images),
         "int8": result.int8_info, "results": rows,
     }
+    progress("report", 0, 1, "writing report.json")
+    report = ExportReport.model_validate(report).model_dump(mode="json", exclude_unset=True)  # the same keys
     (result.folder / "report.json").write_text(json.dumps(report, indent=2))
     return report
 

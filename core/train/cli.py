@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 
@@ -34,6 +33,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from core.errors import UserFacingError
+    from core.messages import event_line, make_event
     from core.train.trainer import Trainer, TrainOptions
 
     opts = TrainOptions(
@@ -46,8 +46,7 @@ def run_train(args: argparse.Namespace) -> int:
         trainer = Trainer(opts)
     except UserFacingError as exc:  # before the run folder exists: still tell an --events reader
         if opts.events_stdout:
-            print(json.dumps({"event": "error", "time": round(time.time(), 3), "message": str(exc),
-                              "type": exc.__class__.__name__}, separators=(",", ":")), flush=True)
+            print(event_line(make_event("error", message=str(exc), type=exc.__class__.__name__)), flush=True)
         raise
     return trainer.run()
 

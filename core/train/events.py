@@ -1,6 +1,7 @@
 """Training events: one JSON object per line, the GUI's (and any script's) view of a run.
 
-Every event has ``event`` (its kind) and ``time`` (unix seconds). Kinds and their fields:
+Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are in
+``core.messages`` (the one schema; ``emit`` validates every record). Kinds and their fields:
 
 - ``start``: run, run_dir, project, task, size, image_size, epochs, steps_per_epoch, total_steps,
   batch_size (global), device, world_size, num_train, num_val, classes, resumed (bool), epoch, step
@@ -22,40 +23,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
-import time
 from pathlib import Path
 from typing import IO, Any
 
-EVENT_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "done", "error")
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "start": ("run", "run_dir", "epochs", "steps_per_epoch", "total_steps", "device", "world_size",
-              "num_train", "num_val", "classes", "resumed", "epoch", "step"),
-    "step": ("epoch", "step", "epoch_step", "steps_per_epoch", "total_steps", "loss", "losses", "lr",
-             "img_per_s", "eta_s"),
-    "epoch": ("epoch", "step", "loss", "time_s"),
-    "metrics": ("epoch", "step", "metrics", "best_metric", "value", "is_best"),
-    "checkpoint": ("kind", "path", "epoch", "step"),
-    "warning": ("message",),
-    "done": ("epochs_done", "step", "stopped", "best_metric", "best_value", "best_epoch"),
-    "error": ("message", "type"),
-}
+from core.messages import event_line, make_event, parse_event, plain
 
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: floats stay numbers (NaN/inf become null so every line is strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _plain(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    return value
+TRAIN_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "done", "error")
 
 
 class EventLog:
@@ -72,12 +46,13 @@ class EventLog:
             self._file = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - held for the run
 
     def emit(self, kind: str, /, **fields: Any) -> dict:
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {kind!r}")
-        record = {"event": kind, "time": round(time.time(), 3), **_plain(fields)}
+        """Validate against ``core.messages`` (a wrong field is a bug: ValueError) and write."""
+        if kind not in TRAIN_KINDS:
+            raise ValueError(f"unknown training event kind {kind!r}")
+        record = make_event(kind, **fields)
         if not self.enabled:
             return record
-        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        line = event_line(record)
         assert self._file is not None
         self._file.write(line + "\n")
         self._file.flush()
@@ -127,15 +102,8 @@ class WandbSink:
 
 
 def validate_event(record: dict) -> None:
-    """Raise ValueError when ``record`` does not follow the schema above (used by tests and the GUI)."""
-    kind = record.get("event")
-    if kind not in REQUIRED_FIELDS:
-        raise ValueError(f"unknown event kind {kind!r}")
-    if not isinstance(record.get("time"), (int, float)):
-        raise ValueError(f"{kind}: missing numeric 'time'")  # noqa: TRY004 - a schema error
-    missing = [f for f in REQUIRED_FIELDS[kind] if f not in record]
-    if missing:
-        raise ValueError(f"{kind}: missing fields {missing}")
+    """Raise ValueError when ``record`` is not a valid event (``core.messages.parse_event``)."""
+    parse_event(record)
 
 
 def read_events(path: Path) -> list[dict]:
@@ -162,7 +130,7 @@ def append_metrics_csv(path: Path, row: dict[str, Any]) -> None:
     for k in row:
         if k not in fields:
             fields.append(k)
-    rows.append({k: _plain(v) for k, v in row.items()})
+    rows.append({k: plain(v) for k, v in row.items()})
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

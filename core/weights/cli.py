@@ -1,9 +1,9 @@
 """`dfine weights list | get NAME | add FILE`.
 
-`get --events -` prints one JSON object per line (the GUI's Train panel reads them):
-``start`` {name, url, path, resume_from}, ``progress`` {name, bytes, total}, ``done`` {name, path,
-bytes, check}, ``cancelled`` {name, bytes}, ``error`` {message, type}; every event has ``event``
-and ``time``. SIGTERM (the GUI's Cancel) stops after the current chunk and keeps the `.part`.
+`get --events -` prints one JSON object per line (the GUI's weights picker reads them), models in
+``core.messages``: ``progress`` stage "start" {name, url, path, resume_from}, ``progress`` stage
+"download" {name, done, total} (bytes), ``result`` {name, paths.weights, bytes, check},
+``cancelled`` {name, bytes}, ``error`` {message, type}; every event has ``event`` and ``time``. SIGTERM (the GUI's Cancel) stops after the current chunk and keeps the `.part`.
 """
 
 from __future__ import annotations
@@ -12,26 +12,16 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 from core.errors import UserFacingError, WeightsError
-
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "start": ("name", "url", "path", "resume_from"),
-    "progress": ("name", "bytes", "total"),
-    "done": ("name", "path", "bytes", "check"),
-    "cancelled": ("name", "bytes"),
-    "error": ("message", "type"),
-}
-
+from core.messages import event_line, make_event
 
 def weights_event(kind: str, **fields) -> dict:
-    """One event of `weights get --events -`, checked against EVENT_FIELDS."""
-    missing = [f for f in EVENT_FIELDS[kind] if f not in fields]
-    if missing:
-        raise ValueError(f"weights event {kind!r} lacks {missing}")
-    return {"event": kind, "time": round(time.time(), 3), **fields}
+    """One event of `weights get --events -`, validated by ``core.messages`` (verb "weights")."""
+    if kind in ("progress", "result", "cancelled"):
+        fields = {"verb": "weights", **fields}
+    return make_event(kind, **fields)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,7 +115,7 @@ def _get(args: argparse.Namespace) -> int:
 
     def emit(kind: str, **fields) -> None:
         if events:
-            print(json.dumps(weights_event(kind, **fields), separators=(",", ":")), flush=True)
+            print(event_line(weights_event(kind, **fields)), flush=True)
 
     folder = _folder(args)
     todo = []
@@ -138,7 +128,7 @@ def _get(args: argparse.Namespace) -> int:
         for entry in todo:
             final = cached_file(entry, folder)
             part = final.with_name(final.name + ".part")
-            emit("start", name=entry.name, url=entry.download_url(), path=str(final),
+            emit("progress", stage="start", name=entry.name, url=entry.download_url(), path=str(final),
                  resume_from=part.stat().st_size if part.is_file() and not final.is_file() else 0)
             bar = DownloadProgress(entry.name, emit if events else None)
             try:
@@ -154,7 +144,7 @@ def _get(args: argparse.Namespace) -> int:
                 raise
             bar.close()
             size = path.stat().st_size
-            emit("done", name=entry.name, path=str(path), bytes=size, check=check)
+            emit("result", name=entry.name, paths={"weights": str(path)}, bytes=size, check=check)
             if not events:
                 print(f"{entry.name}: {path} ({size / 1e6:.1f} MB; {check})")
     return 0

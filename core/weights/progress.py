@@ -27,7 +27,7 @@ class DownloadProgress:
             now = time.monotonic()
             if now - self._last_time >= 0.2 or (total is not None and done >= total):
                 self._last_time = now
-                self.emit("progress", name=self.name, bytes=done, total=total)
+                self.emit("progress", stage="download", name=self.name, done=done, total=total)
         elif hasattr(self.stream, "isatty") and self.stream.isatty():
             if self._bar is None:
                 from tqdm import tqdm

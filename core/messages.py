@@ -1,0 +1,267 @@
+"""The typed contract for everything that crosses a process or file boundary (issue #17).
+
+Job events are one JSON object per line (``--events -`` on stdout, ``runs/<name>/events.jsonl``);
+:data:`Event` is one pydantic union keyed on ``event``. Writers build their lines with
+:func:`make_event` (which validates) and readers parse with :func:`parse_event`, so a field
+renamed on one side fails a test instead of silently breaking the GUI.
+
+Kinds shared by every long verb (export, weights, later analyze/val/bench):
+
+- ``progress``: verb, stage, progress (0..1) and/or done/total, message
+- ``result``: verb, paths {what: path}, message (the last line of a successful run)
+- ``cancelled``: verb, message
+- ``warning``: message;  ``error``: message, type
+
+Kinds of the trainer (``dfine train``): ``start``, ``step``, ``epoch``, ``metrics``,
+``checkpoint``, ``done``. Extra fields are allowed on every event (old readers ignore them);
+required fields are what readers rely on.
+
+The export report (``exports/<name>/report.json``) is :class:`ExportReport`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "Event", "ExportReport", "ReportRow", "event_line", "make_event", "parse_event", "plain",
+    "read_export_report",
+]
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe: floats stay numbers (NaN/inf become null so every line is strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return plain(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    time: float
+
+
+# ------------------------------------------------------------------ kinds every long verb uses
+
+
+class ProgressEvent(_Event):
+    event: Literal["progress"]
+    verb: str
+    stage: str
+    progress: float | None = Field(None, ge=0.0, le=1.0)  # within the stage
+    done: float | None = None
+    total: float | None = None
+    message: str = ""
+
+    def fraction(self) -> float | None:
+        """How far the stage is (0..1): ``progress``, else done/total, else unknown."""
+        if self.progress is not None:
+            return self.progress
+        if self.done is not None and self.total:
+            return min(1.0, max(0.0, self.done / self.total))
+        return None
+
+
+class ResultEvent(_Event):
+    event: Literal["result"]
+    verb: str
+    paths: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+
+
+class CancelledEvent(_Event):
+    event: Literal["cancelled"]
+    verb: str
+    message: str = ""
+
+
+class WarningEvent(_Event):
+    event: Literal["warning"]
+    message: str
+
+
+class ErrorEvent(_Event):
+    event: Literal["error"]
+    message: str
+    type: str = "Error"
+
+
+# ------------------------------------------------------------------ the trainer's kinds
+
+
+class TrainStartEvent(_Event):
+    event: Literal["start"]
+    run: str
+    run_dir: str
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    device: str
+    world_size: int
+    num_train: int
+    num_val: int
+    classes: list[str]
+    resumed: bool
+    epoch: int
+    step: int
+
+
+class TrainStepEvent(_Event):
+    event: Literal["step"]
+    epoch: int
+    step: int
+    epoch_step: int
+    steps_per_epoch: int
+    total_steps: int
+    loss: float | None
+    losses: dict[str, float | None]
+    lr: float
+    img_per_s: float | None
+    eta_s: float | None
+
+
+class TrainEpochEvent(_Event):
+    event: Literal["epoch"]
+    epoch: int
+    step: int
+    loss: float | None
+    time_s: float
+
+
+class TrainMetricsEvent(_Event):
+    event: Literal["metrics"]
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    best_metric: str
+    value: float | None
+    is_best: bool
+
+
+class TrainCheckpointEvent(_Event):
+    event: Literal["checkpoint"]
+    kind: Literal["last", "best"]
+    path: str
+    epoch: int
+    step: int
+
+
+class TrainDoneEvent(_Event):
+    event: Literal["done"]
+    epochs_done: int
+    step: int
+    stopped: Literal["finished", "signal"]
+    best_metric: str
+    best_value: float | None
+    best_epoch: int | None
+
+
+Event = Annotated[
+    Union[ProgressEvent, ResultEvent, CancelledEvent, WarningEvent, ErrorEvent, TrainStartEvent,  # noqa: UP007
+          TrainStepEvent, TrainEpochEvent, TrainMetricsEvent, TrainCheckpointEvent, TrainDoneEvent],
+    Field(discriminator="event"),
+]
+EVENT_KINDS = ("progress", "result", "cancelled", "warning", "error", "start", "step", "epoch", "metrics",
+               "checkpoint", "done")
+_ADAPTER: TypeAdapter = TypeAdapter(Event)
+
+
+def parse_event(data: dict | str) -> Any:
+    """One event (a dict or a JSON line) as its model; ValueError naming the problem otherwise."""
+    try:
+        if isinstance(data, str):
+            return _ADAPTER.validate_json(data)
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        kind = data.get("event") if isinstance(data, dict) else None
+        first = exc.errors()[0]
+        loc = list(first["loc"])[1:] if first["loc"] and first["loc"][0] == kind else first["loc"]
+        where = ".".join(str(p) for p in loc) or "event"
+        raise ValueError(f"bad {kind or ''} event: {where}: {first['msg']}".replace("bad  ", "bad ")) from None
+
+
+def make_event(kind: str, /, **fields: Any) -> dict:
+    """A validated event dict (``event`` and ``time`` added, values made JSON-safe)."""
+    record = {"event": kind, "time": round(time.time(), 3), **plain(fields)}
+    parse_event(record)
+    return record
+
+
+def event_line(record: dict) -> str:
+    """The record as one strict-JSON line (no newline)."""
+    return json.dumps(record, separators=(",", ":"), allow_nan=False)
+
+
+# ------------------------------------------------------------------ exports/<name>/report.json
+
+
+class ReportRow(BaseModel):
+    """One format x precision (the first row is the torch reference). ``val_*`` are the val metrics
+    of ``core.infer.val_metrics.evaluate`` (f1, precision, recall, iou); latency keys only when timed."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    precision: Literal["fp32", "fp16", "int8"]
+    file: str | None = None
+    size_mb: float | None = None
+    e2e_p50_ms: float | None = None
+    e2e_p95_ms: float | None = None
+    raw_p50_ms: float | None = None
+    raw_p95_ms: float | None = None
+    val_f1: float | None = None
+    val_precision: float | None = None
+    val_recall: float | None = None
+    val_iou: float | None = None
+    f1_delta_vs_torch: float | None = None
+
+
+class ReportMachine(BaseModel):
+    platform: str
+    processor: str
+    device: str
+
+
+class ReportModel(BaseModel):
+    size: str | None = None
+    task: str
+    image_size: list[int]
+    classes: list[str]
+    source: str | None = None
+
+
+class ExportReport(BaseModel):
+    created: str
+    machine: ReportMachine
+    model: ReportModel
+    conf: float
+    val_images: int
+    timed_images: int
+    int8: dict[str, Any] = Field(default_factory=dict)
+    results: list[ReportRow]
+
+
+def read_export_report(path: Path) -> ExportReport:
+    """The report of ``path``; ValueError naming the file and the first bad field otherwise."""
+    path = Path(path)
+    try:
+        return ExportReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(file)"
+        raise ValueError(f"{path}: not an export report: {where}: {first['msg']}") from None
