@@ -452,7 +452,7 @@ class Project:
 
             desc = f"{op}: {', '.join(old_names)} -> {', '.join(new_names)}"
             ClassEditJournal(self.root).apply(desc, changes, new_to_old, redo=redo,
-                                              rows={p: changed_rows(old, mapping, p, n_old)
+                                              rows={p: changed_rows(old, mapping, p, n_old, new_to_old)
                                                     for p, (old, _) in changes.items() if p != self.config_path})
             self.reload_config()
 
@@ -546,14 +546,22 @@ def remap_text(text: str, mapping: dict[int, int | None], path: Path, num_classe
 
 
 def changed_rows(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,
-                 ) -> list[list[str | None]]:
+                 inverse: dict[int, int] | None = None) -> list[list[str | None]]:
     """[old row, new row or None] for every row a class edit changes (line ends stripped):
-    what undo needs to put each row back exactly even after the file was edited since."""
+    what undo needs to put each row back exactly even after the file was edited since.
+
+    "Changes" means its class, not only its text: merging u (id 3) into t (id 4) leaves u's rows
+    as "3 ..." (t is id 3 afterwards), and without a record undo would map them back through
+    ``inverse`` to t (found by the lock stress test)."""
     rows: list[list[str | None]] = []
     for i, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
         new = _remap_line(line, mapping, path, i, num_classes)
         if new != line:
             rows.append([line, new])
+        elif new is not None and inverse is not None and line.split():
+            old_id = parse_class_id(line.split()[0], path, i, num_classes)
+            if inverse.get(mapping[old_id]) != old_id:  # same text, other class: undo must know
+                rows.append([line, new])
     return rows
 
 
