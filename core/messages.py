@@ -265,3 +265,22 @@ def read_export_report(path: Path) -> ExportReport:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(file)"
         raise ValueError(f"{path}: not an export report: {where}: {first['msg']}") from None
+
+
+def run_with_events(events: bool, body) -> int:
+    """A long verb's entry: ``body(emit, out_stream)`` with ``emit(kind, **fields)`` printing events
+    on stdout when ``events`` (human output then goes to stderr); a UserFacingError is also sent as
+    an ``error`` event before it propagates to the CLI's one-line message."""
+    import sys
+
+    from core.errors import UserFacingError
+
+    def emit(kind: str, **fields: Any) -> None:
+        if events:
+            print(event_line(make_event(kind, **fields)), flush=True)
+
+    try:
+        return body(emit, sys.stderr if events else sys.stdout)
+    except UserFacingError as exc:
+        emit("error", message=str(exc), type=exc.__class__.__name__)
+        raise

@@ -18,7 +18,7 @@ from core.analysis.report import write_report
 from core.annotation import ImageAnnotation
 from core.errors import ConfigError, UserFacingError, WeightsError
 from core.eval.records import ImagePred
-from core.messages import event_line, make_event
+from core.messages import run_with_events
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,17 +69,7 @@ def weak_model_warning(num_labels: int, not_found: int) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """The analysis; with ``--events -`` a failure is also an ``error`` event before the usual message."""
-    events = args.events == "-"
-
-    def emit(kind: str, **fields) -> None:
-        if events:
-            print(event_line(make_event(kind, **fields)), flush=True)
-
-    try:
-        return _run(args, emit, sys.stderr if events else sys.stdout)
-    except UserFacingError as exc:
-        emit("error", message=str(exc), type=exc.__class__.__name__)
-        raise
+    return run_with_events(args.events == "-", lambda emit, out: _run(args, emit, out))
 
 
 def _counted(items: Iterable, total: int, emit: Callable[..., None]) -> Iterator:

@@ -15,7 +15,7 @@ from pathlib import Path
 from core.errors import UserFacingError
 from core.config import ExportConfig, InferConfig
 from core.export.openvino_export import OVERFLOW_FIX_CHOICES
-from core.messages import event_line, make_event
+from core.messages import run_with_events
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,17 +91,7 @@ def export_options(args: argparse.Namespace, project) -> ExportOptions:
 
 def run(args: argparse.Namespace) -> int:
     """The export; with ``--events -`` a failure is also an ``error`` event before the usual message."""
-    events = args.events == "-"
-
-    def emit(kind: str, **fields) -> None:
-        if events:
-            print(event_line(make_event(kind, **fields)), flush=True)
-
-    try:
-        return _run(args, emit, sys.stderr if events else sys.stdout)
-    except UserFacingError as exc:
-        emit("error", message=str(exc), type=exc.__class__.__name__)
-        raise
+    return run_with_events(args.events == "-", lambda emit, out: _run(args, emit, out))
 
 
 def _run(args: argparse.Namespace, emit, out_stream) -> int:

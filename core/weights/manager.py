@@ -10,11 +10,11 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic_io import atomic_write_with
 from core.errors import WeightsError
 from core.weights.cache import cached_file
 from core.weights.download import DownloadError, ProgressFn, download
@@ -108,17 +108,8 @@ def add_file(source: Path | str, folder: Path, name: str | None = None) -> tuple
     folder.mkdir(parents=True, exist_ok=True)
     if final.exists() and final.resolve() == source.resolve():
         return entry, final
-    fd, tmp = tempfile.mkstemp(prefix=final.name + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with open(source, "rb") as src:
+        atomic_write_with(final, lambda dst: shutil.copyfileobj(src, dst, 1 << 20))
     return entry, final
 
 
