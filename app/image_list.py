@@ -44,9 +44,9 @@ PathRole = Qt.ItemDataRole.UserRole + 2
 
 def review_flagged(project) -> set[str]:
     """Image file names with open (undecided) review items; the review store is owned by
-    the review panel (app.jobs.review_store). No review yet = no flags."""
+    the review panel (core.analysis.review). No review yet = no flags."""
     try:
-        from app.jobs.review_store import flagged_image_names
+        from core.analysis.review import flagged_image_names
     except ImportError:
         return set()
     return flagged_image_names(project)

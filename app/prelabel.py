@@ -1,9 +1,8 @@
 """Pre-labeling: a trained model proposes polygons the person then fixes or accepts.
 
-The engine's ``Predictor`` returns masks; here they become *editable* polygons:
-contours traced with OpenCV, simplified (few vertices to drag, within a pixel of
-the mask) and made valid with shapely (a self-touching contour would otherwise
-give a bow-tie polygon). Proposals are ``source="model"`` and drawn dashed until
+The engine's ``Predictor`` returns masks; here they become *editable* polygons with
+``core.geometry.mask_to_polygons`` (pixel-edge outlines, holes kept, valid), simplified to
+within a pixel (few vertices to drag). Proposals are ``source="model"`` and drawn dashed until
 the person edits or accepts them.
 """
 
@@ -12,76 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
-import shapely
-from shapely.geometry import GeometryCollection, MultiPolygon, Polygon
 
 from core.annotation import Instance
+from core.geometry import box_iou, mask_to_polygons
 
 DEFAULT_TOLERANCE_PX = 1.0  # simplification: max distance of the polygon from the traced contour
 DEFAULT_MIN_AREA_PX = 16.0  # specks below this are noise, not objects
 
 
-def _polygon_parts(geom) -> list[Polygon]:
-    if isinstance(geom, Polygon):
-        return [geom] if not geom.is_empty else []
-    if isinstance(geom, (MultiPolygon, GeometryCollection)):
-        out: list[Polygon] = []
-        for g in geom.geoms:
-            out += _polygon_parts(g)
-        return out
-    return []  # lines/points left by make_valid carry no area
-
-
-def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE_PX,
-                     min_area: float = DEFAULT_MIN_AREA_PX, grow: float = 0.0
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Binary mask -> (outer polygons, holes), pixel coordinates with vertices at
-    boundary pixel centres (index + 0.5), simplified and valid.
-
-    ``grow=0.5`` moves the outline out to the mask pixels' outer edges (holes shrink the same),
-    so the polygon covers the pixels' area: through the centres a small object loses a half-pixel
-    rim (a 30 px triangle ~10 % of its IoU)."""
-    m = np.ascontiguousarray(mask.astype(np.uint8))
-    contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if hierarchy is None:
-        return [], []
-    hier = hierarchy[0]
-    shapes: list[Polygon] = []
-    for i, contour in enumerate(contours):
-        if hier[i][3] >= 0 or len(contour) < 3:  # holes are collected from their parent
-            continue
-        shell = contour.reshape(-1, 2).astype(np.float64) + 0.5
-        holes = []
-        child = hier[i][2]
-        while child >= 0:
-            if len(contours[child]) >= 3:
-                holes.append(contours[child].reshape(-1, 2).astype(np.float64) + 0.5)
-            child = hier[child][0]
-        shapes.append(Polygon(shell, holes))
-    outers: list[np.ndarray] = []
-    inners: list[np.ndarray] = []
-    for shape in shapes:
-        geom = shapely.make_valid(shape)
-        if tolerance > 0:
-            geom = shapely.make_valid(geom.simplify(tolerance, preserve_topology=True))
-        if grow:
-            geom = shapely.make_valid(geom.buffer(grow, join_style="mitre", mitre_limit=5.0))
-        for part in _polygon_parts(geom):
-            if part.area < min_area:
-                continue
-            part = shapely.geometry.polygon.orient(part, sign=1.0)
-            outers.append(np.asarray(part.exterior.coords, dtype=np.float64)[:-1])
-            for ring in part.interiors:
-                if Polygon(ring).area >= min_area:
-                    inners.append(np.asarray(ring.coords, dtype=np.float64)[:-1])
-    return outers, inners
-
-
 def mask_instance(mask: np.ndarray, class_id: int, score: float | None = None) -> Instance | None:
     """Editable model-made polygon(s) of a bool mask, holes kept; None for an empty mask."""
-    polys, holes = mask_to_polygons(mask, grow=0.5)
+    polys, holes = mask_to_polygons(mask, DEFAULT_TOLERANCE_PX, DEFAULT_MIN_AREA_PX)
     if not polys:
         return None
     return Instance(class_id=class_id, polygons=polys, holes=holes, source="model", score=score)
@@ -93,13 +34,8 @@ def best_detection_mask(det, box: tuple[float, float, float, float], min_iou: fl
     masks = det.mask_array() if hasattr(det, "mask_array") else det.masks
     if masks is None or not len(det.scores):
         return None
-    b = np.asarray(det.boxes, dtype=np.float64)
     x0, y0, x1, y1 = box
-    ix = np.clip(np.minimum(b[:, 2], x1) - np.maximum(b[:, 0], x0), 0, None)
-    iy = np.clip(np.minimum(b[:, 3], y1) - np.maximum(b[:, 1], y0), 0, None)
-    inter = ix * iy
-    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + (x1 - x0) * (y1 - y0) - inter
-    iou = inter / np.maximum(union, 1e-9)
+    iou = box_iou(det.boxes, [box])[:, 0]
     k = int(np.argmax(iou))
     if iou[k] < min_iou:
         return None

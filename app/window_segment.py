@@ -160,7 +160,8 @@ class SegmentActions:
         """Paint (or erase) a stroke on the one selected instance's mask; the result becomes its
         polygons (holes kept) in one undoable step. Painting with nothing selected makes a new
         instance of the current class."""
-        from app.prelabel import mask_to_polygons
+        from app.prelabel import DEFAULT_MIN_AREA_PX, DEFAULT_TOLERANCE_PX
+        from core.geometry import mask_to_polygons
         from core.mask_edit import instance_mask, paint_stroke
 
         sel = self.canvas.selected
@@ -173,7 +174,7 @@ class SegmentActions:
         w, h = self.doc.ann.width, self.doc.ann.height
         old = self.doc.instances[sel[0]] if sel else None
         mask = paint_stroke(instance_mask(old, w, h), points, radius, not erase)
-        polys, holes = mask_to_polygons(mask, grow=0.5)
+        polys, holes = mask_to_polygons(mask, DEFAULT_TOLERANCE_PX, DEFAULT_MIN_AREA_PX)
         if not polys:
             self.statusBar().showMessage("That would erase the whole instance: press Del to delete it", 6000)
             return None

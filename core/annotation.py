@@ -87,6 +87,26 @@ class Instance:
             iscrowd=self.iscrowd,
         )
 
+    def to_dict(self) -> dict:
+        """JSON-safe copy (review decisions keep labels this way so a fix can be undone later)."""
+        return {"class_id": int(self.class_id), "polygons": [p.ravel().tolist() for p in self.polygons],
+                "holes": [h.ravel().tolist() for h in self.holes],
+                "box": None if self.box is None else [float(v) for v in self.box],
+                "group_id": self.group_id, "source": self.source, "score": self.score,
+                "iscrowd": bool(self.iscrowd)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Instance:
+        """Inverse of :meth:`to_dict` (ValueError on a malformed record)."""
+        try:
+            return cls(class_id=int(d["class_id"]),
+                       polygons=[np.asarray(p, np.float64).reshape(-1, 2) for p in d.get("polygons") or []],
+                       holes=[np.asarray(h, np.float64).reshape(-1, 2) for h in d.get("holes") or []],
+                       box=None if d.get("box") is None else tuple(d["box"]), group_id=d.get("group_id"),
+                       source=d.get("source") or "human", score=d.get("score"), iscrowd=bool(d.get("iscrowd")))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a label record ({exc}): {str(d)[:80]!r}") from None
+
     def same_geometry(self, other: Instance, tol: float = 1e-6) -> bool:
         if self.class_id != other.class_id or len(self.polygons) != len(other.polygons):
             return False

@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("core.infer.cli", "run a model on images, a folder, a video or a camera"),
     "bench": ("core.bench", "latency/F1 per format x precision x batch (paper protocol)"),
     "analyze": ("core.analysis.cli", "rank likely label mistakes"),
+    "review": ("core.analysis.review_cli", "list / accept / dismiss / reopen / undo the flagged label mistakes"),
     "weights": ("core.weights.cli", "list / download / add the official pretrained checkpoints"),
 }
 

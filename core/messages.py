@@ -16,7 +16,9 @@ Kinds of the trainer (``dfine train``): ``start``, ``step``, ``epoch``, ``metric
 ``checkpoint``, ``done``. Extra fields are allowed on every event (old readers ignore them);
 required fields are what readers rely on.
 
-The export report (``exports/<name>/report.json``) is :class:`ExportReport`.
+The export report (``exports/<name>/report.json``) is :class:`ExportReport`; the analysis result
+(``review/label_issues.json``) is :class:`LabelIssuesFile`; the person's review decisions
+(``review/decisions.json``) are :class:`ReviewDecisionsFile`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
-    "Event", "ExportReport", "ReportRow", "event_line", "make_event", "parse_event", "plain",
-    "read_export_report",
+    "Event", "ExportReport", "LabelIssueRecord", "LabelIssuesFile", "ReportRow", "ReviewDecision",
+    "ReviewDecisionsFile", "event_line", "make_event", "parse_event", "plain", "read_export_report",
+    "read_model_file", "validate_model",
 ]
 
 
@@ -256,15 +259,101 @@ class ExportReport(BaseModel):
 
 def read_export_report(path: Path) -> ExportReport:
     """The report of ``path``; ValueError naming the file and the first bad field otherwise."""
-    path = Path(path)
+    return read_model_file(path, ExportReport, "an export report")
+
+
+# ------------------------------------------------------------------ review/label_issues.json
+
+IssueKindName = Literal["missing_label", "wrong_class", "bad_geometry", "duplicate_label", "spurious_label",
+                        "out_of_image", "degenerate_geometry"]
+
+
+class LabelIssueRecord(BaseModel):
+    """One flagged label (``core.analysis.issues.LabelIssue`` as written). ``box`` is xyxy pixels;
+    ``instance`` indexes the image's labels (null for a missing label); ``fix`` is the suggestion
+    ({"action": add | set_class | replace_geometry | delete | clip, "class_id", "polygons", "box"})."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: IssueKindName
+    image: str
+    instance: int | None = None
+    box: list[float] = Field(min_length=4, max_length=4)
+    class_id: int | None = None
+    score: float = 0.0
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    fix: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+    id: str = ""
+
+
+class LabelIssuesFile(BaseModel):
+    """``review/label_issues.json``: what ``dfine analyze`` found, best-ranked first."""
+
+    model_config = ConfigDict(extra="allow")
+    version: int = 1
+    created: str | None = None
+    class_names: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    issues: list[LabelIssueRecord]
+
+
+# ------------------------------------------------------------------ review/decisions.json
+
+
+class ReviewDecision(BaseModel):
+    """A person's decision on one flagged item. An accepted fix keeps the image's labels from
+    before and after it (``before``/``after``: instance dicts, see ``Instance.to_dict``) so it can
+    be undone later, from the CLI or the GUI, as long as the file still holds ``after``."""
+
+    model_config = ConfigDict(extra="allow")
+    decision: Literal["accepted", "dismissed"]
+    image: str
+    kind: str | None = None
+    class_id: int | None = None
+    box: list[float] | None = None
+    issue_id: str = ""
+    time: str = ""
+    seq: int = 0  # order of decisions (undo takes the newest accepted one)
+    change: str = ""
+    before: list[dict[str, Any]] | None = None
+    after: list[dict[str, Any]] | None = None
+
+
+class ReviewDecisionsFile(BaseModel):
+    """``review/decisions.json``: decisions keyed by ``core.analysis.review.decision_key``."""
+
+    model_config = ConfigDict(extra="allow")
+    version: int = 1
+    decisions: dict[str, ReviewDecision] = Field(default_factory=dict)
+
+
+def validate_model(data: Any, model: type[BaseModel], source: Path | str, what: str) -> Any:
+    """``data`` (parsed JSON) as ``model``; ValueError naming ``source``, ``what`` it should be and
+    the first bad field otherwise."""
     try:
-        return ExportReport.model_validate_json(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(file)"
-        raise ValueError(f"{path}: not an export report: {where}: {first['msg']}") from None
+        raise ValueError(f"{source}: not {what}: {where}: {first['msg']}") from None
+
+
+def read_model_file(path: Path, model: type[BaseModel], what: str) -> Any:
+    """The JSON file ``path`` as ``model`` (size/depth-bounded parse); ValueError naming the file,
+    ``what`` it should be and the problem otherwise."""
+    from core.bounded_input import loads_json
+    from core.errors import UserFacingError
+
+    path = Path(path)
+    try:
+        data = loads_json(path.read_bytes(), path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UserFacingError as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError as exc:  # JSON syntax, bad UTF-8
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    return validate_model(data, model, path, what)
 
 
 def run_with_events(events: bool, body) -> int:

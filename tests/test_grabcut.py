@@ -42,9 +42,9 @@ def test_ring_keeps_its_hole():
     m = grabcut_mask(img, (85, 35, 215, 165))
     assert mask_iou(m, gt.astype(bool)) >= 0.95
     assert not m[100, 150]  # the hole is background
-    from app.prelabel import mask_to_polygons
+    from core.geometry import mask_to_polygons
 
-    outer, holes = mask_to_polygons(m)
+    outer, holes = mask_to_polygons(m, 1.0, 16.0)
     assert len(outer) == 1 and len(holes) == 1
 
 
@@ -102,7 +102,7 @@ def test_editor_polygon_covers_mask_pixels_as_areas():
     """mask_instance grows the outline to the pixels' edges: a small triangle keeps its IoU."""
     import cv2
 
-    from app.prelabel import mask_instance, mask_to_polygons
+    from app.prelabel import mask_instance
 
     m = np.zeros((60, 60), np.uint8)
     cv2.fillPoly(m, [np.array([[10, 10], [40, 12], [20, 38]], np.int32)], 1)
@@ -112,7 +112,8 @@ def test_editor_polygon_covers_mask_pixels_as_areas():
     grown = mask_iou(rasterize_instance(inst, 60, 60).astype(bool), m)
     from core.annotation import Instance
 
-    centres = Instance(0, polygons=mask_to_polygons(m)[0])
+    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    centres = Instance(0, polygons=[c.reshape(-1, 2) + 0.5 for c in contours])  # the old trace
     through_centres = mask_iou(rasterize_instance(centres, 60, 60).astype(bool), m)
     assert grown >= 0.95 and through_centres < 0.9
     sq = np.zeros((20, 20), bool)

@@ -21,13 +21,13 @@ def _set(polys: list[np.ndarray]) -> set[tuple[float, float]]:
     return {(float(x), float(y)) for p in polys for x, y in p}
 
 
-def test_rectangle_mask_gives_its_four_pixel_centre_corners():
+def test_rectangle_mask_gives_its_four_pixel_edge_corners():
     m = np.zeros((50, 80), bool)
     m[10:30, 20:60] = True
     polys, holes = mask_to_polygons(m)
     assert holes == [] and len(polys) == 1
-    assert _set(polys) == {(20.5, 10.5), (59.5, 10.5), (59.5, 29.5), (20.5, 29.5)}
-    assert Polygon(polys[0]).area == pytest.approx(39 * 19)
+    assert _set(polys) == {(20.0, 10.0), (60.0, 10.0), (60.0, 30.0), (20.0, 30.0)}
+    assert Polygon(polys[0]).area == pytest.approx(40 * 20)  # = the mask's pixel count
 
 
 def test_ring_gives_outer_and_hole():
@@ -36,13 +36,20 @@ def test_ring_gives_outer_and_hole():
     m[20:40, 20:40] = False
     polys, holes = mask_to_polygons(m, tolerance=0.0)
     assert len(polys) == 1 and len(holes) == 1
-    assert Polygon(polys[0]).equals(Polygon([(10.5, 10.5), (49.5, 10.5), (49.5, 49.5), (10.5, 49.5)]))
-    # OpenCV traces a hole through the foreground pixels around it: an octagon through
-    # pixel centres 19.5 / 40.5 with its four corner pixels cut
-    octagon = Polygon([(19.5, 20.5), (20.5, 19.5), (39.5, 19.5), (40.5, 20.5),
-                       (40.5, 39.5), (39.5, 40.5), (20.5, 40.5), (19.5, 39.5)])
-    assert Polygon(holes[0]).equals(octagon)
-    assert Polygon(holes[0]).area == pytest.approx(21 * 21 - 4 * 0.5)
+    assert Polygon(polys[0]).equals(Polygon([(10, 10), (50, 10), (50, 50), (10, 50)]))
+    # OpenCV traces a hole through the foreground pixels around it (an octagon through pixel
+    # centres 19.5 / 40.5, corners cut); half a pixel in, its straight edges lie on the hole's
+    # pixel edges 20 / 40 and the cut corners keep the corner pixels' centres outside
+    hole = Polygon(holes[0])
+    assert hole.bounds == pytest.approx((20.0, 20.0, 40.0, 40.0))
+    assert hole.area == pytest.approx(20 * 20 - 4 * 0.5 * 0.5, abs=1e-6)  # four 0.71 px corner cuts
+    from pycocotools import mask as mask_utils
+
+    from core.annotation import Instance
+    from core.data.formats.coco import instance_rle
+
+    back = mask_utils.decode(instance_rle(Instance(0, polygons=polys, holes=holes), 60, 60)).astype(bool)
+    assert (back == m).all()  # pixel for pixel
     # simplified (default 1 px): still one hole, within 1 px of the traced one, valid
     s_polys, s_holes = mask_to_polygons(m)
     assert len(s_polys) == 1 and len(s_holes) == 1
@@ -59,8 +66,8 @@ def test_pinched_mask_is_made_valid_and_specks_dropped():
     assert holes == []
     assert all(Polygon(p).is_valid for p in polys)
     total = sum(Polygon(p).area for p in polys)
-    assert total == pytest.approx(2 * 19 * 19, abs=1.0)  # two 20x20 squares between pixel centres
-    assert not any((55.5, 55.5) in _set([p]) for p in polys)
+    assert total == pytest.approx(2 * 20 * 20, abs=1.0)  # two 20x20 squares of pixels
+    assert all(Polygon(p).bounds[2] < 50 for p in polys)  # the speck at (55, 55) is gone
 
 
 def test_simplify_keeps_the_shape_within_tolerance():
@@ -86,7 +93,7 @@ def test_detections_to_instances_maps_classes_and_marks_model():
     assert [i.class_id for i in out] == [0, 1]
     assert all(i.source == "model" for i in out)
     assert [i.score for i in out] == pytest.approx([0.9, 0.6])
-    assert _set(out[0].polygons) == {(5.5, 5.5), (24.5, 5.5), (24.5, 14.5), (5.5, 14.5)}
+    assert _set(out[0].polygons) == {(5.0, 5.0), (25.0, 5.0), (25.0, 15.0), (5.0, 15.0)}
     boxes = detections_to_instances(det, mapping, as_boxes=True)
     assert boxes[0].is_box and boxes[0].box == (5.0, 5.0, 25.0, 15.0)
 
@@ -120,7 +127,7 @@ def test_predict_this_image_adds_editable_proposals(window, qtbot, tmp_path):  #
     qtbot.waitUntil(lambda: len(window.doc.instances) == 1, timeout=10_000)
     inst = window.doc.instances[0]
     assert inst.source == "model" and inst.score == pytest.approx(0.77) and inst.class_id == 1
-    assert _set(inst.polygons) == {(60.5, 100.5), (139.5, 100.5), (139.5, 179.5), (60.5, 179.5)}
+    assert _set(inst.polygons) == {(60.0, 100.0), (140.0, 100.0), (140.0, 180.0), (60.0, 180.0)}
     assert "model 0.77" in window.instance_panel.list.item(0).text()
     screenshot(window, "prelabel_proposal")
     # accept (Ctrl+Enter) makes it the person's; undo gives the proposal back
@@ -180,8 +187,10 @@ def test_cancel_stops_prediction(window, qtbot, tmp_path):  # noqa: F811
 def test_predict_with_a_real_checkpoint(window, qtbot, tmp_path):  # noqa: F811
     """The real chain: best.pt -> core.infer.Predictor (torch) in the worker -> polygons.
     Oracle: the Predictor's own masks; each proposal's polygon rasterises back onto its mask."""
-    import cv2
     import torch
+    from pycocotools import mask as mask_utils
+
+    from core.data.formats.coco import instance_rle
 
     from core.data.images import read_image
     from core.infer.predictor import Predictor
@@ -208,8 +217,7 @@ def test_predict_with_a_real_checkpoint(window, qtbot, tmp_path):  # noqa: F811
     best = []
     for inst in got:
         assert inst.source == "model" and 0.5 <= inst.score <= 1.0
-        raster = np.zeros(masks.shape[1:], np.uint8)
-        cv2.fillPoly(raster, [np.round(p - 0.5).astype(np.int32) for p in inst.polygons], 1)
+        raster = mask_utils.decode(instance_rle(inst, *masks.shape[1:]))
         best.append(max(np.logical_and(raster, m).sum() / max(1, np.logical_or(raster, m).sum()) for m in masks))
     # simplification (1 px) costs little on large masks, more on small ones (specks < 16 px are dropped)
     assert min(best) > 0.75 and float(np.mean(best)) > 0.95

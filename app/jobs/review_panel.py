@@ -1,6 +1,7 @@
 """Review panel: run the error analysis with a chosen model and walk the ranked list of
 likely label mistakes; accept the model's suggestion, open the label in the editor, or
-dismiss. Decisions persist in review/decisions.json (app.jobs.review_store).
+dismiss. Decisions persist in review/decisions.json through core.analysis.review.Review,
+the same code `dfine review` runs.
 
 The analysis runs as `python -m core analyze <project> --weights <model> --out review/`
 (a ProcessJob), so a crash in the model never takes the window down. Crops are drawn by
@@ -36,14 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
-from app.jobs.review_store import (
-    ACTION_TEXT,
-    DecisionStore,
-    FixHistory,
-    ReviewItem,
-    flagged_images,
-    load_review,
-)
+from core.analysis.review import ACTION_TEXT, Review, ReviewItem, StaleIssueError, flagged_images, locate_instance
 from app.settings import default_model
 from core.errors import UserFacingError
 from core.messages import ProgressEvent, WarningEvent, parse_event
@@ -126,10 +120,8 @@ class ReviewPanel(QWidget):
         self.settings = settings  # app.settings.AppSettings: the model last used with the project
         self.project = None
         self.store = store  # load_annotation/save_annotation; default: the project
-        self.items: list[ReviewItem] = []
-        self.meta: dict = {}
-        self.decisions: DecisionStore | None = None
-        self.history: FixHistory | None = None
+        self.review: Review | None = None
+        self._accepted: list[str] = []  # keys accepted in this session, newest last (Undo reverts them)
         self.job: ProcessJob | None = None
         self._model_warning: str | None = None  # from the analysis's warning event (about="model")
         self.last_opened_box: list[float] | None = None
@@ -284,7 +276,7 @@ class ReviewPanel(QWidget):
         self.project = project
         if self.store is None or self.store is getattr(self, "_default_store", None):
             self.store = self._default_store = project
-        self.history = FixHistory(self.store)
+        self._accepted = []
         self.model_edit.setText(default_model(project, self.settings))
         self.reload()
 
@@ -303,16 +295,22 @@ class ReviewPanel(QWidget):
         if self.project is None:
             return
         try:
-            self.meta, self.items, self.decisions = load_review(
-                self.project.review_dir, self.project.rel_image
-            )
+            self.review = Review.of_project(self.project, self.store)
         except UserFacingError as exc:
-            self.meta, self.items, self.decisions = {}, [], None
+            self.review = None
             self._set_status(str(exc), error=True)
         self._thumbs.clear()
         self.refresh_table()
         self._emit_flagged()
         self._start_thumbnails()
+
+    @property
+    def items(self) -> list[ReviewItem]:
+        return self.review.items if self.review is not None else []
+
+    @property
+    def meta(self) -> dict:
+        return self.review.meta if self.review is not None else {}
 
     def flagged_images(self) -> set[Path]:
         """Images with at least one open item (the image list marks these)."""
@@ -472,7 +470,9 @@ class ReviewPanel(QWidget):
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
             return None
-        key = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        return self.item_by_key(self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole))
+
+    def item_by_key(self, key: str) -> ReviewItem | None:
         return next((it for it in self.items if it.key == key), None)
 
     def _update_buttons(self) -> None:
@@ -481,7 +481,7 @@ class ReviewPanel(QWidget):
         self.dismiss_button.setEnabled(it is not None and it.decision != "accepted")
         self.dismiss_button.setText("Reopen" if it is not None and it.decision == "dismissed" else "Dismiss")
         self.open_button.setEnabled(it is not None)
-        self.undo_button.setEnabled(bool(self.history and self.history.entries))
+        self.undo_button.setEnabled(bool(self._accepted))
         if it is not None:
             self.accept_button.setText(suggestion_text(it, self.class_names))
 
@@ -567,11 +567,6 @@ class ReviewPanel(QWidget):
         return self._thumb_task is None or self._thumb_task.done.wait(timeout_s)
 
     # ---- actions ------------------------------------------------------------------------------
-    def _decide(self, it: ReviewItem, decision: str, **extra: Any) -> None:
-        rel = self.project.rel_image(it.image)
-        self.decisions.set(it.key, rel, it.data, decision, **extra)
-        it.decision = decision
-
     def _next_open_after(self, it: ReviewItem) -> str | None:
         shown = self.visible_items()
         later = [x for x in shown if x.rank > it.rank and x.is_open] + [x for x in shown if x.is_open]
@@ -580,16 +575,16 @@ class ReviewPanel(QWidget):
     def accept_selected(self) -> bool:
         """Apply the model's suggestion to the label file (undoable with Undo)."""
         it = self.selected_item()
-        if it is None or not it.is_open or self.decisions is None:
+        if it is None or not it.is_open or self.review is None:
             return False
         try:
-            entry = self.history.apply(it.image, it.data, it.key)
+            change = self.review.accept(it)
         except UserFacingError as exc:
             self._set_status(str(exc), error=True)
             return False
-        self._decide(it, "accepted", change=entry.description)
+        self._accepted.append(it.key)
         self._after_decision(it)
-        self._set_status(f"Applied: {entry.description} ({it.image.name}) — Undo to revert")
+        self._set_status(f"Applied: {change} ({it.image.name}) — Undo to revert")
         self.labels_changed.emit(it.image)
         return True
 
@@ -597,18 +592,21 @@ class ReviewPanel(QWidget):
         """The label is right: hide this item, now and after re-analysis. On a dismissed
         item (Show decided) the same button reopens it."""
         it = self.selected_item()
-        if it is None or self.decisions is None:
+        if it is None or self.review is None:
             return False
-        if it.decision == "dismissed":
-            self.decisions.clear(it.key)
-            it.decision = None
-            self.refresh_table()
-            self._emit_flagged()
-            self._set_status(f"Reopened #{it.rank} ({it.image.name})")
-            return True
-        if not it.is_open:
+        try:
+            if it.decision == "dismissed":
+                self.review.reopen(it)
+                self.refresh_table()
+                self._emit_flagged()
+                self._set_status(f"Reopened #{it.rank} ({it.image.name})")
+                return True
+            if not it.is_open:
+                return False
+            self.review.dismiss(it)
+        except UserFacingError as exc:
+            self._set_status(str(exc), error=True)
             return False
-        self._decide(it, "dismissed")
         self._after_decision(it)
         self._set_status(f"Dismissed #{it.rank} ({it.image.name})")
         return True
@@ -630,8 +628,6 @@ class ReviewPanel(QWidget):
         if it.instance is not None:
             ann = self._load_ann(it.image)
             if ann is not None:
-                from app.jobs.review_store import StaleIssueError, locate_instance
-
                 try:
                     index = locate_instance(ann, it.data)
                 except StaleIssueError:
@@ -641,22 +637,22 @@ class ReviewPanel(QWidget):
         return True
 
     def undo(self) -> bool:
-        """Revert the last accepted fix (and reopen its item)."""
-        if self.history is None or not self.history.entries:
+        """Revert the last fix accepted in this session (and reopen its item)."""
+        if self.review is None or not self._accepted:
             return False
+        it = self.item_by_key(self._accepted[-1])
         try:
-            entry = self.history.undo()
+            if it is None:
+                raise UserFacingError("the item of the last fix is no longer in the analysis")
+            it, change = self.review.undo(it)
         except UserFacingError as exc:
             self._set_status(str(exc), error=True)
             return False
-        self.decisions.clear(entry.key)
-        for it in self.items:
-            if it.key == entry.key:
-                it.decision = None
+        self._accepted.pop()
         self.refresh_table()
-        self.select_key(entry.key)
+        self.select_key(it.key)
         self._emit_flagged()
         self._update_buttons()
-        self._set_status(f"Undone: {entry.description} ({entry.image.name})")
-        self.labels_changed.emit(entry.image)
+        self._set_status(f"Undone: {change} ({it.image.name})")
+        self.labels_changed.emit(it.image)
         return True

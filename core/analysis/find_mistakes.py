@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -27,6 +26,10 @@ from core.analysis.issues import LabelIssue
 from core.annotation import ImageAnnotation
 from core.eval import rle as rle_ops
 from core.eval.records import ImagePred, gt_from_annotation
+from core.geometry import mask_to_polygons
+
+FIX_TOLERANCE_PX = 0.7  # a suggested outline is within this of the model's mask
+FIX_MIN_AREA_PX = 4.0  # parts smaller than this are specks of the mask, not the object
 
 
 @dataclass
@@ -41,24 +44,14 @@ class AnalysisConfig:
     spurious_weight: float = 0.75  # a model may just miss an object: spurious ranks below firm evidence
 
 
-def mask_to_polygons(r: dict, min_area: float = 4.0) -> list[list[float]]:
-    """Outer contours of one RLE mask as flat pixel polygons (the fix for a label)."""
-    m = rle_ops.decode([r])[0].astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = []
-    for c in contours:
-        if cv2.contourArea(c) < min_area:
-            continue
-        c = cv2.approxPolyDP(c, 0.7, True).reshape(-1, 2).astype(np.float64)
-        if len(c) >= 3:
-            out.append(c.round(2).ravel().tolist())
-    return out
-
-
 def _fix_geometry(pred: ImagePred, p: int, use_masks: bool) -> dict:
     box = [round(float(v), 2) for v in pred.boxes[p]]
     if use_masks and pred.masks is not None:
-        return {"polygons": mask_to_polygons(pred.masks[p]), "box": box}
+        outers, holes = mask_to_polygons(rle_ops.decode([pred.masks[p]])[0], FIX_TOLERANCE_PX, FIX_MIN_AREA_PX)
+        fix = {"polygons": [o.round(2).ravel().tolist() for o in outers], "box": box}
+        if holes:
+            fix["holes"] = [h.round(2).ravel().tolist() for h in holes]
+        return fix
     return {"box": box}
 
 

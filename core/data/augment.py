@@ -28,6 +28,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from core.geometry import box_iou
+
 _CV_MAX_CHANNELS = 512  # cv2 warps/resizes at most this many channels in one call
 
 
@@ -149,17 +151,6 @@ def zoom_out(sample: Sample, rng: np.random.Generator, max_side: float, fill: in
     return drop_empty(Sample(image, masks, sample.labels))
 
 
-def _iou_with_box(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    ix0 = np.maximum(boxes[:, 0], box[0])
-    iy0 = np.maximum(boxes[:, 1], box[1])
-    ix1 = np.minimum(boxes[:, 2], box[2])
-    iy1 = np.minimum(boxes[:, 3], box[3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area_a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_b = (box[2] - box[0]) * (box[3] - box[1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
-
-
 def iou_crop(
     sample: Sample,
     rng: np.random.Generator,
@@ -194,7 +185,7 @@ def iou_crop(
             if not inside.any():
                 continue
             crop = np.array([left, top, right, bottom], np.float32)
-            if _iou_with_box(boxes[inside], crop).max() < min_jaccard:
+            if box_iou(boxes[inside], crop)[:, 0].max() < min_jaccard:
                 continue
             cropped = Sample(
                 np.ascontiguousarray(sample.image[top:bottom, left:right]),

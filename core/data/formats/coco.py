@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -28,33 +27,9 @@ from core.data.formats.report import ImportResult, outside_image
 from core.data.images import image_size
 from core.errors import ImageReadError, LabelError
 from core.eval import rle as rle_ops
+from core.geometry import mask_to_polygons
 
 # ----------------------------------------------------------------------------- masks
-
-def mask_to_polygons(mask: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Binary mask -> (outer polygons, holes) in pixel coordinates.
-
-    Vertices are boundary pixel centres (index + 0.5). Regions too thin to trace
-    as a polygon (single pixels or lines) become their bounding square, so no
-    foreground pixel is lost.
-    """
-    m = np.ascontiguousarray(mask.astype(np.uint8))
-    contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    outers: list[np.ndarray] = []
-    holes: list[np.ndarray] = []
-    if hierarchy is None:
-        return outers, holes
-    for contour, (_, _, _, parent) in zip(contours, hierarchy[0]):
-        pts = contour.reshape(-1, 2).astype(np.float64)
-        if len(pts) < 3:
-            x0, y0 = pts.min(axis=0)
-            x1, y1 = pts.max(axis=0) + 1.0
-            poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        else:
-            poly = pts + 0.5
-        (holes if parent >= 0 else outers).append(poly)
-    return outers, holes
-
 
 def instance_rle(inst: Instance, height: int, width: int) -> dict:
     """Rasterise an instance (parts minus holes, or its box) to compressed COCO RLE."""

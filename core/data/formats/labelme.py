@@ -26,11 +26,11 @@ from PIL import Image
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_bytes, atomic_write_text
 from core.bounded_input import loads_json
-from core.data.formats.coco import mask_to_polygons
 from core.data.formats.report import ImportResult, outside_image
 from core.data.formats.yolo_txt import bridge_rings
 from core.data.images import image_size
 from core.errors import ImageReadError, LabelError
+from core.geometry import mask_to_polygons
 
 CIRCLE_VERTICES = 32
 LABELME_VERSION = "5.5.0"
