@@ -15,11 +15,13 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings
 from PySide6.QtWidgets import QMainWindow
 
+from core.infer.runner_base import BACKENDS as RUNNER_BACKENDS
+
 ORGANISATION = "dfine-studio"
 APPLICATION = "dfine-studio"
 MAX_RECENT = 8
 DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS = ("auto", *RUNNER_BACKENDS)
 
 
 def default_settings() -> QSettings:
@@ -109,6 +111,11 @@ class AppSettings:
 
     @property
     def backend(self) -> str:
+        from core.infer.runner_base import backend_name
+
+        stored = self.qsettings.value("infer/backend")
+        if isinstance(stored, str) and backend_name(stored) != stored:  # a name from an older version
+            self.qsettings.setValue("infer/backend", backend_name(stored))
         return self._choice("infer/backend", BACKENDS)
 
     @backend.setter

@@ -71,7 +71,7 @@ def export_project(task, project, kind: str, out: Path) -> str:
 def import_into(task, project_root: Path, kind: str, source: Path) -> str:
     """Read ``source`` with the engine's reader and add it to the project."""
     from core.data.formats.cli import read_source
-    from core.data.formats.project_import import import_into_project
+    from core.project_import import import_into_project
 
     if task is not None:
         task.progress(0, 0, f"reading {Path(source).name}")

@@ -1,10 +1,6 @@
 """`dfine bench`: latency and F1 per format x precision x batch size, by the paper's protocol.
 
-Protocol (D-FINE-seg paper): warm up on 10 images; then for each image (batch) already in
-memory: synchronize, start the timer, preprocess (resize, normalise, device transfer) +
-forward + postprocess (box scaling, mask resize to the original size, cleanup) returning
-labels, scores, boxes and full-resolution masks, synchronize, stop = end-to-end latency.
-The raw forward (runner only) is timed separately inside the same call.
+Protocol (D-FINE-seg paper): ``core.infer.timing`` (shared with the export report).
 
 Writes <out>/bench.csv, bench.md (markdown table) and bench.png, plus the crop-resize vs
 full-frame post-processing speed-up at 1920x1080.
@@ -16,101 +12,13 @@ import argparse
 import csv
 import json
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import UserFacingError
-
-WARMUP = 10
-
-
-@dataclass
-class Timing:
-    batch_size: int
-    e2e_ms: list[float] = field(default_factory=list)  # per batch
-    raw_ms: list[float] = field(default_factory=list)
-    post_ms: list[float] = field(default_factory=list)
-    instances: int = 0
-    images: int = 0
-
-    def summary(self) -> dict[str, float]:
-        e2e, raw = np.array(self.e2e_ms), np.array(self.raw_ms)
-        return {"batch": self.batch_size, "e2e_p50_ms": float(np.percentile(e2e, 50)),
-                "e2e_p95_ms": float(np.percentile(e2e, 95)), "raw_p50_ms": float(np.percentile(raw, 50)),
-                "raw_p95_ms": float(np.percentile(raw, 95)), "post_p50_ms": float(np.percentile(self.post_ms, 50)),
-                "img_per_s": float(self.batch_size * 1000.0 / e2e.mean()),
-                "e2e_over_raw": float(np.percentile(e2e, 50) / np.percentile(raw, 50)),
-                "inst_per_img": self.instances / max(1, self.images)}
-
-
-def _sync(runner) -> None:
-    if getattr(runner, "device", "cpu").startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def time_predictor(predictor, images: list[np.ndarray], batch_size: int = 1, warmup: int = WARMUP,
-                   naive_post: bool = False) -> Timing:
-    """End-to-end and raw latency of ``predictor`` over ``images`` (already decoded, in memory)."""
-    from core.infer.postprocess import postprocess
-    from core.infer.preprocess import preprocess
-
-    runner, meta = predictor.runner, predictor.meta
-    batches = [images[i:i + batch_size] for i in range(0, len(images) - batch_size + 1, batch_size)]
-    if not batches:
-        raise UserFacingError(f"need at least {batch_size} images to time batch size {batch_size}")
-    warm = [images[i % len(images):i % len(images) + 1] * batch_size for i in range(max(1, warmup // batch_size))]
-    timing = Timing(batch_size)
-    for k, chunk in enumerate(warm + batches):
-        _sync(runner)
-        t0 = time.perf_counter()
-        x, sizes = preprocess(chunk, meta.image_size)
-        _sync(runner)
-        t1 = time.perf_counter()
-        raw = runner.run(x)  # returns host arrays: includes the device sync and copy back
-        t2 = time.perf_counter()
-        dets = postprocess(raw, sizes, predictor.conf, meta.class_names, naive=naive_post)
-        _sync(runner)
-        t3 = time.perf_counter()
-        if k >= len(warm):
-            timing.e2e_ms.append((t3 - t0) * 1e3)
-            timing.raw_ms.append((t2 - t1) * 1e3)
-            timing.post_ms.append((t3 - t2) * 1e3)
-            timing.instances += sum(len(d) for d in dets)
-            timing.images += len(chunk)
-    return timing
-
-
-def postprocess_speedup(predictor, images: list[np.ndarray], repeats: int = 3) -> dict[str, float]:
-    """Crop-then-resize vs full-frame mask post-processing on the same raw outputs."""
-    from core.infer.postprocess import postprocess
-    from core.infer.preprocess import preprocess
-
-    raws = []
-    for im in images:
-        x, sizes = preprocess([im], predictor.meta.image_size)
-        raws.append((predictor.runner.run(x), sizes))
-    out = {}
-    for naive in (False, True):
-        best = []
-        for raw, sizes in raws:
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                postprocess(raw, sizes, predictor.conf, naive=naive)
-                ts.append(time.perf_counter() - t0)
-            best.append(min(ts) * 1e3)
-        out["naive_ms" if naive else "crop_ms"] = float(np.median(best))
-    n = [int((raw["scores"][0] >= predictor.conf).sum()) for raw, _ in raws]
-    out["speedup"] = out["naive_ms"] / max(out["crop_ms"], 1e-9)
-    out["inst_per_img"] = float(np.mean(n))
-    out["image_size"] = f"{images[0].shape[1]}x{images[0].shape[0]}"
-    return out
-
+from core.infer.timing import postprocess_speedup, time_predictor
 
 # ------------------------------------------------------------------------------------------- CLI
 
@@ -122,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-size", choices=["n", "s", "m", "l", "x"],
                    help="no trained model: random weights of this size (latency only, F1 not measured)")
     p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
-    p.add_argument("--formats", default="torch,onnxruntime,openvino",
-                   help="backends to time (default torch,onnxruntime,openvino)")
+    p.add_argument("--formats", default="torch,onnx,openvino",
+                   help="backends to time (default torch,onnx,openvino; as `dfine export --formats`)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="OpenVINO precisions (default fp32,fp16,int8)")
     p.add_argument("--batch-sizes", default="1,4,8", help="default 1,4,8")
     p.add_argument("--images", type=int, default=24, help="timed images per configuration (default 24)")
@@ -189,14 +97,16 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     """Export (if needed) and open every model to time; F1 on the project's val split when there is one."""
     import tempfile
 
-    from core.export.cli import newest_run
+    from core.project import newest_run
     from core.export.pipeline import export_all, project_for
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.meta import ModelMeta, find_meta
     from core.infer.predictor import Predictor, export_layout, resolve_model
     from core.infer.val_metrics import evaluate, load_val_items
 
-    formats = _csv_list(args.formats)
+    from core.infer.runner_base import backend_name
+
+    formats = [backend_name(f) for f in _csv_list(args.formats)]
     precisions = _csv_list(args.precision)
     notes: list[str] = []
     if args.random_size:
@@ -236,7 +146,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     if "torch" in formats and model is not None:
         predictors.append(("torch fp32", Predictor.from_module(model, meta, conf=args.conf)))
     for (backend, prec), file in files.items():
-        if backend in formats and (backend == "onnxruntime" or prec in precisions):
+        if backend in formats and (backend == "onnx" or prec in precisions):
             predictors.append((f"{backend} {prec}", Predictor.load(file, conf=args.conf, threads=args.threads)))
     if not predictors:
         raise UserFacingError(f"nothing to time for formats {', '.join(formats)} / precisions {', '.join(precisions)}")

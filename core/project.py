@@ -811,3 +811,15 @@ def _flow_scalar(v: str) -> str:
 
 def _flow_list(items: list[str]) -> str:
     return "[" + ", ".join(_flow_scalar(str(x)) for x in items) + "]"
+
+
+def newest_run(path: Path) -> Path:
+    """A project folder means its most recently written run that has a checkpoint (any other
+    path is returned as it is)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        return path
+    runs = [r for r in (path / "runs").glob("*") if (r / "best.pt").is_file() or (r / "last.pt").is_file()]
+    if not runs:
+        raise UserFacingError(f"{path}: project has no trained run yet (runs/<name>/best.pt); train first")
+    return max(runs, key=lambda r: max(f.stat().st_mtime for f in r.glob("*.pt")))

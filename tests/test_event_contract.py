@@ -60,12 +60,12 @@ def test_export_events_and_report_follow_the_contract(trained, tmp_path):
         ("onnx", 0, 1), ("measure", 0, 2), ("measure", 1, 2), ("report", 0, 1)]
     result = events[-1]
     assert isinstance(result, ResultEvent) and result.verb == "export"
-    assert result.paths == {"folder": str(out), "onnxruntime/fp32": str(out / "model.onnx"),
+    assert result.paths == {"folder": str(out), "onnx/fp32": str(out / "model.onnx"),
                             "report": str(out / "report.json")}
-    assert "report:" in proc.stderr and "onnxruntime" in proc.stderr  # the human output moved to stderr
+    assert "report:" in proc.stderr and "onnx" in proc.stderr  # the human output moved to stderr
     report = read_export_report(out / "report.json")
     assert [(r.format, r.precision, r.file) for r in report.results] == [
-        ("torch", "fp32", None), ("onnxruntime", "fp32", "model.onnx")]
+        ("torch", "fp32", None), ("onnx", "fp32", "model.onnx")]
     assert report.val_images == 2 and report.timed_images == 1 and report.model.task == "segment"
     onnx = report.results[1]
     assert onnx.size_mb is not None and onnx.size_mb > 0 and onnx.e2e_p50_ms is not None

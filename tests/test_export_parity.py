@@ -95,7 +95,7 @@ def compare_all(reference, other, min_area: int = 0) -> tuple[float, list[float]
 @pytest.mark.isa_sensitive
 @pytest.mark.parametrize("backend,precision,max_box_px,min_iou,min_mean_iou,min_area", [
     ("torch", "fp32", 1.0, 0.98, 0.98, 0),  # from best.pt through the checkpoint loader
-    ("onnxruntime", "fp32", 1.0, 0.98, 0.98, 0),
+    ("onnx", "fp32", 1.0, 0.98, 0.98, 0),
     ("openvino", "fp32", 1.0, 0.98, 0.98, 0),
     ("openvino", "fp16", 2.0, 0.90, 0.95, 100),
 ])
@@ -165,7 +165,7 @@ def _int8_agreement(exported, overflow_fix: str = "enable") -> float:
 
     from core.eval.evaluator import Evaluator
     from core.eval.records import ImageGT, ImagePred
-    from core.export.openvino_export import read_int8_info
+    from core.infer.int8_info import read_int8_info
 
     root = exported["root"]
     shutil.rmtree(root / "openvino_int8", ignore_errors=True)
@@ -280,7 +280,7 @@ def test_export_cli(exported, tmp_path):
                  "--no-report"]) == 0  # (OpenVINO conversion is covered by the fixture)
     assert (out / "model.onnx").is_file() and not (out / "openvino_fp16").exists()
     p = Predictor.load(out, conf=exported["conf"])  # meta.json written by the export
-    assert (p.backend, p.class_names) == ("onnxruntime", CLASSES)
+    assert (p.backend, p.class_names) == ("onnx", CLASSES)
     box_err, iou = compare(exported["reference"], p.predict(exported["images"]))
     assert box_err <= 1.0 and iou >= 0.98
 
@@ -288,7 +288,7 @@ def test_export_cli(exported, tmp_path):
 def test_int8_portability_warning_only_where_it_matters():
     """An IR quantized without the all-layer fix warns on a CPU without VNNI/AMX, nowhere else."""
     from core.cpu_isa import CpuIsa
-    from core.export.openvino_export import int8_portability_warning
+    from core.infer.int8_info import int8_portability_warning
 
     avx2 = CpuIsa(avx2=True, avx512=False, avx512_vnni=False, avx_vnni=False, avx512_bf16=False, amx=False)
     vnni = CpuIsa(avx2=True, avx512=True, avx512_vnni=True, avx_vnni=False, avx512_bf16=False, amx=False)
@@ -325,7 +325,8 @@ def test_openvino_runner_warns_for_an_int8_ir_made_for_vnni_on_a_cpu_without(tmp
     from openvino import opset13 as ops
 
     from core import cpu_isa
-    from core.export.openvino_export import int8_settings, record_int8_info
+    from core.export.openvino_export import int8_settings
+    from core.infer.int8_info import record_int8_info
     from core.infer.runner_openvino import OpenVinoRunner
 
     x = ops.parameter([1, 3], np.float32)

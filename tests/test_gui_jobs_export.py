@@ -29,7 +29,7 @@ REPORT = {  # exactly the shape core.export.report.build_report writes (core.mes
     "conf": 0.5, "val_images": 2, "timed_images": 2, "int8": {"overflow_fix": "enable"},
     "results": [
         _row("torch", "fp32", None, None, 88.04, 71.5, 0.816, 0.0),
-        _row("onnxruntime", "fp32", "model.onnx", 14.96, 61.26, 49.91, 0.8161, 0.0001),
+        _row("onnx", "fp32", "model.onnx", 14.96, 61.26, 49.91, 0.8161, 0.0001),
         _row("openvino", "int8", "openvino_int8/model.xml", 4.14, 24.55, 17.02, 0.8091, -0.0069),
     ],
 }
@@ -135,7 +135,7 @@ def test_report_table_and_open_folder(panel, monkeypatch, screenshot_dir):
     cells = [[panel.table.item(r, c).text() for c in range(7)] for r in range(panel.table.rowCount())]
     assert cells == [
         ["torch", "fp32", "—", "88.0", "71.5", "0.816", "+0.000"],
-        ["onnxruntime", "fp32", "15.0", "61.3", "49.9", "0.816", "+0.000"],
+        ["onnx", "fp32", "15.0", "61.3", "49.9", "0.816", "+0.000"],
         ["openvino", "int8", "4.1", "24.6", "17.0", "0.809", "-0.007"],
     ]
     opened = []
@@ -173,7 +173,7 @@ def test_the_report_the_engine_writes_is_what_the_panel_reads(tmp_path, monkeypa
     from core.infer.meta import ModelMeta
 
     (tmp_path / "model.onnx").write_bytes(b"x" * 2**20)
-    result = ExportResult(tmp_path, {("onnxruntime", "fp32"): tmp_path / "model.onnx"})
+    result = ExportResult(tmp_path, {("onnx", "fp32"): tmp_path / "model.onnx"})
     stages = []
 
     def progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
@@ -191,7 +191,7 @@ def test_the_report_the_engine_writes_is_what_the_panel_reads(tmp_path, monkeypa
     parsed = read_report(tmp_path / "report.json")
     assert parsed.model_dump(mode="json", exclude_unset=True) == report
     assert [report_cells(r) for r in parsed.results] == [
-        ["torch", "fp32", "—", "—", "—", "—", "—"], ["onnxruntime", "fp32", "1.0", "—", "—", "—", "—"]]
+        ["torch", "fp32", "—", "—", "—", "—", "—"], ["onnx", "fp32", "1.0", "—", "—", "—", "—"]]
 
 
 FAKE_EXPORTER = textwrap.dedent('''
@@ -355,10 +355,10 @@ def test_real_one_click_int8_export(qtbot, qapp, tmp_path, screenshot_dir):
         (panel.table.item(r, 0).text(), panel.table.item(r, 1).text()): r
         for r in range(panel.table.rowCount())
     }
-    assert set(cells) == {("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "int8")}
+    assert set(cells) == {("torch", "fp32"), ("onnx", "fp32"), ("openvino", "int8")}
     r = cells[("openvino", "int8")]
     size_int8 = float(panel.table.item(r, 2).text())
-    size_onnx = float(panel.table.item(cells[("onnxruntime", "fp32")], 2).text())
+    size_onnx = float(panel.table.item(cells[("onnx", "fp32")], 2).text())
     assert 0 < size_int8 < 0.6 * size_onnx  # int8 weights: well under the fp32 file
     assert float(panel.table.item(r, 3).text()) > 0 and float(panel.table.item(r, 4).text()) > 0
     for row in panel.report.results:

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from core.bench import Timing, markdown_table, postprocess_speedup, time_predictor, write_outputs
+from core.bench import markdown_table, write_outputs
+from core.infer.timing import Timing, postprocess_speedup, time_predictor
 from core.infer.meta import ModelMeta
 from core.infer.predictor import Predictor
 

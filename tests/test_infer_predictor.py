@@ -32,7 +32,7 @@ def touch(path: Path) -> Path:
 
 def test_resolve_files_by_suffix(tmp_path):
     assert resolve_model(touch(tmp_path / "a.pt")).backend == "torch"
-    assert resolve_model(touch(tmp_path / "m.onnx")).backend == "onnxruntime"
+    assert resolve_model(touch(tmp_path / "m.onnx")).backend == "onnx"
     xml = resolve_model(touch(tmp_path / "openvino_int8" / "model.xml"))
     assert (xml.backend, xml.precision) == ("openvino", "int8")
     assert resolve_model(tmp_path / "openvino_int8").path == tmp_path / "openvino_int8" / "model.xml"
@@ -55,7 +55,7 @@ def test_resolve_export_folder_prefers_fastest_for_device(tmp_path):
     gpu = resolve_model(tmp_path, device="cuda")
     assert (gpu.backend, gpu.precision) == ("tensorrt", "fp16")
     assert resolve_model(tmp_path, backend="openvino", precision="fp32").path == tmp_path / "openvino_fp32" / "model.xml"
-    assert resolve_model(tmp_path, backend="onnxruntime").path == tmp_path / "model.onnx"
+    assert resolve_model(tmp_path, backend="onnx").path == tmp_path / "model.onnx"
     with pytest.raises(WeightsError, match="no torch model found"):
         resolve_model(tmp_path, backend="torch")
     run = tmp_path / "runs" / "r1"

@@ -10,7 +10,7 @@ import torch
 from core.errors import WeightsError
 from core.model import build_model, load_weights, save_weights
 from core.model.checkpoint import guess_size
-from core.train.checkpoint import load_checkpoint
+from core.model.checkpoint import read_training_checkpoint as load_checkpoint
 
 IMG = 320
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from core.errors import WeightsError
-from core.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.model.checkpoint import read_training_checkpoint as load_checkpoint
+from core.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.train.distributed import EpochShardSampler
 from core.train.ema import ModelEMA
 from core.train.optim import build_optimizer, param_group_name

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.capture import CaptureThread, FrameResult, SourceError, open_source
-from app.settings import default_model
+from app.settings import BACKENDS, default_model
 from core.errors import UserFacingError
 from core.project import as_project
 
@@ -144,7 +144,7 @@ class LiveView(QWidget):
         self.device_box = QComboBox()
         self.device_box.addItems(["cpu", "cuda"])
         self.backend_box = QComboBox()
-        self.backend_box.addItems(["auto", "torch", "onnxruntime", "openvino", "tensorrt"])
+        self.backend_box.addItems(list(BACKENDS))
         self.backend_box.setToolTip("which model of an export folder runs (auto: the fastest for the device)")
         top = QHBoxLayout()
         top.addWidget(QLabel("Source"))

@@ -49,16 +49,6 @@ def _csv(text: str | None, default: list[str]) -> list[str]:
     return [t.strip().lower() for t in text.split(",") if t.strip()] if text else list(default)
 
 
-def newest_run(path: Path) -> Path:
-    """A project folder means its most recently written run that has a checkpoint."""
-    if not (path / "project.yaml").is_file():
-        return path
-    runs = [r for r in (path / "runs").glob("*") if (r / "best.pt").is_file() or (r / "last.pt").is_file()]
-    if not runs:
-        raise UserFacingError(f"{path}: project has no trained run yet (runs/<name>/best.pt); train first")
-    return max(runs, key=lambda r: max(f.stat().st_mtime for f in r.glob("*.pt")))
-
-
 @dataclass
 class ExportOptions:
     formats: list[str]
@@ -99,6 +89,7 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
     from core.export.report import build_report, report_table
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.predictor import resolve_model
+    from core.project import newest_run
     from core.infer.val_metrics import load_val_items
 
     def log(msg: str) -> None:

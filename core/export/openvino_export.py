@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.infer.int8_info import record_int8_info
+
 # Parts kept in float for INT8: the class/box heads, the mask embedding MLP and the mask dot
 # product (found structurally from the "scores"/"masks" outputs, so module names don't matter).
 # They are a tiny share of the compute but decide scores, box edges and mask borders.
@@ -19,7 +21,6 @@ SENSITIVE_PATTERNS = [r".*dec_score_head.*", r".*dec_bbox_head.*", r".*query_mlp
 OVERFLOW_FIX_CHOICES = ("enable", "first_layer_only", "disable")
 DEFAULT_OVERFLOW_FIX = "enable"
 # rt_info path under which the INT8 IR records how and where it was quantized
-RT_INFO_ROOT = "dfine_int8"
 PASS_THROUGH = {"Sigmoid", "Reshape", "Convert", "Transpose", "Add", "Multiply", "Squeeze", "Unsqueeze",
                 "Concat", "Gather", "GatherElements"}
 
@@ -144,38 +145,3 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
     xml = out_dir / "model.xml"
     ov.save_model(quantized, str(xml), compress_to_fp16=False)
     return xml, info
-
-
-def record_int8_info(model, info: dict) -> None:
-    """Store the quantization settings and the calibration CPU in the IR (read back at load time)."""
-    import json
-
-    model.set_rt_info(json.dumps({k: info[k] for k in ("overflow_fix", "nncf_version", "cpu")}), [RT_INFO_ROOT])
-
-
-def read_int8_info(model) -> dict | None:
-    """What ``record_int8_info`` stored, or None (a float IR, or one made before it existed)."""
-    import json
-
-    try:
-        if not model.has_rt_info([RT_INFO_ROOT]):
-            return None
-        return json.loads(model.get_rt_info([RT_INFO_ROOT]).astype(str))
-    except (RuntimeError, ValueError, TypeError):
-        return None
-
-
-def int8_portability_warning(info: dict | None, here=None) -> str | None:
-    """A warning when an INT8 IR quantized without the all-layer overflow fix runs on a CPU with no
-    int8 dot-product instruction (VNNI/AMX): there its multiply-adds can saturate."""
-    from core import cpu_isa
-
-    if not info or info.get("overflow_fix") == "enable":
-        return None
-    here = here or cpu_isa.detect()
-    if here.int8_dot_product:
-        return None
-    made_on = (info.get("cpu") or {}).get("label", "an unknown CPU")
-    return (f"this INT8 model was quantized on {made_on} with overflow_fix={info.get('overflow_fix')!r}; this "
-            f"CPU ({here.label}) has no VNNI, so its int8 products can saturate and accuracy drop: re-export "
-            "it here or with export.int8_overflow_fix: enable")

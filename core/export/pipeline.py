@@ -106,7 +106,7 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
     log(f"ONNX (opset {opset}) ...")
     progress("onnx", 0, 1, f"ONNX (opset {opset})")
     onnx_path = export_onnx(DeployModel(model, meta.top_k), out_dir / "model.onnx", meta, opset=opset)
-    result.files[("onnxruntime", "fp32")] = onnx_path
+    result.files[("onnx", "fp32")] = onnx_path
     if "openvino" in formats:
         from core.export.openvino_export import export_openvino, quantize_int8
 

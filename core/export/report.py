@@ -29,7 +29,7 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
                  progress: Progress = no_progress) -> dict:
     """Measure every exported model against the torch model and write report.json (the shape is
     ``core.messages.ExportReport``; it is validated before writing)."""
-    from core.bench import time_predictor
+    from core.infer.timing import time_predictor
     from core.infer.predictor import Predictor
     from core.infer.val_metrics import evaluate
 

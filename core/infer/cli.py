@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 
 from core.errors import UserFacingError
+from core.infer.runner_base import BACKENDS, backend_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image, image folder, video file, or camera index (0, 1, ...)")
     p.add_argument("--save", type=Path, metavar="DIR", help="write overlays and results.json here")
     p.add_argument("--conf", type=float, default=0.5, help="confidence threshold (default 0.5)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (torch/onnxruntime/tensorrt); "
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (torch/onnx/tensorrt); "
                    "CPU | GPU | NPU | AUTO for OpenVINO (default cpu)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
+    p.add_argument("--backend", type=backend_name, choices=list(BACKENDS),
                    help="pick one model in an export folder (default: the fastest there)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="pick a precision in an export folder")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward for folders (default 1)")

@@ -19,11 +19,11 @@ from core.infer.detections import Detections
 from core.infer.meta import ModelMeta, find_meta
 from core.infer.postprocess import postprocess
 from core.infer.preprocess import preprocess
-from core.infer.runner_base import Runner
+from core.infer.runner_base import BACKENDS, Runner, backend_name
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def export_layout(root: Path) -> list[ModelFile]:
         ModelFile("openvino", "int8", root / "openvino_int8" / "model.xml"),
         ModelFile("openvino", "fp16", root / "openvino_fp16" / "model.xml"),
         ModelFile("openvino", "fp32", root / "openvino_fp32" / "model.xml"),
-        ModelFile("onnxruntime", "fp32", root / "model.onnx"),
+        ModelFile("onnx", "fp32", root / "model.onnx"),
     ]
 
 
@@ -57,6 +57,7 @@ def resolve_model(path: Path | str, device: str = "cpu", backend: str | None = N
     best.pt; an export folder to the fastest model it holds for ``device`` (TensorRT on CUDA,
     else OpenVINO INT8 > FP16 > FP32 > ONNX), narrowed by ``backend``/``precision``."""
     path = Path(path)
+    backend = None if backend is None else backend_name(backend)
     if backend is not None and backend not in BACKENDS:
         raise UserFacingError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if path.is_file():
@@ -64,7 +65,7 @@ def resolve_model(path: Path | str, device: str = "cpu", backend: str | None = N
         if suffix in CHECKPOINT_SUFFIXES:
             return ModelFile("torch", precision or "fp32", path)
         if suffix == ".onnx":
-            return ModelFile("onnxruntime", "fp32", path)
+            return ModelFile("onnx", "fp32", path)
         if suffix == ".xml":
             return ModelFile("openvino", precision or _precision_from_name(path), path)
         if suffix in TENSORRT_SUFFIXES:
@@ -101,7 +102,7 @@ def make_runner(model_file: ModelFile, device: str = "cpu", threads: int | None 
         runner = TorchRunner(DeployModel(model, meta.top_k), device, half=model_file.precision == "fp16")
         return runner, meta
     meta = find_meta(model_file.path)
-    if model_file.backend == "onnxruntime":
+    if model_file.backend == "onnx":
         from core.infer.runner_onnx import OnnxRunner
 
         return OnnxRunner(model_file.path, device, threads), meta

@@ -12,8 +12,17 @@ from typing import Protocol
 import numpy as np
 
 
+BACKENDS = ("torch", "onnx", "openvino", "tensorrt")  # one name each, as `dfine export --formats` says
+LEGACY_BACKEND_NAMES = {"onnxruntime": "onnx"}  # older reports, settings and scripts
+
+
+def backend_name(name: str) -> str:
+    """The one name of a backend (``onnxruntime`` -> ``onnx``); unknown names pass through."""
+    return LEGACY_BACKEND_NAMES.get(name, name)
+
+
 class Runner(Protocol):
-    backend: str  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
+    backend: str  # "torch" | "onnx" | "openvino" | "tensorrt"
     device: str
     precision: str  # "fp32" | "fp16" | "int8"
 

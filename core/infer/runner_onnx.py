@@ -10,7 +10,7 @@ from core.errors import UserFacingError, WeightsError
 
 
 class OnnxRunner:
-    backend = "onnxruntime"
+    backend = "onnx"
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort

@@ -63,7 +63,7 @@ class OpenVinoRunner:
     def _check_int8_portability(model) -> str | None:
         import warnings
 
-        from core.export.openvino_export import int8_portability_warning, read_int8_info
+        from core.infer.int8_info import int8_portability_warning, read_int8_info
 
         message = int8_portability_warning(read_int8_info(model))
         if message:

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.atomic_io import atomic_write_with
 from core.errors import WeightsError
 
-__all__ = ["LoadReport", "extract_state_dict", "guess_size", "load_weights", "read_weights_only",
-           "save_weights"]
+__all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "guess_size",
+           "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only", "save_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,88 @@ def read_weights_only(path: str | os.PathLike, map_location: str | torch.device 
                        f"format; {reason})")
 
 
+# ------------------------------------------------------------------ our training checkpoints (the one reader)
+
+
+def read_training_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A dfine-studio training checkpoint (last.pt / best.pt) as its dict, weights-only."""
+    path = Path(path)
+    ckpt = read_weights_only(path, map_location, what="checkpoint")
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise WeightsError(f"{path}: not a dfine-studio training checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def _get(obj: object, *keys: str, default: object = None) -> object:
+    """Nested lookup in dicts (the checkpoint's config is stored as a plain dict)."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return default
+        obj = obj.get(key)
+    return default if obj is None else obj
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a training checkpoint says about the network it holds."""
+
+    class_names: tuple[str, ...]
+    task: str
+    size: str
+    image_size: tuple[int, int]
+    mask_head: str
+
+
+def checkpoint_info(ckpt: dict, path: str | os.PathLike) -> CheckpointInfo:
+    """Classes, task, size, image size and mask head: top-level keys first (what the trainer
+    writes), then the stored project config."""
+    config = ckpt.get("config")
+    names = ckpt.get("class_names") or _get(config, "classes")
+    if not names:
+        raise WeightsError(f"{path}: checkpoint names no classes ('class_names' missing)")
+    size = ckpt.get("image_size") or _get(config, "model", "image_size", default=640)
+    image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
+    return CheckpointInfo(class_names=tuple(str(n) for n in names),
+                          task=str(ckpt.get("task") or _get(config, "task", default="segment")),
+                          size=str(ckpt.get("size") or _get(config, "model", "size", default="s")),
+                          image_size=image_size,  # type: ignore[arg-type]
+                          mask_head=str(_get(config, "model", "mask_head", default="paper")))
+
+
+def load_trained_model(path: str | os.PathLike, use_ema: bool = True
+                       ) -> tuple[nn.Module, CheckpointInfo, dict]:
+    """The network a training checkpoint describes, with its EMA (or raw) weights, in eval mode on
+    the CPU; returns (model, info, checkpoint dict). Every weight must fit: a checkpoint of another
+    size or class count is an error here (`dfine train --weights` fine-tunes from those)."""
+    from core.model.builder import build_model
+
+    path = Path(path)
+    ckpt = read_training_checkpoint(path)
+    info = checkpoint_info(ckpt, path)
+    model = build_model(info.size, len(info.class_names), task=info.task, image_size=info.image_size,
+                        mask_head=info.mask_head)
+    what = (f"{path}: weights do not fit a size-{info.size} {info.task} model with {len(info.class_names)} "
+            f"classes at {info.image_size[0]} px (a checkpoint of another size or class count, or an official "
+            "D-FINE one? `dfine train --weights` fine-tunes from those)")
+    ema = ckpt.get("ema")
+    if use_ema and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
+        state = ema["module"]
+    elif use_ema and isinstance(ema, dict) and ema and all(isinstance(v, torch.Tensor) for v in ema.values()):
+        state = ema  # an EMA saved as a bare state_dict
+    else:
+        state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise WeightsError(f"{what}: no {'EMA' if use_ema and ema is not None else 'model'} weights")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
+        raise WeightsError(f"{what} ({detail})") from None
+    if missing or unexpected:
+        raise WeightsError(f"{what} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return model.eval(), info, ckpt
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
     """Load `path` into `model` (in place) and return a LoadReport (also logged at INFO)."""
     path = Path(path)
@@ -249,15 +331,5 @@ def save_weights(model: nn.Module, path: str | os.PathLike, ema_state: dict | No
         obj["ema"] = {"module": ema_state}
     if extra:
         obj.update(extra)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_with(path, lambda f: torch.save(obj, f))
     return path

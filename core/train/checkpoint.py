@@ -2,7 +2,8 @@
 
 Why plain: ``torch.load(weights_only=True)`` refuses arbitrary pickled objects, so a checkpoint
 from someone else cannot run code on load. Why atomic: the GUI's cancel (SIGTERM) or a crash
-while saving must leave the previous last.pt intact.
+while saving must leave the previous last.pt intact. They are read back by
+``core.model.checkpoint.read_training_checkpoint`` (the one reader, shared with inference).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import numpy as np
 import torch
 
 from core.atomic_io import atomic_write_with
-from core.errors import WeightsError
-from core.model.checkpoint import read_weights_only
 
 
 def rng_state() -> dict[str, Any]:
@@ -50,11 +49,3 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_with(path, lambda f: torch.save(payload, f))
-
-
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    ckpt = read_weights_only(path, map_location, what="checkpoint")
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise WeightsError(f"{path}: not a dfine-studio training checkpoint (no 'model' entry)")
-    return ckpt

@@ -63,35 +63,15 @@ def add_val_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_val(args: argparse.Namespace) -> int:
     from core.errors import WeightsError
-    from core.model import build_model
+    from core.model.checkpoint import load_trained_model
     from core.project import Project
-    from core.train.checkpoint import load_checkpoint
     from core.train.trainer import evaluate_model, resolve_device
 
     project = Project.open(args.project)
-    ckpt = load_checkpoint(args.weights)
-    names = list(ckpt.get("class_names") or project.class_names)
-    task = ckpt.get("task", project.config.task)
+    model, info, _ = load_trained_model(args.weights, use_ema=not args.no_ema)
+    names, task, image_size = list(info.class_names), info.task, info.image_size[0]
     if names != list(project.class_names):
         raise WeightsError(f"{args.weights}: trained for classes {names}, the project has {project.class_names}")
-    size, image_size = ckpt.get("size", project.config.model.size), int(ckpt.get("image_size",
-                                                                              project.config.model.image_size))
-    mask_head = ((ckpt.get("config") or {}).get("model") or {}).get("mask_head", "paper")
-    model = build_model(size, len(names), task, image_size, mask_head=mask_head)
-    ema = ckpt.get("ema")
-    state = ema.get("module") if (not args.no_ema and isinstance(ema, dict)) else ckpt.get("model")
-    what = (f"{args.weights}: weights do not fit a size-{size} {task} model with {len(names)} classes "
-            f"at {image_size} px (a checkpoint of another size or class count, or an official D-FINE one? "
-            f"`dfine train --weights` fine-tunes from those)")
-    if not isinstance(state, dict):
-        raise WeightsError(f"{what}: no {'EMA' if isinstance(ema, dict) and not args.no_ema else 'model'} weights")
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
-        raise WeightsError(f"{what} ({detail})") from None
-    if missing or unexpected:
-        raise WeightsError(f"{what} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
     device = resolve_device(args.device or project.config.infer.device)
     model.to(device).eval()
     images = project.split_images(args.split)

@@ -31,7 +31,8 @@ from core.data.dataset import SegmentationDataset, collate
 from core.errors import ConfigError, UserFacingError
 from core.project_lock import training_marker
 from core.train import distributed as ddp
-from core.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.model.checkpoint import read_training_checkpoint
+from core.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
 from core.train.events import EventLog, append_metrics_csv, plot_run
 from core.train.optim import build_optimizer
@@ -167,7 +168,7 @@ class Trainer:
             last = run_dir / "last.pt"
             if not last.is_file():
                 raise UserFacingError(f"{last}: nothing to resume (no last.pt in this run)")
-            return run_dir, load_checkpoint(last)
+            return run_dir, read_training_checkpoint(last)
         if self.opts.run_name:
             run_dir = runs / self.opts.run_name
             if (run_dir / "last.pt").exists():

@@ -77,7 +77,7 @@ def read_source(kind: str, source: Path, images: Path | None = None, classes: li
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.data.formats.project_import import import_into_project
+    from core.project_import import import_into_project
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     with tempfile.TemporaryDirectory(prefix="dfine-import-") as tmp:
