@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for the runtimes (default: all)")
     p.add_argument("--calibration-images", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where CSV/markdown/plot go")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages: stage 'prepare' (export, F1), stage 'time' "
+                   "with done/total per model x batch size, then a result event with the written files); "
+                   "the human output goes to stderr")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -97,14 +101,13 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     """Export (if needed) and open every model to time; F1 on the project's val split when there is one."""
     import tempfile
 
-    from core.project import newest_run
     from core.export.pipeline import export_all, project_for
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.meta import ModelMeta, find_meta
     from core.infer.predictor import Predictor, export_layout, resolve_model
-    from core.infer.val_metrics import evaluate, load_val_items
-
     from core.infer.runner_base import backend_name
+    from core.infer.val_metrics import evaluate, load_val_items
+    from core.project import newest_run
 
     formats = [backend_name(f) for f in _csv_list(args.formats)]
     precisions = _csv_list(args.precision)
@@ -171,27 +174,39 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.messages import run_with_events
+
+    return run_with_events(getattr(args, "events", None) == "-", lambda emit, out: _run(args, emit, out))
+
+
+def _run(args: argparse.Namespace, emit, out) -> int:
     batch_sizes = [int(b) for b in _csv_list(args.batch_sizes)]
     try:
         frame = tuple(int(v) for v in args.frame.lower().split("x"))
         assert len(frame) == 2
     except (ValueError, AssertionError):
         raise UserFacingError(f"--frame must be WIDTHxHEIGHT, got {args.frame!r}") from None
+    emit("progress", verb="bench", stage="prepare", progress=0.0, message="exporting and opening the models")
     setup = prepare_models(args, log=lambda m: print(m, file=sys.stderr))
     frames = _bench_frames(setup.project, max(args.images, max(batch_sizes)), frame)
     rows = []
+    total = len(setup.models) * len(batch_sizes)
     for label, predictor, f1 in setup.models:
         for bs in batch_sizes:
+            emit("progress", verb="bench", stage="time", done=len(rows), total=total, message=f"{label} bs={bs}")
             t = time_predictor(predictor, frames, bs)
             row = {"model": label, **t.summary(), **{k: f1.get(k) if f1 else None for k in
                                                      ("f1", "precision", "recall", "iou")}}
             rows.append(row)
             print(f"{label:>22} bs={bs}: e2e p50 {row['e2e_p50_ms']:.1f} ms, raw p50 {row['raw_p50_ms']:.1f} ms, "
                   f"{row['img_per_s']:.2f} img/s, e2e/raw {row['e2e_over_raw']:.2f}", file=sys.stderr)
+    emit("progress", verb="bench", stage="time", done=total, total=total)
     reference = setup.models[0][1]
     speed = postprocess_speedup(reference, frames[:8])
     write_outputs(args.out, rows, speed, setup.notes)
-    print((args.out / "bench.md").read_text())
+    print((args.out / "bench.md").read_text(), file=out)
+    paths = {k: str(args.out / f"bench.{k}") for k in ("csv", "json", "md", "png") if (args.out / f"bench.{k}").is_file()}
+    emit("result", verb="bench", paths=paths, message=f"{len(rows)} timings in {args.out}")
     return 0
 
 

@@ -110,3 +110,33 @@ def test_bad_lines_are_named():
         parse_event({"event": "report", "time": 1.0})
     with pytest.raises(ValueError):
         parse_event("not json")
+
+
+def test_val_events_follow_the_contract(trained):
+    root, _ = trained
+    proc = dfine("val", str(root), "--weights", str(root / "runs" / "r" / "last.pt"), "--events", "-")
+    assert proc.returncode == 0, proc.stderr
+    events = parsed_lines(proc.stdout)
+    progress = [(e.stage, e.done, e.total) for e in events if isinstance(e, ProgressEvent)]
+    assert progress == [("images", 0, 2), ("images", 2, 2)]  # one batch of 2 val images
+    result = events[-1]
+    assert isinstance(result, ResultEvent) and result.verb == "val" and result.message == "val: 2 images, conf 0.5"
+    assert set(result.model_extra["metrics"]) >= {"f1", "precision", "recall"}
+    assert "f1:" in proc.stderr  # the human table moved to stderr
+
+
+def test_bench_events_follow_the_contract(trained, tmp_path):
+    root, _ = trained
+    out = tmp_path / "bench"
+    proc = dfine("bench", str(root), "--formats", "torch,onnx", "--precision", "fp32", "--batch-sizes", "1,2",
+                 "--images", "2", "--frame", "64x48", "--out", str(out), "--events", "-")
+    assert proc.returncode == 0, proc.stderr
+    events = parsed_lines(proc.stdout)
+    stages = [(e.stage, e.done, e.total) for e in events if isinstance(e, ProgressEvent)]
+    assert stages == [("prepare", None, None), ("time", 0, 4), ("time", 1, 4), ("time", 2, 4), ("time", 3, 4),
+                      ("time", 4, 4)]  # (torch, onnx) x (1, 2)
+    result = events[-1]
+    assert isinstance(result, ResultEvent) and result.verb == "bench"
+    assert set(result.paths) == {"csv", "json", "md", "png"} and all(out.joinpath(f"bench.{k}").is_file()
+                                                                     for k in result.paths)
+    assert "| torch fp32 | 1 |" in proc.stderr and "| onnx fp32 | 2 |" in proc.stderr

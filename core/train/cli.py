@@ -59,9 +59,18 @@ def add_val_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=None, help="confidence threshold for F1/P/R (infer.conf)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights, not the EMA")
     p.add_argument("--json", action="store_true", help="print the full summary as JSON")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages: progress per batch in stage 'images', then "
+                   "a result event with the metrics); the human output goes to stderr")
 
 
 def run_val(args: argparse.Namespace) -> int:
+    from core.messages import run_with_events
+
+    return run_with_events(args.events == "-", lambda emit, out: _run_val(args, emit, out))
+
+
+def _run_val(args: argparse.Namespace, emit, out) -> int:
     from core.errors import WeightsError
     from core.model.checkpoint import load_trained_model
     from core.project import Project
@@ -77,14 +86,20 @@ def run_val(args: argparse.Namespace) -> int:
     images = project.split_images(args.split)
     bad: list[str] = []
     conf = project.config.infer.conf if args.conf is None else args.conf
-    summary = evaluate_model(model, project, images, names, task, image_size, device, conf, bad=bad)
+    emit("progress", verb="val", stage="images", done=0, total=len(images))
+    summary = evaluate_model(model, project, images, names, task, image_size, device, conf, bad=bad,
+                             progress=lambda done, total: emit("progress", verb="val", stage="images",
+                                                               done=done, total=total))
     for b in bad:
         print(f"skipped: {b}", file=sys.stderr)
+        emit("warning", message=f"skipped: {b}", about="image")
+    head = summary.headline()
     if args.json:
-        print(json.dumps(summary.to_dict(), default=float))
+        print(json.dumps(summary.to_dict(), default=float), file=out)
     else:
-        head = summary.headline()
-        print(f"{args.split}: {summary.images} images, conf {conf:g}")
+        print(f"{args.split}: {summary.images} images, conf {conf:g}", file=out)
         for k, v in head.items():
-            print(f"  {k:>14}: {v:.4f}")
+            print(f"  {k:>14}: {v:.4f}", file=out)
+    emit("result", verb="val", message=f"{args.split}: {summary.images} images, conf {conf:g}",
+         metrics=head, split=args.split, conf=conf)
     return 0

@@ -14,6 +14,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,9 @@ from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
 from core.data.dataset import SegmentationDataset, collate
 from core.errors import ConfigError, UserFacingError
+from core.model.checkpoint import read_training_checkpoint
 from core.project_lock import training_marker
 from core.train import distributed as ddp
-from core.model.checkpoint import read_training_checkpoint
 from core.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
 from core.train.events import EventLog, append_metrics_csv, plot_run
@@ -561,7 +562,7 @@ def _float_outputs(outputs: Any) -> Any:
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, project, images: list[Path], class_names: list[str], task: str,
                    image_size: int, device: torch.device, conf: float, batch_size: int = 4,
-                   bad: list[str] | None = None):
+                   bad: list[str] | None = None, progress: Callable[[int, int], None] | None = None):
     """Paper metrics on original-resolution labels: preprocess as inference does, DeployModel
     top-100, shared post-processing at conf 0.01 (COCO AP), fixed-threshold F1 at ``conf``."""
     from core.data.images import read_image
@@ -594,5 +595,7 @@ def evaluate_model(model: torch.nn.Module, project, images: list[Path], class_na
         for ann, det in zip(anns, dets):
             evaluator.add(gt_from_annotation(ann, with_masks=task == "segment"),
                           ImagePred.from_detections(det, str(ann.image_path)))
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     model.train(was_training)
     return evaluator.summary()
