@@ -158,6 +158,29 @@ class ExportPanel(QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build_ui(self) -> None:
+        """Top to bottom: what to export, the one-click INT8 action, other formats, progress,
+        the report table and the log."""
+        src = self._source_row()
+        one = self._one_click_row()
+        other_group = self._other_formats_group()
+        prog = self._progress_row()
+        rep = self._report_row()
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setMaximumHeight(140)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(src)
+        layout.addLayout(one)
+        layout.addWidget(other_group)
+        layout.addLayout(prog)
+        layout.addLayout(rep)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.log_view)
+
+    def _source_row(self) -> QHBoxLayout:
+        """Checkpoint (a combo of the project's runs, editable) and the export name."""
         self.checkpoint_box = QComboBox()
         self.checkpoint_box.setEditable(True)
         self.checkpoint_box.setMinimumWidth(320)
@@ -172,7 +195,10 @@ class ExportPanel(QWidget):
         src.addWidget(browse)
         src.addWidget(QLabel("Name"))
         src.addWidget(self.name_edit)
+        return src
 
+    def _one_click_row(self) -> QHBoxLayout:
+        """The one-click INT8 OpenVINO export, with optional accuracy control."""
         self.int8_button = QPushButton("Export INT8 OpenVINO")
         self.int8_button.setObjectName("primaryButton")
         self.int8_button.setMinimumHeight(40)
@@ -203,7 +229,10 @@ class ExportPanel(QWidget):
         one.addWidget(self.accuracy_box)
         one.addWidget(self.max_drop)
         one.addStretch(1)
+        return one
 
+    def _other_formats_group(self) -> QGroupBox:
+        """Any formats x precisions, exported on demand."""
         self.format_boxes = {
             f: QCheckBox({"onnx": "ONNX", "openvino": "OpenVINO", "tensorrt": "TensorRT"}[f]) for f in FORMATS
         }
@@ -225,7 +254,10 @@ class ExportPanel(QWidget):
         other.addWidget(self.custom_button)
         other_group = QGroupBox("Other formats")
         other_group.setLayout(other)
+        return other_group
 
+    def _progress_row(self) -> QHBoxLayout:
+        """Stage text, progress bar and Cancel."""
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.stage_label = QLabel("Idle")
@@ -236,7 +268,10 @@ class ExportPanel(QWidget):
         prog.addWidget(self.stage_label, 1)
         prog.addWidget(self.progress, 2)
         prog.addWidget(self.cancel_button)
+        return prog
 
+    def _report_row(self) -> QHBoxLayout:
+        """The report table (built here, placed by _build_ui) and its summary line."""
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
@@ -251,20 +286,7 @@ class ExportPanel(QWidget):
         rep = QHBoxLayout()
         rep.addWidget(self.report_label, 1)
         rep.addWidget(self.open_button)
-
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(5000)
-        self.log_view.setMaximumHeight(140)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(src)
-        layout.addLayout(one)
-        layout.addWidget(other_group)
-        layout.addLayout(prog)
-        layout.addLayout(rep)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.log_view)
+        return rep
 
     def _browse(self) -> None:
         start = str(self.project.runs_dir) if self.project is not None else ""

@@ -140,6 +140,23 @@ class TrainPanel(QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build_ui(self) -> None:
+        """Left: run settings, start/resume/cancel and past runs; right: status, progress, the
+        loss and validation curves and the log."""
+        settings = self._settings_group()
+        buttons = self._button_row()
+        status_row = self._status_row()
+        self._build_views()
+        left = self._left_column(settings, buttons)
+        right = self._right_column(status_row)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+    def _settings_group(self) -> QGroupBox:
+        """Model size, epochs, image size, start weights, device and run name."""
         self.size_box = QComboBox()
         self.size_box.addItems(["n", "s", "m", "l", "x"])
         self.epochs_box = QSpinBox()
@@ -167,7 +184,10 @@ class TrainPanel(QWidget):
         form.addRow("Run name", self.name_edit)
         settings = QGroupBox("Run settings")
         settings.setLayout(form)
+        return settings
 
+    def _button_row(self) -> QHBoxLayout:
+        """Start, resume and cancel."""
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primaryButton")
         self.start_button.clicked.connect(lambda: self.start(resume=False))
@@ -181,7 +201,10 @@ class TrainPanel(QWidget):
         buttons.addWidget(self.resume_button)
         buttons.addWidget(self.cancel_button)
         buttons.addStretch(1)
+        return buttons
 
+    def _status_row(self) -> QHBoxLayout:
+        """Progress bar (placed by _right_column), status text and ETA."""
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -190,7 +213,10 @@ class TrainPanel(QWidget):
         status_row = QHBoxLayout()
         status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.eta_label)
+        return status_row
 
+    def _build_views(self) -> None:
+        """The loss and validation curves, the log and the past runs list."""
         self.loss_plot = CurvePlot("Losses", "step")
         self.metric_plot = CurvePlot("Validation", "epoch")
         self.log_view = QPlainTextEdit()
@@ -203,13 +229,18 @@ class TrainPanel(QWidget):
         self.log_view.setMinimumHeight(40)
         self.runs_list.itemSelectionChanged.connect(self._show_selected_run)
 
+    def _left_column(self, settings: QGroupBox, buttons: QHBoxLayout) -> QWidget:
+        """Settings, buttons, past runs."""
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(settings)
         left_layout.addLayout(buttons)
         left_layout.addWidget(QLabel("Past runs"))
         left_layout.addWidget(self.runs_list, 1)
+        return left
 
+    def _right_column(self, status_row: QHBoxLayout) -> QWidget:
+        """Status, progress and the curves over the log (resizable)."""
         plots = QSplitter(Qt.Orientation.Vertical)
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.metric_plot)
@@ -219,13 +250,7 @@ class TrainPanel(QWidget):
         right_layout.addLayout(status_row)
         right_layout.addWidget(self.progress)
         right_layout.addWidget(plots, 1)
-
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(1, 3)
-        layout = QVBoxLayout(self)
-        layout.addWidget(split)
+        return right
 
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:

@@ -432,12 +432,7 @@ class Trainer:
         if rng is not None:
             set_rng_state(rng)  # last: building the model above drew from the generators
         stopped = "finished"
-        bar = None
-        if self.opts.progress and not self.opts.events_stdout and self.dist.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True,
-                       file=sys.stderr)
+        bar = self._progress_bar()
         t_start, steps_at_start = time.perf_counter(), self.global_step
         warned: set[str] = set()
         while self.epoch < t.epochs:
@@ -461,18 +456,8 @@ class Trainer:
                 self.global_step += 1
                 self.epoch_step += 1
                 loss_sum, loss_n = loss_sum + losses["loss"], loss_n + 1
-                elapsed = time.perf_counter() - t_start
-                done = self.global_step - steps_at_start
-                rate = done / elapsed if elapsed > 0 else 0.0
-                lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
-                self.events.emit(
-                    "step", epoch=epoch, step=self.global_step, epoch_step=self.epoch_step,
-                    steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, loss=losses["loss"],
-                    losses={k: v for k, v in losses.items() if k != "loss"},
-                    lr=lrs.get("default", next(iter(lrs.values()))), lr_backbone=lrs.get("backbone"),
-                    img_per_s=t.batch_size / max(time.perf_counter() - t_step, 1e-9),
-                    eta_s=(self.total_steps - self.global_step) / rate if rate > 0 else None,
-                )
+                rate = (self.global_step - steps_at_start) / max(time.perf_counter() - t_start, 1e-12)
+                self._step_event(epoch, losses, time.perf_counter() - t_step, rate)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{losses['loss']:.3f}")
@@ -485,20 +470,7 @@ class Trainer:
                 break
             self.events.emit("epoch", epoch=epoch, step=self.global_step,
                              loss=loss_sum / loss_n if loss_n else None, time_s=time.perf_counter() - t_epoch)
-            self.epoch, self.epoch_step = epoch + 1, 0
-            self._last_was_best = False
-            validated = not stop_now and ((epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs)
-            if validated:
-                self._validate(epoch)
-            payload = self._payload()
-            self._save("last", payload)
-            if self._last_was_best:
-                self._save("best", payload)
-            if self.dist.is_main and (validated or self.epoch == t.epochs):
-                try:
-                    plot_run(self.run_dir)
-                except Exception as exc:  # noqa: BLE001 - plots are a convenience; never stop training
-                    self.events.emit("warning", message=f"plotting failed: {exc}")
+            self._end_epoch(epoch, validate=not stop_now)
             if stop_now or ddp.any_rank(self.stop.requested, self.device):
                 stopped = "signal"
                 break
@@ -510,6 +482,45 @@ class Trainer:
         ddp.barrier()
         ddp.cleanup()
         return 0
+
+    def _progress_bar(self):
+        """A tqdm bar on stderr for a person at a terminal (not with --events -, not on other ranks)."""
+        if not (self.opts.progress and not self.opts.events_stdout and self.dist.is_main):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True,
+                    file=sys.stderr)
+
+    def _step_event(self, epoch: int, losses: dict[str, float], step_s: float, rate: float) -> None:
+        """The ``step`` event: losses, learning rates, speed and ETA (``rate``: steps/s this session)."""
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+        self.events.emit(
+            "step", epoch=epoch, step=self.global_step, epoch_step=self.epoch_step,
+            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, loss=losses["loss"],
+            losses={k: v for k, v in losses.items() if k != "loss"},
+            lr=lrs.get("default", next(iter(lrs.values()))), lr_backbone=lrs.get("backbone"),
+            img_per_s=self.cfg.train.batch_size / max(step_s, 1e-9),
+            eta_s=(self.total_steps - self.global_step) / rate if rate > 0 else None,
+        )
+
+    def _end_epoch(self, epoch: int, validate: bool) -> None:
+        """After a full epoch: validate when due, save last (and best), redraw the plots."""
+        t = self.cfg.train
+        self.epoch, self.epoch_step = epoch + 1, 0
+        self._last_was_best = False
+        validated = validate and ((epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs)
+        if validated:
+            self._validate(epoch)
+        payload = self._payload()
+        self._save("last", payload)
+        if self._last_was_best:
+            self._save("best", payload)
+        if self.dist.is_main and (validated or self.epoch == t.epochs):
+            try:
+                plot_run(self.run_dir)
+            except Exception as exc:  # noqa: BLE001 - plots are a convenience; never stop training
+                self.events.emit("warning", message=f"plotting failed: {exc}")
 
     _last_was_best = False
 

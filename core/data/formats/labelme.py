@@ -103,6 +103,33 @@ def read_labelme_file(json_path: Path | str, class_names: list[str], problems: l
     cannot be used go to ``problems``; file-level damage raises :class:`LabelError`."""
     path = Path(json_path)
     data = _load_json(path)
+    ann = _empty_annotation(path, data, extract_dir)
+    w, h = ann.width, ann.height
+    groups: dict[tuple[str, int], Instance] = {}
+    for i, shape in enumerate(data["shapes"]):
+        try:
+            label, gid, where, (polygons, holes, box) = _read_shape(path, i, shape)
+            far = outside_image(polygons or [box], w, h)
+            if far is not None:
+                raise LabelError(path, None, f"{where}: point outside the {w}x{h} image", value=far)
+        except LabelError as exc:
+            problems.append(exc)
+            continue
+        if label not in class_names:
+            class_names.append(label)
+        key = (label, gid) if gid is not None else None
+        if key is not None and key in groups:
+            _join_group(groups[key], polygons, holes, box)
+            continue
+        inst = Instance(class_names.index(label), polygons=polygons, holes=holes, box=box, group_id=gid)
+        if key is not None:
+            groups[key] = inst
+        ann.instances.append(inst)
+    return ann
+
+
+def _empty_annotation(path: Path, data: dict, extract_dir: Path | None) -> ImageAnnotation:
+    """The image the file labels, its size checked against the file's imageWidth/imageHeight."""
     image = _resolve_image(path, data, extract_dir)
     try:
         w, h = image_size(image)
@@ -112,95 +139,73 @@ def read_labelme_file(json_path: Path | str, class_names: list[str], problems: l
     if jw is not None and jh is not None and (jw, jh) != (w, h):
         raise LabelError(path, None, f"imageWidth x imageHeight {jw}x{jh} differs from the image's {w}x{h} "
                          "(labels would be misplaced; EXIF orientation?)", value=data["imagePath"])
-    ann = ImageAnnotation(image, w, h)
-    groups: dict[tuple[str, int], Instance] = {}
-    for i, shape in enumerate(data["shapes"]):
-        where = f"shapes[{i}]"
-        if not isinstance(shape, dict):
-            problems.append(LabelError(path, None, f"{where}: expected an object", value=shape))
-            continue
-        label = shape.get("label")
-        if not isinstance(label, str) or not label.strip():
-            problems.append(LabelError(path, None, f"{where}: missing or empty 'label'", value=label))
-            continue
-        stype = shape.get("shape_type") or "polygon"
-        where = f"{where} ({label!r}, {stype})"
-        pts = _points(shape.get("points"))
-        if pts is None:
-            problems.append(LabelError(path, None, f"{where}: 'points' must be a list of [x, y] numbers",
-                                       value=shape.get("points")))
-            continue
-        gid = shape.get("group_id")
-        if gid is not None and (not isinstance(gid, int) or isinstance(gid, bool)):
-            problems.append(LabelError(path, None, f"{where}: 'group_id' must be an integer or null", value=gid))
-            continue
-        polygons: list[np.ndarray] = []
-        holes: list[np.ndarray] = []
-        box = None
-        if stype == "polygon":
-            if len(pts) < 3:
-                problems.append(LabelError(path, None, f"{where}: a polygon needs at least 3 points, "
-                                           f"got {len(pts)}", value=pts.tolist()))
-                continue
-            polygons = [pts]
-        elif stype == "rectangle":
-            if len(pts) < 2 or np.ptp(pts[:, 0]) <= 0 or np.ptp(pts[:, 1]) <= 0:
-                problems.append(LabelError(path, None, f"{where}: a rectangle needs 2 distinct corners",
-                                           value=pts.tolist()))
-                continue
-            x0, y0 = pts.min(axis=0)
-            x1, y1 = pts.max(axis=0)
-            box = (x0, y0, x1, y1)
-        elif stype == "circle":
-            if len(pts) != 2 or np.allclose(pts[0], pts[1]):
-                problems.append(LabelError(path, None, f"{where}: a circle needs a centre and a rim point",
-                                           value=pts.tolist()))
-                continue
-            polygons = [circle_polygon(pts[0], pts[1])]
-        elif stype == "mask":
-            try:
-                m = np.asarray(Image.open(io.BytesIO(base64.b64decode(shape["mask"]))).convert("L")) > 0
-            except (KeyError, TypeError, ValueError, OSError):
-                problems.append(LabelError(path, None, f"{where}: 'mask' is not a base64 PNG"))
-                continue
-            outers, holes = mask_to_polygons(m)
-            if not outers:
-                problems.append(LabelError(path, None, f"{where}: mask is empty"))
-                continue
-            offset = np.floor(pts.min(axis=0))
-            polygons = [p + offset for p in outers]
-            holes = [p + offset for p in holes]
-        elif stype in _NOT_REGIONS:
-            problems.append(LabelError(path, None, f"{where}: shape type is not a region (no area); skipped",
-                                       value=stype))
-            continue
-        else:
-            problems.append(LabelError(path, None, f"{where}: unknown shape_type", value=stype))
-            continue
-        far = outside_image(polygons or [box], w, h)
-        if far is not None:
-            problems.append(LabelError(path, None, f"{where}: point outside the {w}x{h} image", value=far))
-            continue
-        if label not in class_names:
-            class_names.append(label)
-        cid = class_names.index(label)
-        key = (label, gid) if gid is not None else None
-        if key is not None and key in groups:
-            inst = groups[key]
-            if inst.is_box:  # a box joined by another part: becomes a polygon part
-                x0, y0, x1, y1 = inst.bbox()
-                inst.polygons = [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])]
-                inst.box = None
-            if box is not None:
-                polygons = [np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]])]
-            inst.polygons.extend(polygons)
-            inst.holes.extend(holes)
-            continue
-        inst = Instance(cid, polygons=polygons, holes=holes, box=box, group_id=gid)
-        if key is not None:
-            groups[key] = inst
-        ann.instances.append(inst)
-    return ann
+    return ImageAnnotation(image, w, h)
+
+
+Geometry = tuple[list[np.ndarray], list[np.ndarray], "tuple[float, float, float, float] | None"]
+
+
+def _read_shape(path: Path, i: int, shape: object) -> tuple[str, int | None, str, Geometry]:
+    """(label, group id, where, geometry) of ``shapes[i]``; LabelError naming it when unusable."""
+    where = f"shapes[{i}]"
+    if not isinstance(shape, dict):
+        raise LabelError(path, None, f"{where}: expected an object", value=shape)
+    label = shape.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise LabelError(path, None, f"{where}: missing or empty 'label'", value=label)
+    stype = shape.get("shape_type") or "polygon"
+    where = f"{where} ({label!r}, {stype})"
+    pts = _points(shape.get("points"))
+    if pts is None:
+        raise LabelError(path, None, f"{where}: 'points' must be a list of [x, y] numbers", value=shape.get("points"))
+    gid = shape.get("group_id")
+    if gid is not None and (not isinstance(gid, int) or isinstance(gid, bool)):
+        raise LabelError(path, None, f"{where}: 'group_id' must be an integer or null", value=gid)
+    return label, gid, where, _shape_geometry(path, where, stype, pts, shape)
+
+
+def _shape_geometry(path: Path, where: str, stype: str, pts: np.ndarray, shape: dict) -> Geometry:
+    """(polygons, holes, box) of one region shape; LabelError for shapes with no usable area."""
+    if stype == "polygon":
+        if len(pts) < 3:
+            raise LabelError(path, None, f"{where}: a polygon needs at least 3 points, got {len(pts)}",
+                             value=pts.tolist())
+        return [pts], [], None
+    if stype == "rectangle":
+        if len(pts) < 2 or np.ptp(pts[:, 0]) <= 0 or np.ptp(pts[:, 1]) <= 0:
+            raise LabelError(path, None, f"{where}: a rectangle needs 2 distinct corners", value=pts.tolist())
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        return [], [], (x0, y0, x1, y1)
+    if stype == "circle":
+        if len(pts) != 2 or np.allclose(pts[0], pts[1]):
+            raise LabelError(path, None, f"{where}: a circle needs a centre and a rim point", value=pts.tolist())
+        return [circle_polygon(pts[0], pts[1])], [], None
+    if stype == "mask":
+        try:
+            m = np.asarray(Image.open(io.BytesIO(base64.b64decode(shape["mask"]))).convert("L")) > 0
+        except (KeyError, TypeError, ValueError, OSError):
+            raise LabelError(path, None, f"{where}: 'mask' is not a base64 PNG") from None
+        outers, holes = mask_to_polygons(m)
+        if not outers:
+            raise LabelError(path, None, f"{where}: mask is empty")
+        offset = np.floor(pts.min(axis=0))  # the mask covers the shape's box, from its top-left pixel
+        return [p + offset for p in outers], [p + offset for p in holes], None
+    if stype in _NOT_REGIONS:
+        raise LabelError(path, None, f"{where}: shape type is not a region (no area); skipped", value=stype)
+    raise LabelError(path, None, f"{where}: unknown shape_type", value=stype)
+
+
+def _join_group(inst: Instance, polygons: list[np.ndarray], holes: list[np.ndarray], box) -> None:
+    """labelme's group_id: several shapes are parts of one object (boxes become polygon parts)."""
+    if inst.is_box:
+        x0, y0, x1, y1 = inst.bbox()
+        inst.polygons = [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])]
+        inst.box = None
+    if box is not None:
+        polygons = [np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]])]
+    inst.polygons.extend(polygons)
+    inst.holes.extend(holes)
 
 
 def load_labelme(source: Path | str, class_names: list[str] | None = None,
