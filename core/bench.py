@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import ExportConfig, InferConfig
 from core.errors import UserFacingError
 from core.infer.timing import postprocess_speedup, time_predictor
 
@@ -32,13 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
     p.add_argument("--formats", default="torch,onnx,openvino",
                    help="backends to time (default torch,onnx,openvino; as `dfine export --formats`)")
-    p.add_argument("--precision", default="fp32,fp16,int8", help="OpenVINO precisions (default fp32,fp16,int8)")
+    export_cfg, infer_cfg = ExportConfig(), InferConfig()
+    precisions = ",".join(export_cfg.precisions)
+    p.add_argument("--precision", default=precisions, help=f"OpenVINO precisions (default {precisions}, as "
+                   "export.precisions)")
     p.add_argument("--batch-sizes", default="1,4,8", help="default 1,4,8")
     p.add_argument("--images", type=int, default=24, help="timed images per configuration (default 24)")
     p.add_argument("--frame", default="1920x1080", help="size of the timed images (default 1920x1080)")
-    p.add_argument("--conf", type=float, default=0.5)
+    p.add_argument("--conf", type=float, default=infer_cfg.conf, help=f"default {infer_cfg.conf} (infer.conf)")
     p.add_argument("--threads", type=int, help="CPU threads for the runtimes (default: all)")
-    p.add_argument("--calibration-images", type=int, default=300)
+    p.add_argument("--calibration-images", type=int, default=export_cfg.calibration_images,
+                   help=f"INT8 calibration images (default {export_cfg.calibration_images}, as export.calibration_images)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where CSV/markdown/plot go")
     p.add_argument("--events", metavar="DEST", choices=["-"],
                    help="'-': JSON lines on stdout (core.messages: stage 'prepare' (export, F1), stage 'time' "

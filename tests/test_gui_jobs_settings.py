@@ -104,6 +104,8 @@ def test_device_backend_and_model(ini, tmp_path):
     # a hand-edited bad value falls back to the default instead of breaking the app
     ini.setValue("infer/backend", "???")
     assert AppSettings(ini).backend == "auto"
+    ini.setValue("infer/backend", "onnxruntime")  # the name older versions stored
+    assert AppSettings(ini).backend == "onnx" and ini.value("infer/backend") == "onnx"
 
 
 def test_default_settings_use_the_organisation(qapp, tmp_path):

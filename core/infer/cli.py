@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 
+from core.config import InferConfig
 from core.errors import UserFacingError
 from core.infer.runner_base import BACKENDS, backend_name
 
@@ -22,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="export folder, model file (.onnx, .xml, .engine), checkpoint (.pt) or run folder")
     p.add_argument("source", help="image, image folder, video file, or camera index (0, 1, ...)")
     p.add_argument("--save", type=Path, metavar="DIR", help="write overlays and results.json here")
-    p.add_argument("--conf", type=float, default=0.5, help="confidence threshold (default 0.5)")
+    conf = InferConfig().conf
+    p.add_argument("--conf", type=float, default=conf, help=f"confidence threshold (default {conf}, as infer.conf)")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (torch/onnx/tensorrt); "
                    "CPU | GPU | NPU | AUTO for OpenVINO (default cpu)")
     p.add_argument("--backend", type=backend_name, choices=list(BACKENDS),
