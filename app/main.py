@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from core import __version__  # one version for the distribution (app re-exports it)
+from core.cli import main as core_main
 
 
 def demo_dir() -> Path:
@@ -76,7 +77,6 @@ def fit_to_screen(win, share: float = 0.92) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--core"]:  # the frozen app runs its background jobs through itself
-        from core.cli import main as core_main
 
         return core_main(argv[1:])
     args = parse_args(argv)

@@ -38,16 +38,19 @@ from app.canvas import CanvasView, Tool
 from app.document import LabelDocument
 from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
-from app.panels import ClassPanel, InstancePanel
 from app.key_guard import KeyGuard
+from app.panels import ClassPanel, InstancePanel
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
 from app.theme import apply_theme, icon
+from app.transfer import EXPORT_KINDS, IMPORT_KINDS
 from app.window_classes import ClassActions
 from app.window_segment import SegmentActions
 from app.window_tasks import BackgroundActions
 from app.workers import Task, run_task
+from core import __version__
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
+from core.image_state import set_done
 
 
 class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
@@ -290,7 +293,6 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         m.addAction(self.act_save)
         m.addSeparator()
         imp = m.addMenu("&Import")
-        from app.transfer import EXPORT_KINDS, IMPORT_KINDS
 
         for kind, text in IMPORT_KINDS.items():
             imp.addAction(text, lambda k=kind: self.import_dialog(k))
@@ -578,7 +580,6 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def toggle_done(self) -> None:
         """Mark the image on screen done / not done (stored in .dfine/image_state.json)."""
-        from core.image_state import set_done
 
         if self.doc is None or self.list_model is None:
             return
@@ -852,7 +853,6 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         ShortcutsDialog(self).exec()
 
     def about(self) -> None:
-        from core import __version__
 
         QMessageBox.about(self, "About dfine-studio",
                           f"dfine-studio {__version__}\nLabel, train D-FINE-seg, review, export, run live.\n"

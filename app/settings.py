@@ -16,6 +16,7 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QSettings
 from PySide6.QtWidgets import QMainWindow
 
 from core.infer.runner_base import BACKENDS as RUNNER_BACKENDS
+from core.infer.runner_base import backend_name
 
 ORGANISATION = "dfine-studio"
 APPLICATION = "dfine-studio"
@@ -111,7 +112,6 @@ class AppSettings:
 
     @property
     def backend(self) -> str:
-        from core.infer.runner_base import backend_name
 
         stored = self.qsettings.value("infer/backend")
         if isinstance(stored, str) and backend_name(stored) != stored:  # a name from an older version

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from core.annotation import ImageAnnotation
+from core.data.formats.cli import read_source
 from core.errors import UserFacingError
 
 IMPORT_KINDS = {"ultralytics": "Ultralytics data.yaml…", "yolo": "YOLO folder…",
@@ -70,7 +71,6 @@ def export_project(task, project, kind: str, out: Path) -> str:
 
 def import_into(task, project_root: Path, kind: str, source: Path) -> str:
     """Read ``source`` with the engine's reader and add it to the project."""
-    from core.data.formats.cli import read_source
     from core.project_import import import_into_project
 
     if task is not None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from app import commands
 from app.image_list import Status
+from app.transfer import export_project, import_into
 from app.workers import Task, run_task
 
 
@@ -78,7 +79,6 @@ class BackgroundActions:
             self.export_to(kind, Path(out))
 
     def export_to(self, kind: str, out: Path) -> Task | None:
-        from app.transfer import export_project
 
         self.autosaver.save_current()
         return self.start_task(export_project, self.project, kind, out, title=f"Export {kind}",
@@ -94,7 +94,6 @@ class BackgroundActions:
             self.import_from(kind, Path(src))
 
     def import_from(self, kind: str, source: Path) -> Task | None:
-        from app.transfer import import_into
 
         self.autosaver.save_current()
         root = self.project.root

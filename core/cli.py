@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+from core import __version__
 from core.errors import UserFacingError
 
 # verb -> (module, one-line help)
@@ -61,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(argv)
     if args.version:
-        from core import __version__
 
         print(f"dfine-studio {__version__}")
         return 0

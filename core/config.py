@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.bounded_input import compose_yaml
 from core.errors import ConfigError
 
 CONFIG_FILE = "project.yaml"
@@ -223,7 +224,6 @@ def load_config(path: Path | str) -> ProjectConfig:
 
 
 def parse_config_text(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
-    from core.bounded_input import compose_yaml
 
     try:
         # compose once, bounded (aliases, depth, repeated keys), then build the values from it

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.atomic_io import atomic_write_text
 from core.errors import LabelError
+from core.project_lock import project_lock
 
 STATE_FILE = Path(".dfine") / "image_state.json"
 VERSION = 1
@@ -59,7 +60,6 @@ def set_done(root: Path | str, images: Iterable[str], done: bool) -> set[str]:
     """Mark (or unmark) ``images`` done; returns the new set. The read-modify-write runs inside
     the project lock, like every other writer of the project's files, so two windows (or a window
     and a script) marking images never lose each other's marks."""
-    from core.project_lock import project_lock
 
     images = set(images)
     with project_lock(root):

@@ -31,6 +31,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from core.bounded_input import loads_json
+from core.errors import UserFacingError
+
 __all__ = [
     "Event", "ExportReport", "LabelIssueRecord", "LabelIssuesFile", "ReportRow", "ReviewDecision",
     "ReviewDecisionsFile", "event_line", "make_event", "parse_event", "plain", "read_export_report",
@@ -341,8 +344,6 @@ def validate_model(data: Any, model: type[BaseModel], source: Path | str, what: 
 def read_model_file(path: Path, model: type[BaseModel], what: str) -> Any:
     """The JSON file ``path`` as ``model`` (size/depth-bounded parse); ValueError naming the file,
     ``what`` it should be and the problem otherwise."""
-    from core.bounded_input import loads_json
-    from core.errors import UserFacingError
 
     path = Path(path)
     try:
@@ -362,7 +363,6 @@ def run_with_events(events: bool, body) -> int:
     an ``error`` event before it propagates to the CLI's one-line message."""
     import sys
 
-    from core.errors import UserFacingError
 
     def emit(kind: str, **fields: Any) -> None:
         if events:

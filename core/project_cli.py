@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.config import apply_overrides
+from core.data.formats.yolo_txt import parse_class_id, split_rows
 from core.errors import UserFacingError
+from core.project_lock import training_active
 
 
 def _names(text: str) -> list[str]:
@@ -53,7 +56,6 @@ def add_classes_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _count_instances(proj) -> tuple[dict[int, int], list[str]]:
-    from core.data.formats.yolo_txt import parse_class_id, split_rows
     from core.project import _read_label_text, label_files
 
     counts: dict[int, int] = {}
@@ -86,7 +88,6 @@ def run_classes(args: argparse.Namespace) -> int:
             print(f"bad label file: {msg}")
         return 0
     if action in ("rename", "merge", "delete", "undo"):
-        from core.project_lock import training_active
 
         if training_active(proj.root):
             print(f"warning: a training run is using {proj.root} now; it keeps the class list it started "
@@ -119,7 +120,6 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from core.config import apply_overrides
     from core.project import Project
 
     proj = Project.open(args.project)

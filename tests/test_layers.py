@@ -197,3 +197,75 @@ def test_every_cli_verb_has_its_module():
         module = importlib.import_module(module_name)
         assert callable(getattr(module, f"add_{verb}_arguments", None) or getattr(module, "add_arguments", None)), verb
         assert callable(getattr(module, f"run_{verb}", None) or getattr(module, "run", None)), verb
+
+
+# --------------------------------------------------------------------------- function-level imports
+
+# Third-party packages slow to import (or optional): a module that needs one may be imported
+# inside a function so that a verb, or the GUI at start, pays only for what it uses.
+HEAVY_PACKAGES = {"torch", "openvino", "nncf", "tensorrt", "onnxruntime", "onnx", "matplotlib", "PySide6",
+                  "pyqtgraph", "cleanlab", "ultralytics", "cv2", "scipy", "albumentations", "shapely",
+                  "pycocotools"}
+# module -> why its lazy imports of light modules stay for now (a stale entry fails)
+KNOWN_LAZY: dict[str, str] = {
+    "app.jobs.review_panel": "#15 reworks this panel now; hoisted when it lands",
+    "core.bench": "#16 adds the YOLO26 anchor here now; hoisted when it lands",
+}
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    out: set[str] = set()
+    for stmt in tree.body:
+        for node in ast.walk(stmt) if isinstance(stmt, (ast.If, ast.Try)) else [stmt]:
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return out
+
+
+def heavy_modules() -> set[str]:
+    """Our modules that import a heavy package when they are imported (directly or through ours)."""
+    trees = {module_name(p): ast.parse(p.read_text(encoding="utf-8"))
+             for d in ("core", "app") for p in (REPO / d).rglob("*.py")}
+    top = {m: _module_level_imports(t) for m, t in trees.items()}
+    heavy = {m for m, imps in top.items() if any(i.split(".")[0] in HEAVY_PACKAGES for i in imps)}
+    grew = True
+    while grew:
+        before = len(heavy)
+        heavy |= {m for m, imps in top.items() if imps & heavy}
+        grew = len(heavy) > before
+    return heavy
+
+
+def lazy_light_imports() -> dict[str, list[str]]:
+    """module -> function-level imports of our modules that import nothing heavy (these belong at
+    the top, where the module's dependencies are read); optional imports in try/except are fine."""
+    heavy = heavy_modules()
+    known = known_modules()
+    found: dict[str, list[str]] = {}
+    for d in ("core", "app"):
+        for path in (REPO / d).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for s in t.body for n in ast.walk(s)}
+            for fn in ast.walk(tree):
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(fn):
+                    if id(node) in guarded:
+                        continue
+                    mods = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                            else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                    light = [m for m in mods if m in known and m not in heavy]
+                    if light:
+                        found.setdefault(module_name(path), []).extend(light)
+    return found
+
+
+def test_function_level_imports_only_for_heavy_packages():
+    found = lazy_light_imports()
+    new = {m: v for m, v in found.items() if m not in KNOWN_LAZY}
+    assert not new, ("import these at the top of the module (they import nothing heavy): "
+                     + "; ".join(f"{m}: {', '.join(sorted(set(v)))}" for m, v in sorted(new.items())))
+    stale = sorted(set(KNOWN_LAZY) - set(found))
+    assert not stale, f"fixed, remove from KNOWN_LAZY: {stale}"

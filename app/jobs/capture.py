@@ -23,6 +23,8 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from core.errors import UserFacingError
+from core.infer.detections import Detections
+from core.infer.live_pipeline import FrameGrabber
 
 
 class SourceError(UserFacingError):
@@ -123,7 +125,6 @@ def filter_detections(det: Any, threshold: float) -> Any:
         if hasattr(det, "rles"):
             kwargs["rles"] = None if rles is None else [r for r, k in zip(rles, keep, strict=True) if k]
         return replace(det, **kwargs)
-    from core.infer.detections import Detections
 
     h, w = det.image_size
     return Detections(image_size=(h, w), class_names=list(getattr(det, "class_names", []) or []), **kwargs)
@@ -223,7 +224,6 @@ class CaptureThread(QThread):
         return None
 
     def _start_grabber(self):
-        from core.infer.live_pipeline import FrameGrabber
 
         if self.source.is_live or self._pace():
             self._grabber = FrameGrabber(self.source.read, self._pace()).start()

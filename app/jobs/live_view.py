@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.capture import CaptureThread, FrameResult, SourceError, open_source
 from app.settings import BACKENDS, default_model
+from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
 from core.project import as_project
 
@@ -500,7 +501,6 @@ class LiveView(QWidget):
             self._set_status("Open a project and show a frame first.", error=True)
             return None
         from app.prelabel import class_mapping, detections_to_instances
-        from core.annotation import ImageAnnotation
 
         res = self.current
         image_dir = self.project.image_dir

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.jobs.process_job import ProcessJob
 from core.errors import ConfigError
 from core.messages import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, parse_event
+from core.weights import cache_rows, cached_file, find_entry, weights_dir
 
 RANDOM = "random initialisation"
 
@@ -79,7 +80,6 @@ class WeightsPicker(QWidget):
         self.project_root = Path(project_root) if project_root is not None else None
         self.size = size
         if configured:
-            from core.weights import find_entry
 
             entry = find_entry(configured)
             if entry is None:
@@ -92,7 +92,6 @@ class WeightsPicker(QWidget):
             self.refresh()
 
     def cache_folder(self) -> Path:
-        from core.weights import weights_dir
 
         try:
             return weights_dir(self.project_root)
@@ -102,7 +101,6 @@ class WeightsPicker(QWidget):
     def refresh(self, select: str | None = None) -> None:
         """Rebuild the list (presence re-read from the cache). Keeps the current choice when it
         still fits the size; otherwise `select`, else the size's COCO checkpoint when present."""
-        from core.weights import cache_rows, find_entry
 
         current = select or self.current_value()
         if current is not None and current != self.custom_file:
@@ -135,7 +133,6 @@ class WeightsPicker(QWidget):
 
     def entry(self):
         """The registry entry selected, or None (random / own file)."""
-        from core.weights import find_entry
 
         value = self.current_value()
         return find_entry(value) if value and value != self.custom_file else None
@@ -144,7 +141,6 @@ class WeightsPicker(QWidget):
         entry = self.entry()
         if entry is None:
             return False
-        from core.weights import cached_file
 
         return not cached_file(entry, self.cache_folder()).is_file()
 

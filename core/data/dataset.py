@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from core.annotation import ImageAnnotation, Instance
 from core.data.augment import Sample, TrainAugment, boxes_from_masks, drop_empty, resize
 from core.errors import UserFacingError
+from core.eval import rle
 
 AnnotationLoader = Callable[[Path], ImageAnnotation]
 
@@ -46,7 +47,6 @@ def rasterize_instance(inst: Instance, width: int, height: int, sx: float = 1.0,
     Uses the same pycocotools rasteriser as the evaluation (core.eval.rle), so the masks the
     model learns are pixel for pixel the masks its F1/AP are measured against.
     """
-    from core.eval import rle
 
     scale = np.array([sx, sy])
     if inst.is_box:

@@ -12,9 +12,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserFacingError
 from core.config import ExportConfig, InferConfig
+from core.errors import UserFacingError
 from core.export.openvino_export import OVERFLOW_FIX_CHOICES
+from core.export.pipeline import export_all, openvino_validation_fn, project_for
+from core.export.report import build_report, report_table
+from core.infer.val_metrics import load_val_items
 from core.messages import run_with_events
 
 
@@ -85,12 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, emit, out_stream) -> int:
-    from core.export.pipeline import export_all, openvino_validation_fn, project_for
-    from core.export.report import build_report, report_table
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.predictor import resolve_model
     from core.project import newest_run
-    from core.infer.val_metrics import load_val_items
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)

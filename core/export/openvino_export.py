@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import cpu_isa
 from core.infer.int8_info import record_int8_info
 
 # Parts kept in float for INT8: the class/box heads, the mask embedding MLP and the mask dot
@@ -71,7 +72,6 @@ def int8_settings(overflow_fix: str, subset_size: int) -> dict:
     """What the report and the IR record: NNCF version and settings, and the CPU it ran on."""
     import nncf
 
-    from core import cpu_isa
 
     return {"nncf_version": nncf.__version__, "preset": "mixed", "overflow_fix": overflow_fix,
             "subset_size": subset_size, "cpu": cpu_isa.detect().as_dict()}

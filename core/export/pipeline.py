@@ -18,7 +18,12 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import UserFacingError
+from core.export.openvino_export import export_openvino, quantize_int8
+from core.export.tensorrt_export import export_tensorrt
 from core.infer.meta import ModelMeta
+from core.infer.runner_openvino import output_names
+from core.infer.runner_tensorrt import tensorrt_available
+from core.infer.val_metrics import evaluate
 
 FORMATS = ("onnx", "openvino", "tensorrt")
 STAGES = ("onnx", "openvino", "int8", "accuracy", "tensorrt", "measure", "report")  # the order `export_all` + report run
@@ -62,7 +67,6 @@ def check_request(formats: list[str], precisions: list[str], has_calibration: bo
         raise UserFacingError(f"unknown format/precision {', '.join(bad)}; formats: {', '.join(FORMATS)}; "
                               f"precisions: {', '.join(PRECISIONS)}")
     if "tensorrt" in formats:
-        from core.infer.runner_tensorrt import tensorrt_available
 
         ok, reason = tensorrt_available()
         if not ok:
@@ -108,7 +112,6 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
     onnx_path = export_onnx(DeployModel(model, meta.top_k), out_dir / "model.onnx", meta, opset=opset)
     result.files[("onnx", "fp32")] = onnx_path
     if "openvino" in formats:
-        from core.export.openvino_export import export_openvino, quantize_int8
 
         plain = [p for p in precisions if p in ("fp32", "fp16")]
         for i, prec in enumerate(plain):
@@ -126,7 +129,6 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
             result.files[("openvino", "int8")] = xml
             result.int8_info = info
     if "tensorrt" in formats:
-        from core.export.tensorrt_export import export_tensorrt
 
         plain = [p for p in precisions if p in ("fp32", "fp16")]
         for i, prec in enumerate(plain):
@@ -141,8 +143,6 @@ def openvino_validation_fn(items, meta: ModelMeta, conf: float):
     """NNCF accuracy-control metric: our val F1 of a compiled OpenVINO model."""
     from core.infer.postprocess import postprocess
     from core.infer.preprocess import preprocess
-    from core.infer.runner_openvino import output_names
-    from core.infer.val_metrics import evaluate
 
     def validate(compiled_model, validation_items) -> float:
         outputs = list(compiled_model.outputs)

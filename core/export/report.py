@@ -13,6 +13,8 @@ import numpy as np
 
 from core.export.pipeline import ExportResult, Progress, no_progress
 from core.infer.meta import ModelMeta
+from core.infer.timing import time_predictor
+from core.infer.val_metrics import evaluate
 from core.messages import ExportReport
 
 
@@ -29,9 +31,7 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
                  progress: Progress = no_progress) -> dict:
     """Measure every exported model against the torch model and write report.json (the shape is
     ``core.messages.ExportReport``; it is validated before writing)."""
-    from core.infer.timing import time_predictor
     from core.infer.predictor import Predictor
-    from core.infer.val_metrics import evaluate
 
     entries = [("torch", "fp32", None)] + [(b, p, f) for (b, p), f in result.files.items()]
     rows = []

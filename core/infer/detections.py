@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.eval import rle as rle_ops
+
 
 @dataclass
 class Detections:
@@ -68,7 +70,6 @@ class Detections:
         """Masks as bool [K,H,W], decoding RLEs when that is how they are held."""
         if self.masks is not None or self.rles is None:
             return self.masks
-        from core.eval import rle as rle_ops
 
         h, w = self.image_size
         return rle_ops.decode(self.rles) if self.rles else np.zeros((0, h, w), bool)
@@ -93,6 +94,5 @@ class Detections:
 
 def encode_rle(masks: np.ndarray) -> list[dict]:
     """COCO RLEs of bool [K,H,W] masks with str counts (JSON-ready)."""
-    from core.eval import rle as rle_ops
 
     return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rle_ops.encode(masks)]

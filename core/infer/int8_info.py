@@ -4,6 +4,8 @@ without the all-layer overflow fix runs on a CPU without VNNI/AMX."""
 
 from __future__ import annotations
 
+from core import cpu_isa
+
 RT_INFO_ROOT = "dfine_int8"
 
 
@@ -29,7 +31,6 @@ def read_int8_info(model) -> dict | None:
 def int8_portability_warning(info: dict | None, here=None) -> str | None:
     """A warning when an INT8 IR quantized without the all-layer overflow fix runs on a CPU with no
     int8 dot-product instruction (VNNI/AMX): there its multiply-adds can saturate."""
-    from core import cpu_isa
 
     if not info or info.get("overflow_fix") == "enable":
         return None

@@ -20,6 +20,9 @@ from core.infer.meta import ModelMeta, find_meta
 from core.infer.postprocess import postprocess
 from core.infer.preprocess import preprocess
 from core.infer.runner_base import BACKENDS, Runner, backend_name
+from core.infer.runner_onnx import OnnxRunner
+from core.infer.runner_openvino import OpenVinoRunner
+from core.infer.runner_tensorrt import TensorRTRunner
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
@@ -103,14 +106,11 @@ def make_runner(model_file: ModelFile, device: str = "cpu", threads: int | None 
         return runner, meta
     meta = find_meta(model_file.path)
     if model_file.backend == "onnx":
-        from core.infer.runner_onnx import OnnxRunner
 
         return OnnxRunner(model_file.path, device, threads), meta
     if model_file.backend == "openvino":
-        from core.infer.runner_openvino import OpenVinoRunner
 
         return OpenVinoRunner(model_file.path, device, model_file.precision, threads), meta
-    from core.infer.runner_tensorrt import TensorRTRunner
 
     return TensorRTRunner(model_file.path, device, model_file.precision), meta
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserFacingError, WeightsError
+from core.infer.int8_info import int8_portability_warning, read_int8_info
 
 OUTPUT_NAMES = ("labels", "boxes", "scores", "masks")
 
@@ -63,7 +64,6 @@ class OpenVinoRunner:
     def _check_int8_portability(model) -> str | None:
         import warnings
 
-        from core.infer.int8_info import int8_portability_warning, read_int8_info
 
         message = int8_portability_warning(read_int8_info(model))
         if message:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.errors import UserFacingError
 from core.model import DeployModel
 
 
@@ -14,7 +15,6 @@ class TorchRunner:
 
     def __init__(self, deploy_model: DeployModel, device: str = "cpu", half: bool = False):
         if device.startswith("cuda") and not torch.cuda.is_available():
-            from core.errors import UserFacingError
 
             raise UserFacingError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
         self.device = device

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserFacingError
 from core.infer.detections import Detections
 
 
@@ -30,7 +31,6 @@ class ValItem:
 
 def load_val_items(project, split: str = "val", limit: int | None = None, task: str = "segment") -> list[ValItem]:
     """Labelled images of ``split`` (unreadable labels are skipped, as training does)."""
-    from core.errors import UserFacingError
     from core.eval.records import gt_from_annotation
 
     items = []

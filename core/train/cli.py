@@ -11,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from core.errors import UserFacingError, WeightsError
+from core.messages import event_line, make_event, run_with_events
+
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", type=Path, help="project folder (with project.yaml)")
@@ -32,8 +35,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from core.errors import UserFacingError
-    from core.messages import event_line, make_event
     from core.train.trainer import Trainer, TrainOptions
 
     opts = TrainOptions(
@@ -65,13 +66,11 @@ def add_val_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_val(args: argparse.Namespace) -> int:
-    from core.messages import run_with_events
 
     return run_with_events(args.events == "-", lambda emit, out: _run_val(args, emit, out))
 
 
 def _run_val(args: argparse.Namespace, emit, out) -> int:
-    from core.errors import WeightsError
     from core.model.checkpoint import load_trained_model
     from core.project import Project
     from core.train.trainer import evaluate_model, resolve_device

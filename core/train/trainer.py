@@ -35,9 +35,11 @@ from core.project_lock import training_marker
 from core.train import distributed as ddp
 from core.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
-from core.train.events import EventLog, append_metrics_csv, plot_run
+from core.train.events import EventLog, WandbSink, append_metrics_csv, plot_run
 from core.train.optim import build_optimizer
 from core.train.schedule import FlatCosineSchedule
+from core.weights import resolve_weights, weights_dir
+from core.weights.progress import DownloadProgress
 
 CHECKPOINT_VERSION = 1
 
@@ -250,8 +252,6 @@ class Trainer:
     def _weights_file(self, spec: str) -> Path:
         """A `--weights` path, or a name (dfine_s_coco) from the weights cache; rank 0 downloads
         a missing one (model.download_weights), the other ranks wait for it."""
-        from core.weights import resolve_weights, weights_dir
-        from core.weights.progress import DownloadProgress
 
         m = self.cfg.model
         folder = weights_dir(self.project.root, m.weights_dir, read_config=False)
@@ -402,7 +402,6 @@ class Trainer:
     def _start_event(self) -> None:
         cfg = self.cfg
         if self.dist.is_main and cfg.train.wandb:
-            from core.train.events import WandbSink
 
             sink = WandbSink.create(self.run_dir.name, cfg.model_dump(mode="json"))
             if sink is None:

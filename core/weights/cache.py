@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.config import CONFIG_FILE, load_config
 from core.weights.registry import WeightsEntry
 
 __all__ = ["WEIGHTS_DIR_ENV", "cached_file", "default_weights_dir", "weights_dir"]
@@ -53,7 +54,6 @@ def weights_dir(project_root: Path | str | None = None, configured: str | None =
 
 
 def _configured_dir(project_root: Path) -> str | None:
-    from core.config import CONFIG_FILE, load_config
 
     cfg = load_config(project_root / CONFIG_FILE)  # a broken project.yaml is the user's error to see
     return cfg.model.weights_dir

@@ -16,6 +16,12 @@ from pathlib import Path
 
 from core.errors import UserFacingError, WeightsError
 from core.messages import event_line, make_event
+from core.weights.cache import cached_file, weights_dir
+from core.weights.download import DownloadCancelled
+from core.weights.manager import add_file, cache_rows, fetch
+from core.weights.progress import DownloadProgress
+from core.weights.registry import find_entry
+
 
 def weights_event(kind: str, **fields) -> dict:
     """One event of `weights get --events -`, validated by ``core.messages`` (verb "weights")."""
@@ -41,7 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _folder(args: argparse.Namespace) -> Path:
-    from core.weights.cache import weights_dir
 
     if args.dir is not None:
         return args.dir.expanduser()
@@ -53,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.weights.manager import cache_rows
 
     folder = _folder(args)
     rows = cache_rows(folder)
@@ -105,11 +109,6 @@ class _Stop:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from core.weights.cache import cached_file
-    from core.weights.download import DownloadCancelled
-    from core.weights.manager import fetch
-    from core.weights.progress import DownloadProgress
-    from core.weights.registry import find_entry
 
     events = args.events == "-"
 
@@ -151,7 +150,6 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from core.weights.manager import add_file
 
     entry, path = add_file(args.file, _folder(args), args.name)
     print(f"{entry.name}: {path} (verified: {entry.dataset}, size {'/'.join(entry.sizes) or '-'})")

@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from core.annotation import Instance
-from core.errors import LabelError
+from core.bounded_input import loads_json
+from core.errors import LabelError, LimitError
 
 CLIP_TOLERANCE = 0.02  # normalised; beyond this a coordinate is an error, not a rounding slip
 DECIMALS = 6  # Ultralytics writes 6 decimals; 1e-6 of a 10k px image is 0.01 px
@@ -254,8 +255,6 @@ def load_sidecar(data: bytes | None) -> dict | None:
     """A damaged sidecar is ignored (the txt alone still gives correct masks)."""
     if not data:
         return None
-    from core.bounded_input import loads_json
-    from core.errors import LimitError
 
     try:
         obj = loads_json(data.decode("utf-8"), "sidecar")
