@@ -219,5 +219,6 @@ def test_predict_with_a_real_checkpoint(window, qtbot, tmp_path):  # noqa: F811
         assert inst.source == "model" and 0.5 <= inst.score <= 1.0
         raster = mask_utils.decode(instance_rle(inst, *masks.shape[1:]))
         best.append(max(np.logical_and(raster, m).sum() / max(1, np.logical_or(raster, m).sum()) for m in masks))
-    # simplification (1 px) costs little on large masks, more on small ones (specks < 16 px are dropped)
-    assert min(best) > 0.75 and float(np.mean(best)) > 0.95
+    # simplification (1 px) costs little on large masks, more on small ones (specks < 16 px are dropped);
+    # measured min 0.91 / mean 0.98 with pixel-edge outlines (0.53 / 0.92 through pixel centres)
+    assert min(best) > 0.85 and float(np.mean(best)) > 0.97
