@@ -19,6 +19,7 @@ from core.analysis.issues import LabelIssue
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_write_bytes, atomic_write_text
 from core.errors import UserFacingError
+from core.messages import LabelIssuesFile, plain, validate_model
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ def _class_name(names: Sequence[str], cid: int | None) -> str:
 
 
 def write_json(path: Path, issues: Sequence[LabelIssue], meta: dict) -> None:
+    """review/label_issues.json, validated through ``core.messages.LabelIssuesFile`` (what the
+    Review panel and `dfine review` read) before it is written."""
     doc = {"version": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta,
            "counts": issues_per_kind(issues), "issues": [i.to_dict() for i in issues]}
+    validate_model(plain(doc), LabelIssuesFile, path, "an analysis result")
     atomic_write_text(path, json.dumps(doc, indent=1))
 
 
