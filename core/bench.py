@@ -156,7 +156,8 @@ def _bench_frames(project, n: int, frame: tuple[int, int], seed: int = 0) -> lis
     return [cv2.resize(sources[i % len(sources)], (w, h), interpolation=cv2.INTER_LINEAR) for i in range(n)]
 
 
-def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0):
+def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0, mask_head: str = "paper",
+                    task: str = "segment"):
     """Random weights that behave like a trained model for timing and parity: N(0, 0.1) noise makes
     the output depend on the input, a scaled class head spreads the scores over (0, 1) and a
     scaled mask-embedding MLP makes crisp masks, so post-processing has real instances to do."""
@@ -165,16 +166,17 @@ def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0)
     from core.model import build_model
 
     torch.manual_seed(seed)
-    model = build_model(size, num_classes, "segment", image_size).eval()
+    model = build_model(size, num_classes, task, image_size, mask_head=mask_head).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
         head = model.decoder.dec_score_head[-1]
         head.weight.mul_(4.0)
         head.bias.add_(-2.5)
-        last = model.mask_head.query_mlp.layers[-1]
-        last.weight.mul_(20.0)
-        last.bias.mul_(20.0)
+        if model.mask_head is not None:
+            last = model.mask_head.query_mlp.layers[-1]
+            last.weight.mul_(20.0)
+            last.bias.mul_(20.0)
     return model
 
 
