@@ -133,6 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-images", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where CSV/markdown/plot go")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-anchor", action="store_true", help="skip the YOLO26-seg anchor (core/bench_anchor.py)")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -284,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
     speed = postprocess_speedup(reference, frames[:8])
     write_outputs(args.out, rows, speed, setup.notes)
     print((args.out / "bench.md").read_text())
+    from core.bench_anchor import anchor_report
+
+    print("\n".join(anchor_report(rows, frames, args)))
     return 0
 
 
