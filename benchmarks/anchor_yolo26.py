@@ -302,7 +302,7 @@ def soften_scores(model, frames: list[np.ndarray], spread: float = 2.0) -> None:
 
 
 def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: list[str],
-                model_types: list[str | None], frames: list[np.ndarray]) -> dict:
+                model_types: list[str | None], frames: list[np.ndarray], reuse: bool = False) -> dict:
     """{(precision, model_type): xml} for our seg S with ``head`` (random weights, 80 classes)."""
     from core.bench import synthetic_model
     from core.export.onnx_export import export_onnx
@@ -311,20 +311,24 @@ def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: 
     from core.infer.meta import ModelMeta
     from core.model import DeployModel
 
-    model = synthetic_model("s", 80, 640, mask_head=head, task=task)
+    names = {("fp32", None): "openvino_fp32"} if "fp32" in precisions else {}
+    if "int8" in precisions:
+        names.update({("int8", mt): "openvino_int8" + (f"_{mt}" if mt else "") for mt in model_types})
+    files = {key: out / name / "model.xml" for key, name in names.items()}
+    if reuse and all(f.is_file() for f in files.values()):
+        return files  # the same seed and code make the same model: no need to export again
+    model = synthetic_model("s", 80, 640, mask_head=head if task == "segment" else "paper", task=task)
     soften_scores(model, frames)
     meta = ModelMeta([f"class{i}" for i in range(80)], task, (640, 640), TOP_K, "s", source="random weights")
     out.mkdir(parents=True, exist_ok=True)
     meta.save(out)
     onnx = export_onnx(DeployModel(model, TOP_K), out / "model.onnx", meta)
-    files = {}
-    if "fp32" in precisions:
-        files[("fp32", None)] = export_openvino(onnx, out / "openvino_fp32", "fp32")
-    if "int8" in precisions:
-        for mt in model_types:
-            name = "openvino_int8" + (f"_{mt}" if mt else "")
-            files[("int8", mt)] = quantize_int8(onnx, out / name, calibration_batches(calib, meta.image_size),
-                                                len(calib), model_type=mt, log=lambda m: None)[0]
+    for (prec, mt), name in names.items():
+        if prec == "fp32":
+            export_openvino(onnx, out / name, "fp32")
+        else:
+            quantize_int8(onnx, out / name, calibration_batches(calib, meta.image_size), len(calib),
+                          model_type=mt, log=lambda m: None)
     return files
 
 
@@ -366,13 +370,14 @@ def driver(args: argparse.Namespace) -> int:
     log(f"load average at start: {loadavg()}")
     configs: list[tuple[str, str, object]] = []  # (label, precision, timer)
     confs: dict[str, float] = {}
-    variants = [(h, "segment") for h in heads] + ([("-", "detect")] if args.levers else [])
+    variants = [(h, "segment") for h in heads] + ([("", "detect")] if args.levers else [])
     for head, task in variants:
         name = f"seg S {head}" if task == "segment" else "det S (no mask head)"
         t0 = time.time()
         lever = args.levers and task == "segment" and head == args.lever_head
         model_types: list[str | None] = [None, "transformer"] if lever else [None]
-        files = export_ours(head, task, work / f"ours_{head}_{task}", calib, precisions, model_types, frames)
+        files = export_ours(head, task, work / f"ours_{head if task == 'segment' else 'detect'}", calib,
+                            precisions, model_types, frames, reuse=args.reuse_exports)
         done = ", ".join(p + (f"/{mt}" if mt else "") for p, mt in files)
         log(f"{name}: exported {done} "
             f"in {time.time() - t0:.0f} s (load {loadavg()})")
@@ -483,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                    "transformer INT8 and OpenVINO hints (THROUGHPUT; LATENCY + NUM_STREAMS 1), and the detector "
                    "without mask head")
     p.add_argument("--lever-head", default="lite")
+    p.add_argument("--reuse-exports", action="store_true", help="driver: keep our exports from an earlier run "
+                   "in the same --out (same seed and code = same model)")
     p.add_argument("--rounds", type=int, default=8, help="driver: interleaved rounds over the 8 frames (default 8)")
     p.add_argument("--data", default=str(COCO8), help="driver: coco8-seg folder")
     p.add_argument("--anchor-python", help="driver: the YOLO26 venv's python (default: found by core.bench_anchor)")
