@@ -79,6 +79,11 @@ def summary(e2e_ms: list[float], raw_ms: list[float], instances: int) -> dict:
             "inst_per_img": instances / max(1, len(e2e_ms))}
 
 
+def parse_hw(text: str) -> tuple[int, int]:
+    h, w = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
 def keep_about(scores_per_frame: list[np.ndarray], k: int = TARGET_INSTANCES) -> float:
     """A threshold keeping ~k instances per frame on average over the frames: between the
     (k * frames)-th and the next highest of all their scores (random weights give some frames
@@ -96,19 +101,21 @@ def keep_about(scores_per_frame: list[np.ndarray], k: int = TARGET_INSTANCES) ->
 class YoloAnchor:
     """YOLO26-seg S built from its yaml, exported per precision, timed through ``model.predict``."""
 
-    def __init__(self, frames_dir: Path, work: Path, precisions: list[str], seed: int = 0):
+    def __init__(self, frames_dir: Path, work: Path, precisions: list[str], seed: int = 0,
+                 imgsz: tuple[int, int] = (640, 640)):
         import torch
         from ultralytics import YOLO
 
         self.frames = read_frames(frames_dir)
+        self.imgsz = list(imgsz)  # (h, w)
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)  # Ultralytics writes the exports next to the yaml name, i.e. here
         torch.manual_seed(seed)
         net = YOLO(ANCHOR_YAML, task="segment")
-        self._batchnorm_from_frames(net.model, self.frames)
+        self._batchnorm_from_frames(net.model, self.frames, imgsz)
         self.models = {}
         for prec in precisions:
-            kwargs: dict = {"format": "openvino", "imgsz": 640, "nms": False, "batch": 1}
+            kwargs: dict = {"format": "openvino", "imgsz": self.imgsz, "nms": False, "batch": 1}
             if prec == "int8":
                 kwargs.update(quantize=8, data=str(self._calibration_yaml(frames_dir, work)), fraction=1.0)
             elif prec != "fp32":
@@ -121,14 +128,14 @@ class YoloAnchor:
             self.conf[prec] = keep_about(scores)
 
     @staticmethod
-    def _batchnorm_from_frames(model, frames: list[np.ndarray]) -> None:
+    def _batchnorm_from_frames(model, frames: list[np.ndarray], imgsz: tuple[int, int]) -> None:
         """Fresh YOLO weights make activations vanish layer by layer (every score and box is then
         the same, whatever the image): BatchNorm statistics measured on the frames make each layer's
         output unit-scaled and input-dependent, so predictions (and post-processing) are real."""
         import torch
         from torch import nn
 
-        x = torch.stack([torch.from_numpy(letterbox(f, (640, 640))[:, :, ::-1].copy()).permute(2, 0, 1)
+        x = torch.stack([torch.from_numpy(letterbox(f, (imgsz[1], imgsz[0]))[:, :, ::-1].copy()).permute(2, 0, 1)
                          for f in frames]).float() / 255.0
         for mod in model.modules():
             if isinstance(mod, nn.BatchNorm2d):
@@ -155,7 +162,7 @@ class YoloAnchor:
         return yaml
 
     def _predict(self, model, frame: np.ndarray, prec: str):
-        return model.predict(frame, imgsz=640, conf=self.conf[prec], max_det=TOP_K, retina_masks=True,
+        return model.predict(frame, imgsz=self.imgsz, conf=self.conf[prec], max_det=TOP_K, retina_masks=True,
                              verbose=False, device="cpu")
 
     def time(self, prec: str, n: int, warmup: int = 1) -> dict:
@@ -192,8 +199,8 @@ def anchor_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.work) / "ultralytics_config"))
     precisions = [p for p in args.precisions.split(",") if p]
-    anchor = YoloAnchor(Path(args.frames), Path(args.work), precisions)
-    head = {**anchor_versions(), "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
+    anchor = YoloAnchor(Path(args.frames), Path(args.work), precisions, imgsz=parse_hw(args.input))
+    head = {**anchor_versions(), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
     for prec in precisions:
         anchor.time(prec, 0, warmup=WARMUP)
     if not args.serve:  # dfine bench: every frame once per precision after the warm-up
@@ -227,12 +234,12 @@ def coco8_frames(root: Path, frame: tuple[int, int] = FRAME) -> list[np.ndarray]
 class AnchorProcess:
     """The anchor in the YOLO26 venv, serving timing requests over a pipe."""
 
-    def __init__(self, python: Path, frames_dir: Path, work: Path, precisions: list[str]):
+    def __init__(self, python: Path, frames_dir: Path, work: Path, precisions: list[str], hw: str = "640x640"):
         import subprocess
 
         self.proc = subprocess.Popen(
             [str(python), str(Path(__file__).resolve()), "--anchor", "--serve", "--frames", str(frames_dir),
-             "--work", str(work), "--precisions", ",".join(precisions)],
+             "--work", str(work), "--precisions", ",".join(precisions), "--input", hw],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = self._read()
 
@@ -285,14 +292,14 @@ class Ours:
         return {"e2e_ms": t.e2e_ms, "raw_ms": t.raw_ms, "instances": t.instances}
 
 
-def soften_scores(model, frames: list[np.ndarray], spread: float = 2.0) -> None:
+def soften_scores(model, frames: list[np.ndarray], hw: tuple[int, int], spread: float = 2.0) -> None:
     """Scale the final class head so its logits on ``frames`` have std ``spread``: with 80 classes
     the synthetic weights saturate many scores at exactly 1.0, and no threshold can then pick ~10."""
     import torch
 
     from core.infer.preprocess import preprocess
 
-    x, _ = preprocess(frames, (640, 640))
+    x, _ = preprocess(frames, hw)
     with torch.no_grad():
         logits = model(torch.from_numpy(x))["pred_logits"]
         t = max(1.0, float(logits.std()) / spread)
@@ -302,7 +309,8 @@ def soften_scores(model, frames: list[np.ndarray], spread: float = 2.0) -> None:
 
 
 def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: list[str],
-                model_types: list[str | None], frames: list[np.ndarray], reuse: bool = False) -> dict:
+                model_types: list[str | None], frames: list[np.ndarray], reuse: bool = False,
+                hw: tuple[int, int] = (640, 640)) -> dict:
     """{(precision, model_type): xml} for our seg S with ``head`` (random weights, 80 classes)."""
     from core.bench import synthetic_model
     from core.export.onnx_export import export_onnx
@@ -317,9 +325,9 @@ def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: 
     files = {key: out / name / "model.xml" for key, name in names.items()}
     if reuse and all(f.is_file() for f in files.values()):
         return files  # the same seed and code make the same model: no need to export again
-    model = synthetic_model("s", 80, 640, mask_head=head if task == "segment" else "paper", task=task)
-    soften_scores(model, frames)
-    meta = ModelMeta([f"class{i}" for i in range(80)], task, (640, 640), TOP_K, "s", source="random weights")
+    model = synthetic_model("s", 80, hw, mask_head=head if task == "segment" else "paper", task=task)
+    soften_scores(model, frames, hw)
+    meta = ModelMeta([f"class{i}" for i in range(80)], task, hw, TOP_K, "s", source="random weights")
     out.mkdir(parents=True, exist_ok=True)
     meta.save(out)
     onnx = export_onnx(DeployModel(model, TOP_K), out / "model.onnx", meta)
@@ -376,8 +384,9 @@ def driver(args: argparse.Namespace) -> int:
         t0 = time.time()
         lever = args.levers and task == "segment" and head == args.lever_head
         model_types: list[str | None] = [None, "transformer"] if lever else [None]
-        files = export_ours(head, task, work / f"ours_{head if task == 'segment' else 'detect'}", calib,
-                            precisions, model_types, frames, reuse=args.reuse_exports)
+        suffix = "" if args.input == "640x640" else f"_{args.input}"
+        files = export_ours(head, task, work / f"ours_{head if task == 'segment' else 'detect'}{suffix}", calib,
+                            precisions, model_types, frames, reuse=args.reuse_exports, hw=parse_hw(args.input))
         done = ", ".join(p + (f"/{mt}" if mt else "") for p, mt in files)
         log(f"{name}: exported {done} "
             f"in {time.time() - t0:.0f} s (load {loadavg()})")
@@ -394,7 +403,7 @@ def driver(args: argparse.Namespace) -> int:
         log("YOLO26 anchor: not installed (see benchmarks/README.md); timing ours only")
     else:
         t0 = time.time()
-        anchor = AnchorProcess(python, frames_dir, work / "yolo26", precisions)
+        anchor = AnchorProcess(python, frames_dir, work / f"yolo26_{args.input}", precisions, args.input)
         log(f"YOLO26 anchor ready in {time.time() - t0:.0f} s: {anchor.info}")
         for prec in precisions:
             configs.append(("YOLO26-seg S", prec, anchor))
@@ -424,7 +433,8 @@ def driver(args: argparse.Namespace) -> int:
     rows = []
     for (label, prec), acc in results.items():
         rows.append({"model": label, "precision": prec, **summary(acc["e2e_ms"], acc["raw_ms"], acc["instances"])})
-    info = {"frames": f"{len(frames)} coco8-seg images letterboxed to {FRAME[0]}x{FRAME[1]}",
+    info = {"frames": f"{len(frames)} coco8-seg images letterboxed to {FRAME[0]}x{FRAME[1]}, network input "
+                      f"{args.input} (HxW) for every model",
             "rounds": args.rounds, "loadavg": loads, "conf": confs,
             "anchor": anchor.info if anchor else None, "cpu": _cpu_label()}
     md = markdown(rows, info)
@@ -432,6 +442,59 @@ def driver(args: argparse.Namespace) -> int:
     (out / "anchor_yolo26.md").write_text(md)
     (out / "anchor_yolo26.json").write_text(json.dumps({"rows": rows, **info}, indent=2))
     print(md)
+    return 0
+
+
+def module_of(node_name: str) -> str:
+    """Which part of our network an OpenVINO node belongs to, from its ONNX-derived name."""
+    if any(k in node_name for k in ("mask_head", "pixel_decoder", "query_mlp")):
+        return "mask head"
+    for part in ("backbone", "encoder", "decoder"):
+        if part in node_name:
+            return part
+    return "other"
+
+
+def profile_parts(xml: Path, frame: np.ndarray, runs: int = 5) -> tuple[dict, dict]:
+    """Per-module and per-(module, op type) CPU ms of one inference (OpenVINO PERF_COUNT, mean of
+    ``runs`` after one warm-up); node times of parallel threads add up to more than wall time."""
+    import collections
+
+    import openvino as ov
+
+    from core.infer.meta import find_meta
+    from core.infer.preprocess import preprocess
+
+    x, _ = preprocess([frame], find_meta(xml).image_size)
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+        "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    parts: collections.Counter = collections.Counter()
+    ops: collections.Counter = collections.Counter()
+    for k in range(runs + 1):
+        request.infer({0: x})
+        if k == 0:
+            continue
+        for info in request.profiling_info:
+            ms = info.real_time.total_seconds() * 1e3 / runs
+            parts[module_of(info.node_name)] += ms
+            ops[(module_of(info.node_name), info.node_type)] += ms
+    return dict(parts), dict(ops)
+
+
+def profile_main(xmls: list[str], frames: list[np.ndarray]) -> int:
+    print(f"load average: {loadavg()}")
+    print("| model | " + " | ".join(("backbone", "encoder", "decoder", "mask head", "other")) + " | top ops (ms) |")
+    print("|---|---|---|---|---|---|---|")
+    for xml in xmls:
+        parts, ops = profile_parts(Path(xml), frames[0])
+        total = sum(parts.values())
+        cells = [f"{parts.get(k, 0.0):.0f} ms ({100 * parts.get(k, 0.0) / total:.0f} %)"
+                 for k in ("backbone", "encoder", "decoder", "mask head", "other")]
+        top = ", ".join(f"{m} {t} {v:.0f}" for (m, t), v in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+        print(f"| {xml} | " + " | ".join(cells) + f" | {top} |")
     return 0
 
 
@@ -483,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", help="anchor: folder of the frames to time")
     p.add_argument("--work", help="anchor: folder for its exports")
     p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--input", default="640x640", help="network input HxW for ours and YOLO26 alike (default "
+                   "640x640; 480x640 fits the 4:3 frames without padding)")
     p.add_argument("--heads", default="paper,lite", help="driver: our mask heads (core.model.builder.MASK_HEADS)")
     p.add_argument("--levers", action="store_true", help="driver: add, for --lever-head, NNCF model_type "
                    "transformer INT8 and OpenVINO hints (THROUGHPUT; LATENCY + NUM_STREAMS 1), and the detector "
@@ -494,12 +559,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(COCO8), help="driver: coco8-seg folder")
     p.add_argument("--anchor-python", help="driver: the YOLO26 venv's python (default: found by core.bench_anchor)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
+    p.add_argument("--profile", nargs="+", metavar="XML", help="instead: CPU time per module (backbone, "
+                   "encoder, decoder, mask head) of our OpenVINO exports, e.g. <out>/anchor_yolo26/ours_lite/"
+                   "openvino_int8/model.xml")
     args = p.parse_args(argv)
     if args.anchor:
         if not args.frames or not args.work:
             p.error("--anchor needs --frames and --work")
         return anchor_main(args)
     sys.path.insert(0, str(REPO))
+    if args.profile:
+        return profile_main(args.profile, coco8_frames(Path(args.data)))
     return driver(args)
 
 
