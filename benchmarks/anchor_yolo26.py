@@ -199,7 +199,8 @@ def anchor_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.work) / "ultralytics_config"))
     precisions = [p for p in args.precisions.split(",") if p]
-    anchor = YoloAnchor(Path(args.frames), Path(args.work), precisions, imgsz=parse_hw(args.input))
+    # absolute: the anchor changes into its work folder (Ultralytics exports into the current one)
+    anchor = YoloAnchor(Path(args.frames).resolve(), Path(args.work).resolve(), precisions, imgsz=parse_hw(args.input))
     head = {**anchor_versions(), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
     for prec in precisions:
         anchor.time(prec, 0, warmup=WARMUP)

@@ -56,12 +56,13 @@ def run_anchor(frames: list[np.ndarray], precisions: list[str], work: Path,
         return None, NOT_INSTALLED
     if not wanted:
         return None, f"no OpenVINO precision to compare (it times {', '.join(ANCHOR_PRECISIONS)})"
-    frames_dir = Path(work) / "frames"
+    work = Path(work).resolve()
+    frames_dir = work / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
         cv2.imwrite(str(frames_dir / f"frame_{i:03d}.png"), f)
     cmd = [str(python), str(ANCHOR_SCRIPT), "--anchor", "--frames", str(frames_dir), "--work",
-           str(Path(work) / "yolo26"), "--precisions", ",".join(wanted)]
+           str(work / "yolo26"), "--precisions", ",".join(wanted)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
