@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ANCHOR_YAML = "yolo26s-seg.yaml"
+ANCHOR_YAML = "yolo26{size}-seg.yaml"  # size n|s|m|l|x (Ultralytics' scales); S by default
 WARMUP = 10
 TARGET_INSTANCES = 10
 TOP_K = 100  # ours keeps the top 100 queries (ModelMeta.top_k); YOLO's max_det is set the same
@@ -102,7 +102,7 @@ class YoloAnchor:
     """YOLO26-seg S built from its yaml, exported per precision, timed through ``model.predict``."""
 
     def __init__(self, frames_dir: Path, work: Path, precisions: list[str], seed: int = 0,
-                 imgsz: tuple[int, int] = (640, 640)):
+                 imgsz: tuple[int, int] = (640, 640), size: str = "s"):
         import torch
         from ultralytics import YOLO
 
@@ -111,7 +111,7 @@ class YoloAnchor:
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)  # Ultralytics writes the exports next to the yaml name, i.e. here
         torch.manual_seed(seed)
-        net = YOLO(ANCHOR_YAML, task="segment")
+        net = YOLO(ANCHOR_YAML.format(size=size), task="segment")
         self._batchnorm_from_frames(net.model, self.frames, imgsz)
         self.models = {}
         for prec in precisions:
@@ -182,12 +182,12 @@ class YoloAnchor:
         return {"e2e_ms": e2e, "raw_ms": raw, "instances": inst}
 
 
-def anchor_versions() -> dict:
+def anchor_versions(size: str) -> dict:
     import nncf
     import openvino
     import ultralytics
 
-    return {"model": ANCHOR_YAML.replace(".yaml", ""), "ultralytics": ultralytics.__version__,
+    return {"model": ANCHOR_YAML.format(size=size).replace(".yaml", ""), "ultralytics": ultralytics.__version__,
             "openvino": openvino.__version__.split("-")[0], "nncf": nncf.__version__}
 
 
@@ -200,8 +200,9 @@ def anchor_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.work) / "ultralytics_config"))
     precisions = [p for p in args.precisions.split(",") if p]
     # absolute: the anchor changes into its work folder (Ultralytics exports into the current one)
-    anchor = YoloAnchor(Path(args.frames).resolve(), Path(args.work).resolve(), precisions, imgsz=parse_hw(args.input))
-    head = {**anchor_versions(), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
+    anchor = YoloAnchor(Path(args.frames).resolve(), Path(args.work).resolve(), precisions, imgsz=parse_hw(args.input),
+                        size=args.size)
+    head = {**anchor_versions(args.size), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
     for prec in precisions:
         anchor.time(prec, 0, warmup=WARMUP)
     if not args.serve:  # dfine bench: every frame once per precision after the warm-up
@@ -547,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", help="anchor: folder of the frames to time")
     p.add_argument("--work", help="anchor: folder for its exports")
     p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--size", default="s", choices=["n", "s", "m", "l", "x"], help="anchor: YOLO26-seg size")
     p.add_argument("--input", default="640x640", help="network input HxW for ours and YOLO26 alike (default "
                    "640x640; 480x640 fits the 4:3 frames without padding)")
     p.add_argument("--heads", default="paper,lite", help="driver: our mask heads (core.model.builder.MASK_HEADS)")

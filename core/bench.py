@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     print((args.out / "bench.md").read_text())
     from core.bench_anchor import anchor_report
 
-    print("\n".join(anchor_report(rows, frames, args)))
+    print("\n".join(anchor_report(rows, frames, args, setup.models[0][1].meta)))
     return 0
 
 

@@ -45,9 +45,10 @@ def find_anchor_python() -> Path | None:
     return None
 
 
-def run_anchor(frames: list[np.ndarray], precisions: list[str], work: Path,
-               timeout: float = TIMEOUT_S) -> tuple[AnchorResult | None, str]:
-    """Time YOLO26-seg S on ``frames`` (batch 1, the bench's protocol) -> (result, "") or (None, reason)."""
+def run_anchor(frames: list[np.ndarray], precisions: list[str], work: Path, size: str = "s",
+               input_hw: tuple[int, int] = (640, 640), timeout: float = TIMEOUT_S) -> tuple[AnchorResult | None, str]:
+    """Time YOLO26-seg of ``size`` at network input ``input_hw`` on ``frames`` (batch 1, the bench's
+    protocol) -> (result, "") or (None, reason)."""
     import cv2
 
     python = find_anchor_python()
@@ -62,7 +63,8 @@ def run_anchor(frames: list[np.ndarray], precisions: list[str], work: Path,
     for i, f in enumerate(frames):
         cv2.imwrite(str(frames_dir / f"frame_{i:03d}.png"), f)
     cmd = [str(python), str(ANCHOR_SCRIPT), "--anchor", "--frames", str(frames_dir), "--work",
-           str(work / "yolo26"), "--precisions", ",".join(wanted)]
+           str(work / "yolo26"), "--precisions", ",".join(wanted), "--size", size,
+           "--input", f"{input_hw[0]}x{input_hw[1]}"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -95,7 +97,8 @@ def ratio_lines(rows: list[dict], result: AnchorResult | None, reason: str) -> l
         return [f"YOLO26 anchor: {reason}"]
     info = result.info
     lines = [f"YOLO26 anchor: {info.get('model', 'yolo26s-seg')} (random weights, Ultralytics "
-             f"{info.get('ultralytics', '?')}, OpenVINO {info.get('openvino', '?')}), same frames, batch 1"]
+             f"{info.get('ultralytics', '?')}, OpenVINO {info.get('openvino', '?')}), input "
+             f"{info.get('input', '?')}, same frames, batch 1"]
     for prec, theirs in result.rows.items():
         ours = next((r for r in rows if r["model"] == f"openvino {prec}" and r["batch"] == 1), None)
         text = (f"  {prec}: YOLO26 e2e p50 {theirs['e2e_p50_ms']:.1f} ms (raw {theirs['raw_p50_ms']:.1f} ms)")
@@ -107,14 +110,17 @@ def ratio_lines(rows: list[dict], result: AnchorResult | None, reason: str) -> l
     return lines
 
 
-def anchor_report(rows: list[dict], frames: list[np.ndarray], args) -> list[str]:
-    """What `dfine bench` prints after its table (``args``: its parsed arguments); the anchor's
-    numbers also go to <out>/anchor_yolo26.json."""
+def anchor_report(rows: list[dict], frames: list[np.ndarray], args, meta=None) -> list[str]:
+    """What `dfine bench` prints after its table (``args``: its parsed arguments; ``meta``: the timed
+    model's ModelMeta, whose size and input the anchor matches, S at 640x640 when unknown); the
+    anchor's numbers also go to <out>/anchor_yolo26.json."""
     if getattr(args, "no_anchor", False):
         return ["YOLO26 anchor: skipped (--no-anchor)"]
     formats = [f.strip() for f in args.formats.split(",")]
     precisions = [p.strip() for p in args.precision.split(",")] if "openvino" in formats else []
-    result, reason = run_anchor(frames, precisions, Path(args.out) / "anchor_yolo26")
+    size = getattr(meta, "model_size", "") or "s"
+    hw = tuple(getattr(meta, "image_size", (640, 640)))
+    result, reason = run_anchor(frames, precisions, Path(args.out) / "anchor_yolo26", size if size in ("n", "s", "m", "l", "x") else "s", hw)
     if result is not None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "anchor_yolo26.json").write_text(json.dumps({"rows": result.rows, **result.info}, indent=2))

@@ -51,7 +51,7 @@ def test_bench_without_anchor_venv_says_not_installed(tmp_path, monkeypatch, cap
 
 
 def test_bench_prints_ratio_to_the_anchor_on_the_same_frames(tmp_path, monkeypatch, capsys, fake_bench):
-    reply = {"model": "yolo26s-seg", "ultralytics": "8.4.190", "openvino": "2026.4.1", "conf": 0.2,
+    reply = {"model": "yolo26n-seg", "ultralytics": "8.4.190", "openvino": "2026.4.1", "input": "64x64", "conf": 0.2,
              "rows": {"fp32": {"e2e_p50_ms": 4.0, "raw_p50_ms": 3.0, "inst_per_img": 10.0},
                       "int8": {"e2e_p50_ms": 2.5, "raw_p50_ms": 1.5, "inst_per_img": 9.0}}}
     exe = fake_anchor(tmp_path, "echo 'Ultralytics says hello on stdout'\necho '" + json.dumps(reply) + "'")
@@ -61,14 +61,16 @@ def test_bench_prints_ratio_to_the_anchor_on_the_same_frames(tmp_path, monkeypat
     out = capsys.readouterr().out
     ours = json.loads((out_dir / "bench.json").read_text())["rows"][0]["e2e_p50_ms"]
     lines = out.rstrip().splitlines()[-3:]
-    assert lines[0] == ("YOLO26 anchor: yolo26s-seg (random weights, Ultralytics 8.4.190, OpenVINO 2026.4.1), "
-                        "same frames, batch 1")
+    assert lines[0] == ("YOLO26 anchor: yolo26n-seg (random weights, Ultralytics 8.4.190, OpenVINO 2026.4.1), "
+                        "input 64x64, same frames, batch 1")
     assert lines[1] == (f"  fp32: YOLO26 e2e p50 4.0 ms (raw 3.0 ms); ours {ours:.1f} ms -> ours/YOLO26 "
                         f"{ours / 4.0:.2f}x")
     assert lines[2] == "  int8: YOLO26 e2e p50 2.5 ms (raw 1.5 ms); ours: no openvino int8 batch-1 row to compare"
     argv = (tmp_path / "argv.txt").read_text().split()
     assert argv[0] == str(bench_anchor.ANCHOR_SCRIPT) and "--anchor" in argv
     assert argv[argv.index("--precisions") + 1] == "fp32,int8"
+    # the anchor matches the timed model: size N at 64x64 (the fake bench's ModelMeta)
+    assert argv[argv.index("--size") + 1] == "n" and argv[argv.index("--input") + 1] == "64x64"
     frames_dir = Path(argv[argv.index("--frames") + 1])
     sent = [cv2.imread(str(p)) for p in sorted(frames_dir.glob("*.png"))]
     timed = bench._bench_frames(None, 3, (64, 48))
