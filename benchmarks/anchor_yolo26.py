@@ -312,7 +312,7 @@ def soften_scores(model, frames: list[np.ndarray], hw: tuple[int, int], spread: 
 
 def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: list[str],
                 model_types: list[str | None], frames: list[np.ndarray], reuse: bool = False,
-                hw: tuple[int, int] = (640, 640)) -> dict:
+                hw: tuple[int, int] = (640, 640), queries: int = 300) -> dict:
     """{(precision, model_type): xml} for our seg S with ``head`` (random weights, 80 classes)."""
     from core.bench import synthetic_model
     from core.export.onnx_export import export_onnx
@@ -328,6 +328,9 @@ def export_ours(head: str, task: str, out: Path, calib: list[Path], precisions: 
     if reuse and all(f.is_file() for f in files.values()):
         return files  # the same seed and code make the same model: no need to export again
     model = synthetic_model("s", 80, hw, mask_head=head if task == "segment" else "paper", task=task)
+    # decoder queries at inference: the encoder's top-k picks them, so fewer is a deploy-time choice
+    # (a trained model would need its accuracy checked with it)
+    model.decoder.num_queries = queries
     soften_scores(model, frames, hw)
     meta = ModelMeta([f"class{i}" for i in range(80)], task, hw, TOP_K, "s", source="random weights")
     out.mkdir(parents=True, exist_ok=True)
@@ -380,15 +383,17 @@ def driver(args: argparse.Namespace) -> int:
     log(f"load average at start: {loadavg()}")
     configs: list[tuple[str, str, object]] = []  # (label, precision, timer)
     confs: dict[str, float] = {}
-    variants = [(h, "segment") for h in heads] + ([("", "detect")] if args.levers else [])
-    for head, task in variants:
-        name = f"seg S {head}" if task == "segment" else "det S (no mask head)"
+    queries = [int(q) for q in args.queries.split(",") if q]
+    variants = [(h, "segment", q) for h in heads for q in queries] + ([("", "detect", 300)] if args.levers else [])
+    for head, task, nq in variants:
+        name = (f"seg S {head}" if task == "segment" else "det S (no mask head)") + (f" {nq} queries" if nq != 300 else "")
         t0 = time.time()
         lever = args.levers and task == "segment" and head == args.lever_head
         model_types: list[str | None] = [None, "transformer"] if lever else [None]
-        suffix = "" if args.input == "640x640" else f"_{args.input}"
+        suffix = ("" if args.input == "640x640" else f"_{args.input}") + ("" if nq == 300 else f"_q{nq}")
         files = export_ours(head, task, work / f"ours_{head if task == 'segment' else 'detect'}{suffix}", calib,
-                            precisions, model_types, frames, reuse=args.reuse_exports, hw=parse_hw(args.input))
+                            precisions, model_types, frames, reuse=args.reuse_exports, hw=parse_hw(args.input),
+                            queries=nq)
         done = ", ".join(p + (f"/{mt}" if mt else "") for p, mt in files)
         log(f"{name}: exported {done} "
             f"in {time.time() - t0:.0f} s (load {loadavg()})")
@@ -556,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                    "transformer INT8 and OpenVINO hints (THROUGHPUT; LATENCY + NUM_STREAMS 1), and the detector "
                    "without mask head")
     p.add_argument("--lever-head", default="lite")
+    p.add_argument("--queries", default="300", help="driver: decoder queries of ours, comma-separated "
+                   "(default 300, D-FINE's; e.g. 300,100 to measure fewer)")
     p.add_argument("--reuse-exports", action="store_true", help="driver: keep our exports from an earlier run "
                    "in the same --out (same seed and code = same model)")
     p.add_argument("--rounds", type=int, default=8, help="driver: interleaved rounds over the 8 frames (default 8)")
