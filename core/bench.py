@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.bench_anchor import anchor_report
 from core.config import ExportConfig, InferConfig
 from core.errors import UserFacingError
+from core.infer.meta import ModelMeta, find_meta
+from core.infer.runner_base import backend_name
 from core.infer.timing import postprocess_speedup, time_predictor
+from core.messages import run_with_events
 
 # ------------------------------------------------------------------------------------------- CLI
 
@@ -50,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with done/total per model x batch size, then a result event with the written files); "
                    "the human output goes to stderr")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-anchor", action="store_true", help="skip the YOLO26-seg anchor (core/bench_anchor.py)")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -73,7 +78,8 @@ def _bench_frames(project, n: int, frame: tuple[int, int], seed: int = 0) -> lis
     return [cv2.resize(sources[i % len(sources)], (w, h), interpolation=cv2.INTER_LINEAR) for i in range(n)]
 
 
-def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0):
+def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0, mask_head: str = "paper",
+                    task: str = "segment"):
     """Random weights that behave like a trained model for timing and parity: N(0, 0.1) noise makes
     the output depend on the input, a scaled class head spreads the scores over (0, 1) and a
     scaled mask-embedding MLP makes crisp masks, so post-processing has real instances to do."""
@@ -82,16 +88,17 @@ def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0)
     from core.model import build_model
 
     torch.manual_seed(seed)
-    model = build_model(size, num_classes, "segment", image_size).eval()
+    model = build_model(size, num_classes, task, image_size, mask_head=mask_head).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
         head = model.decoder.dec_score_head[-1]
         head.weight.mul_(4.0)
         head.bias.add_(-2.5)
-        last = model.mask_head.query_mlp.layers[-1]
-        last.weight.mul_(20.0)
-        last.bias.mul_(20.0)
+        if model.mask_head is not None:
+            last = model.mask_head.query_mlp.layers[-1]
+            last.weight.mul_(20.0)
+            last.bias.mul_(20.0)
     return model
 
 
@@ -108,9 +115,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
 
     from core.export.pipeline import export_all, project_for
     from core.infer.checkpoint_loader import load_checkpoint
-    from core.infer.meta import ModelMeta, find_meta
     from core.infer.predictor import Predictor, export_layout, resolve_model
-    from core.infer.runner_base import backend_name
     from core.infer.val_metrics import evaluate, load_val_items
     from core.project import newest_run
 
@@ -179,8 +184,6 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.messages import run_with_events
-
     return run_with_events(getattr(args, "events", None) == "-", lambda emit, out: _run(args, emit, out))
 
 
@@ -210,8 +213,10 @@ def _run(args: argparse.Namespace, emit, out) -> int:
     speed = postprocess_speedup(reference, frames[:8])
     write_outputs(args.out, rows, speed, setup.notes)
     print((args.out / "bench.md").read_text(), file=out)
+    anchor = anchor_report(rows, frames, args, setup.models[0][1].meta)
+    print("\n".join(anchor), file=out)
     paths = {k: str(args.out / f"bench.{k}") for k in ("csv", "json", "md", "png") if (args.out / f"bench.{k}").is_file()}
-    emit("result", verb="bench", paths=paths, message=f"{len(rows)} timings in {args.out}")
+    emit("result", verb="bench", paths=paths, message=f"{len(rows)} timings in {args.out}", anchor=anchor)
     return 0
 
 

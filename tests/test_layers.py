@@ -209,7 +209,6 @@ HEAVY_PACKAGES = {"torch", "openvino", "nncf", "tensorrt", "onnxruntime", "onnx"
 # module -> why its lazy imports of light modules stay for now (a stale entry fails)
 KNOWN_LAZY: dict[str, str] = {
     "app.jobs.review_panel": "#15 reworks this panel now; hoisted when it lands",
-    "core.bench": "#16 adds the YOLO26 anchor here now; hoisted when it lands",
 }
 
 

@@ -88,7 +88,7 @@ def _advanced_parameters(overflow_fix: str):
 def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Iterable[np.ndarray],
                   subset_size: int, keep_sensitive_float: bool = True,
                   validation: tuple[Iterable, Callable] | None = None, max_drop: float = 0.01,
-                  overflow_fix: str = DEFAULT_OVERFLOW_FIX,
+                  overflow_fix: str = DEFAULT_OVERFLOW_FIX, model_type: str | None = None,
                   log: Callable[[str], None] = print,
                   progress: Callable[..., None] | None = None) -> tuple[Path, dict]:
     """INT8 IR with NNCF. ``calibration`` yields preprocessed [1,3,h,w] float32 batches.
@@ -97,6 +97,8 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
     ``validation`` = (items, fn(compiled_model, items) -> F1) switches on
     ``nncf.quantize_with_accuracy_control`` with an absolute ``max_drop``.
     ``overflow_fix`` is NNCF's (see DEFAULT_OVERFLOW_FIX for why every layer by default).
+    ``model_type`` "transformer" is NNCF's ModelType.TRANSFORMER (a lever measured by
+    benchmarks/anchor_yolo26.py --levers; None = NNCF's default).
     Returns the xml path and what was done (for the export report; also stored in the IR's rt_info).
     """
     import nncf
@@ -119,6 +121,9 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
                   "ignored": (scope.names + scope.patterns) if scope else [],
                   "accuracy_control": validation is not None,
                   **int8_settings(overflow_fix, min(subset_size, count))}
+    if model_type is not None:
+        kwargs["model_type"] = nncf.ModelType(model_type)
+        info["model_type"] = model_type
     if validation is None:
         quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **kwargs)
     else:

@@ -12,6 +12,9 @@ Widths: the paper's head keeps the common width (256) through both 3x3 convs and
 embedding ("paper" preset in core.model.builder; parameter counts match the paper's table).
 On CPU its stride-4 3x3 conv (256->256 on H/4 x W/4) costs more than the whole S detector,
 so the "lite" preset narrows the common width, the two 3x3 convs and the embedding.
+`upsample_last` (the "lite_s8" preset) runs both 3x3 convs at the finest PAN stride (8; 16 for
+size N) and bilinearly upsamples their output to stride 4: the stride-4 conv costs 4x less, the
+mask map keeps its H/4 x W/4 size and the same parameters as "lite".
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ class MaskPixelDecoder(nn.Module):
     """Fuses the PAN maps into one stride-4 map of `mask_dim` channels."""
 
     def __init__(self, in_channels: list[int], in_strides: list[int], fuse_dim: int = 256,
-                 mask_dim: int = 256, mid_dim: int | None = None):
+                 mask_dim: int = 256, mid_dim: int | None = None, upsample_last: bool = False):
         super().__init__()
         mid_dim = fuse_dim if mid_dim is None else mid_dim
+        self.upsample_last = upsample_last
         if in_strides[0] % 4 != 0:
             raise ValueError(f"finest PAN stride must be a multiple of 4, got {in_strides[0]}")
         self.upscale = in_strides[0] // 4  # 2 for stride 8, 4 for stride 16 (size N)
@@ -58,6 +62,9 @@ class MaskPixelDecoder(nn.Module):
             t = self.lateral_norm[i](self.lateral[i](feats[i]))
             x = x + F.interpolate(t, size=size, mode="bilinear", align_corners=False)
         x = F.relu(self.fuse_norm(self.fuse_conv(x)))
+        if self.upsample_last:
+            x = F.relu(self.out_norm(self.out_conv(x)))
+            return F.interpolate(x, scale_factor=float(self.upscale), mode="bilinear", align_corners=False)
         x = F.interpolate(x, scale_factor=float(self.upscale), mode="bilinear", align_corners=False)
         return F.relu(self.out_norm(self.out_conv(x)))
 
@@ -66,10 +73,11 @@ class MaskHead(nn.Module):
     """Pixel decoder + query-embedding MLP. `logits(hidden, features)` gives mask logits."""
 
     def __init__(self, in_channels: list[int], in_strides: list[int], hidden_dim: int,
-                 fuse_dim: int = 256, mask_dim: int = 256, mid_dim: int | None = None):
+                 fuse_dim: int = 256, mask_dim: int = 256, mid_dim: int | None = None,
+                 upsample_last: bool = False):
         super().__init__()
         self.mask_dim = mask_dim
-        self.pixel_decoder = MaskPixelDecoder(in_channels, in_strides, fuse_dim, mask_dim, mid_dim)
+        self.pixel_decoder = MaskPixelDecoder(in_channels, in_strides, fuse_dim, mask_dim, mid_dim, upsample_last)
         self.query_mlp = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     def features(self, feats: list[torch.Tensor]) -> torch.Tensor:
