@@ -461,6 +461,8 @@ class ReviewPanel(QWidget):
             self.reload()
             n_open = sum(it.is_open for it in self.items)
             done = f"Analysis done: {len(self.items)} items, {n_open} to review"
+            if self.meta.get("mode") == "in-sample":  # say it where the person looks
+                done += " (in-sample quick check: mistakes the model learned stay hidden)"
             # e.g. an undertrained model: its misses would pass for label mistakes
             warning = self._model_warning
             if warning:  # the whole sentence is in the log; the status line keeps its gist

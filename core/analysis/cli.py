@@ -17,7 +17,9 @@ Writes review/label_issues.json (with ``mode``), .csv and a contact-sheet PNG of
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -141,6 +143,28 @@ def _in_split(project, anns: list[ImageAnnotation], split: str) -> list[int]:
     return [n for n, a in enumerate(anns) if str(a.image_path) in wanted]
 
 
+class _Cancelled(Exception):
+    """SIGTERM (the GUI's Cancel) between or inside folds."""
+
+
+@contextmanager
+def _sigterm_as_cancel() -> Iterator[None]:
+    """SIGTERM raises _Cancelled while the folds run (the trainer handles it itself while it
+    trains: it finishes the step and saves last.pt); outside the main thread nothing changes."""
+    def handler(signum, frame):
+        raise _Cancelled
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling main() from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _out_of_fold(project, anns: list[ImageAnnotation], args: argparse.Namespace, emit: Callable[..., None],
                  out_stream: IO[str]) -> tuple[list[ImagePred], list[ImagePred], dict] | None:
     """Run the missing folds (or the one asked for); the merged predictions once all are done,
@@ -155,15 +179,19 @@ def _out_of_fold(project, anns: list[ImageAnnotation], args: argparse.Namespace,
     training = folds.FoldTraining(weights=str(args.weights) if args.weights else None, overrides=overrides,
                                   device=args.train_device, predict_device=args.device)
     todo = [] if args.merge_only else ([args.fold - 1] if args.fold is not None else plan.missing_folds())
-    for i in todo:
-        if plan.is_done(i):
-            print(f"fold {i + 1}/{plan.k}: already done ({plan.fold_dir(i)})", file=out_stream)
-            continue
-        print(f"fold {i + 1}/{plan.k}: training on {len(plan.train_images(i))} images, "
-              f"predicting {len(plan.fold_images(i))}", file=out_stream)
-        if not folds.run_fold(project, plan, i, training, emit):
-            msg = (f"fold {i + 1}/{plan.k} stopped; its training is saved in {plan.fold_dir(i) / 'train'} and "
-                   f"the next `dfine analyze --folds {plan.k}` resumes it (finished folds are kept)")
+    with _sigterm_as_cancel():
+        try:
+            for i in todo:
+                if plan.is_done(i):
+                    print(f"fold {i + 1}/{plan.k}: already done ({plan.fold_dir(i)})", file=out_stream)
+                    continue
+                print(f"fold {i + 1}/{plan.k}: training on {len(plan.train_images(i))} images, "
+                      f"predicting {len(plan.fold_images(i))}", file=out_stream)
+                if not folds.run_fold(project, plan, i, training, emit):
+                    raise _Cancelled
+        except _Cancelled:
+            msg = (f"stopped; finished folds are kept in {plan.root} and the next `dfine analyze --folds {plan.k}` "
+                   f"resumes (a fold's training from its last.pt)")
             print(msg, file=out_stream)
             emit("cancelled", verb="analyze", message=msg)
             return None
