@@ -30,7 +30,8 @@ Scores (in [0, 1], higher = more likely a label mistake):
   another class *and* gives the labelled class little;
 - missing label: unmatched hypothesis with e >= t_p: ``P_p(e) * (1 - best IoU with a label)``;
 - bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g)``:
-  ``P_g(e) * (1 - IoU / m_g) * a`` where ``a`` is the box IoU of the plain and mirrored
+  ``P_g(e) * min(1, 2 (1 - IoU / m_g)) * a`` (half the typical overlap is already certain)
+  where ``a`` is the box IoU of the plain and mirrored
   predictions (a model whose outline wobbles is weak evidence about the label's);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
   ``spurious_weight * R_g * (1 - u / t_g)`` -- only as strong as the model's recall of the class.
@@ -317,7 +318,7 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
     if v < min(cfg.good_iou, 0.85 * typical):
         conf = cal.of(g).confidence(e_g)
         steady = float(hy.flip_box_iou[h])
-        score = conf * max(0.0, 1.0 - v / typical) * steady
+        score = conf * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
         if score > 0:
             ev.update(calibrated=round(conf, 4), typical_iou=round(typical, 4), mirror_box_iou=round(steady, 4))
             return LabelIssue("bad_geometry", ctx.image, k, box, g, score, ev,
