@@ -3,17 +3,22 @@ out-of-fold and cleanlab's ObjectLab on the same out-of-fold predictions (issue 
 
     nice .venv/bin/python benchmarks/label_mistakes.py --out benchmarks/out/label_mistakes --folds 3
 
-Stages (each skipped when its output exists, so a stopped run continues):
+(needs `pip install cleanlab`, the `bench` extra). Stages (each skipped when its output exists,
+so a stopped run continues):
 1. generate the data set (benchmarks/label_mistakes_data.py: 4 shape classes, textured
-   backgrounds, occlusion, 5 kinds of injected mistakes) into <out>/project;
+   backgrounds, occlusion, 300 images of 256 px, 5 kinds of injected mistakes) into <out>/project;
 2. train the K fold models and predict their held-out folds (core.analysis.folds, exactly
-   what `dfine analyze --folds K` runs), with the bounded CPU recipe below;
-3. train one model on every image and predict every image (the in-sample mode);
-4. rank (ours: in-sample and out-of-fold; cleanlab ObjectLab on the out-of-fold predictions)
-   and score against the injected list: precision@K and recall@K, recall@2K per kind.
+   what `dfine analyze --folds K` runs), with the bounded CPU recipe RECIPE;
+3. in-sample predictions from the same models: fold i's model predicts fold i+1, which it
+   trained on (every image judged by a model that learned its labels, at no extra training);
+4. rank (ours: in-sample and out-of-fold; ObjectLab on the out-of-fold predictions, with its
+   default thresholds and with thresholds suited to a weaker model) and score against the
+   injected list; then the same on a simulated decent model (no training: the true labels
+   perturbed, see simulated_predictions) to show the ranking where the model is good.
 
 An item "finds" an injected mistake when it points at the same label (image + instance) or,
-for a dropped label, at a box overlapping the dropped object's box (IoU >= 0.3).
+for a dropped label, at a box overlapping the dropped object's box (IoU >= 0.3). K = number
+injected; P@K = R@K then.
 """
 
 from __future__ import annotations
@@ -169,9 +174,11 @@ def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tupl
     return items, {"anns": anns, "preds": preds, "project": project}
 
 
-def cleanlab_items(ctx: dict) -> list[dict]:
+def cleanlab_items(ctx: dict, high: float | None = None) -> list[dict]:
     """ObjectLab's per-box scores (lower = more likely wrong) on the same predictions: label boxes
-    by min(badloc, swap), predicted boxes on no label by the overlooked score (a missing label)."""
+    by min(badloc, swap), predicted boxes on no label by the overlooked score (a missing label).
+    ``high``: its high_probability_threshold (default 0.95: only predictions that sure count as
+    evidence of an overlooked object or a swap) and low_probability_threshold = high / 2."""
     from cleanlab.object_detection.rank import (
         compute_badloc_box_scores,
         compute_overlooked_box_scores,
@@ -189,9 +196,11 @@ def cleanlab_items(ctx: dict) -> list[dict]:
             m = p.labels == c
             per_class.append(np.concatenate([p.boxes[m], p.scores[m, None]], 1).astype(np.float32).reshape(-1, 5))
         predictions.append(per_class)
-    badloc = compute_badloc_box_scores(labels=labels, predictions=predictions)
-    swap = compute_swap_box_scores(labels=labels, predictions=predictions)
-    overlooked = compute_overlooked_box_scores(labels=labels, predictions=predictions)
+    hi = {} if high is None else {"high_probability_threshold": high}
+    lo = {} if high is None else {"low_probability_threshold": high / 2}
+    badloc = compute_badloc_box_scores(labels=labels, predictions=predictions, **lo)
+    swap = compute_swap_box_scores(labels=labels, predictions=predictions, **hi)
+    overlooked = compute_overlooked_box_scores(labels=labels, predictions=predictions, **hi)
     items = []
     for a, lab, bl, sw, ov, pr in zip(anns, labels, badloc, swap, overlooked, predictions):
         rel = project.rel_image(a.image_path)
@@ -300,13 +309,15 @@ def main() -> int:
     oof_items, ctx = our_items(proj, None, "out-of-fold", args.folds)
     rows["ours, out-of-fold"] = score_table(oof_items, injected)
     rows["cleanlab ObjectLab, out-of-fold"] = score_table(cleanlab_items(ctx), injected)
+    rows["cleanlab ObjectLab (thresholds 0.5 / 0.25), out-of-fold"] = score_table(cleanlab_items(ctx, 0.5), injected)
     print_table(f"Trained size-N models ({args.folds} folds, {RECIPE['epochs']} epochs each, CPU), "
                 f"{args.images} images, {k} injected mistakes", rows, k)
     sim_preds, sim_flips = simulated_predictions(ctx)
     sim_ctx = {**ctx, "preds": sim_preds}
     sim = {"ours, plain (no mirror, no calibration)": score_table(rank_items(ctx, sim_preds, None, False), injected),
            "ours (mirror + calibration)": score_table(rank_items(ctx, sim_preds, sim_flips, True), injected),
-           "cleanlab ObjectLab": score_table(cleanlab_items(sim_ctx), injected)}
+           "cleanlab ObjectLab": score_table(cleanlab_items(sim_ctx), injected),
+           "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(sim_ctx, 0.5), injected)}
     print_table("Simulated decent model (true labels perturbed, see simulated_predictions)", sim, k)
     (args.out / "results.json").write_text(json.dumps({"trained": rows, "simulated": sim, "k": k,
                                                        "folds": args.folds, "top_oof": oof_items[:2 * k]}, indent=1))
