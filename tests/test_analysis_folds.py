@@ -118,6 +118,25 @@ def test_fold_by_fold_then_merge_equals_all_at_once(small, tmp_path, monkeypatch
     assert strip(by_folds) == strip(all_at_once)
 
 
+def test_a_class_missing_from_a_folds_training_is_a_warning_event(small, monkeypatch, capsys):
+    from core.annotation import ImageAnnotation
+
+    monkeypatch.setattr(folds, "run_fold", _fake_run_fold)
+    images = small.image_paths()
+    for n, img in enumerate(images):  # class 2 (rectangle) only in the first image
+        ann = small.load_annotation(img)
+        keep = [i for i in ann.instances if i.class_id != 2 or n == 0]
+        if n == 0 and not any(i.class_id == 2 for i in keep):
+            keep[0].class_id = 2
+        small.save_annotation(ImageAnnotation(ann.image_path, ann.width, ann.height, keep))
+    assert main(["analyze", str(small.root), "--folds", "3", "--events", "-"]) == 0
+    events = [parse_event(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [e.message for e in events if e.event == "warning" and e.model_extra.get("about") == "folds"]
+    # one fold holds the only rectangle (and here the only circle too): its training lacks them
+    assert len(warnings) == 1 and "no training image has class" in warnings[0] and "rectangle" in warnings[0]
+    assert isinstance(events[-1], ResultEvent)
+
+
 def test_in_sample_says_so(small, tmp_path, capsys):
     pred = tmp_path / "r.json"
     pred.write_text("[]")

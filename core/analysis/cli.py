@@ -17,6 +17,7 @@ Writes review/label_issues.json (with ``mode``), .csv and a contact-sheet PNG of
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -195,6 +196,8 @@ def _out_of_fold(project, anns: list[ImageAnnotation], args: argparse.Namespace,
             print(msg, file=out_stream)
             emit("cancelled", verb="analyze", message=msg)
             return None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # under torchrun the other ranks only help train; rank 0 predicts and ranks
     missing = plan.missing_folds()
     if missing and not args.merge_only:
         print(f"{plan.k - len(missing)}/{plan.k} folds done ({plan.root}); rank when all are: "
