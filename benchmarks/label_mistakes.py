@@ -94,6 +94,8 @@ def stage_in_sample(proj: Path, out: Path, k: int) -> Path:
     t0 = time.perf_counter()
     for i in range(k):
         j = (i + 1) % k
+        if (folder / f"part_{j}" / folds.FLIP_PREDICTIONS).is_file():
+            continue  # written last (atomically) by predict_images: this part is complete
         log(f"in-sample: fold {i + 1}'s model predicts fold {j + 1} (its training images)")
         folds.predict_images(project, plan.fold_dir(i) / "train" / "last.pt", plan.fold_images(j),
                              folder / f"part_{j}", "cpu")
