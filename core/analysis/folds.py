@@ -237,6 +237,7 @@ def predict_images(project, checkpoint: Path, rel_images: Sequence[str], folder:
         if progress is not None:
             progress(n)
     names = project.class_names
+    Path(folder).mkdir(parents=True, exist_ok=True)
     write_coco_results(folder / PREDICTIONS, list(rel_images), plain, names)
     write_coco_results(folder / FLIP_PREDICTIONS, list(rel_images), flipped, names)
     return len(rel_images)
