@@ -297,6 +297,11 @@ class LabelIssuesFile(BaseModel):
     created: str | None = None
     class_names: list[str] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
+    # where the predictions came from: out-of-fold (K models, each judging images it never saw),
+    # in-sample (one model on its own training images) or given (a results file); None = older files
+    mode: Literal["out-of-fold", "in-sample", "given"] | None = None
+    folds: int | None = None
+    calibration: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per class name (find_mistakes)
     issues: list[LabelIssueRecord]
 
 

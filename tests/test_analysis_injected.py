@@ -172,7 +172,8 @@ def test_issue_content_for_each_kind():
     assert got["duplicate_label"].instance == 2 and got["duplicate_label"].evidence["other_instance"] == 1
     bad = got["bad_geometry"]
     assert bad.instance == 3 and bad.evidence["iou"] == pytest.approx(0.25)  # 100 px inside 400 px
-    assert bad.score == pytest.approx(0.85 * 0.75)
+    # confidence 0.85 x min(1, 2 (1 - IoU / typical IoU)); uncalibrated, the typical IoU is good_iou = 0.7
+    assert bad.score == pytest.approx(0.85 * min(1, 2 * (1 - 0.25 / 0.7)))
     assert bad.fix["action"] == "replace_geometry" and bad.fix["box"] == [100, 10, 120, 30]
     xs, ys = bad.fix["polygons"][0][0::2], bad.fix["polygons"][0][1::2]
     assert (min(xs), max(xs), min(ys), max(ys)) == pytest.approx((100, 119, 10, 29), abs=1)

@@ -94,7 +94,7 @@ def test_analyze_events_follow_the_contract(trained, tmp_path):
     events = parsed_lines(proc.stdout)
     progress = [(e.stage, e.done, e.total) for e in events if isinstance(e, ProgressEvent)]
     assert progress == [("images", 0, 4), ("images", 1, 4), ("images", 2, 4), ("images", 3, 4),
-                        ("images", 4, 4), ("report", 0, 1)]
+                        ("images", 4, 4), ("rank", 0, 1), ("rank", 1, 1), ("report", 0, 1)]
     result = events[-1]
     assert isinstance(result, ResultEvent) and result.verb == "analyze"
     assert sorted(result.paths.values()) == sorted(str(p) for p in out.iterdir())

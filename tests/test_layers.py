@@ -207,9 +207,7 @@ HEAVY_PACKAGES = {"torch", "openvino", "nncf", "tensorrt", "onnxruntime", "onnx"
                   "pyqtgraph", "cleanlab", "ultralytics", "cv2", "scipy", "albumentations", "shapely",
                   "pycocotools"}
 # module -> why its lazy imports of light modules stay for now (a stale entry fails)
-KNOWN_LAZY: dict[str, str] = {
-    "app.jobs.review_panel": "#15 reworks this panel now; hoisted when it lands",
-}
+KNOWN_LAZY: dict[str, str] = {}
 
 
 def _module_level_imports(tree: ast.Module) -> set[str]:

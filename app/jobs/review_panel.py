@@ -1,16 +1,19 @@
-"""Review panel: run the error analysis with a chosen model and walk the ranked list of
-likely label mistakes; accept the model's suggestion, open the label in the editor, or
-dismiss. Decisions persist in review/decisions.json through core.analysis.review.Review,
-the same code `dfine review` runs.
+"""Review panel: find likely label mistakes and walk the ranked list; accept the model's
+suggestion, open the label in the editor, or dismiss. Decisions persist in
+review/decisions.json through core.analysis.review.Review, the same code `dfine review` runs.
 
-The analysis runs as `python -m core analyze <project> --weights <model> --out review/`
-(a ProcessJob), so a crash in the model never takes the window down. Crops are drawn by
+"Find label mistakes" runs `python -m core analyze <project> --folds K --events -` (out-of-fold:
+K models trained with the project's recipe, each judging the images it never saw) with
+progress per fold; Cancel stops it (finished folds are kept, the next run resumes). "Quick
+check" runs `--weights <model>` (in-sample: fast, but blind to mistakes the model learned).
+Both are ProcessJobs, so a crash in the model never takes the window down. Crops are drawn by
 the analysis' own tile renderer (red = label, green = suggestion), thumbnails in a worker.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -37,10 +41,18 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
-from core.analysis.review import ACTION_TEXT, Review, ReviewItem, StaleIssueError, flagged_images, locate_instance
 from app.settings import default_model
+from core.analysis.issues import LabelIssue
+from core.analysis.review import (
+    ACTION_TEXT,
+    Review,
+    ReviewItem,
+    StaleIssueError,
+    flagged_images,
+    locate_instance,
+)
 from core.errors import UserFacingError
-from core.messages import ProgressEvent, WarningEvent, parse_event
+from core.messages import CancelledEvent, ProgressEvent, WarningEvent, parse_event
 from core.project import as_project
 
 KIND_TEXT = {
@@ -54,14 +66,19 @@ KIND_TEXT = {
 }
 THUMB = 72
 TILE = 360
-COLUMNS = ("", "#", "kind", "class", "score", "image", "status")
+COLUMNS = ("", "#", "kind", "class", "score", "image", "status", "why")
+FOLD_STAGE = re.compile(r"fold (\d+)/(\d+) (train|predict)")
+MODE_TEXT = {
+    "out-of-fold": "out-of-fold: each image judged by a model that never saw it",
+    "in-sample": "in-sample (quick check): the model trained on these labels and may have learned their mistakes",
+    "given": "from a predictions file",
+}
 
 
 def render_crop(
     item: ReviewItem, image: np.ndarray, ann: Any, class_names: list[str], tile: int
 ) -> np.ndarray:
     """The analysis' tile (crop around the item, label red, suggestion green, caption)."""
-    from core.analysis.issues import LabelIssue
     from core.analysis.report import render_tile
 
     d = item.data
@@ -134,15 +151,44 @@ class ReviewPanel(QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_run_row())
+        # right under the button that caused it: in a short dock the bottom is below the fold
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self._build_list())
+        split.addWidget(self._build_preview())
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout.addWidget(split, 1)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setMaximumHeight(72)
+        layout.addWidget(self.log_view)
+        self._add_shortcuts()
+        self._update_buttons()
+
+    def _build_run_row(self) -> QHBoxLayout:
+        """Find label mistakes (out-of-fold, K folds) | quick check with a model | cancel, progress."""
+        self.find_button = QPushButton("Find label mistakes")
+        self.find_button.setObjectName("primaryButton")
+        self.find_button.setToolTip("train K models with the project's recipe, each on all but one fold, and "
+                                    "judge every image by the model that never saw it (resumes a cancelled run)")
+        self.find_button.clicked.connect(lambda: self.find_mistakes())
+        self.folds_spin = QSpinBox()
+        self.folds_spin.setRange(2, 20)
+        self.folds_spin.setValue(5)
+        self.folds_spin.setSuffix(" folds")
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("model: checkpoint (.pt) or export folder")
         browse = QPushButton("Model…")
         browse.clicked.connect(self._browse_model)
-        self.analyze_button = QPushButton("Analyze")
-        self.analyze_button.setObjectName("primaryButton")
-        self.analyze_button.setToolTip(
-            "run the model over the labelled images and rank likely label mistakes"
-        )
+        self.analyze_button = QPushButton("Quick check")
+        self.analyze_button.setToolTip("in-sample: run this model over the labelled images it was trained on "
+                                       "(fast, but it may have learned the mistakes)")
         self.analyze_button.clicked.connect(lambda: self.run_analysis())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -152,13 +198,15 @@ class ReviewPanel(QWidget):
         self.busy.setMaximumWidth(140)
         self.busy.setTextVisible(False)
         top = QHBoxLayout()
-        top.addWidget(QLabel("Model"))
+        for w in (self.find_button, self.folds_spin, QLabel("Model")):
+            top.addWidget(w)
         top.addWidget(self.model_edit, 1)
-        top.addWidget(browse)
-        top.addWidget(self.analyze_button)
-        top.addWidget(self.cancel_button)
-        top.addWidget(self.busy)
+        for w in (browse, self.analyze_button, self.cancel_button, self.busy):
+            top.addWidget(w)
+        return top
 
+    def _build_list(self) -> QWidget:
+        """Kind filter, 'show decided', counts, and the ranked table."""
         self.kind_filter = QComboBox()
         self.kind_filter.addItem("All kinds", None)
         for kind, text in KIND_TEXT.items():
@@ -173,24 +221,36 @@ class ReviewPanel(QWidget):
         filters.addWidget(self.show_decided)
         filters.addStretch(1)
         filters.addWidget(self.count_label)
+        self.table = self._build_table()
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(filters)
+        ll.addWidget(self.table, 1)
+        return left
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setIconSize(QSize(THUMB, THUMB))
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(THUMB + 6)
-        header = self.table.horizontalHeader()
+    def _build_table(self) -> QTableWidget:
+        table = QTableWidget(0, len(COLUMNS))
+        table.setHorizontalHeaderLabels(list(COLUMNS))
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setIconSize(QSize(THUMB, THUMB))
+        table.verticalHeader().setVisible(False)
+        table.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLUMNS.index("why"), QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Fixed)
         header.setMinimumSectionSize(24)
-        self.table.setColumnWidth(0, THUMB + 10)
-        self.table.itemSelectionChanged.connect(self._show_selected)
-        self.table.cellDoubleClicked.connect(lambda *_: self.open_selected())
+        table.setColumnWidth(0, THUMB + 10)
+        table.itemSelectionChanged.connect(self._show_selected)
+        table.cellDoubleClicked.connect(lambda *_: self.open_selected())
+        return table
 
+    def _build_preview(self) -> QWidget:
+        """The selected item's crop, its numbers, and the decision buttons."""
         self.crop_label = QLabel("Select an item")
         self.crop_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.crop_label.setMinimumSize(TILE, TILE + 34)
@@ -220,31 +280,9 @@ class ReviewPanel(QWidget):
         rl.addWidget(legend)
         rl.addWidget(self.detail)
         rl.addLayout(actions)
+        return right
 
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(2000)
-        self.log_view.setMaximumHeight(72)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addLayout(filters)
-        ll.addWidget(self.table, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        # right under the button that caused it: in a short dock the bottom is below the fold
-        layout.addWidget(self.status_label)
-        layout.addWidget(split, 1)
-        layout.addWidget(self.log_view)
-
+    def _add_shortcuts(self) -> None:
         for seq, slot in (
             ("A", self.accept_selected),
             ("D", self.dismiss_selected),
@@ -254,7 +292,6 @@ class ReviewPanel(QWidget):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(slot)
-        self._update_buttons()
 
     def _browse_model(self) -> None:
         start = str(self.project.runs_dir) if self.project is not None else ""
@@ -323,17 +360,29 @@ class ReviewPanel(QWidget):
     def is_running(self) -> bool:
         return self.job is not None and self.job.is_running()
 
-    def analysis_args(self, model: str | None = None, predictions: str | None = None) -> list[str]:
+    def analysis_args(self, model: str | None = None, predictions: str | None = None,
+                      folds: int | None = None) -> list[str]:
         assert self.project is not None
         args = ["analyze", str(self.project.root)]
-        if predictions:
+        if folds:
+            args += ["--folds", str(int(folds))]
+        elif predictions:
             args += ["--predictions", str(predictions)]
         else:
             args += ["--weights", str(model or self.model_edit.text().strip())]
         return args + ["--out", str(self.project.review_dir), "--events", "-"]
 
+    def find_mistakes(self, folds: int | None = None) -> bool:
+        """Start the out-of-fold analysis (`dfine analyze --folds K`); finished folds of an
+        earlier (cancelled) run are reused."""
+        if self.project is None or self.is_running():
+            return False
+        k = int(folds or self.folds_spin.value())
+        self._start_job(self.analysis_args(folds=k), f"Finding label mistakes with {k} folds…")
+        return True
+
     def run_analysis(self, model: str | None = None, predictions: str | None = None) -> bool:
-        """Start `dfine analyze` in the background; the list reloads when it ends."""
+        """Start the quick in-sample check (`dfine analyze --weights`) or read a predictions file."""
         if self.project is None or self.is_running():
             return False
         if not predictions and not (model or self.model_edit.text().strip()):
@@ -341,32 +390,57 @@ class ReviewPanel(QWidget):
             return False
         if self.settings is not None and not predictions:
             self.settings.set_model_for(self.project.root, model or self.model_edit.text().strip())
-        self.job = ProcessJob(self.analysis_args(model, predictions), cwd=self.project.root, parent=self)
+        self._start_job(self.analysis_args(model, predictions), "Analysing the labelled images…")
+        return True
+
+    def _start_job(self, args: list[str], status: str) -> None:
+        self.job = ProcessJob(args, cwd=self.project.root, parent=self)
         self.job.log.connect(self.log_view.appendPlainText)
         self.job.event.connect(self._on_event)
         self.job.finished.connect(self._analysis_done)
         self._model_warning = None
+        self._cancel_message: str | None = None
         self.busy.setRange(0, 0)
         self.analyze_button.setEnabled(False)
+        self.find_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self._set_status("Analysing the labelled images…")
+        self._set_status(status)
         self.job.start()
-        return True
 
     def _on_event(self, ev: dict) -> None:
-        """`dfine analyze --events -` (core.messages): per-image progress and the model warning."""
+        """`dfine analyze --events -` (core.messages): per-fold and per-image progress, the model
+        warning, and the cancelled event of a stopped fold."""
         self.log_view.appendPlainText(json.dumps(ev))
         try:
             msg = parse_event(ev)
         except ValueError as exc:
             self.log_view.appendPlainText(str(exc))
             return
-        if isinstance(msg, ProgressEvent) and msg.stage == "images" and msg.total:
-            self.busy.setRange(0, int(msg.total))
-            self.busy.setValue(int(msg.done or 0))
-            self._set_status(f"Analysing the labelled images… {int(msg.done or 0)} of {int(msg.total)}")
+        if isinstance(msg, ProgressEvent):
+            self._show_progress(msg)
+        elif isinstance(msg, CancelledEvent):
+            self._cancel_message = msg.message
         elif isinstance(msg, WarningEvent) and (msg.model_extra or {}).get("about") == "model":
             self._model_warning = msg.message
+
+    def _show_progress(self, msg: ProgressEvent) -> None:
+        done, total = int(msg.done or 0), int(msg.total or 0)
+        fold = FOLD_STAGE.fullmatch(msg.stage)
+        if total:
+            self.busy.setRange(0, total)
+            self.busy.setValue(done)
+        else:
+            self.busy.setRange(0, 0)
+        if fold is not None:
+            i, k, what = fold.groups()
+            unit = "steps" if what == "train" else "images"
+            doing = "training" if what == "train" else "predicting its held-out images"
+            self._set_status(f"Fold {i} of {k}: {doing}… {done} of {total} {unit}" if total
+                             else f"Fold {i} of {k}: {doing}…")
+        elif msg.stage == "images" and total:
+            self._set_status(f"Analysing the labelled images… {done} of {total}")
+        elif msg.stage == "rank":
+            self._set_status("Ranking the labels…")
 
     def shutdown(self, wait_ms: int = 10000) -> None:
         """End a running analysis before the window closes (SIGTERM, then kill)."""
@@ -386,11 +460,16 @@ class ReviewPanel(QWidget):
     def _analysis_done(self, code: int, crashed: bool) -> None:
         self.busy.setRange(0, 1)
         self.analyze_button.setEnabled(True)
+        self.find_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if code == 0 and not crashed:
+        if getattr(self, "_cancel_message", None):
+            self._set_status(f"Cancelled: {self._cancel_message}")
+        elif code == 0 and not crashed:
             self.reload()
             n_open = sum(it.is_open for it in self.items)
             done = f"Analysis done: {len(self.items)} items, {n_open} to review"
+            if self.meta.get("mode") == "in-sample":  # say it where the person looks
+                done += " (in-sample quick check: mistakes the model learned stay hidden)"
             # e.g. an undertrained model: its misses would pass for label mistakes
             warning = self._model_warning
             if warning:  # the whole sentence is in the log; the status line keeps its gist
@@ -427,6 +506,7 @@ class ReviewPanel(QWidget):
                 f"{it.score:.2f}",
                 it.image.name,
                 it.decision or "open",
+                it.data.get("message", ""),
             ]
             for col, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
@@ -442,11 +522,13 @@ class ReviewPanel(QWidget):
                 cell.setToolTip(it.data.get("message", ""))
                 self.table.setItem(row, col, cell)
         n_open = sum(i.is_open for i in self.items)
+        mode = MODE_TEXT.get(str(self.meta.get("mode")), "")
         self.count_label.setText(
-            f"{n_open} open · {len(self.items) - n_open} decided"
+            f"{n_open} open · {len(self.items) - n_open} decided" + (f" · {mode.split(':')[0]}" if mode else "")
             if self.items
-            else "No analysis yet — choose a model and press Analyze"
+            else "No analysis yet — press Find label mistakes"
         )
+        self.count_label.setToolTip(mode)
         # Re-selecting the row that is already selected emits nothing, yet its item may be a new
         # one (a re-analysis): select quietly, then always redraw the preview once.
         self.table.blockSignals(True)

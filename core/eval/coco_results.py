@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core.annotation import ImageAnnotation
+from core.atomic_io import atomic_write_text
 from core.bounded_input import loads_json
 from core.errors import LabelError
 from core.eval import rle as rle_ops
@@ -162,3 +163,28 @@ def _short(v: object, limit: int = 80) -> str:
     """A value as it can appear in a one-line message."""
     text = repr(v)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def write_coco_results(path: Path | str, image_keys: Sequence[str], predictions: Sequence[ImagePred],
+                       class_names: Sequence[str]) -> None:
+    """A COCO results dict ({"images", "categories", "results"}) that :func:`load_coco_results`
+    maps back exactly: ``image_keys[i]`` (a path relative to the image folder) is image ``i + 1``'s
+    file_name, class ``c`` is category ``c + 1`` named ``class_names[c]``; masks as RLE (str counts).
+    Written atomically, so a reader never sees half a file."""
+
+    if len(image_keys) != len(predictions):
+        raise ValueError(f"{len(image_keys)} image keys for {len(predictions)} predictions")
+    rows = []
+    for n, pred in enumerate(predictions, 1):
+        for k in range(len(pred)):
+            x0, y0, x1, y1 = (float(v) for v in pred.boxes[k])
+            row = {"image_id": n, "category_id": int(pred.labels[k]) + 1,
+                   "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                   "score": round(float(pred.scores[k]), 5)}
+            if pred.masks is not None:
+                row["segmentation"] = rle_ops.to_json(pred.masks[k])
+            rows.append(row)
+    doc = {"images": [{"id": n, "file_name": key} for n, key in enumerate(image_keys, 1)],
+           "categories": [{"id": c + 1, "name": name} for c, name in enumerate(class_names)],
+           "results": rows}
+    atomic_write_text(Path(path), json.dumps(doc, separators=(",", ":")))

@@ -57,6 +57,11 @@ class TrainOptions:
     sync_bn: bool = False
     no_denoising: bool = False  # reproducibility checks (DDP == single process)
     progress: bool = True
+    # callers that train on their own image lists (the out-of-fold analysis, core.analysis.folds):
+    run_dir: Path | None = None  # this folder instead of runs/<name> (resume=True continues its last.pt)
+    train_images: list[Path] | None = None  # instead of the project's train split
+    val_images: list[Path] | None = None  # instead of the val split ([] = no validation)
+    on_event: Callable[[dict], None] | None = None  # sees every event record (progress for a caller)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -150,11 +155,16 @@ class Trainer:
             cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = resolve_device(cfg.train.device, self.dist.local_rank)
         self.events = EventLog(self.run_dir, sys.stdout if opts.events_stdout else None, self.dist.is_main)
+        if opts.on_event is not None:
+            self.events.sinks.append(_CallbackSink(opts.on_event))
         self.stop = StopFlag()
 
     # ------------------------------------------------------------------ setup
 
     def _pick_run(self, cfg: ProjectConfig) -> tuple[Path, dict | None]:
+        if self.opts.run_dir is not None:
+            last = Path(self.opts.run_dir) / "last.pt"
+            return Path(self.opts.run_dir), read_training_checkpoint(last) if self.opts.resume and last.is_file() else None
         runs = self.project.runs_dir
         name = self.opts.run_name
         if name is not None and (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\n\r\0")):
@@ -264,8 +274,9 @@ class Trainer:
         return path or resolve_weights(spec, folder, self.project.root, m.size, allow_download=False)
 
     def _split_images(self) -> tuple[list[Path], list[Path]]:
-        train = self.project.split_images("train")
-        val = self.project.split_images("val")
+        o = self.opts
+        train = self.project.split_images("train") if o.train_images is None else list(o.train_images)
+        val = self.project.split_images("val") if o.val_images is None else list(o.val_images)
         if not train:
             raise UserFacingError(f"{self.project.root}: the train split is empty (label some images, then `dfine split`)")
         return train, val
@@ -549,6 +560,19 @@ class Trainer:
             torch.distributed.broadcast_object_list(flag, src=0)
             self._last_was_best, self.best_value, self.best_epoch = flag
         ddp.barrier()
+
+
+class _CallbackSink:
+    """An EventLog sink that hands each record to a function (TrainOptions.on_event)."""
+
+    def __init__(self, fn: Callable[[dict], None]) -> None:
+        self.fn = fn
+
+    def log(self, record: dict) -> None:
+        self.fn(record)
+
+    def close(self) -> None:
+        pass
 
 
 def _worker_ignores_signals(worker_id: int) -> None:
