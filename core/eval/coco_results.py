@@ -43,100 +43,117 @@ def load_coco_results(path: Path | str, annotations: Sequence[ImageAnnotation], 
                       with_masks: bool = True) -> list[ImagePred]:
     """Predictions aligned with ``annotations`` (images without rows get no predictions)."""
     path = Path(path)
-    try:
-        data = loads_json(path.read_bytes(), path)
-    except IsADirectoryError:
-        raise LabelError(path, None, "is a folder, not a predictions file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LabelError(path, None, f"cannot read the predictions file: {exc}") from exc
+    data = _read_results(path)
     root = Path(image_root) if image_root is not None else None
     by_key: dict[str, int] = {}
     for i, ann in enumerate(annotations):
         for k in _image_keys(Path(ann.image_path), root):
             by_key.setdefault(k, i)
-
-    id_to_index: dict[object, int] = {}
-    cat_to_class: dict[int, int] | None = None
     if isinstance(data, dict):
-        rows = data.get("results", data.get("annotations"))
-        if rows is None:
-            raise LabelError(path, None, "a COCO dict needs 'annotations' or 'results' rows")
-        if not isinstance(rows, list):
-            raise LabelError(path, None, "'annotations'/'results' must be a list of rows", type(rows).__name__)
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise LabelError(path, None, "'images' must be a list", type(images).__name__)
-        for n, im in enumerate(images):
-            if not isinstance(im, dict) or not _is_id(im.get("id")):
-                raise LabelError(path, None, f"images[{n}]: needs a whole-number or text 'id'", im)
-            name = str(im.get("file_name", ""))
-            idx = by_key.get(name, by_key.get(Path(name).name))
-            if idx is not None:
-                id_to_index[im["id"]] = idx
-        if "categories" in data:
-            names = {n: k for k, n in enumerate(class_names)}
-            cat_to_class = {}
-            cats = data["categories"]
-            for n, c in enumerate(cats if isinstance(cats, list) else [cats]):
-                if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
-                    raise LabelError(path, None, f"categories[{n}]: needs a whole-number 'id' and a 'name'", c)
-                if not isinstance(c.get("name"), str) or c["name"] not in names:
-                    raise LabelError(path, None, f"category {c.get('name')!r} is not a project class "
-                                     f"({', '.join(class_names)})", c.get("name"))
-                cat_to_class[c["id"]] = names[c["name"]]
+        rows, id_to_index, cat_to_class = _coco_dict_parts(data, path, by_key, class_names)
     elif isinstance(data, list):
-        rows = data
+        rows, id_to_index, cat_to_class = data, {}, None
     else:
         raise LabelError(path, None, "expected a list of COCO result rows or a COCO dict", type(data).__name__)
-
     per_image: list[list[dict]] = [[] for _ in annotations]
     for n, row in enumerate(rows):
-        where = f"row {n}"
-        try:
-            iid, cid, score = row["image_id"], row["category_id"], float(row["score"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LabelError(path, None, f"{where}: needs image_id, category_id and score", _short(row)) from exc
-        if not _is_id(iid):
-            raise LabelError(path, None, f"{where}: image_id must be a whole number or a text", _short(iid))
-        if not isinstance(cid, int) or isinstance(cid, bool):
-            raise LabelError(path, None, f"{where}: category_id must be a whole number", _short(cid))
-        if not math.isfinite(score) or not 0.0 <= score <= 1.0:
-            raise LabelError(path, None, f"{where}: score must be a number in [0, 1]", row["score"])
-        if iid in id_to_index:
-            idx = id_to_index[iid]
-        elif isinstance(iid, str) and iid in by_key:
-            idx = by_key[iid]
-        elif isinstance(iid, int) and not id_to_index and 1 <= iid <= len(annotations):
-            idx = iid - 1
-        else:
-            raise LabelError(path, None, f"{where}: image_id matches no project image", iid)
-        cls = cat_to_class.get(cid) if cat_to_class is not None else cid - category_offset
-        if cls is None or not 0 <= cls < len(class_names):
-            hint = "" if cat_to_class is not None else f" (category_offset={category_offset}; try 0 or 1)"
-            raise LabelError(path, None, f"{where}: category_id outside the {len(class_names)} classes{hint}", cid)
+        idx, cls, score = _place_row(row, n, path, id_to_index, by_key, len(annotations), cat_to_class,
+                                     category_offset, class_names)
         per_image[idx].append({**row, "_cls": cls, "_score": score, "_n": n})
+    return [_image_pred(ann, rows_i, path, with_masks) for ann, rows_i in zip(annotations, per_image)]
 
-    preds = []
-    for ann, rows_i in zip(annotations, per_image):
-        if not rows_i:
-            preds.append(ImagePred.empty(with_masks, str(ann.image_path)))
-            continue
-        masks = None
-        if with_masks:
-            masks = []
-            for r in rows_i:
-                seg = r.get("segmentation")
-                try:
-                    masks.append(rle_ops.from_segmentation(seg, ann.height, ann.width) if seg
-                                 else rle_ops.box_to_rle(_xyxy(r, path, ann), ann.height, ann.width))
-                except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
-                    raise LabelError(path, None, f"row {r['_n']}: segmentation for {Path(ann.image_path).name}: "
-                                     f"{exc}", _short(seg)) from None
-        boxes = np.array([_xyxy(r, path, ann) if "bbox" in r else rle_ops.to_xyxy([masks[k]])[0]
-                          for k, r in enumerate(rows_i)], np.float64)
-        preds.append(ImagePred(boxes, [r["_score"] for r in rows_i], [r["_cls"] for r in rows_i], masks,
-                               str(ann.image_path)))
-    return preds
+
+def _read_results(path: Path):
+    try:
+        return loads_json(path.read_bytes(), path)
+    except IsADirectoryError:
+        raise LabelError(path, None, "is a folder, not a predictions file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LabelError(path, None, f"cannot read the predictions file: {exc}") from exc
+
+
+def _coco_dict_parts(data: dict, path: Path, by_key: dict[str, int], class_names: Sequence[str]
+                     ) -> tuple[list, dict[object, int], dict[int, int] | None]:
+    """(rows, image id -> annotation index, category id -> class) of a COCO dict."""
+    rows = data.get("results", data.get("annotations"))
+    if rows is None:
+        raise LabelError(path, None, "a COCO dict needs 'annotations' or 'results' rows")
+    if not isinstance(rows, list):
+        raise LabelError(path, None, "'annotations'/'results' must be a list of rows", type(rows).__name__)
+    images = data.get("images", [])
+    if not isinstance(images, list):
+        raise LabelError(path, None, "'images' must be a list", type(images).__name__)
+    id_to_index: dict[object, int] = {}
+    for n, im in enumerate(images):
+        if not isinstance(im, dict) or not _is_id(im.get("id")):
+            raise LabelError(path, None, f"images[{n}]: needs a whole-number or text 'id'", im)
+        name = str(im.get("file_name", ""))
+        idx = by_key.get(name, by_key.get(Path(name).name))
+        if idx is not None:
+            id_to_index[im["id"]] = idx
+    if "categories" not in data:
+        return rows, id_to_index, None
+    names = {n: k for k, n in enumerate(class_names)}
+    cat_to_class: dict[int, int] = {}
+    cats = data["categories"]
+    for n, c in enumerate(cats if isinstance(cats, list) else [cats]):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
+            raise LabelError(path, None, f"categories[{n}]: needs a whole-number 'id' and a 'name'", c)
+        if not isinstance(c.get("name"), str) or c["name"] not in names:
+            raise LabelError(path, None, f"category {c.get('name')!r} is not a project class "
+                             f"({', '.join(class_names)})", c.get("name"))
+        cat_to_class[c["id"]] = names[c["name"]]
+    return rows, id_to_index, cat_to_class
+
+
+def _place_row(row, n: int, path: Path, id_to_index: dict[object, int], by_key: dict[str, int], num_images: int,
+               cat_to_class: dict[int, int] | None, category_offset: int, class_names: Sequence[str]
+               ) -> tuple[int, int, float]:
+    """(annotation index, class, score) of result row ``n``; LabelError naming the row otherwise."""
+    where = f"row {n}"
+    try:
+        iid, cid, score = row["image_id"], row["category_id"], float(row["score"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LabelError(path, None, f"{where}: needs image_id, category_id and score", _short(row)) from exc
+    if not _is_id(iid):
+        raise LabelError(path, None, f"{where}: image_id must be a whole number or a text", _short(iid))
+    if not isinstance(cid, int) or isinstance(cid, bool):
+        raise LabelError(path, None, f"{where}: category_id must be a whole number", _short(cid))
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise LabelError(path, None, f"{where}: score must be a number in [0, 1]", row["score"])
+    if iid in id_to_index:
+        idx = id_to_index[iid]
+    elif isinstance(iid, str) and iid in by_key:
+        idx = by_key[iid]
+    elif isinstance(iid, int) and not id_to_index and 1 <= iid <= num_images:
+        idx = iid - 1
+    else:
+        raise LabelError(path, None, f"{where}: image_id matches no project image", iid)
+    cls = cat_to_class.get(cid) if cat_to_class is not None else cid - category_offset
+    if cls is None or not 0 <= cls < len(class_names):
+        hint = "" if cat_to_class is not None else f" (category_offset={category_offset}; try 0 or 1)"
+        raise LabelError(path, None, f"{where}: category_id outside the {len(class_names)} classes{hint}", cid)
+    return idx, cls, score
+
+
+def _image_pred(ann: ImageAnnotation, rows: list[dict], path: Path, with_masks: bool) -> ImagePred:
+    """One image's rows as an ImagePred (a row without a segmentation gets its box as the mask)."""
+    if not rows:
+        return ImagePred.empty(with_masks, str(ann.image_path))
+    masks = None
+    if with_masks:
+        masks = []
+        for r in rows:
+            seg = r.get("segmentation")
+            try:
+                masks.append(rle_ops.from_segmentation(seg, ann.height, ann.width) if seg
+                             else rle_ops.box_to_rle(_xyxy(r, path, ann), ann.height, ann.width))
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+                raise LabelError(path, None, f"row {r['_n']}: segmentation for {Path(ann.image_path).name}: "
+                                 f"{exc}", _short(seg)) from None
+    boxes = np.array([_xyxy(r, path, ann) if "bbox" in r else rle_ops.to_xyxy([masks[k]])[0]
+                      for k, r in enumerate(rows)], np.float64)
+    return ImagePred(boxes, [r["_score"] for r in rows], [r["_cls"] for r in rows], masks, str(ann.image_path))
 
 
 def _xyxy(row: dict, path: Path, ann: ImageAnnotation) -> list[float]:
