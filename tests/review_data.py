@@ -25,9 +25,9 @@ OBJECTS = {  # image -> [(class, square)] as they really are
 }
 
 
-def make_project(tmp_path: Path) -> Project:
+def make_project(tmp_path: Path, duplicate: bool = True) -> Project:
     """b.png: the dog at (5,30) is labelled cat and the cat at (60,5) is not labelled;
-    a.png: the cat is labelled twice (duplicate)."""
+    a.png: the cat is labelled twice (duplicate) unless ``duplicate`` is False."""
     proj = Project.create(tmp_path / "p", ["cat", "dog"], task="segment")
     for name, objs in OBJECTS.items():
         img = np.full((H, W, 3), 90, np.uint8)
@@ -38,7 +38,7 @@ def make_project(tmp_path: Path) -> Project:
         if name == "b.png":
             insts = insts[:1]
             insts[0].class_id = 0
-        else:
+        elif duplicate:
             insts.append(Instance(0, polygons=[SQ(10, 10, 30, 30)]))
         proj.save_annotation(ImageAnnotation(proj.image_dir / name, W, H, insts))
     return proj

@@ -8,33 +8,14 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from core.annotation import ImageAnnotation, Instance
 from core.cli import main
 from core.eval.records import ImagePred
-from core.project import Project
-
-H, W = 64, 96
-SQ = lambda x0, y0, x1, y1: np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
-OBJECTS = {  # image -> [(class, square)]
-    "a.png": [(0, (10, 10, 30, 30)), (1, (50, 20, 80, 50))],
-    "b.png": [(1, (5, 30, 25, 55)), (0, (60, 5, 85, 25))],
-}
-
+from review_data import OBJECTS, SQ, H, W, make_project
 
 @pytest.fixture
 def project(tmp_path):
-    proj = Project.create(tmp_path / "p", ["cat", "dog"], task="segment")
-    for name, objs in OBJECTS.items():
-        img = np.full((H, W, 3), 90, np.uint8)
-        for _, (x0, y0, x1, y1) in objs:
-            img[y0:y1, x0:x1] = 200
-        cv2.imwrite(str(proj.image_dir / name), img)
-        insts = [Instance(c, polygons=[SQ(*b)]) for c, b in objs]
-        if name == "b.png":
-            insts = insts[:1]  # the dog at (60, 5) is left unlabelled: a missing label
-            insts[0].class_id = 0  # and the other one is labelled as the wrong class
-        proj.save_annotation(ImageAnnotation(proj.image_dir / name, W, H, insts))
-    return proj
+    """The review data without the duplicate: one wrong class and one missing label in b.png."""
+    return make_project(tmp_path, duplicate=False)
 
 
 def results_rows():
