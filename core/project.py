@@ -439,11 +439,11 @@ class Project:
             parse_config_text(new_text, str(self.config_path))  # duplicate/empty names -> ConfigError now
             identity = all(k == v for k, v in mapping.items())  # add/rename: no label changes
             n_old = len(old_names)
-            changes = {} if identity else remap_label_files(self.labels_dir, mapping, n_old)
-            changes[self.config_path] = (text, new_text)
             # inverse for files labelled after the edit: the removed id has no pre-image,
             # a merged-into id maps back to the target (the class that kept its identity)
             new_to_old = {new: old for old, new in mapping.items() if new is not None and old != removed}
+            changes = {} if identity else remap_label_files(self.labels_dir, mapping, n_old, new_to_old)
+            changes[self.config_path] = (text, new_text)
 
             def redo(path: Path, current: str) -> str:  # a file changed by a writer outside the lock
                 if path == self.config_path:
@@ -493,8 +493,13 @@ def label_files(labels_dir: Path) -> list[Path]:
 
 
 def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_classes: int | None,
-                      ) -> dict[Path, tuple[str, str]]:
+                      inverse: dict[int, int] | None = None) -> dict[Path, tuple[str, str]]:
     """New text for every label file whose class ids change ({path: (old, new)}); nothing written.
+
+    With ``inverse`` (the edit's new->old id map, as undo will use it), also every file whose
+    text stays but whose rows change class: merging u (id 3) into the later t (id 4) leaves a
+    file of u rows byte for byte the same while "3" now means t. Undo needs that file's record;
+    without it the inverse map gave those rows to t (found by the lock stress test).
 
     Works on the text (only the first token of a row changes, other bytes stay) so files
     written by other tools keep their formatting. Refuses (UserFacingError) if any file is bad:
@@ -509,7 +514,7 @@ def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_clas
         except LabelError as exc:
             errors.append(str(exc))
             continue
-        if new != old:
+        if new != old or (inverse is not None and _rows_change_class(old, mapping, lp, num_classes, inverse)):
             changes[lp] = (old, new)
     if errors:
         raise UserFacingError("class edit refused, fix these label files first (nothing was changed):\n  "
@@ -543,6 +548,12 @@ def remap_text(text: str, mapping: dict[int, int | None], path: Path, num_classe
         if new is not None:
             out.append(new)
     return "".join(out)
+
+
+def _rows_change_class(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,
+                       inverse: dict[int, int]) -> bool:
+    """True if a row of ``text`` keeps its text but not its class under the edit."""
+    return any(new is not None and old == new for old, new in changed_rows(text, mapping, path, num_classes, inverse))
 
 
 def changed_rows(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,
