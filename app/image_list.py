@@ -20,7 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
-from app.theme import icon, swatch
+from app.theme import ERROR_COLOR, icon, swatch
 from core.data.formats.yolo_txt import sidecar_path
 
 DONE_COLOR = "#3fb950"
@@ -36,7 +36,7 @@ class Status(enum.IntEnum):
 STATUS_TEXT = {Status.UNLABELLED: "unlabelled", Status.LABELLED: "labelled",
                Status.FLAGGED: "flagged by review", Status.ERROR: "label file has errors"}
 STATUS_COLOR = {Status.UNLABELLED: QColor("#80858f"), Status.LABELLED: QColor("#3fb950"),
-                Status.FLAGGED: QColor("#e3a008"), Status.ERROR: QColor("#f85149")}
+                Status.FLAGGED: QColor("#e3a008"), Status.ERROR: QColor(ERROR_COLOR)}
 
 StatusRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2

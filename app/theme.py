@@ -20,6 +20,15 @@ from app.palette import class_rgb
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 ICONS = RESOURCES / "icons"
 
+ERROR_COLOR = "#f85149"  # errors in status lines, the image list and the eraser cursor
+
+
+def show_status(label, text: str, error: bool = False) -> None:
+    """A panel's one status line: the text, in the error colour when it is one."""
+    label.setText(text)
+    label.setStyleSheet(f"color: {ERROR_COLOR};" if error else "")
+
+
 DARK = {"bg": "#1e1f22", "panel": "#2b2d30", "alt": "#313338", "fg": "#dfe1e5", "muted": "#9da0a8",
         "border": "#43454a", "accent": "#3d8bfd", "accent_fg": "#ffffff", "canvas": "#141517",
         "sel": "#2e436e"}

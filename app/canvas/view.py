@@ -24,7 +24,7 @@ from app.canvas import geometry as geo
 from app.canvas.items import InstanceItem
 from app.document import LabelDocument
 from app.image_cache import DisplayImage
-from app.theme import class_color, colors
+from app.theme import ERROR_COLOR, class_color, colors
 from core.annotation import Instance
 
 PICK_PX = 8.0  # how close (screen pixels) a click must be to a vertex / the first point
@@ -277,7 +277,7 @@ class CanvasView(QGraphicsView):
         if self.tool in (Tool.BRUSH, Tool.ERASER) and (self._cursor is not None or self._stroke):
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             r = self.brush_radius()
-            tint = QColor("#2ea043") if self.tool == Tool.BRUSH else QColor("#f85149")
+            tint = QColor("#2ea043") if self.tool == Tool.BRUSH else QColor(ERROR_COLOR)
             if self._stroke:
                 fill = QColor(tint)
                 fill.setAlphaF(0.45)
@@ -301,7 +301,7 @@ class CanvasView(QGraphicsView):
                 pen = QPen(QColor(255, 255, 255), 1.5)
                 pen.setCosmetic(True)
                 painter.setPen(pen)
-                painter.setBrush(QColor("#2ea043") if positive else QColor("#f85149"))
+                painter.setBrush(QColor("#2ea043") if positive else QColor(ERROR_COLOR))
                 painter.drawEllipse(QPointF(x, y), r, r)
         color = class_color(self.current_class)
         if self.show_crosshair and self._cursor is not None and self.tool != Tool.SELECT:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
+from app.theme import show_status
 from core.errors import UserFacingError
 from core.messages import ExportReport, ProgressEvent, ReportRow, ResultEvent, parse_event, read_export_report
 from core.project import as_project
@@ -296,8 +297,7 @@ class ExportPanel(QWidget):
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.last_message = text
-        self.stage_label.setText(text)
-        self.stage_label.setStyleSheet("color: #f85149;" if error else "")
+        show_status(self.stage_label, text, error)
 
     # ---- project ----------------------------------------------------------------------------
     def set_project(self, project: Any) -> None:

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.capture import CaptureThread, FrameResult, SourceError, open_source
 from app.settings import BACKENDS, default_model
+from app.theme import show_status
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
 from core.project import as_project
@@ -239,8 +240,7 @@ class LiveView(QWidget):
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.last_message = text
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #f85149;" if error else "")
+        show_status(self.status_label, text, error)
         if error:
             self.error.emit(text)
 

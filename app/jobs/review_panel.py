@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
+from app.theme import show_status
 from app.settings import default_model
 from core.analysis.issues import LabelIssue
 from core.analysis.review import (
@@ -303,8 +304,7 @@ class ReviewPanel(QWidget):
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.last_message = text
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #f85149;" if error else "")
+        show_status(self.status_label, text, error)
 
     # ---- project ----------------------------------------------------------------------------
     def set_project(self, project: Any) -> None:
