@@ -198,7 +198,7 @@ class _OurStep:
         return losses
 
 
-def _ours(image_size: int, steps: int, lr: float):
+def _ours(image_size: int, steps: int, lr: float, amp: bool = False):
     from core.config import TrainConfig
     from core.loss.criterion import DFineCriterion
     from core.model import build_model
@@ -218,6 +218,10 @@ def _ours(image_size: int, steps: int, lr: float):
     crit = DFineCriterion(NUM_CLASSES, "segment", loss_weight_dict(SimpleNamespace(train=cfg)))
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_warmups)
     stepper = _OurStep(model, opt, schedule, crit, ema, cfg)
+    if amp:  # the trainer's policy: bf16 autocast on CPUs with native bf16, fp32 otherwise
+        from core.train.trainer import amp_dtype
+
+        stepper.amp_dtype = amp_dtype(torch.device("cpu"), True)
 
     def lrs() -> list[float]:
         return [g["lr"] for g in opt.param_groups]
@@ -280,13 +284,15 @@ def predict_val(model: torch.nn.Module, val: torch.Tensor, mask_logits: bool, ch
 
 
 def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int], out_dir: Path, lr: float,
-           threads: int) -> dict:
+           threads: int, amp: bool = False) -> dict:
     torch.set_num_threads(threads)
     data = torch.load(data_path, weights_only=False)
     order, lr_list = data["orders"][seed][:steps], data["lrs"]
     torch.manual_seed(seed)
-    build = _ours if impl == "ours" else _upstream
-    step, ema_model, lrs, mask_logits = build(data["image_size"], steps, lr)
+    if impl == "ours":
+        step, ema_model, lrs, mask_logits = _ours(data["image_size"], steps, lr, amp)
+    else:
+        step, ema_model, lrs, mask_logits = _upstream(data["image_size"], steps, lr)
     times, losses, checks = [], [], {}
     evals: dict[int, str] = {}
     term_sums: dict[int, dict[str, float]] = {}
@@ -330,6 +336,7 @@ def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int]
         checks["terms_per_100"] = {f"{100 * b + 1}-{min(100 * (b + 1), steps)}": {
             k: v / (min(100 * (b + 1), steps) - 100 * b) for k, v in sums.items()} for b, sums in term_sums.items()}
     return {"impl": impl, "seed": seed, "steps": steps, "threads": torch.get_num_threads(), "losses": losses,
+            "dtype": str(getattr(step, "amp_dtype", None) or "fp32").replace("torch.", ""),
             "step_s": times, "evals": evals, "checks": checks,
             "input_digest": digest(data["train_images"], data["val_images"]),
             "order_digest": hashlib.sha256(json.dumps(order).encode()).hexdigest()[:16]}
@@ -358,6 +365,7 @@ def run_pair(args, seed: int, data_path: Path, eval_at: list[int]) -> dict[str, 
         cmd = ["nice", "-n", str(args.nice), python, str(Path(__file__).resolve()), "--worker", impl, "--data",
                str(data_path), "--seed", str(seed), "--steps", str(args.steps), "--eval-at",
                *map(str, eval_at), "--out", str(args.out), "--lr", str(args.lr), "--threads", str(args.threads)]
+        cmd += ["--amp"] if args.amp and impl == "ours" else []
         log = open(args.out / f"{impl}_seed{seed}.log", "w")  # noqa: SIM115 - closed below
         procs[impl] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO), log)
     results = {}
@@ -377,7 +385,7 @@ def summarize(run: dict, data: dict) -> dict:
         raw = {k: v.float().numpy() if k != "labels" else v.numpy() for k, v in pred.items()}
         evals[int(step)] = score_outputs(raw, data["val_labels"], data["val_sizes"])
     t = run["step_s"]
-    return {"seed": run["seed"], "impl": run["impl"], "evals": evals, "step_s_median": statistics.median(t),
+    return {"seed": run["seed"], "impl": run["impl"], "dtype": run.get("dtype", "fp32"), "evals": evals, "step_s_median": statistics.median(t),
             "step_s_mean": statistics.fmean(t), "loss_first": run["losses"][0], "loss_last": run["losses"][-1],
             "losses": run["losses"], "checks": run["checks"], "input_digest": run["input_digest"],
             "order_digest": run["order_digest"]}
@@ -396,9 +404,10 @@ def markdown(results: list[dict], eval_at: list[int]) -> str:
                      for s in seeds for impl in ("ours", "upstream")]
             means = [f"{statistics.fmean(v):.3f}" if v else "-" for v in vals.values()]
             lines.append(f"| {step} | {metric} | " + " | ".join(cells + means) + " |")
-    lines += ["", "| seed | impl | step s (median) | step s (mean) | first loss | last loss |", "|---|---|---|---|---|---|"]
+    lines += ["", "| seed | impl | precision | step s (median) | step s (mean) | first loss | last loss |",
+              "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['seed']} | {r['impl']} | {r['step_s_median']:.2f} | {r['step_s_mean']:.2f} "
+        lines.append(f"| {r['seed']} | {r['impl']} | {r.get('dtype', 'fp32')} | {r['step_s_median']:.2f} | {r['step_s_mean']:.2f} "
                      f"| {r['loss_first']:.2f} | {r['loss_last']:.2f} |")
     for s in seeds:
         if ("ours", s) in by and ("upstream", s) in by:
@@ -421,15 +430,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2.5e-4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nice", type=int, default=5)
+    p.add_argument("--amp", action="store_true",
+                   help="ours with the trainer's CPU autocast (bf16 where native); upstream stays fp32 (its AMP is CUDA-only)")
     p.add_argument("--only", choices=["ours"], help="ours alone (no upstream venv; e.g. the long stability run)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "learning_parity")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="only combine the results.json of earlier runs (e.g. one per seed) into --out")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     eval_at = sorted(set(a.eval_at or [a.steps * k // 4 for k in range(1, 5)]))
     if a.worker:
-        print(json.dumps(worker(a.worker, a.data, a.seed, a.steps, eval_at, a.out, a.lr, a.threads)))
+        print(json.dumps(worker(a.worker, a.data, a.seed, a.steps, eval_at, a.out, a.lr, a.threads, a.amp)))
+        return 0
+    if a.merge:
+        runs = [json.loads((d / "results.json").read_text()) for d in a.merge]
+        results = [r for run in runs for r in run["results"]]
+        for r in results:
+            r["evals"] = {int(k): v for k, v in r["evals"].items()}
+        steps = sorted({s for r in results for s in r["evals"]})
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "results.json").write_text(json.dumps({"merged": [str(d) for d in a.merge], "eval_at": steps,
+                                                        "results": results}, indent=1))
+        md = markdown(results, steps)
+        (a.out / "results.md").write_text(md)
+        print(md)
         return 0
     if not a.upstream_python and not a.only:
         p.error("--upstream-python is needed (or --only ours)")
