@@ -104,3 +104,13 @@ def test_top_k_outputs_equals_deploy_model():
     assert torch.equal(mine["labels"], dep["labels"])
     for k in ("boxes", "scores", "masks"):
         np.testing.assert_allclose(mine[k].numpy(), dep[k].numpy(), rtol=0, atol=1e-6)
+
+
+def test_step_times_compared_only_while_both_ran(tmp_path):
+    # ours ends after 4 s; upstream's steps after its first two (4 s) ran alone
+    assert lp.overlap_medians([1.0, 1.0, 1.5, 0.5], [1.5, 2.5, 3.0, 9.0]) == (1.0, 2.0, 4, 2)
+    assert lp.overlap_medians([1.5, 2.5, 3.0, 9.0], [1.0, 1.0, 1.5, 0.5]) == (2.0, 1.0, 2, 4)
+    log = tmp_path / "ours_seed0.log"
+    log.write_text('warning: something\n{"step": 1, "loss": 3.0, "step_s": 1.5}\nnot json\n[1, 2]\n'
+                   '{"step": 2, "loss": 2.0, "step_s": 1.25}\n')
+    assert [r["step_s"] for r in lp.log_rows(log)] == [1.5, 1.25]
