@@ -167,9 +167,10 @@ def score_outputs(raw: dict[str, np.ndarray], val_labels: list[list[dict]], size
     for i, (labels, det, (h, w)) in enumerate(zip(val_labels, dets, sizes)):
         ann = ImageAnnotation(Path(f"val_{i:04d}.png"), w, h, [Instance.from_dict(d) for d in labels])
         ev.add(gt_from_annotation(ann, with_masks=True), ImagePred.from_detections(det, str(ann.image_path)))
-    m = ev.summary().headline()
+    summary = ev.summary()
+    m = summary.headline()
     return {"mask_f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "mask_map50": m["mask_map50"],
-            "mask_map": m["mask_map"]}
+            "mask_map": m["mask_map"], "best_f1": summary.curve.best_f1, "best_threshold": summary.curve.best_threshold}
 
 
 # ---------------------------------------------------------------------- workers (one per process)
@@ -438,7 +439,7 @@ def markdown(results: list[dict], eval_at: list[int]) -> str:
     lines = ["| step | metric | " + " | ".join(f"ours s{s} | upstream s{s}" for s in seeds) + " | ours mean | upstream mean |",
              "|---|---|" + "---|---|" * len(seeds) + "---|---|"]
     for step in eval_at:
-        for metric in ("mask_f1", "mask_map50"):
+        for metric in ("mask_f1", "best_f1", "mask_map50"):
             vals = {impl: [by[(impl, s)]["evals"][step][metric] for s in seeds
                            if (impl, s) in by and step in by[(impl, s)]["evals"]] for impl in ("ours", "upstream")}
             cells = [f"{by[(impl, s)]['evals'][step][metric]:.3f}"
@@ -490,16 +491,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.merge:
         results = []
-        for d in a.merge:
-            if (d / "results.json").is_file():
-                for r in json.loads((d / "results.json").read_text())["results"]:
-                    if "step_s" not in r:  # written before the times were kept in results.json
-                        r["step_s"] = [x["step_s"] for x in log_rows(d / f"{r['impl']}_seed{r['seed']}.log")]
-                    results.append(r)
-            else:  # stopped before the end: what its logs and eval files hold
-                results += recover(d, torch.load(next(d.glob("data_*.pt")), weights_only=False))
-        for r in results:
-            r["evals"] = {int(k): v for k, v in r["evals"].items()}
+        for d in a.merge:  # scored afresh from the logs and eval files (also of runs stopped early)
+            done = json.loads((d / "results.json").read_text())["results"] if (d / "results.json").is_file() else []
+            finished = {(r["impl"], r["seed"]): r for r in done}
+            for r in recover(d, torch.load(next(d.glob("data_*.pt")), weights_only=False)):
+                if (r["impl"], r["seed"]) in finished:
+                    f = finished[(r["impl"], r["seed"])]
+                    r.update(checks=f["checks"], input_digest=f["input_digest"], order_digest=f["order_digest"])
+                results.append(r)
         steps = sorted({s for r in results for s in r["evals"]})
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "results.json").write_text(json.dumps({"merged": [str(d) for d in a.merge], "eval_at": steps,

@@ -89,6 +89,8 @@ def test_scoring_an_output_dict(mask_logits):
     assert (m["precision"], m["recall"], m["mask_f1"]) == pytest.approx((0.5, 0.5, 0.5))
     # mAP50 over the classes with GT: class 0 AP 1, class 1 AP 0 (class 2 has no GT: not counted)
     assert m["mask_map50"] == pytest.approx(0.5)
+    # the best threshold (over 0.8, under 0.9) keeps only A: precision 1, recall 1/2
+    assert m["best_f1"] == pytest.approx(2 / 3) and 0.8 < m["best_threshold"] <= 0.9
 
 
 def test_top_k_outputs_equals_deploy_model():
