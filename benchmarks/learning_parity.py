@@ -199,7 +199,7 @@ class _OurStep:
         return losses
 
 
-def _ours(image_size: int, steps: int, lr: float, amp: bool = False):
+def _ours(image_size: int, steps: int, lr: float, amp: bool = False, mask_head: str = "paper"):
     from core.config import TrainConfig
     from core.loss.criterion import DFineCriterion
     from core.model import build_model
@@ -212,7 +212,7 @@ def _ours(image_size: int, steps: int, lr: float, amp: bool = False):
                       ema_decay=EMA_DECAY, ema_warmups=EMA_WARMUPS, amp=False)
     from types import SimpleNamespace
 
-    model = build_model("n", NUM_CLASSES, "segment", image_size).train()
+    model = build_model("n", NUM_CLASSES, "segment", image_size, mask_head=mask_head).train()
     opt = build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay)
     warmup, flat, no_aug = schedule_parts(steps)
     schedule = FlatCosineSchedule(opt, 1, steps, warmup, flat, no_aug)
@@ -285,13 +285,13 @@ def predict_val(model: torch.nn.Module, val: torch.Tensor, mask_logits: bool, ch
 
 
 def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int], out_dir: Path, lr: float,
-           threads: int, amp: bool = False) -> dict:
+           threads: int, amp: bool = False, mask_head: str = "paper") -> dict:
     torch.set_num_threads(threads)
     data = torch.load(data_path, weights_only=False)
     order, lr_list = data["orders"][seed][:steps], data["lrs"]
     torch.manual_seed(seed)
     if impl == "ours":
-        step, ema_model, lrs, mask_logits = _ours(data["image_size"], steps, lr, amp)
+        step, ema_model, lrs, mask_logits = _ours(data["image_size"], steps, lr, amp, mask_head)
     else:
         step, ema_model, lrs, mask_logits = _upstream(data["image_size"], steps, lr)
     times, losses, checks = [], [], {}
@@ -337,6 +337,7 @@ def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int]
         checks["terms_per_100"] = {f"{100 * b + 1}-{min(100 * (b + 1), steps)}": {
             k: v / (min(100 * (b + 1), steps) - 100 * b) for k, v in sums.items()} for b, sums in term_sums.items()}
     return {"impl": impl, "seed": seed, "steps": steps, "threads": torch.get_num_threads(), "losses": losses,
+            "mask_head": mask_head if impl == "ours" else "upstream",
             "dtype": str(getattr(step, "amp_dtype", None) or "fp32").replace("torch.", ""),
             "step_s": times, "evals": evals, "checks": checks,
             "input_digest": digest(data["train_images"], data["val_images"]),
@@ -367,6 +368,7 @@ def run_pair(args, seed: int, data_path: Path, eval_at: list[int]) -> dict[str, 
                str(data_path), "--seed", str(seed), "--steps", str(args.steps), "--eval-at",
                *map(str, eval_at), "--out", str(args.out), "--lr", str(args.lr), "--threads", str(args.threads)]
         cmd += ["--amp"] if args.amp and impl == "ours" else []
+        cmd += ["--mask-head", args.mask_head] if impl == "ours" else []
         log = open(args.out / f"{impl}_seed{seed}.log", "w")  # noqa: SIM115 - closed below
         procs[impl] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO), log)
     results = {}
@@ -475,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2.5e-4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nice", type=int, default=5)
+    p.add_argument("--mask-head", default="paper", help="our model's mask head (paper | lite | lite_s8): "
+                   "the lite head's quality against the paper head's on the same batches (issue #16)")
     p.add_argument("--amp", action="store_true",
                    help="ours with the trainer's CPU autocast (bf16 where native); upstream stays fp32 (its AMP is CUDA-only)")
     p.add_argument("--only", choices=["ours"], help="ours alone (no upstream venv; e.g. the long stability run)")
@@ -487,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     eval_at = sorted(set(a.eval_at or [a.steps * k // 4 for k in range(1, 5)]))
     if a.worker:
-        print(json.dumps(worker(a.worker, a.data, a.seed, a.steps, eval_at, a.out, a.lr, a.threads, a.amp)))
+        print(json.dumps(worker(a.worker, a.data, a.seed, a.steps, eval_at, a.out, a.lr, a.threads, a.amp,
+                                a.mask_head)))
         return 0
     if a.merge:
         results = []
