@@ -95,4 +95,4 @@ class Detections:
 def encode_rle(masks: np.ndarray) -> list[dict]:
     """COCO RLEs of bool [K,H,W] masks with str counts (JSON-ready)."""
 
-    return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rle_ops.encode(masks)]
+    return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rle_ops.encode(masks)]  # novermin (bytes.decode, not py2 str.decode)
