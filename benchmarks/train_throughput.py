@@ -10,6 +10,7 @@ can import ``dfine_seg``.
     python benchmarks/train_throughput.py --sizes n s --device cpu --steps 3
     python benchmarks/train_throughput.py --upstream-python /tmp/upstream-venv/bin/python
     python benchmarks/train_throughput.py --sizes n --device cpu --amp   # bf16 on AVX512-BF16/AMX CPUs
+    python benchmarks/train_throughput.py --sizes n --device cpu --levers channels_last   # or compile
 
 Peak memory: CUDA max_memory_allocated on GPU; peak RSS of the process on CPU (and the RSS
 before the model was built, so the model's share is visible).
@@ -76,7 +77,7 @@ def _upstream(size: str, num_classes: int, image_size: int, device):
 
 
 def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup: int, device_name: str,
-           amp_on: bool = False) -> dict:
+           amp_on: bool = False, levers: tuple[str, ...] = ()) -> dict:
     import torch
 
     from core.train.ema import ModelEMA
@@ -89,6 +90,10 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     build = _ours if impl == "ours" else _upstream
     model, loss_fn, opt = build(size, 3, image_size, device)
+    if "channels_last" in levers:  # NHWC activations: oneDNN's preferred layout for CPU convolutions
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if "compile" in levers else model
     ema = ModelEMA(model, 0.9999, 2000)
     from core.train.trainer import amp_dtype
 
@@ -98,7 +103,7 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
 
     def step() -> float:
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            out = model(images, targets=targets)
+            out = forward(images, targets=targets)
         with torch.autocast(device.type, enabled=False):
             loss = loss_fn(out, targets)
         loss.backward()
@@ -126,7 +131,8 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     return {"impl": impl, "size": size, "image_size": image_size, "batch": batch, "device": device_name,
             "steps": steps, "step_s_median": median, "img_per_s": batch / median, "peak_mem_mb": peak,
             "rss_before_model_mb": rss_before if device.type != "cuda" else None,
-            "threads": torch.get_num_threads(), "amp": str(dtype).replace("torch.", "") if amp else "fp32"}
+            "threads": torch.get_num_threads(), "amp": (str(dtype).replace("torch.", "") if amp else "fp32")
+            + "".join(f"+{lever}" for lever in levers)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" else "cpu")
     p.add_argument("--upstream-python", help="interpreter with dfine_seg importable (side-by-side ratio)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--levers", default="", help="ours: comma-separated CPU-training levers to apply: "
+                   "channels_last (NHWC model + input), compile (torch.compile of the model's forward)")
     p.add_argument("--amp", action="store_true",
                    help="autocast as the trainer does on this device (CPU: bf16 where native); CUDA always uses it")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp)))
+        print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp,
+                                tuple(x for x in a.levers.split(",") if x))))
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO))
     runs = [("ours", sys.executable)] + ([("upstream", a.upstream_python)] if a.upstream_python else [])
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for impl, python in runs:
             cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--size", size, "--image-size",
                    str(a.image_size), "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup),
-                   "--device", a.device] + (["--amp"] if a.amp else [])
+                   "--device", a.device, "--levers", a.levers] + (["--amp"] if a.amp else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
             if proc.returncode != 0:
                 print(f"{impl} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
