@@ -514,7 +514,8 @@ def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_clas
         except LabelError as exc:
             errors.append(str(exc))
             continue
-        if new != old or (inverse is not None and _rows_change_class(old, mapping, lp, num_classes, inverse)):
+        # unchanged bytes with a changed_rows record = rows that changed class, not text
+        if new != old or (inverse is not None and changed_rows(old, mapping, lp, num_classes, inverse)):
             changes[lp] = (old, new)
     if errors:
         raise UserFacingError("class edit refused, fix these label files first (nothing was changed):\n  "
@@ -548,12 +549,6 @@ def remap_text(text: str, mapping: dict[int, int | None], path: Path, num_classe
         if new is not None:
             out.append(new)
     return "".join(out)
-
-
-def _rows_change_class(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,
-                       inverse: dict[int, int]) -> bool:
-    """True if a row of ``text`` keeps its text but not its class under the edit."""
-    return any(new is not None and old == new for old, new in changed_rows(text, mapping, path, num_classes, inverse))
 
 
 def changed_rows(text: str, mapping: dict[int, int | None], path: Path, num_classes: int | None,

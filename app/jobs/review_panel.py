@@ -41,8 +41,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.process_job import ProcessJob
-from app.theme import show_status
 from app.settings import default_model
+from app.theme import show_status
 from core.analysis.issues import LabelIssue
 from core.analysis.review import (
     ACTION_TEXT,
