@@ -7,7 +7,7 @@ A frame k of a video at F fps is "captured" at t0 + k/F, as a camera would deliv
 capture-to-display latency is the time it is drawn minus that. A one-loop viewer slower than the
 camera shows ever older frames (latency grows with the clip); the pipeline drops stale ones.
 
-    .venv/bin/python benchmarks/live_pipeline.py --model demo_project/exports/demo/openvino_int8 \
+    .venv/bin/python benchmarks/live_pipeline.py --model demo_project/exports/demo/openvino_int8 \\
         [--video clip.mp4 | --frames 150 --fps 30]
     .venv/bin/python benchmarks/live_pipeline.py --random-size s   # latency only, random weights
     .venv/bin/python benchmarks/live_pipeline.py --heads lite,paper --anchor   # S INT8 vs YOLO26, same run
@@ -152,13 +152,12 @@ def head_predictors(heads: list[str], frames: list[np.ndarray], work: Path, reus
 
     from core.infer.predictor import Predictor
 
-    calib = []
-    for i, f in enumerate(distinct_frames(frames)):
-        calib.append(work / "frames" / f"frame_{i:02d}.png")
-        calib[-1].parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(calib[-1]), f)
-    out = {}
     sample = distinct_frames(frames)
+    (work / "frames").mkdir(parents=True, exist_ok=True)
+    calib = [work / "frames" / f"frame_{i:02d}.png" for i in range(len(sample))]
+    for path, f in zip(calib, sample):
+        cv2.imwrite(str(path), f)
+    out = {}
     for head in heads:
         xml = export_ours(head, "segment", work / f"ours_{head}", calib, ["int8"], [None], sample, reuse=reuse)[
             ("int8", None)]
@@ -172,9 +171,13 @@ def distinct_frames(frames: list[np.ndarray], n: int = 8) -> list[np.ndarray]:
     return frames[::step][:n]
 
 
-def run_viewers(frames, fps, predict, draw) -> dict:
-    for image in frames[:5]:  # warm-up
+def warm_up(frames, predict, draw, n: int = 5) -> None:
+    for image in frames[:n]:
         draw(image, predict(image))
+
+
+def run_viewers(frames, fps, predict, draw) -> dict:
+    warm_up(frames, predict, draw)
     return {"one loop (old)": one_loop(frames, fps, predict, draw),
             "grabber pipeline": pipeline(frames, fps, predict, draw)}
 
@@ -239,8 +242,7 @@ def yolo26_worker(args) -> int:
     def draw(image, result):
         result.plot()
 
-    for image in frames[:5]:
-        draw(image, predict(image))
+    warm_up(frames, predict, draw)
     latencies, shown_at = [], []
     t0 = time.monotonic()
     for k, result in enumerate(model.predict(source=str(args.video), stream=True, **opts)):
@@ -252,13 +254,6 @@ def yolo26_worker(args) -> int:
             "YOLO26-seg S INT8, grabber pipeline": pipeline(frames, fps, predict, draw)}
     Path(args.result).write_text(json.dumps(rows))
     return 0
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def main() -> int:
@@ -283,6 +278,8 @@ def main() -> int:
     if args.yolo26_worker:
         return yolo26_worker(args)
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    from anchor_yolo26 import loadavg
+
     from core.infer.overlay import draw_detections
 
     work = args.out / "live_pipeline"

@@ -30,6 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+LEVERS = ("channels_last", "compile")
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -145,13 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" else "cpu")
     p.add_argument("--upstream-python", help="interpreter with dfine_seg importable (side-by-side ratio)")
     p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--levers", default="", help="ours: comma-separated CPU-training levers to apply: "
-                   "channels_last (NHWC model + input), compile (torch.compile of the model's forward)")
+    p.add_argument("--levers", default="", help="comma-separated CPU-training levers, applied to every "
+                   "implementation run: channels_last (NHWC model + input), compile (torch.compile of the "
+                   "model's forward)")
     p.add_argument("--amp", action="store_true",
                    help="autocast as the trainer does on this device (CPU: bf16 where native); CUDA always uses it")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    unknown = sorted(set(x for x in a.levers.split(",") if x) - set(LEVERS))
+    if unknown:
+        p.error(f"--levers: unknown {', '.join(unknown)} (choose from {', '.join(LEVERS)})")
     if a.worker:
         print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp,
                                 tuple(x for x in a.levers.split(",") if x))))
