@@ -93,6 +93,7 @@ class TrainConfig(_Section):
     grad_accum: int = Field(1, gt=0)
     amp: bool = True
     workers: int = Field(2, ge=0)
+    cache_images: bool = False  # decoded, downscaled images on disk (core.data.image_cache)
     seed: int = 0
     val_every: int = Field(1, gt=0)
     best_metric: Literal["f1", "map", "map50", "iou", "precision", "recall"] = "f1"

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from core.annotation import ImageAnnotation, Instance
 from core.data.augment import Sample, TrainAugment, boxes_from_masks, drop_empty, resize
+from core.data.image_cache import DecodedImageCache, read_downscaled
 from core.errors import UserFacingError
 from core.eval import rle
 
@@ -63,19 +64,14 @@ def load_sample(
     load_annotation: AnnotationLoader,
     num_classes: int,
     max_side: int | None = None,
+    cache: DecodedImageCache | None = None,
 ) -> Sample:
     """Read image + labels into a :class:`Sample` (RGB), downscaled so its longest side is at most
-    ``max_side`` (augmentation then never works on more pixels than the model can use)."""
-    from core.data.images import read_image
+    ``max_side`` (augmentation then never works on more pixels than the model can use); ``cache``
+    (built for the same ``max_side``) serves the decoded, downscaled pixels from disk."""
 
     ann = load_annotation(image_path)
-    bgr = read_image(image_path)
-    h, w = bgr.shape[:2]
-    scale = 1.0
-    if max_side is not None and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        bgr = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    bgr = cache.get(image_path) if cache is not None else read_downscaled(image_path, max_side)
     ih, iw = bgr.shape[:2]
     # labels live in the annotation's frame (ann.width x ann.height); map them onto the pixels we hold
     sx, sy = iw / ann.width, ih / ann.height
@@ -131,6 +127,7 @@ class SegmentationDataset(Dataset):
         seed: int = 0,
         max_side: int | None = None,
         max_fallbacks: int = 32,
+        cache: DecodedImageCache | None = None,
     ) -> None:
         if not image_paths:
             raise UserFacingError("the split has no images")
@@ -143,6 +140,9 @@ class SegmentationDataset(Dataset):
         self.seed = seed
         self.max_side = max_side if max_side is not None else 2 * image_size
         self.max_fallbacks = max_fallbacks
+        if cache is not None and cache.max_side != self.max_side:
+            raise ValueError(f"image cache is for max_side {cache.max_side}, the dataset reads {self.max_side}")
+        self.cache = cache
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -157,7 +157,7 @@ class SegmentationDataset(Dataset):
         for k in range(min(self.max_fallbacks, n)):
             path = self.image_paths[(idx + k) % n]
             try:
-                return load_sample(path, self.load_annotation, self.num_classes, self.max_side)
+                return load_sample(path, self.load_annotation, self.num_classes, self.max_side, self.cache)
             except (UserFacingError, ValueError, OSError, cv2.error) as exc:
                 msg = str(exc)
                 bad.append(BadSample(str(path), msg if str(path) in msg else f"{path}: {msg}"))

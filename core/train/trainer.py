@@ -29,6 +29,7 @@ from core.atomic_io import atomic_write_text
 from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
 from core.data.dataset import SegmentationDataset, collate
+from core.data.image_cache import cache_for_training
 from core.errors import ConfigError, UserFacingError
 from core.model.checkpoint import read_training_checkpoint
 from core.project_lock import training_marker
@@ -213,8 +214,14 @@ class Trainer:
         no_aug = t.no_aug_epochs_resolved
         aug = TrainAugment(AugmentConfig(image_size=cfg.model.image_size, mosaic_prob=t.mosaic_prob,
                                          epochs=t.epochs, no_aug_epochs=no_aug))
+        cache = None
+        if t.cache_images:
+            cache, why_not = cache_for_training(self.project.root, train_imgs, 2 * cfg.model.image_size)
+            if why_not and self.dist.is_main:
+                self.events.emit("warning", message=why_not)
         self.train_set = SegmentationDataset(train_imgs, self.project.load_annotation, len(self.class_names),
-                                             cfg.model.image_size, cfg.task, aug, seed=t.seed)
+                                             cfg.model.image_size, cfg.task, aug, seed=t.seed,
+                                             max_side=2 * cfg.model.image_size, cache=cache)
         self.val_images = val_imgs
         self.sampler = ddp.EpochShardSampler(len(self.train_set), self.local_batch, self.dist.rank, world,
                                              seed=t.seed, shuffle=True, drop_last=True)
