@@ -57,18 +57,25 @@ def make_batch(batch: int, image_size: int):
     return torch.stack(images), targets
 
 
-def _ours(size: str, num_classes: int, image_size: int, device):
+def _ours(size: str, num_classes: int, image_size: int, device, mask_head: str = "paper"):
     from core.loss.criterion import DFineCriterion, total_loss
     from core.model import build_model
     from core.train.optim import build_optimizer
 
-    model = build_model(size, num_classes, "segment", image_size).to(device).train()
+    model = build_model(size, num_classes, "segment", image_size, mask_head=mask_head).to(device).train()
     crit = DFineCriterion(num_classes, "segment")
     opt = build_optimizer(model, 2.5e-4, 1.25e-5, 1.25e-4)
     return model, lambda out, tg: total_loss(crit(out, tg)), opt
 
 
-def _upstream(size: str, num_classes: int, image_size: int, device):
+def _upstream(size: str, num_classes: int, image_size: int, device, mask_head: str = "paper"):
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # its pin does not import with our torch wheel: the inert stand-in (learning_parity)
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from learning_parity import install_upstream_imports
+
+        install_upstream_imports()
     from dfine_seg.model.dfine import build_loss, build_model, build_optimizer
 
     model = build_model(size, num_classes, enable_mask_head=True, device=device,
@@ -80,7 +87,7 @@ def _upstream(size: str, num_classes: int, image_size: int, device):
 
 
 def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup: int, device_name: str,
-           amp_on: bool = False, levers: tuple[str, ...] = ()) -> dict:
+           amp_on: bool = False, levers: tuple[str, ...] = (), mask_head: str = "paper") -> dict:
     import torch
 
     from core.train.ema import ModelEMA
@@ -92,7 +99,7 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     images = images.to(device)
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     build = _ours if impl == "ours" else _upstream
-    model, loss_fn, opt = build(size, 3, image_size, device)
+    model, loss_fn, opt = build(size, 3, image_size, device, mask_head)
     if "channels_last" in levers:  # NHWC activations: oneDNN's preferred layout for CPU convolutions
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -131,7 +138,7 @@ def worker(impl: str, size: str, image_size: int, batch: int, steps: int, warmup
     times.sort()
     median = times[len(times) // 2]
     peak = (torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else _rss_mb()
-    return {"impl": impl, "size": size, "image_size": image_size, "batch": batch, "device": device_name,
+    return {"impl": impl if impl == "upstream" else f"ours ({mask_head} head)", "size": size, "image_size": image_size, "batch": batch, "device": device_name,
             "steps": steps, "step_s_median": median, "img_per_s": batch / median, "peak_mem_mb": peak,
             "rss_before_model_mb": rss_before if device.type != "cuda" else None,
             "threads": torch.get_num_threads(), "amp": (str(dtype).replace("torch.", "") if amp else "fp32")
@@ -153,42 +160,48 @@ def main(argv: list[str] | None = None) -> int:
                    "model's forward)")
     p.add_argument("--amp", action="store_true",
                    help="autocast as the trainer does on this device (CPU: bf16 where native); CUDA always uses it")
+    p.add_argument("--mask-head", default="paper", help="our mask head preset(s), comma-separated: paper, lite, "
+                   "lite_s8 (upstream keeps its own: 128-wide at N, 256 from S)")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     unknown = sorted(set(x for x in a.levers.split(",") if x) - set(LEVERS))
     if unknown:
         p.error(f"--levers: unknown {', '.join(unknown)} (choose from {', '.join(LEVERS)})")
+    bad_heads = sorted(set(a.mask_head.split(",")) - {"paper", "lite", "lite_s8"})
+    if bad_heads:
+        p.error(f"--mask-head: unknown {', '.join(bad_heads)} (choose from paper, lite, lite_s8)")
     if a.worker:
         print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp,
-                                tuple(x for x in a.levers.split(",") if x))))
+                                tuple(x for x in a.levers.split(",") if x), a.mask_head)))
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    runs = [("ours", sys.executable)] + ([("upstream", a.upstream_python)] if a.upstream_python else [])
+    runs = [("ours", sys.executable, head) for head in a.mask_head.split(",")]
+    runs += [("upstream", a.upstream_python, "paper")] if a.upstream_python else []
     results = []
     for size in a.sizes:
-        for impl, python in runs:
+        for impl, python, head in runs:
             cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--size", size, "--image-size",
                    str(a.image_size), "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup),
-                   "--device", a.device, "--levers", a.levers] + (["--amp"] if a.amp else [])
+                   "--device", a.device, "--levers", a.levers, "--mask-head", head] + (["--amp"] if a.amp else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
             if proc.returncode != 0:
                 print(f"{impl} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(res)
-            print(f"{impl:>8} {size} ({res['amp']}): {res['img_per_s']:.2f} img/s  step {res['step_s_median']:.2f} s  "
+            print(f"{res['impl']:>8} {size} ({res['amp']}): {res['img_per_s']:.2f} img/s  step {res['step_s_median']:.2f} s  "
                   f"peak {res['peak_mem_mb']:.0f} MB", flush=True)
     print("\n| size | impl | precision | img/s | step (s) | peak mem (MB) |\n|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['size']} | {r['impl']} | {r['amp']} | {r['img_per_s']:.2f} | {r['step_s_median']:.2f} "
               f"| {r['peak_mem_mb']:.0f} |")
-    by = {(r["impl"], r["size"]): r for r in results}
     for size in a.sizes:
-        if ("ours", size) in by and ("upstream", size) in by:
-            o, u = by[("ours", size)], by[("upstream", size)]
-            print(f"size {size}: ours/upstream img/s ratio {o['img_per_s'] / u['img_per_s']:.2f}, "
-                  f"peak memory ratio {o['peak_mem_mb'] / u['peak_mem_mb']:.2f}")
+        up = [r for r in results if r["size"] == size and r["impl"] == "upstream"]
+        for o in (r for r in results if r["size"] == size and r["impl"] != "upstream"):
+            if up:
+                print(f"size {size}: {o['impl']}/upstream img/s ratio {o['img_per_s'] / up[0]['img_per_s']:.2f}, "
+                      f"peak memory ratio {o['peak_mem_mb'] / up[0]['peak_mem_mb']:.2f}")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     return 0
