@@ -179,7 +179,7 @@ def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tupl
     cal = calibrate(anns, preds, "segment", cfg, flips=flips, num_classes=len(names))
     issues = analyze(anns, preds, "segment", cfg, flips=flips, calibration=cal, class_names=names)
     items = [{"image": project.rel_image(i.image), "instance": i.instance, "box": i.box, "kind": i.kind,
-              "score": i.score, "reason": i.evidence.get("reason", "")} for i in issues]
+              "score": i.score, "reason": i.message} for i in issues]
     return items, {"anns": anns, "preds": preds, "project": project}
 
 

@@ -30,13 +30,17 @@ Scores (in [0, 1], higher = more likely a label mistake):
 - wrong class: evidence e for the model's class p >= t_p on a label of class g (IoU >= 0.5):
   ``e * (1 - min(1, e_g / t_g))`` -- a swap is strong when the model is confident in another
   class *and* gives the labelled class little (e_g: the same query's evidence for g);
-- missing label: unmatched hypothesis with e >= t_p: ``e * (1 - best IoU with a label)``;
+- missing label: unmatched hypothesis with e >= t_p: ``e * (1 - best IoU with a label)``, one
+  item per object: hypotheses whose masks (boxes in detect) overlap >= 0.5 are one object (the
+  strongest is reported, the rest counted as ``agreeing_queries``), and one overlapping a matched
+  hypothesis is that labelled object, judged with its label;
 - bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g)``:
   ``e * min(1, 2 (1 - IoU / m_g)) * a`` (half the typical overlap is already certain)
   where ``a`` is the box IoU of the plain and mirrored
   predictions (a model whose outline wobbles is weak evidence about the label's);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
-  ``spurious_weight * R_g * (1 - u / t_g)`` -- only as strong as the model's recall of the class.
+  ``spurious_weight * R_g * (1 - a / t_g)`` -- only as strong as the model's recall of the class,
+  and weaker when the model sees anything there (a: the highest plain score of any class on it).
 
 Without calibration (no labels of a class, or too few detections) ``t_c`` = ``conf``,
 ``R_c`` = 1 and ``m_c`` = ``good_iou``: the uncalibrated rules of old.
@@ -63,6 +67,7 @@ FIX_TOLERANCE_PX = 0.7  # a suggested outline is within this of the model's mask
 FIX_MIN_AREA_PX = 4.0  # parts smaller than this are specks of the mask, not the object
 SAME_QUERY_IOU = 0.97  # predictions with boxes this alike are one query's classes
 FLIP_IOU = 0.5  # a mirrored prediction this close is the same object seen again
+SAME_OBJECT_IOU = 0.5  # two queries' masks (boxes in detect) overlapping this much are one object
 MIN_CALIBRATION = 5  # fewer labels (or detections) of a class: use the uncalibrated rules
 
 
@@ -346,6 +351,34 @@ def judge_unmatched_prediction(ctx: ImageContext, h: int, in_crowd: bool, best_l
                       f"(threshold {ctx.cal.of(p).threshold:.2f})")
 
 
+def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, matched: set[int], in_crowd: np.ndarray,
+                          iou_all: np.ndarray) -> list[LabelIssue]:
+    """Missing labels, one per object. A weak model often puts several queries on one object
+    (boxes too different to be one query's classes): those on an object a label already matched
+    are that object, and of several on an unlabelled object only the strongest is reported (the
+    others count as agreeing queries), so one dropped label is one item, not five."""
+    n = len(ctx.hyps)
+    if not n:
+        return []
+    same = _ious(hm, hb, hm, hb, ctx.use_masks)
+    matched_list = sorted(matched)
+    order = sorted((h for h in range(n) if h not in matched),
+                   key=lambda h: -float(ctx.hyps.evidence[h, ctx.hyps.top_class(h)]))
+    reported: list[tuple[int, LabelIssue]] = []
+    for h in order:
+        if matched_list and float(same[h, matched_list].max()) >= SAME_OBJECT_IOU:
+            continue  # another query on an object that has its label (judged with that label)
+        twin = next((issue for r, issue in reported if same[h, r] >= SAME_OBJECT_IOU), None)
+        if twin is not None:
+            twin.evidence["agreeing_queries"] = twin.evidence.get("agreeing_queries", 1) + 1
+            continue
+        best = float(iou_all[h].max()) if iou_all.shape[1] else 0.0
+        issue = judge_unmatched_prediction(ctx, h, bool(in_crowd[h]), best)
+        if issue is not None:
+            reported.append((h, issue))
+    return [issue for _, issue in reported]
+
+
 def judge_unsupported_label(ctx: ImageContext, j: int) -> LabelIssue:
     """A label whose class no hypothesis on it supports: spurious, as strong as the class's recall
     and weaker when the model sees *something* there (of any class: then it may be a wrong class
@@ -354,7 +387,7 @@ def judge_unsupported_label(ctx: ImageContext, j: int) -> LabelIssue:
     k = ctx.labels.index[ctx.keep[j]]
     on_it = ctx.iou[:, j] > ctx.cfg.assoc_iou if len(ctx.hyps) else np.zeros(0, bool)
     u = float(ctx.hyps.evidence[on_it, g].max()) if on_it.any() else 0.0
-    anything = float(ctx.hyps.evidence[on_it].max()) if on_it.any() else 0.0
+    anything = float(ctx.hyps.vectors[on_it].max()) if on_it.any() else 0.0
     c = ctx.cal.of(g)
     score = ctx.cfg.spurious_weight * c.recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6)))
     ev = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
@@ -405,12 +438,7 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
             issues.append(issue)
         if issue is not None or hyps.evidence[h, g] >= cal.of(g).threshold:
             supported.add(j)
-    for h in range(len(hyps)):
-        if h not in matched_h:
-            best = float(iou_all[h].max()) if iou_all.shape[1] else 0.0
-            issue = judge_unmatched_prediction(ctx, h, bool(in_crowd[h]), best)
-            if issue is not None:
-                issues.append(issue)
+    issues += unmatched_predictions(ctx, hm, hb, matched_h, in_crowd, iou_all)
     issues += [judge_unsupported_label(ctx, j) for j in range(len(keep)) if j not in supported]
     return _one_per_instance(issues)
 
