@@ -28,6 +28,7 @@ def test_three_queries_on_an_unlabelled_object_are_one_missing_label():
     assert [[round(v) for v in i.box] for i in missing] == [[100, 100, 160, 160], [100, 10, 150, 60]]
     assert missing[0].evidence["agreeing_queries"] == 3 and "agreeing_queries" not in missing[1].evidence
     assert missing[0].class_id == 1 and abs(missing[0].score - 0.8) < 1e-9
+    assert missing[0].message.endswith("; 3 of its queries see it")
 
 
 def test_queries_on_an_object_whose_moved_label_was_matched_are_not_missing_labels():

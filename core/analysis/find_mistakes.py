@@ -376,6 +376,9 @@ def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, matched: set[in
         issue = judge_unmatched_prediction(ctx, h, bool(in_crowd[h]), best)
         if issue is not None:
             reported.append((h, issue))
+    for _, issue in reported:
+        if issue.evidence.get("agreeing_queries", 1) > 1:
+            issue.message += f"; {issue.evidence['agreeing_queries']} of its queries see it"
     return [issue for _, issue in reported]
 
 
