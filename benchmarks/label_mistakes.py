@@ -180,7 +180,7 @@ def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tupl
     issues = analyze(anns, preds, "segment", cfg, flips=flips, calibration=cal, class_names=names)
     items = [{"image": project.rel_image(i.image), "instance": i.instance, "box": i.box, "kind": i.kind,
               "score": i.score, "reason": i.message} for i in issues]
-    return items, {"anns": anns, "preds": preds, "project": project}
+    return items, {"anns": anns, "preds": preds, "project": project, "calibration": cal.to_dict(names)}
 
 
 def cleanlab_items(ctx: dict, high: float | None = None) -> list[dict]:
@@ -319,6 +319,8 @@ def main() -> int:
     rows["ours, in-sample"] = score_table(items, injected)
     oof_items, ctx = our_items(proj, None, "out-of-fold", args.folds)
     rows["ours, out-of-fold"] = score_table(oof_items, injected)
+    print("Fold models on their held-out images, against the (noisy) labels, per class at the best-F1 threshold: "
+          + "; ".join(f"{c} F1 {v['f1']}, recall {v['recall']}" for c, v in ctx["calibration"].items()))
     rows["cleanlab ObjectLab, out-of-fold"] = score_table(cleanlab_items(ctx), injected)
     rows["cleanlab ObjectLab (thresholds 0.5 / 0.25), out-of-fold"] = score_table(cleanlab_items(ctx, 0.5), injected)
     print_table(f"Trained size-N models ({args.folds} folds, {args.epochs} epochs each, CPU), "
@@ -331,7 +333,8 @@ def main() -> int:
            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(sim_ctx, 0.5), injected)}
     print_table("Simulated decent model (true labels perturbed, see simulated_predictions)", sim, k)
     (args.out / "results.json").write_text(json.dumps({"trained": rows, "simulated": sim, "k": k,
-                                                       "folds": args.folds, "top_oof": oof_items[:2 * k]}, indent=1))
+                                                       "folds": args.folds, "epochs": args.epochs,
+                                                       "calibration": ctx["calibration"], "top_oof": oof_items[:2 * k]}, indent=1))
     return 0
 
 
