@@ -158,3 +158,25 @@ def test_review_export_live_see_a_finished_run_without_reopening(window, qtbot, 
     best = str(run / "best.pt")
     assert panels.export.checkpoint() == best
     assert panels.review.model_edit.text() == best and panels.live.model_edit.text() == best
+
+
+def test_image_cache_box_shows_the_project_setting_and_reaches_the_command(qtbot, tmp_path: Path) -> None:
+    from conftest_gui import make_project
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    config = project.root / "project.yaml"
+    config.write_text(config.read_text().replace("  cache_images: false\n", "  cache_images: true\n"))
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert panel.cache_box.isChecked()
+    args = panel.build_args(resume=False)
+    assert args[args.index("train.cache_images=true") - 1] == "--set"
+    panel.cache_box.setChecked(False)
+    assert "train.cache_images=false" in panel.build_args(resume=False)
+    assert not any("cache_images" in a for a in panel.build_args(resume=True))  # a resumed run keeps its own
+    # Tab walks the form in screen order: Device, then the box, then Run name
+    w = panel.device_box.nextInFocusChain()
+    while w not in (panel.cache_box, panel.name_edit):
+        w = w.nextInFocusChain()
+    assert w is panel.cache_box

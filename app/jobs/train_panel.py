@@ -13,6 +13,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -156,7 +157,7 @@ class TrainPanel(QWidget):
         layout.addWidget(split)
 
     def _settings_group(self) -> QGroupBox:
-        """Model size, epochs, image size, start weights, device and run name."""
+        """Model size, epochs, image size, start weights, device, image cache and run name."""
         self.size_box = QComboBox()
         self.size_box.addItems(["n", "s", "m", "l", "x"])
         self.epochs_box = QSpinBox()
@@ -172,6 +173,11 @@ class TrainPanel(QWidget):
         self.weights_picker.download_finished.connect(self._after_download)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
+        self.cache_box = QCheckBox("Keep decoded images on disk")
+        self.cache_box.setToolTip(
+            "train.cache_images: each training image is decoded and shrunk once and kept in the project's "
+            ".dfine/cache folder (about 3.7 MB per image at 640; safe to delete). Later epochs and runs skip "
+            "the decode: worth it for camera-size photos on a CPU.")
         self.name_edit = QLineEdit("train")
         self.name_edit.textChanged.connect(lambda _t: self._update_resume())
 
@@ -181,6 +187,7 @@ class TrainPanel(QWidget):
         form.addRow("Image size", self.image_size_box)
         form.addRow("Start from", self.weights_picker)
         form.addRow("Device", self.device_box)
+        form.addRow("Image cache", self.cache_box)
         form.addRow("Run name", self.name_edit)
         settings = QGroupBox("Run settings")
         settings.setLayout(form)
@@ -271,6 +278,7 @@ class TrainPanel(QWidget):
         self.weights_picker.set_context(self.project_root, str(cfg.model.size), cfg.model.weights)
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
+        self.cache_box.setChecked(bool(cfg.train.cache_images))
 
     def run_name(self) -> str:
         return self.name_edit.text().strip() or "train"
@@ -335,7 +343,8 @@ class TrainPanel(QWidget):
             args.append("--resume")
         else:
             for override in (f"model.size={self.size_box.currentText()}", f"train.epochs={self.epochs_box.value()}",
-                             f"model.image_size={self.image_size_box.value()}"):
+                             f"model.image_size={self.image_size_box.value()}",
+                             f"train.cache_images={str(self.cache_box.isChecked()).lower()}"):
                 args += ["--set", override]
             # explicit, so that what the picker shows wins over project.yaml's model.weights
             selection = self.weights_picker.selection()
