@@ -159,6 +159,7 @@ class ExportConfig(_Section):
     # NNCF overflow fix: "enable" (7-bit weights in every layer) keeps INT8 right on CPUs without VNNI
     int8_overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
     opset: int = Field(17, ge=17)  # the deploy graph needs opset 17 (core.export.onnx_export.MIN_OPSET)
+    queries: int | None = Field(None, ge=1, le=NUM_QUERIES)  # decoder queries in the export (None: all)
 
     @model_validator(mode="before")
     @classmethod

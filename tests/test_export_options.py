@@ -30,16 +30,18 @@ def test_defaults_come_from_the_config_model():
 
 def test_project_values_then_flags_win():
     cfg = ProjectConfig(classes=["a"], export={"formats": ["onnx"], "precisions": ["int8"], "max_drop": 0.05,
-                                               "calibration_images": 7, "accuracy_control": True},
+                                               "calibration_images": 7, "accuracy_control": True,
+                                               "queries": 100},
                         infer={"conf": 0.3})
     project = SimpleNamespace(config=cfg)
     o = export_options(parse(), project)
-    assert (o.formats, o.precisions, o.max_drop, o.calibration_images, o.accuracy_control, o.conf) == (
-        ["onnx"], ["int8"], 0.05, 7, True, 0.3)
+    assert (o.formats, o.precisions, o.max_drop, o.calibration_images, o.accuracy_control, o.conf, o.queries) == (
+        ["onnx"], ["int8"], 0.05, 7, True, 0.3, 100)
     o = export_options(parse("--formats", "onnx,OpenVINO", "--precision", "fp16", "--max-drop", "0.02",
-                             "--conf", "0.6", "--calibration-images", "3"), project)
-    assert (o.formats, o.precisions, o.max_drop, o.conf, o.calibration_images) == (
-        ["onnx", "openvino"], ["fp16"], 0.02, 0.6, 3)
+                             "--conf", "0.6", "--calibration-images", "3", "--queries", "150"), project)
+    assert (o.formats, o.precisions, o.max_drop, o.conf, o.calibration_images, o.queries) == (
+        ["onnx", "openvino"], ["fp16"], 0.02, 0.6, 3, 150)
+    assert export_options(parse(), None).queries is None  # default: every query the model has
 
 
 def test_opset_below_17_is_a_config_error(tmp_path):

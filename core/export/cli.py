@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="export folder (overrides <project>/exports/<name>)")
     p.add_argument("--conf", type=float, help="confidence threshold for the report's F1 (default infer.conf)")
     p.add_argument("--opset", type=int, help="ONNX opset (>= 17; default export.opset)")
+    p.add_argument("--queries", type=int, help="decoder queries in the exported model (default export.queries, "
+                   "else all 300): fewer is faster on a CPU; the report's F1 shows the accuracy it costs")
     p.add_argument("--device", default="cpu", help="device for the report's latency (default cpu)")
     p.add_argument("--timing-images", type=int, default=20, help="images timed per model in the report")
     p.add_argument("--no-report", action="store_true", help="skip measuring (no report.json)")
@@ -62,6 +64,7 @@ class ExportOptions:
     opset: int
     overflow_fix: str
     conf: float
+    queries: int | None = None
 
 
 def export_options(args: argparse.Namespace, project) -> ExportOptions:
@@ -79,6 +82,7 @@ def export_options(args: argparse.Namespace, project) -> ExportOptions:
         opset=args.opset or cfg.opset,
         overflow_fix=args.int8_overflow_fix or cfg.int8_overflow_fix,
         conf=args.conf if args.conf is not None else infer_cfg.conf,
+        queries=args.queries if args.queries is not None else cfg.queries,
     )
 
 
@@ -115,13 +119,14 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
         calib = (project.split_images("train") + project.split_images("val"))[:o.calibration_images]
         val_items = load_val_items(project, task=meta.task)
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
-    log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)})")
+    log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)}"
+        + (f"; {o.queries} decoder queries" if o.queries else "") + ")")
 
     def progress(stage: str, done: int = 0, total: int = 0, message: str = "") -> None:
         emit("progress", verb="export", stage=stage, done=done, total=total, message=message)
 
     result = export_all(model, meta, out, formats, precisions, calibration=calib, accuracy_fn=accuracy_fn,
-                        max_drop=o.max_drop, opset=o.opset, overflow_fix=o.overflow_fix, log=log,
+                        max_drop=o.max_drop, opset=o.opset, overflow_fix=o.overflow_fix, queries=o.queries, log=log,
                         progress=progress)
     paths = {"folder": str(out), **{f"{b}/{p}": str(f) for (b, p), f in result.files.items()}}
     for (backend, prec), path in result.files.items():

@@ -92,24 +92,39 @@ def calibration_batches(paths: list[Path], image_size: tuple[int, int]):
     return _Lazy()
 
 
+def deploy_model(model, meta: ModelMeta, queries: int | None):
+    """The export graph's wrapper; with ``queries`` the meta records them and keeps top_k possible."""
+    from core.model import DeployModel
+
+    if queries is not None:
+        trained = model.decoder.num_queries
+        if not 1 <= queries <= trained:
+            raise UserFacingError(f"export queries: {queries} asked for, the model has {trained} "
+                                  f"(use 1..{trained}; fewer is faster, see benchmarks/decoder_queries.py)")
+        meta.top_k = min(meta.top_k, queries * meta.num_classes)
+        meta.extra["decoder_queries"] = queries
+    return DeployModel(model, meta.top_k, num_queries=queries)
+
+
 def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precisions: list[str],
                calibration: list[Path] | None = None, accuracy_fn: tuple | None = None, max_drop: float = 0.01,
-               opset: int = 17, overflow_fix: str = "enable",
+               opset: int = 17, overflow_fix: str = "enable", queries: int | None = None,
                log: Callable[[str], None] = print, progress: Progress = no_progress) -> ExportResult:
     """Write every requested format x precision; ``accuracy_fn`` = (items, validation_fn) turns on
     NNCF accuracy control for INT8; ``overflow_fix`` is NNCF's (all layers by default, see
-    ``core.export.openvino_export.DEFAULT_OVERFLOW_FIX``). ``progress`` hears each stage of STAGES."""
+    ``core.export.openvino_export.DEFAULT_OVERFLOW_FIX``); ``queries`` runs the exported decoder on
+    that many of the encoder's proposals (DeployModel). ``progress`` hears each stage of STAGES."""
     from core.export.onnx_export import export_onnx
-    from core.model import DeployModel
 
     check_request(formats, precisions, bool(calibration))
     out_dir = Path(out_dir)
+    deploy = deploy_model(model, meta, queries)  # a bad count fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     meta.save(out_dir)
     result = ExportResult(out_dir)
     log(f"ONNX (opset {opset}) ...")
     progress("onnx", 0, 1, f"ONNX (opset {opset})")
-    onnx_path = export_onnx(DeployModel(model, meta.top_k), out_dir / "model.onnx", meta, opset=opset)
+    onnx_path = export_onnx(deploy, out_dir / "model.onnx", meta, opset=opset)
     result.files[("onnx", "fp32")] = onnx_path
     if "openvino" in formats:
 

@@ -7,6 +7,8 @@ Submodule names (`backbone`, `decoder`, `encoder`, registered in that order as u
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -84,6 +86,11 @@ class DeployModel(nn.Module):
     `torch.onnx.export(DeployModel(m.eval(), k), x, dynamic_axes={"images": {0: "batch"}, ...})`.
     Put the model in eval mode first (the wrapper does it).
 
+    `num_queries` (default: the model's 300) runs the decoder on fewer of the encoder's top
+    proposals: a deploy-time speed lever (CPU INT8 at S/640: 300 -> 100 queries is about -18 %,
+    benchmarks/anchor_yolo26.py) whose accuracy cost is measured per model
+    (benchmarks/decoder_queries.py, and the export report's F1).
+
     `fuse=True` (default) wraps a re-parameterised deep copy (`core.model.deploy_fuse`: BNs
     folded into the convs, RepVGG blocks merged to one 3x3 conv): same outputs up to float
     rounding, faster, and `model` itself (its mode, weights, state_dict keys) is left untouched,
@@ -91,13 +98,21 @@ class DeployModel(nn.Module):
     and puts it in eval mode.
     """
 
-    def __init__(self, model: DFINEModel, top_k: int = 100, fuse: bool = True):
+    def __init__(self, model: DFINEModel, top_k: int = 100, fuse: bool = True, num_queries: int | None = None):
         super().__init__()
-        nq, nc = model.decoder.num_queries, model.decoder.num_classes
+        trained, nc = model.decoder.num_queries, model.decoder.num_classes
+        nq = trained if num_queries is None else num_queries
+        if not 1 <= nq <= trained:
+            raise ValueError(f"decoder queries must be in [1, {trained}] (the count the model has), got {nq}")
         if not 1 <= top_k <= nq * nc:
             raise ValueError(f"top_k must be in [1, {nq * nc}], got {top_k}")
         self.fused = fuse
         self.model = fuse_for_deploy(model) if fuse else model.eval()
+        if nq != trained:
+            if not fuse:  # never change the caller's model
+                self.model = copy.deepcopy(model).eval()
+            self.model.decoder.num_queries = nq  # the encoder's top-k picks this many
+        self.num_queries = nq
         self.top_k = top_k
         self.with_masks = model.mask_head is not None
         self.output_names = ("labels", "boxes", "scores") + (("masks",) if self.with_masks else ())
