@@ -32,16 +32,21 @@ CACHE_DIR = Path(".dfine") / "cache" / "images"
 DISK_MARGIN = 1 << 30  # keep 1 GiB free for checkpoints and labels
 
 
+def downscaled_size(w: int, h: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) with the longest side at most ``max_side``, aspect kept."""
+    if max_side is None or max(w, h) <= max_side:
+        return w, h
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def read_downscaled(path: Path, max_side: int | None) -> np.ndarray:
     """The image (BGR uint8, EXIF applied) shrunk with INTER_AREA so its longest side is at most
     ``max_side``: what the training loader works on."""
     bgr = read_image(path)
     h, w = bgr.shape[:2]
-    if max_side is not None and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        bgr = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
-    return bgr
+    size = downscaled_size(w, h, max_side)
+    return bgr if size == (w, h) else cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
 
 
 class DecodedImageCache:
@@ -104,10 +109,7 @@ def _downscaled_size(path: Path, max_side: int | None) -> tuple[int, int] | None
         w, h = image_size(path)
     except (UserFacingError, OSError, ValueError):
         return None  # unreadable: the loader reports it by name when it gets there
-    if max_side is not None and max(w, h) > max_side:
-        s = max_side / max(w, h)
-        w, h = max(1, round(w * s)), max(1, round(h * s))
-    return w, h
+    return downscaled_size(w, h, max_side)
 
 
 def cache_for_training(project_root: Path, paths: Sequence[Path], max_side: int | None) -> tuple[
