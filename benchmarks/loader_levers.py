@@ -64,7 +64,6 @@ def sample_costs(project_dir: Path, image_size: int, n: int) -> dict:
     """Median per-sample milliseconds of decode, load_sample and load + augment (trainer's dataset)."""
     from core.data.augment import AugmentConfig, TrainAugment
     from core.data.dataset import load_sample
-    from core.data.image_cache import CACHE_DIR, DecodedImageCache
     from core.data.images import read_image
     from core.project import Project
 
@@ -74,9 +73,7 @@ def sample_costs(project_dir: Path, image_size: int, n: int) -> dict:
     classes = len(project.class_names)
     aug = TrainAugment(AugmentConfig(image_size=image_size, mosaic_prob=cfg.train.mosaic_prob, epochs=10,
                                      no_aug_epochs=0))
-    cache = DecodedImageCache(project_dir / CACHE_DIR, 2 * image_size)
-    for p in paths:
-        cache.get(p)  # warm
+    cache = warm_cache(project_dir, image_size)
     decode, load, cached, full = [], [], [], []
     for i, p in enumerate(paths):
         t0 = time.perf_counter()
@@ -100,13 +97,14 @@ def sample_costs(project_dir: Path, image_size: int, n: int) -> dict:
             "samples": len(paths)}
 
 
-def warm_cache(project_dir: Path, image_size: int) -> None:
+def warm_cache(project_dir: Path, image_size: int):
     """Every image in the project's train.cache_images cache (the state from the second epoch on)."""
     from core.data.image_cache import CACHE_DIR, DecodedImageCache
 
     cache = DecodedImageCache(project_dir / CACHE_DIR, 2 * image_size)
     for p in sorted((project_dir / "images").iterdir()):
         cache.get(p)
+    return cache
 
 
 def trainer_steps(project_dir: Path, run_dir: Path, workers: int, cache_images: bool, steps_wanted: int,
@@ -121,7 +119,7 @@ def trainer_steps(project_dir: Path, run_dir: Path, workers: int, cache_images: 
     def on_event(rec: dict) -> None:
         if rec.get("event") == "step":
             times.append(time.perf_counter())
-            if len(times) >= steps_wanted + 2:
+            if len(times) >= steps_wanted + 3:  # two warm-up steps, then steps_wanted gaps
                 trainer_box[0].stop.requested = True
 
     overrides = [f"train.workers={workers}", f"train.cache_images={str(cache_images).lower()}", "train.epochs=50", "train.batch_size=4", "train.val_every=1000",
