@@ -82,6 +82,9 @@ def test_a_half_written_entry_is_decoded_again_and_replaced(tmp_path):
     again = DecodedImageCache(tmp_path / "cache", 300)
     assert np.array_equal(again.get(path), expected) and again.misses == 1
     assert np.array_equal(np.load(entry), expected)  # repaired on disk
+    np.save(entry, np.zeros((301, 2, 3), np.uint8))  # an entry no 300-px bound could have written
+    third = DecodedImageCache(tmp_path / "cache", 300)
+    assert np.array_equal(third.get(path), expected) and third.misses == 1
 
 
 def test_a_cache_folder_that_cannot_be_written_turns_the_cache_off_with_one_warning(tmp_path):

@@ -77,10 +77,12 @@ class DecodedImageCache:
         except OSError:
             return read_downscaled(path, self.max_side)  # read_image names the missing file
         try:
-            image = np.load(entry, allow_pickle=False)
-            if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+            # mapped first: a damaged header cannot make us allocate more than a cached image takes
+            image = np.load(entry, mmap_mode="r", allow_pickle=False)
+            if (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+                    and (self.max_side is None or max(image.shape[:2]) <= self.max_side)):
                 self.hits += 1
-                return image
+                return np.array(image)
         except (OSError, ValueError, EOFError):
             pass  # absent, or half-written by a process that died: decode again
         self.misses += 1
