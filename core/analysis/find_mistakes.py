@@ -15,7 +15,8 @@ label has learned it. Steps per image:
    same spot (box IoU >= 0.5): an object the model sees from both sides is firmer evidence than
    a flicker (model false positives rarely repeat in the mirror);
 4. one-to-one assignment of hypotheses to labels (scipy's linear_sum_assignment on IoU plus the
-   hypothesis's score for the label's class).
+   hypothesis's score for the label's class), firm hypotheses first (see :func:`match`): a label
+   is judged against the model's confident view of its object, not a faint query beside it.
 
 Calibration (:func:`calibrate`, from the same predictions and labels over the whole set): per
 class ``c`` the threshold ``t_c`` at the best F1 of the class's F1-vs-threshold curve, the
@@ -40,7 +41,8 @@ Scores (in [0, 1], higher = more likely a label mistake):
   predictions (a model whose outline wobbles is weak evidence about the label's);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
   ``spurious_weight * R_g * (1 - a / t_g)`` -- only as strong as the model's recall of the class,
-  and weaker when the model sees anything there (a: the highest plain score of any class on it).
+  and weaker when the model sees anything there (a: the highest plain score of any class on it,
+  from hypotheses not paired with another label).
 
 Without calibration (no labels of a class, or too few detections) ``t_c`` = ``conf``,
 ``R_c`` = 1 and ``m_c`` = ``good_iou``: the uncalibrated rules of old.
@@ -236,26 +238,41 @@ def group_hypotheses(pred: ImagePred, flips: ImagePred | None, num_classes: int)
 
 def match(hyp_iou: np.ndarray, hyps: Hypotheses, label_classes: np.ndarray, confident: np.ndarray,
           cfg: AnalysisConfig) -> list[tuple[int, int]]:
-    """One-to-one (hypothesis, label) pairs: overlap first, then the hypothesis's belief in the
-    label's class. A second pass pairs what is left: a label moved far off its object still
-    touches it, so a ``confident`` hypothesis of the label's class overlapping it at all is the
-    same object, outlined badly."""
+    """One-to-one (hypothesis, label) pairs, in three passes so that a label is judged against the
+    model's firm view of its object, not a flicker that happens to overlap it a little better:
+
+    1. ``confident`` hypotheses and labels: overlap first, then the hypothesis's belief in the
+       label's class (of two firm queries on one object, the one agreeing with the label); a firm
+       hypothesis of another class pairs only when it covers the label (IoU >= ``class_iou``):
+       overlapping a little, it is a neighbour the label occludes or is occluded by;
+    2. what is left, a confident hypothesis of the label's class overlapping it at all: a label
+       moved far off its object still touches it, so they are the same object, outlined badly;
+    3. the weak hypotheses and the labels still unpaired (the model sees something there)."""
     if not hyp_iou.size:
         return []
     belief = hyps.vectors[:, label_classes]
-    allowed = hyp_iou > cfg.assoc_iou
-    weight = np.where(allowed, hyp_iou + 0.5 * belief, -1e6)
-    rows, cols = linear_sum_assignment(weight, maximize=True)
-    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
-    left_h = [h for h in range(len(hyps)) if confident[h] and h not in {a for a, _ in pairs}]
-    left_l = [j for j in range(len(label_classes)) if j not in {b for _, b in pairs}]
-    if left_h and left_l:
-        sub = hyp_iou[np.ix_(left_h, left_l)]
-        same = np.array([[hyps.top_class(h) == label_classes[j] for j in left_l] for h in left_h])
-        ok = (sub > 0) & same
-        r2, c2 = linear_sum_assignment(np.where(ok, sub, -1e6), maximize=True)
-        pairs += [(left_h[a], left_l[b]) for a, b in zip(r2, c2) if ok[a, b]]
-    return pairs
+    overlap = hyp_iou > cfg.assoc_iou
+    firm = np.asarray(confident, bool)
+    same = np.array([[hyps.top_class(h) == c for c in label_classes] for h in range(len(hyps))], bool)
+    one_object = overlap & (same | (hyp_iou >= cfg.class_iou))
+    pairs = _assign(np.where(one_object & firm[:, None], hyp_iou + 0.5 * belief, -np.inf), [])
+    pairs = _assign(np.where((hyp_iou > 0) & same & firm[:, None], hyp_iou, -np.inf), pairs)
+    return _assign(np.where(overlap & ~firm[:, None], hyp_iou + 0.5 * belief, -np.inf), pairs)
+
+
+def _assign(weight: np.ndarray, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``pairs`` plus the best one-to-one assignment among the rows and columns they leave free
+    (-inf: not allowed)."""
+    rows = [h for h in range(weight.shape[0]) if h not in {a for a, _ in pairs}]
+    cols = [j for j in range(weight.shape[1]) if j not in {b for _, b in pairs}]
+    if not rows or not cols:
+        return pairs
+    sub = weight[np.ix_(rows, cols)]
+    ok = np.isfinite(sub)
+    if not ok.any():
+        return pairs
+    r, c = linear_sum_assignment(np.where(ok, sub, -1e6), maximize=True)
+    return pairs + [(rows[a], cols[b]) for a, b in zip(r, c) if ok[a, b]]
 
 
 def _fix_geometry(pred: ImagePred, p: int, use_masks: bool) -> dict:
@@ -351,22 +368,25 @@ def judge_unmatched_prediction(ctx: ImageContext, h: int, in_crowd: bool, best_l
                       f"(threshold {ctx.cal.of(p).threshold:.2f})")
 
 
-def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, matched: set[int], in_crowd: np.ndarray,
+def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, partner: np.ndarray, in_crowd: np.ndarray,
                           iou_all: np.ndarray) -> list[LabelIssue]:
     """Missing labels, one per object. A weak model often puts several queries on one object
     (boxes too different to be one query's classes): those on an object a label already matched
     are that object, and of several on an unlabelled object only the strongest is reported (the
-    others count as agreeing queries), so one dropped label is one item, not five."""
+    others count as agreeing queries), so one dropped label is one item, not five. A query of
+    another class than the matched pair's (label and query) is a neighbour the matched query's
+    mask spills onto, not that object. ``partner``: each hypothesis's paired label (-1: none)."""
     n = len(ctx.hyps)
     if not n:
         return []
     same = _ious(hm, hb, hm, hb, ctx.use_masks)
-    matched_list = sorted(matched)
-    order = sorted((h for h in range(n) if h not in matched),
+    matched_list = [h for h in range(n) if partner[h] >= 0]
+    pair_classes = {h: {ctx.hyps.top_class(h), int(ctx.labels.classes[ctx.keep[partner[h]]])} for h in matched_list}
+    order = sorted((h for h in range(n) if partner[h] < 0),
                    key=lambda h: -float(ctx.hyps.evidence[h, ctx.hyps.top_class(h)]))
     reported: list[tuple[int, LabelIssue]] = []
     for h in order:
-        if matched_list and float(same[h, matched_list].max()) >= SAME_OBJECT_IOU:
+        if any(same[h, m] >= SAME_OBJECT_IOU and ctx.hyps.top_class(h) in pair_classes[m] for m in matched_list):
             continue  # another query on an object that has its label (judged with that label)
         twin = next((issue for r, issue in reported if same[h, r] >= SAME_OBJECT_IOU), None)
         if twin is not None:
@@ -382,13 +402,14 @@ def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, matched: set[in
     return [issue for _, issue in reported]
 
 
-def judge_unsupported_label(ctx: ImageContext, j: int) -> LabelIssue:
+def judge_unsupported_label(ctx: ImageContext, j: int, partner: np.ndarray) -> LabelIssue:
     """A label whose class no hypothesis on it supports: spurious, as strong as the class's recall
     and weaker when the model sees *something* there (of any class: then it may be a wrong class
-    the model is unsure of, or an object it finds hard)."""
+    the model is unsure of, or an object it finds hard). A hypothesis paired with another label
+    (``partner``: each hypothesis's label, -1 for none) is that object, not something here."""
     g = int(ctx.labels.classes[ctx.keep[j]])
     k = ctx.labels.index[ctx.keep[j]]
-    on_it = ctx.iou[:, j] > ctx.cfg.assoc_iou if len(ctx.hyps) else np.zeros(0, bool)
+    on_it = (ctx.iou[:, j] > ctx.cfg.assoc_iou) & ((partner < 0) | (partner == j))
     u = float(ctx.hyps.evidence[on_it, g].max()) if on_it.any() else 0.0
     anything = float(ctx.hyps.vectors[on_it].max()) if on_it.any() else 0.0
     c = ctx.cal.of(g)
@@ -433,7 +454,9 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
                           for h in range(len(hyps))], bool)
     pairs = match(iou, hyps, labels.classes[keep], confident, cfg)
     supported: set[int] = set()
-    matched_h = {h for h, _ in pairs}
+    partner = -np.ones(len(hyps), np.int64)
+    for h, j in pairs:
+        partner[h] = j
     for h, j in pairs:
         issue = judge_pair(ctx, h, j)
         g = int(labels.classes[keep[j]])
@@ -441,8 +464,8 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
             issues.append(issue)
         if issue is not None or hyps.evidence[h, g] >= cal.of(g).threshold:
             supported.add(j)
-    issues += unmatched_predictions(ctx, hm, hb, matched_h, in_crowd, iou_all)
-    issues += [judge_unsupported_label(ctx, j) for j in range(len(keep)) if j not in supported]
+    issues += unmatched_predictions(ctx, hm, hb, partner, in_crowd, iou_all)
+    issues += [judge_unsupported_label(ctx, j, partner) for j in range(len(keep)) if j not in supported]
     return _one_per_instance(issues)
 
 
