@@ -435,18 +435,26 @@ def recover(out_dir: Path, data: dict | None = None) -> list[dict]:
     return results
 
 
+def run_label(r: dict) -> str:
+    """'ours', 'upstream', or 'ours bfloat16' for a run with the trainer's CPU autocast."""
+    dtype = r.get("dtype", "fp32")
+    return r["impl"] if dtype == "fp32" else f"{r['impl']} {dtype}"
+
+
 def markdown(results: list[dict], eval_at: list[int]) -> str:
     seeds = sorted({r["seed"] for r in results})
-    by = {(r["impl"], r["seed"]): r for r in results}
-    lines = ["| step | metric | " + " | ".join(f"ours s{s} | upstream s{s}" for s in seeds) + " | ours mean | upstream mean |",
-             "|---|---|" + "---|---|" * len(seeds) + "---|---|"]
+    impls = list(dict.fromkeys(run_label(r) for r in sorted(results, key=lambda r: r["impl"] != "ours")))
+    by = {(run_label(r), r["seed"]): r for r in results}
+    lines = ["| step | metric | " + " | ".join(f"{i} s{s}" for s in seeds for i in impls)
+             + " | " + " | ".join(f"{i} mean" for i in impls) + " |",
+             "|---|---|" + "---|" * (len(seeds) * len(impls) + len(impls))]
     for step in eval_at:
         for metric in ("mask_f1", "best_f1", "mask_map50"):
             vals = {impl: [by[(impl, s)]["evals"][step][metric] for s in seeds
-                           if (impl, s) in by and step in by[(impl, s)]["evals"]] for impl in ("ours", "upstream")}
+                           if (impl, s) in by and step in by[(impl, s)]["evals"]] for impl in impls}
             cells = [f"{by[(impl, s)]['evals'][step][metric]:.3f}"
                      if (impl, s) in by and step in by[(impl, s)]["evals"] else "-"
-                     for s in seeds for impl in ("ours", "upstream")]
+                     for s in seeds for impl in impls]
             means = [f"{statistics.fmean(v):.3f}" if v else "-" for v in vals.values()]
             lines.append(f"| {step} | {metric} | " + " | ".join(cells + means) + " |")
     lines += ["", "| seed | impl | precision | step s (median) | step s (mean) | first loss | last loss |",
@@ -455,10 +463,13 @@ def markdown(results: list[dict], eval_at: list[int]) -> str:
         lines.append(f"| {r['seed']} | {r['impl']} | {r.get('dtype', 'fp32')} | {r['step_s_median']:.2f} | {r['step_s_mean']:.2f} "
                      f"| {r['loss_first']:.2f} | {r['loss_last']:.2f} |")
     lines.append("")
-    for s in seeds:
-        if ("ours", s) in by and ("upstream", s) in by:
-            mo, mu, no, nu = overlap_medians(by[("ours", s)]["step_s"], by[("upstream", s)]["step_s"])
-            lines.append(f"seed {s}: wall time per step ours/upstream {mo / mu:.2f} (medians {mo:.2f} / {mu:.2f} s over "
+    for s in seeds:  # wall-time ratios only for runs that ran side by side (one invocation's pair)
+        for mine in [i for i in impls if i.startswith("ours")]:
+            a, b = by.get((mine, s)), by.get(("upstream", s))
+            if a is None or b is None or a.get("pair") != b.get("pair"):
+                continue
+            mo, mu, no, nu = overlap_medians(a["step_s"], b["step_s"])
+            lines.append(f"seed {s}: wall time per step {mine}/upstream {mo / mu:.2f} (medians {mo:.2f} / {mu:.2f} s over "
                          f"the {no} / {nu} steps both ran concurrently)  ")
     return "\n".join(lines) + "\n"
 
@@ -502,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
             for r in recover(d, torch.load(next(d.glob("data_*.pt")), weights_only=False)):
                 if (r["impl"], r["seed"]) in finished:
                     f = finished[(r["impl"], r["seed"])]
-                    r.update(checks=f["checks"], input_digest=f["input_digest"], order_digest=f["order_digest"])
+                    r.update(checks=f["checks"], input_digest=f["input_digest"], order_digest=f["order_digest"],
+                             dtype=f.get("dtype", "fp32"))
+                r["pair"] = str(d)
                 results.append(r)
         steps = sorted({s for r in results for s in r["evals"]})
         a.out.mkdir(parents=True, exist_ok=True)

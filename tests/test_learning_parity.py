@@ -116,3 +116,25 @@ def test_step_times_compared_only_while_both_ran(tmp_path):
     log.write_text('warning: something\n{"step": 1, "loss": 3.0, "step_s": 1.5}\nnot json\n[1, 2]\n'
                    '{"step": 2, "loss": 2.0, "step_s": 1.25}\n')
     assert [r["step_s"] for r in lp.log_rows(log)] == [1.5, 1.25]
+
+
+def _run(impl: str, seed: int, dtype: str, pair: str, f1: float, step_s: float) -> dict:
+    ev = {"mask_f1": f1, "best_f1": f1, "mask_map50": f1 + 0.1}
+    return {"impl": impl, "seed": seed, "dtype": dtype, "pair": pair, "evals": {480: ev}, "step_s": [step_s] * 4,
+            "step_s_median": step_s, "step_s_mean": step_s, "loss_first": 40.0, "loss_last": 20.0}
+
+
+def test_merged_table_keeps_fp32_and_bf16_runs_apart_and_times_only_side_by_side_pairs():
+    """Runs merged from several invocations: our bf16 run is its own column (not hidden behind the
+    fp32 run of the same seed), and a wall-time ratio is printed only for runs that shared the CPU."""
+    results = [_run("ours", 0, "fp32", "old", 0.5, 10.0), _run("upstream", 0, "fp32", "old", 0.4, 8.0),
+               _run("ours", 0, "bfloat16", "new", 0.6, 3.0), _run("upstream", 1, "fp32", "old1", 0.3, 8.0),
+               _run("ours", 1, "bfloat16", "new1", 0.2, 3.0)]
+    md = lp.markdown(results, [480])
+    header = md.splitlines()[0]
+    assert header == ("| step | metric | ours s0 | ours bfloat16 s0 | upstream s0 | ours s1 | ours bfloat16 s1 | upstream s1 "
+                      "| ours mean | ours bfloat16 mean | upstream mean |")
+    f1_row = next(line for line in md.splitlines() if line.startswith("| 480 | mask_f1 |"))
+    assert f1_row == "| 480 | mask_f1 | 0.500 | 0.600 | 0.400 | - | 0.200 | 0.300 | 0.500 | 0.400 | 0.350 |"
+    ratios = [line for line in md.splitlines() if "wall time per step" in line]
+    assert len(ratios) == 1 and ratios[0].startswith("seed 0: wall time per step ours/upstream 1.25")
