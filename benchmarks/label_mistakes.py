@@ -155,7 +155,8 @@ def score_table(items: list[dict], injected: list[dict]) -> dict:
 
 def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tuple[list[dict], dict]:
     from core.analysis import folds
-    from core.analysis.find_mistakes import AnalysisConfig, analyze, calibrate
+    from core.analysis.calibration import calibrate
+    from core.analysis.find_mistakes import AnalysisConfig, analyze
     from core.eval.coco_results import load_coco_results
     from core.project import Project
 
@@ -274,7 +275,8 @@ def simulated_predictions(ctx: dict, seed: int = 0) -> tuple[list, list]:
 
 
 def rank_items(ctx: dict, preds: list, flips: list | None, calibrated: bool) -> list[dict]:
-    from core.analysis.find_mistakes import AnalysisConfig, analyze, calibrate
+    from core.analysis.calibration import calibrate
+    from core.analysis.find_mistakes import AnalysisConfig, analyze
 
     project, anns = ctx["project"], ctx["anns"]
     names = project.class_names

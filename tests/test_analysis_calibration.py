@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.analysis.find_mistakes import AnalysisConfig, _class_curve, analyze, calibrate
+from core.analysis.calibration import _class_curve, calibrate
+from core.analysis.find_mistakes import AnalysisConfig, analyze
 from core.annotation import ImageAnnotation, Instance
 from core.eval.records import ImagePred
 

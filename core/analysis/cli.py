@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO
 
 from core.analysis import folds
-from core.analysis.find_mistakes import AnalysisConfig, analyze, calibrate, issues_per_kind
+from core.analysis.calibration import calibrate
+from core.analysis.find_mistakes import AnalysisConfig, analyze, issues_per_kind
 from core.analysis.report import write_report
 from core.annotation import ImageAnnotation
 from core.errors import ConfigError, UserFacingError, WeightsError

@@ -18,7 +18,7 @@ label has learned it. Steps per image:
    hypothesis's score for the label's class), firm hypotheses first (see :func:`match`): a label
    is judged against the model's confident view of its object, not a faint query beside it.
 
-Calibration (:func:`calibrate`, from the same predictions and labels over the whole set): per
+Calibration (:func:`core.analysis.calibration.calibrate`, from the same predictions and labels over the whole set): per
 class ``c`` the threshold ``t_c`` at the best F1 of the class's F1-vs-threshold curve, the
 recall ``R_c`` at ``t_c``, the median mask IoU ``m_c`` of correct detections, and the precision
 ``P_c(e)`` of the class's hypotheses with evidence >= e (reported as ``precision_at_score``, not
@@ -52,115 +52,30 @@ Every issue's ``message`` is one sentence with these numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from core.analysis.calibration import Calibration
+from core.analysis.evidence import Hypotheses, Labels, evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.issues import LabelIssue
+from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
 from core.eval import rle as rle_ops
-from core.eval.records import ImagePred, gt_from_annotation
+from core.eval.records import ImagePred
 from core.geometry import mask_to_polygons
 
 FIX_TOLERANCE_PX = 0.7  # a suggested outline is within this of the model's mask
 FIX_MIN_AREA_PX = 4.0  # parts smaller than this are specks of the mask, not the object
-SAME_QUERY_IOU = 0.97  # predictions with boxes this alike are one query's classes
-FLIP_IOU = 0.5  # a mirrored prediction this close is the same object seen again
 SAME_OBJECT_IOU = 0.5  # two queries' masks (boxes in detect) overlapping this much are one object
-MIN_CALIBRATION = 5  # fewer labels (or detections) of a class: use the uncalibrated rules
 
-
-@dataclass
-class AnalysisConfig:
-    conf: float = 0.5  # uncalibrated threshold: a prediction this confident is evidence of an object
-    support_score: float = 0.05  # weaker predictions are ignored
-    assoc_iou: float = 0.1  # a prediction and a label overlapping more than this are about one object
-    class_iou: float = 0.5  # wrong class needs a matched prediction overlapping at least this much
-    good_iou: float = 0.7  # below this (or 0.85 x the class's typical IoU) the outline is off
-    duplicate_iou: float = 0.8  # two labels overlapping more than this are one object labelled twice
-    min_area: float = 4.0  # px^2; smaller labels are degenerate
-    spurious_weight: float = 0.75  # a model may just miss an object: spurious ranks below firm evidence
-
-
-# ---------------------------------------------------------------------------- calibration
-
-
-@dataclass
-class ClassCalibration:
-    """What out-of-fold data says about one class's scores (see the module docstring)."""
-
-    threshold: float
-    recall: float = 1.0
-    f1: float | None = None
-    typical_iou: float | None = None
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # evidence, descending
-    precision: np.ndarray = field(default_factory=lambda: np.zeros(0))  # precision at >= scores[i]
-
-    def confidence(self, s: float) -> float:
-        """P(a hypothesis with evidence >= s is a labelled object of this class), or s itself."""
-        if not len(self.scores):
-            return float(s)
-        n = int(np.searchsorted(-self.scores, -s, side="right"))  # hypotheses with evidence >= s
-        return float(self.precision[n - 1]) if n else float(self.precision[0])
-
-
-@dataclass
-class Calibration:
-    classes: dict[int, ClassCalibration] = field(default_factory=dict)
-    default_threshold: float = 0.5
-    default_iou: float = 0.7
-
-    def of(self, c: int) -> ClassCalibration:
-        return self.classes.get(c) or ClassCalibration(self.default_threshold, typical_iou=None)
-
-    def typical_iou(self, c: int) -> float:
-        t = self.of(c).typical_iou
-        return self.default_iou if t is None else t
-
-    def to_dict(self, names: Sequence[str] = ()) -> dict:
-        def name(c: int) -> str:
-            return names[c] if 0 <= c < len(names) else str(c)
-        return {name(c): {"threshold": round(k.threshold, 4), "f1": None if k.f1 is None else round(k.f1, 4),
-                          "recall": round(k.recall, 4),
-                          "typical_iou": None if k.typical_iou is None else round(k.typical_iou, 4)}
-                for c, k in sorted(self.classes.items())}
+__all__ = ["AnalysisConfig", "Calibration", "analyze", "analyze_image", "issues_per_kind"]
 
 
 # ---------------------------------------------------------------------------- per-image pieces
-
-
-@dataclass
-class Labels:
-    """The evaluable labels of one image: ``index[j]`` is label j's instance index."""
-
-    index: list[int]
-    masks: list | None
-    boxes: np.ndarray
-    classes: np.ndarray
-    crowd_masks: list | None
-    crowd_boxes: np.ndarray
-
-
-def _ious(a_masks, a_boxes, b_masks, b_boxes, use_masks: bool) -> np.ndarray:
-    if use_masks:
-        return rle_ops.mask_iou(a_masks, b_masks)
-    return rle_ops.box_iou(a_boxes, b_boxes)
-
-
-def evaluable_labels(ann: ImageAnnotation, degenerate: set[int], use_masks: bool) -> Labels:
-    """Non-degenerate labels rasterised (degenerate ones never are: NaN or 2-point polygons);
-    crowd regions are kept apart: they only excuse predictions."""
-    ok = [k for k in range(len(ann.instances)) if k not in degenerate]
-    gt = gt_from_annotation(ImageAnnotation(ann.image_path, ann.width, ann.height,
-                                            [ann.instances[k] for k in ok]), with_masks=use_masks)
-    plain = [j for j in range(len(gt)) if not gt.iscrowd[j]]
-    crowd = [j for j in range(len(gt)) if gt.iscrowd[j]]
-    return Labels([ok[j] for j in plain], [gt.masks[j] for j in plain] if use_masks else None,
-                  gt.boxes[plain].reshape(-1, 4), gt.labels[plain],
-                  [gt.masks[j] for j in crowd] if use_masks else None, gt.boxes[crowd].reshape(-1, 4))
 
 
 def find_duplicates(labels: Labels, image: str, cfg: AnalysisConfig, use_masks: bool
@@ -168,7 +83,7 @@ def find_duplicates(labels: Labels, image: str, cfg: AnalysisConfig, use_masks: 
     """A later label covering an earlier one is the same object labelled twice."""
     issues: list[LabelIssue] = []
     dup: set[int] = set()
-    overlap = _ious(labels.masks, labels.boxes, labels.masks, labels.boxes, use_masks)
+    overlap = pair_ious(labels.masks, labels.boxes, labels.masks, labels.boxes, use_masks)
     for j in range(len(labels.index)):
         for i in range(j):
             if i in dup or overlap[j, i] <= cfg.duplicate_iou:
@@ -181,59 +96,6 @@ def find_duplicates(labels: Labels, image: str, cfg: AnalysisConfig, use_masks: 
                 {"action": "delete"}, f"label {k} repeats label {ki} (overlap IoU {v:.2f})"))
             break
     return issues, dup
-
-
-@dataclass
-class Hypotheses:
-    """One row per decoder query: its best prediction (``rep``), class vector and evidence."""
-
-    rep: np.ndarray  # index into the prediction of the row's top-class prediction
-    vectors: np.ndarray  # [H, C] score per class (0 below the stored threshold)
-    evidence: np.ndarray  # [H, C] score combined with mirrored agreement
-    flip_box_iou: np.ndarray  # [H] box IoU with the best same-class mirrored prediction (1 without flips)
-    flip_score: np.ndarray  # [H] that mirrored prediction's score (nan without flips)
-
-    def __len__(self) -> int:
-        return len(self.rep)
-
-    def top_class(self, h: int) -> int:
-        return int(np.argmax(self.evidence[h]))
-
-
-def group_hypotheses(pred: ImagePred, flips: ImagePred | None, num_classes: int) -> Hypotheses:
-    """Predictions with (nearly) the same box are one query's classes (see the module docstring)."""
-    n = len(pred)
-    order = np.argsort(-pred.scores, kind="stable")
-    same = rle_ops.box_iou(pred.boxes, pred.boxes) if n else np.zeros((0, 0))
-    owner = -np.ones(n, np.int64)
-    reps: list[int] = []
-    for p in order:
-        if owner[p] >= 0:
-            continue
-        owner[(same[p] >= SAME_QUERY_IOU) & (owner < 0)] = len(reps)
-        reps.append(int(p))
-    vec = np.zeros((len(reps), max(num_classes, int(pred.labels.max()) + 1 if n else 0)))
-    for p in range(n):
-        h, c = owner[p], int(pred.labels[p])
-        vec[h, c] = max(vec[h, c], float(pred.scores[p]))
-    rep = np.asarray(reps, np.int64)
-    if flips is None:
-        return Hypotheses(rep, vec, vec.copy(), np.ones(len(rep)), np.full(len(rep), np.nan))
-    evidence = np.zeros_like(vec)
-    fbox = np.zeros(len(rep))
-    fscore = np.zeros(len(rep))
-    near = rle_ops.box_iou(pred.boxes[rep], flips.boxes) if len(rep) and len(flips) else np.zeros((len(rep), 0))
-    for h in range(len(rep)):
-        for c in np.flatnonzero(vec[h]):
-            cand = (flips.labels == c) & (near[h] >= FLIP_IOU) if near.shape[1] else np.zeros(0, bool)
-            s_flip = float(flips.scores[cand].max()) if cand.any() else 0.0
-            evidence[h, c] = np.sqrt(vec[h, c] * s_flip)
-        c_top = int(np.argmax(vec[h]))
-        same_c = (flips.labels == c_top) if len(flips) else np.zeros(0, bool)
-        if same_c.any():
-            best = int(np.flatnonzero(same_c)[np.argmax(near[h][same_c])])
-            fbox[h], fscore[h] = float(near[h, best]), float(flips.scores[best])
-    return Hypotheses(rep, vec, evidence, fbox, fscore)
 
 
 def match(hyp_iou: np.ndarray, hyps: Hypotheses, label_classes: np.ndarray, confident: np.ndarray,
@@ -379,7 +241,7 @@ def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, partner: np.nda
     n = len(ctx.hyps)
     if not n:
         return []
-    same = _ious(hm, hb, hm, hb, ctx.use_masks)
+    same = pair_ious(hm, hb, hm, hb, ctx.use_masks)
     matched_list = [h for h in range(n) if partner[h] >= 0]
     pair_classes = {h: {ctx.hyps.top_class(h), int(ctx.labels.classes[ctx.keep[partner[h]]])} for h in matched_list}
     order = sorted((h for h in range(n) if partner[h] < 0),
@@ -442,10 +304,10 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
     hyps = group_hypotheses(p, flips, num_classes)
     hm = [p.masks[r] for r in hyps.rep] if use_masks else None
     hb = p.boxes[hyps.rep].reshape(-1, 4)
-    iou = _ious(hm, hb, [labels.masks[j] for j in keep] if use_masks else None, labels.boxes[keep], use_masks)
-    iou_all = _ious(hm, hb, labels.masks, labels.boxes, use_masks)  # incl. duplicates
+    iou = pair_ious(hm, hb, [labels.masks[j] for j in keep] if use_masks else None, labels.boxes[keep], use_masks)
+    iou_all = pair_ious(hm, hb, labels.masks, labels.boxes, use_masks)  # incl. duplicates
     if len(labels.crowd_boxes):
-        in_crowd = _ious(hm, hb, labels.crowd_masks, labels.crowd_boxes, use_masks).max(axis=1) > cfg.assoc_iou
+        in_crowd = pair_ious(hm, hb, labels.crowd_masks, labels.crowd_boxes, use_masks).max(axis=1) > cfg.assoc_iou
     else:
         in_crowd = np.zeros(len(hyps), bool)
     ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None)
@@ -489,79 +351,6 @@ def _one_per_instance(issues: list[LabelIssue]) -> list[LabelIssue]:
         if k in others:
             issue.evidence["also"] = others[k]
         out.append(issue)
-    return out
-
-
-# ---------------------------------------------------------------------------- calibration
-
-
-def _class_curve(scores: list[float], correct: list[bool], n_labels: int, default: float, iou: list[float]
-                 ) -> ClassCalibration:
-    """Best-F1 threshold, precision-at-or-above curve and recall of one class."""
-    if n_labels < MIN_CALIBRATION or len(scores) < MIN_CALIBRATION:
-        return ClassCalibration(default)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    s = np.asarray(scores, float)[order]
-    tp = np.cumsum(np.asarray(correct, float)[order])
-    precision = tp / np.arange(1, len(s) + 1)
-    recall = tp / n_labels
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    # thresholds sit at a score where the next is lower (ties stay together)
-    last_of_tie = np.r_[s[1:] < s[:-1], True]
-    best = int(np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])])
-    # the precision curve is made non-increasing in s from the top: more evidence is never worse
-    monotone = np.maximum.accumulate(precision[::-1])[::-1]
-    return ClassCalibration(float(s[best]), float(recall[best]), float(f1[best]),
-                            float(np.median(iou)) if iou else None, s, monotone)
-
-
-def calibrate(annotations: Sequence[ImageAnnotation], predictions: Sequence[ImagePred],
-              task: Literal["segment", "detect"] = "segment", cfg: AnalysisConfig | None = None,
-              flips: Sequence[ImagePred | None] | None = None, num_classes: int | None = None) -> Calibration:
-    """Per-class thresholds and confidence curves from these predictions against these labels
-    (out-of-fold predictions make them honest): a hypothesis is correct when its top class
-    matches a label of that class at IoU >= 0.5 (greedy, best evidence first)."""
-    cfg = cfg or AnalysisConfig()
-    per_class: dict[int, tuple[list[float], list[bool], list[float]]] = {}
-    n_labels: dict[int, int] = {}
-    nc = num_classes or 0
-    for ann in annotations:
-        for inst in ann.instances:
-            nc = max(nc, inst.class_id + 1)
-    for n, (ann, pred) in enumerate(zip(annotations, predictions, strict=True)):
-        use_masks = task == "segment" and pred.masks is not None
-        _, degenerate = check_geometry(ann, cfg.min_area)
-        labels = evaluable_labels(ann, degenerate, use_masks)
-        for c in labels.classes:
-            n_labels[int(c)] = n_labels.get(int(c), 0) + 1
-        p = pred.top(cfg.support_score)
-        hyps = group_hypotheses(p, flips[n] if flips is not None else None, nc)
-        if not len(hyps):
-            continue
-        hm = [p.masks[r] for r in hyps.rep] if use_masks else None
-        iou = _ious(hm, p.boxes[hyps.rep].reshape(-1, 4), labels.masks, labels.boxes, use_masks)
-        taken: set[int] = set()
-        tops = [hyps.top_class(h) for h in range(len(hyps))]
-        ev = [float(hyps.evidence[h, tops[h]]) for h in range(len(hyps))]
-        for h in np.argsort(-np.asarray(ev), kind="stable"):
-            c = tops[h]
-            cand = [j for j in range(len(labels.classes)) if j not in taken and labels.classes[j] == c
-                    and iou[h, j] >= 0.5]
-            scores, correct, ious = per_class.setdefault(c, ([], [], []))
-            if ev[h] <= 0:
-                continue
-            scores.append(ev[h])
-            if cand:
-                j = max(cand, key=lambda j: iou[h, j])
-                taken.add(j)
-                correct.append(True)
-                ious.append(float(iou[h, j]))
-            else:
-                correct.append(False)
-    out = Calibration(default_threshold=cfg.conf, default_iou=cfg.good_iou)
-    for c in sorted(set(per_class) | set(n_labels)):
-        scores, correct, ious = per_class.get(c, ([], [], []))
-        out.classes[c] = _class_curve(scores, correct, n_labels.get(c, 0), cfg.conf, ious)
     return out
 
 
