@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import json
 import os
 import statistics
@@ -441,6 +442,37 @@ def run_label(r: dict) -> str:
     return r["impl"] if dtype == "fp32" else f"{r['impl']} {dtype}"
 
 
+def difference_vs_noise(mine: list[float], theirs: list[float]) -> tuple[float, float] | None:
+    """(mean of mine - mean of theirs, standard error of that difference from the seed-to-seed
+    spread, the two sample variances pooled): the run-to-run noise the issue measures with 2 seeds."""
+    if len(mine) < 2 or len(theirs) < 2:
+        return None
+    pooled = (statistics.variance(mine) * (len(mine) - 1) + statistics.variance(theirs) * (len(theirs) - 1)) / (
+        len(mine) + len(theirs) - 2)
+    return statistics.fmean(mine) - statistics.fmean(theirs), math.sqrt(pooled * (1 / len(mine) + 1 / len(theirs)))
+
+
+def noise_table(by: dict, seeds: list[int], impls: list[str], eval_at: list[int]) -> list[str]:
+    """Ours minus upstream per step against the seed noise: 'behind' only when more than 2 standard
+    errors below (with 2 seeds per side a wide band: the verdict says how wide)."""
+    rows = []
+    for mine in [i for i in impls if i != "upstream"]:
+        for step in eval_at:
+            for metric in ("mask_f1", "mask_map50"):
+                vals = [[by[(i, s)]["evals"][step][metric] for s in seeds if (i, s) in by and step in by[(i, s)]["evals"]]
+                        for i in (mine, "upstream")]
+                d = difference_vs_noise(*vals)
+                if d is None:
+                    continue
+                diff, se = d
+                verdict = "ahead" if diff > 2 * se else "behind" if diff < -2 * se else "within noise"
+                rows.append(f"| {mine} | {step} | {metric} | {diff:+.3f} | {se:.3f} | {verdict} |")
+    if not rows:
+        return []
+    return ["", "| run | step | metric | minus upstream (mean) | SE from the seeds | verdict (±2 SE) |",
+            "|---|---|---|---|---|---|", *rows]
+
+
 def markdown(results: list[dict], eval_at: list[int]) -> str:
     seeds = sorted({r["seed"] for r in results})
     impls = list(dict.fromkeys(run_label(r) for r in sorted(results, key=lambda r: r["impl"] != "ours")))
@@ -457,6 +489,7 @@ def markdown(results: list[dict], eval_at: list[int]) -> str:
                      for s in seeds for impl in impls]
             means = [f"{statistics.fmean(v):.3f}" if v else "-" for v in vals.values()]
             lines.append(f"| {step} | {metric} | " + " | ".join(cells + means) + " |")
+    lines += noise_table(by, seeds, impls, eval_at)
     lines += ["", "| seed | impl | precision | step s (median) | step s (mean) | first loss | last loss |",
               "|---|---|---|---|---|---|---|"]
     for r in results:

@@ -138,3 +138,13 @@ def test_merged_table_keeps_fp32_and_bf16_runs_apart_and_times_only_side_by_side
     assert f1_row == "| 480 | mask_f1 | 0.500 | 0.600 | 0.400 | - | 0.200 | 0.300 | 0.500 | 0.400 | 0.350 |"
     ratios = [line for line in md.splitlines() if "wall time per step" in line]
     assert len(ratios) == 1 and ratios[0].startswith("seed 0: wall time per step ours/upstream 1.25")
+
+
+def test_difference_against_seed_noise_and_its_verdict():
+    diff, se = lp.difference_vs_noise([0.5, 0.6], [0.4, 0.4])
+    assert diff == pytest.approx(0.15) and se == pytest.approx(0.05)  # pooled variance 0.0025, x (1/2 + 1/2)
+    assert lp.difference_vs_noise([0.5], [0.4, 0.4]) is None  # one seed measures no noise
+    results = [_run("ours", s, "fp32", "p", f1, 1.0) for s, f1 in ((0, 0.5), (1, 0.6))]
+    results += [_run("upstream", s, "fp32", "p", 0.4, 1.0) for s in (0, 1)]
+    rows = [line for line in lp.markdown(results, [480]).splitlines() if line.startswith("| ours | 480 |")]
+    assert rows == ["| ours | 480 | mask_f1 | +0.150 | 0.050 | ahead |", "| ours | 480 | mask_map50 | +0.150 | 0.050 | ahead |"]
