@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import json
+import math
 import os
 import statistics
 import subprocess
