@@ -115,7 +115,7 @@ def match(hyp_iou: np.ndarray, hyps: Hypotheses, label_classes: np.ndarray, conf
     belief = hyps.vectors[:, label_classes]
     overlap = hyp_iou > cfg.assoc_iou
     firm = np.asarray(confident, bool)
-    same = np.array([[hyps.top_class(h) == c for c in label_classes] for h in range(len(hyps))], bool)
+    same = np.argmax(hyps.evidence, axis=1)[:, None] == np.asarray(label_classes)[None, :]  # top class = label's
     one_object = overlap & (same | (hyp_iou >= cfg.class_iou))
     pairs = _assign(np.where(one_object & firm[:, None], hyp_iou + 0.5 * belief, -np.inf), [])
     pairs = _assign(np.where((hyp_iou > 0) & same & firm[:, None], hyp_iou, -np.inf), pairs)
@@ -125,8 +125,9 @@ def match(hyp_iou: np.ndarray, hyps: Hypotheses, label_classes: np.ndarray, conf
 def _assign(weight: np.ndarray, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """``pairs`` plus the best one-to-one assignment among the rows and columns they leave free
     (-inf: not allowed)."""
-    rows = [h for h in range(weight.shape[0]) if h not in {a for a, _ in pairs}]
-    cols = [j for j in range(weight.shape[1]) if j not in {b for _, b in pairs}]
+    taken_rows, taken_cols = {a for a, _ in pairs}, {b for _, b in pairs}
+    rows = [h for h in range(weight.shape[0]) if h not in taken_rows]
+    cols = [j for j in range(weight.shape[1]) if j not in taken_cols]
     if not rows or not cols:
         return pairs
     sub = weight[np.ix_(rows, cols)]
