@@ -40,7 +40,8 @@ from label_mistakes_data import KINDS, make_benchmark_project  # noqa: E402
 # bounded CPU recipe (size N at 256 px from scratch, mosaic off, short EMA, lr 5e-4, lite mask head:
 # 2.3x faster per step on a CPU than the paper head). Out-of-fold P@K grows with the fold models:
 # 3 epochs at lr 1e-3 (models learned nothing) 0.24; 10 epochs (~500 steps) 0.46 (0.53 with one item
-# per object); 24 epochs (~1,200 steps, ~19 min per fold on a quiet 2-core bf16 CPU) 0.73.
+# per object); 24 epochs (~1,200 steps, ~19 min per fold on a quiet 2-core bf16 CPU) 0.73, 0.80 with
+# firm queries paired first (R@2K 0.89); 36 epochs 0.76 (R@2K 0.90): benchmarks/README.md.
 RECIPE = {"epochs": 24, "batch_size": 4, "lr": 5.0e-4, "no_aug_epochs": 24, "ema_decay": 0.99, "ema_warmups": 20,
           "workers": 1, "val_every": 1000, "device": "cpu"}
 MODEL = {"mask_head": "lite"}
