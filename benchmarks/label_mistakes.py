@@ -154,7 +154,8 @@ def score_table(items: list[dict], injected: list[dict]) -> dict:
     return row
 
 
-def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tuple[list[dict], dict]:
+def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int, edge_check: bool = True
+              ) -> tuple[list[dict], dict]:
     from core.analysis import folds
     from core.analysis.calibration import calibrate
     from core.analysis.find_mistakes import AnalysisConfig, analyze
@@ -176,7 +177,7 @@ def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int) -> tupl
             f = load_coco_results(d / folds.FLIP_PREDICTIONS, part, names, project.image_dir, with_masks=False)
             for r, a, b in zip(rel, p, f):
                 preds[index[r]], flips[index[r]] = a, b
-    cfg = AnalysisConfig()
+    cfg = AnalysisConfig(edge_check=edge_check)
     cal = calibrate(anns, preds, "segment", cfg, flips=flips, num_classes=len(names))
     issues = analyze(anns, preds, "segment", cfg, flips=flips, calibration=cal, class_names=names)
     items = [{"image": project.rel_image(i.image), "instance": i.instance, "box": i.box, "kind": i.kind,
@@ -321,6 +322,8 @@ def main() -> int:
     rows["ours, in-sample"] = score_table(items, injected)
     oof_items, ctx = our_items(proj, None, "out-of-fold", args.folds)
     rows["ours, out-of-fold"] = score_table(oof_items, injected)
+    no_edges, _ = our_items(proj, None, "out-of-fold", args.folds, edge_check=False)
+    rows["ours, out-of-fold, without the outline edge check"] = score_table(no_edges, injected)
     print("Fold models on their held-out images, against the (noisy) labels, per class at the best-F1 threshold: "
           + "; ".join(f"{c} F1 {v['f1']}, recall {v['recall']}" for c, v in ctx["calibration"].items()))
     rows["cleanlab ObjectLab, out-of-fold"] = score_table(cleanlab_items(ctx), injected)

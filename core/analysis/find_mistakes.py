@@ -40,9 +40,12 @@ Scores (in [0, 1], higher = more likely a label mistake):
   where ``a`` is the box IoU of the plain and mirrored
   predictions (a model whose outline wobbles is weak evidence about the label's);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
-  ``spurious_weight * R_g * (1 - a / t_g)`` -- only as strong as the model's recall of the class,
-  and weaker when the model sees anything there (a: the highest plain score of any class on it,
-  from hypotheses not paired with another label).
+  ``spurious_weight * R_g * (1 - a / t_g) * f`` -- only as strong as the model's recall of the
+  class, and weaker when the model sees anything there (a: the highest plain score of any class
+  on it, from hypotheses not paired with another label) or when the pixels show an object there:
+  ``f`` falls from 1 to 0 as the label's outline edge z-score
+  (:mod:`core.analysis.outline_edges`) goes from ``edge_z_low`` to ``edge_z_high`` (polygon labels
+  in segment mode; 1 when the image cannot be read).
 
 Without calibration (no labels of a class, or too few detections) ``t_c`` = ``conf``,
 ``R_c`` = 1 and ``m_c`` = ``good_iou``: the uncalibrated rules of old.
@@ -51,7 +54,8 @@ Every issue's ``message`` is one sentence with these numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,8 +66,10 @@ from core.analysis.calibration import Calibration
 from core.analysis.evidence import Hypotheses, Labels, evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.issues import LabelIssue
+from core.analysis.outline_edges import EdgeEvidence, ImageEdges
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
+from core.data.images import read_image
 from core.eval import rle as rle_ops
 from core.eval.records import ImagePred
 from core.geometry import mask_to_polygons
@@ -164,6 +170,7 @@ class ImageContext:
     names: Sequence[str]
     use_masks: bool
     flips: bool
+    edges: ImageEdges | None = None  # the outline edge check (segment mode, polygon labels)
 
     def name(self, c: int) -> str:
         return self.names[c] if 0 <= c < len(self.names) else f"class {c}"
@@ -276,20 +283,44 @@ def judge_unsupported_label(ctx: ImageContext, j: int, partner: np.ndarray) -> L
     u = float(ctx.hyps.evidence[on_it, g].max()) if on_it.any() else 0.0
     anything = float(ctx.hyps.vectors[on_it].max()) if on_it.any() else 0.0
     c = ctx.cal.of(g)
-    score = ctx.cfg.spurious_weight * c.recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6)))
+    edge = ctx.edges.of(k) if ctx.edges is not None else None
+    score = (ctx.cfg.spurious_weight * c.recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6)))
+             * edge_factor(edge, ctx.cfg))
     ev = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
           "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4)}
+    if edge is not None:
+        ev.update(edge_z=round(edge.z, 2), edge_step=round(edge.step, 1), background_step=round(edge.background_step, 1))
+    elif ctx.edges is not None and ctx.edges.skipped:
+        ev["edge_check"] = ctx.edges.skipped
     seen = f", {anything:.2f} for any class" if anything > u else ""
     return LabelIssue("spurious_label", ctx.image, k, ctx.labels.boxes[ctx.keep[j]].tolist(), g, score, ev,
                       {"action": "delete"},
                       f"label says {ctx.name(g)} but the model gives it {u:.2f} here{seen} (threshold {c.threshold:.2f}; "
-                      f"it finds {c.recall:.0%} of {ctx.name(g)} labels)")
+                      f"it finds {c.recall:.0%} of {ctx.name(g)} labels)" + _edge_words(edge, ctx.cfg))
+
+
+def edge_factor(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> float:
+    """1 where the outline follows no image edge (or there is no verdict), 0 where it clearly does."""
+    if edge is None:
+        return 1.0
+    span = max(cfg.edge_z_high - cfg.edge_z_low, 1e-6)
+    return float(np.clip((cfg.edge_z_high - edge.z) / span, 0.0, 1.0))
+
+
+def _edge_words(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> str:
+    if edge is None:
+        return ""
+    if edge.z <= cfg.edge_z_low:
+        return f"; its outline follows no edge in the image (edge z {edge.z:.1f})"
+    return f"; but its outline follows an edge in the image (edge z {edge.z:.1f}): likely an object the model misses"
 
 
 def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment", "detect"] = "segment",
                   cfg: AnalysisConfig | None = None, flips: ImagePred | None = None,
-                  calibration: Calibration | None = None, class_names: Sequence[str] = ()) -> list[LabelIssue]:
-    """All issues of one image (one per labelled instance, unsorted)."""
+                  calibration: Calibration | None = None, class_names: Sequence[str] = (),
+                  read: Callable[[Path], np.ndarray] | None = read_image) -> list[LabelIssue]:
+    """All issues of one image (one per labelled instance, unsorted). ``read`` loads the image
+    for the outline edge check (only when a label is unsupported; None: no check)."""
     cfg = cfg or AnalysisConfig()
     cal = calibration or Calibration(default_threshold=cfg.conf, default_iou=cfg.good_iou)
     image = str(ann.image_path)
@@ -311,7 +342,8 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
         in_crowd = pair_ious(hm, hb, labels.crowd_masks, labels.crowd_boxes, use_masks).max(axis=1) > cfg.assoc_iou
     else:
         in_crowd = np.zeros(len(hyps), bool)
-    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None)
+    edges = ImageEdges(ann, read) if read is not None and cfg.edge_check and task == "segment" else None
+    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges)
 
     confident = np.array([hyps.evidence[h, hyps.top_class(h)] >= cal.of(hyps.top_class(h)).threshold
                           for h in range(len(hyps))], bool)
@@ -358,15 +390,17 @@ def _one_per_instance(issues: list[LabelIssue]) -> list[LabelIssue]:
 def analyze(annotations: Iterable[ImageAnnotation], predictions: Iterable[ImagePred],
             task: Literal["segment", "detect"] = "segment", cfg: AnalysisConfig | None = None,
             flips: Iterable[ImagePred] | None = None, calibration: Calibration | None = None,
-            class_names: Sequence[str] = ()) -> list[LabelIssue]:
+            class_names: Sequence[str] = (), read: Callable[[Path], np.ndarray] | None = read_image
+            ) -> list[LabelIssue]:
     """Ranked likely label mistakes (highest score first) over aligned (annotation, prediction)
-    streams (and mirrored-image predictions when given); predictions may be a generator."""
+    streams (and mirrored-image predictions when given); predictions may be a generator.
+    ``read``: how images are loaded for the outline edge check (None: no check)."""
     cfg = cfg or AnalysisConfig()
     out: list[LabelIssue] = []
     flip_iter = iter(flips) if flips is not None else None
     for ann, pred in zip(annotations, predictions, strict=True):
         flip = next(flip_iter) if flip_iter is not None else None
-        out.extend(analyze_image(ann, pred, task, cfg, flip, calibration, class_names))
+        out.extend(analyze_image(ann, pred, task, cfg, flip, calibration, class_names, read))
     out.sort(key=lambda i: (-i.score, i.image, -1 if i.instance is None else i.instance))
     return out
 

@@ -1,0 +1,111 @@
+"""The outline edge check: a label the model does not support is spurious only if the pixels
+agree. On the label-mistake benchmark the fold models miss real low-contrast or half-hidden
+objects completely, and their labels ranked as spurious beside the labels drawn on background."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from core.analysis.find_mistakes import analyze_image, edge_factor
+from core.analysis.outline_edges import EdgeEvidence, ImageEdges, edge_step, occupied_mask, outline_edge_z, outline_samples
+from core.analysis.settings import AnalysisConfig
+from core.annotation import ImageAnnotation, Instance
+from core.eval.records import ImagePred
+
+SIZE = 200
+
+
+def _striped_background(seed: int = 0) -> np.ndarray:
+    """Stripes and grain like the benchmark's backgrounds: edges everywhere, none along a label."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    img = 120 + 15 * np.sin((0.6 * xx + 0.8 * yy) * 2 * np.pi / 11)
+    img = np.repeat(img[..., None], 3, axis=2) + rng.normal(0, 7, (SIZE, SIZE, 3))
+    return img.astype(np.float32)
+
+
+def _disc(cx: float, cy: float, r: float, n: int = 48) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+
+
+def _scene(tmp_path, contrast: float = 25.0):
+    """A low-contrast disc (labelled) and a square label on bare background, written as PNG."""
+    img = _striped_background()
+    disc = _disc(60, 60, 28)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(disc).astype(np.int32)], 1)
+    img[mask.astype(bool)] += contrast
+    path = tmp_path / "scene.png"
+    cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8))
+    square = np.array([[120, 120], [170, 120], [170, 170], [120, 170]], float)
+    return ImageAnnotation(path, SIZE, SIZE, [Instance(0, [disc]), Instance(1, [square])])
+
+
+def test_outline_samples_walk_the_polygon_one_pixel_apart_with_unit_normals():
+    pts, normals = outline_samples([np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)])
+    assert pts.shape == (40, 2) and normals.shape == (40, 2)
+    assert pts[0] == pytest.approx([0.5, 0.0]) and pts[10] == pytest.approx([10.0, 0.5])
+    assert np.linalg.norm(normals, axis=1) == pytest.approx(np.ones(40))
+    assert normals[0] == pytest.approx([0.0, 1.0])  # perpendicular to the first side
+
+
+def test_edge_step_is_the_colour_distance_across_the_outline():
+    img = np.zeros((20, 20, 3), np.float32)
+    img[:, 10:] = 100.0
+    pts, normals = outline_samples([np.array([[10, 2], [10, 18]], float)])
+    assert edge_step(img, pts, normals) == pytest.approx(100.0 * np.sqrt(3), rel=1e-6)
+    flat = np.full((20, 20, 3), 7.0, np.float32)
+    assert edge_step(flat, pts, normals) == pytest.approx(0.0)
+
+
+def test_a_low_contrast_object_has_an_edge_and_background_has_none(tmp_path):
+    ann = _scene(tmp_path)
+    edges = ImageEdges(ann, lambda p: cv2.imread(str(p)))
+    on_object, on_background = edges.of(0), edges.of(1)
+    assert on_object is not None and on_background is not None
+    assert on_object.z > 6.0 and abs(on_background.z) < 3.0
+    assert on_object.placements >= 6 and on_object.step > on_object.background_step + 15
+    # the same disc outline moved off the object (half its size) is background again
+    img = cv2.GaussianBlur(cv2.imread(str(ann.image_path)).astype(np.float32), (0, 0), 1.0)
+    occ = occupied_mask(ann.instances, SIZE, SIZE, 1.0)
+    moved = outline_edge_z(img, [_disc(60, 130, 28)], occ)
+    assert moved is not None and moved.z < on_object.z - 5
+
+
+def test_a_missed_object_is_not_ranked_as_a_spurious_label(tmp_path):
+    """No prediction at all: both labels are unsupported; only the one on background is spurious."""
+    ann = _scene(tmp_path)
+    empty = ImagePred(np.zeros((0, 4)), [], [], image_id="scene.png")
+    issues = {i.instance: i for i in analyze_image(ann, empty, "segment", flips=None)}
+    assert issues[1].kind == "spurious_label" and issues[1].score == pytest.approx(0.75)
+    assert "follows no edge" in issues[1].message and abs(issues[1].evidence["edge_z"]) < 3
+    assert issues[0].score == pytest.approx(0.0) and issues[0].evidence["edge_z"] > 6
+    assert "likely an object the model misses" in issues[0].message
+    # without the check (or in detect mode) both rank alike, as before
+    plain = analyze_image(ann, empty, "segment", flips=None, read=None)
+    assert [round(i.score, 4) for i in plain] == [0.75, 0.75]
+    off = analyze_image(ann, empty, "segment", AnalysisConfig(edge_check=False), flips=None)
+    assert [round(i.score, 4) for i in off] == [0.75, 0.75]
+
+
+def test_a_faint_edge_weakens_the_spurious_score_in_proportion():
+    cfg = AnalysisConfig()
+    assert edge_factor(None, cfg) == 1.0
+    assert edge_factor(EdgeEvidence(2.0, 1, 1, 10), cfg) == 1.0
+    assert edge_factor(EdgeEvidence(4.5, 1, 1, 10), cfg) == pytest.approx(0.5)
+    assert edge_factor(EdgeEvidence(9.0, 1, 1, 10), cfg) == 0.0
+
+
+def test_an_unreadable_or_mismatched_image_only_skips_the_check(tmp_path):
+    ann = _scene(tmp_path)
+    empty = ImagePred(np.zeros((0, 4)), [], [], image_id="scene.png")
+    (tmp_path / "scene.png").write_bytes(b"not a png")
+    issues = analyze_image(ann, empty, "segment", flips=None)
+    assert [round(i.score, 4) for i in issues] == [0.75, 0.75]
+    assert all("not readable" in i.evidence["edge_check"] for i in issues)
+    cv2.imwrite(str(tmp_path / "scene.png"), np.zeros((100, 150, 3), np.uint8))
+    issues = analyze_image(ann, empty, "segment", flips=None)
+    assert all(i.evidence["edge_check"] == "image is 150x100, labels say 200x200" for i in issues)
