@@ -521,8 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2.5e-4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nice", type=int, default=5)
-    p.add_argument("--mask-head", default="paper", help="our model's mask head (paper | lite | lite_s8): "
-                   "the lite head's quality against the paper head's on the same batches (issue #16)")
+    p.add_argument("--mask-head", default="paper", help="our model's mask head (paper | lite | lite_s8 | "
+                   "narrow): lite's quality against paper's on the same batches (issue #16); narrow = upstream's N widths")
     p.add_argument("--amp", action="store_true",
                    help="ours with the trainer's CPU autocast (bf16 where native); upstream stays fp32 (its AMP is CUDA-only)")
     p.add_argument("--only", choices=["ours"], help="ours alone (no upstream venv; e.g. the long stability run)")

@@ -76,3 +76,17 @@ def test_lite_s8_runs_both_convs_at_stride_8_then_upsamples():
     with torch.no_grad():
         out = s8(torch.rand(1, 3, 160, 160))
     assert out["pred_masks"].shape == (1, 300, 40, 40)
+
+
+def test_narrow_has_upstream_size_n_widths():
+    """128 channels through the pixel decoder and the mask embedding at N, as ArgoHA/D-FINE-seg's
+    MaskDecoder(out_ch=mask_dim=128): 2 lateral 1x1 convs 128->128 (no bias), 3x3 fuse and 3x3
+    stride-4 convs 128->128 (no bias), a GroupNorm (weight + bias) after each of the four."""
+    model = build_model("n", 4, "segment", 256, mask_head="narrow")
+    pd = model.mask_head.pixel_decoder
+    want = 2 * 128 * 128 + 2 * 128 * 128 * 9 + 4 * 2 * 128
+    assert sum(p.numel() for p in pd.parameters()) == want == 328_704
+    assert model.mask_head.mask_dim == 128 and pd.out_conv.out_channels == 128
+    with torch.no_grad():
+        out = model.eval()(torch.rand(1, 3, 256, 256))
+    assert out["pred_masks"].shape == (1, 300, 64, 64)

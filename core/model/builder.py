@@ -83,6 +83,9 @@ MASK_HEADS: dict[str, MaskHeadConfig] = {
     # "lite" with both 3x3 convs at stride 8 (16 for size N), then upsampled to stride 4: the same
     # parameters, ~0.35 GMAC less at 640 (out conv 0.47 -> 0.12 GMAC); see benchmarks/anchor_yolo26.py.
     "lite_s8": MaskHeadConfig(128, 64, 32, upsample_last=True),
+    # The widths upstream D-FINE-seg (ArgoHA, configs.py: mask_dim 128 at size N) gives its size N:
+    # 128 everywhere. For like-for-like comparisons with that trainer, and a CPU choice between the two.
+    "narrow": MaskHeadConfig(128, 128, 128),
 }
 DEFAULT_MASK_HEAD = "paper"
 
@@ -117,7 +120,7 @@ def build_model(size: str, num_classes: int, task: str = "segment",
 
     `image_size` (int or (h, w), multiples of 32) fixes the cached anchors/position embeddings
     used in eval mode, as the official `eval_spatial_size`; other sizes still work (computed
-    on the fly). `mask_head` picks the mask head widths (MASK_HEADS: "paper" | "lite" | "lite_s8").
+    on the fly). `mask_head` picks the mask head widths (MASK_HEADS: "paper" | "lite" | "lite_s8" | "narrow").
     """
     cfg = size_config(size)
     if mask_head not in MASK_HEADS:
