@@ -79,9 +79,11 @@ def test_lite_s8_runs_both_convs_at_stride_8_then_upsamples():
 
 
 def test_narrow_has_upstream_size_n_widths():
-    """128 channels through the pixel decoder and the mask embedding at N, as ArgoHA/D-FINE-seg's
+    """128 channels through the pixel decoder and the mask embedding at N, as dfine-seg 0.6.2's
     MaskDecoder(out_ch=mask_dim=128): 2 lateral 1x1 convs 128->128 (no bias), 3x3 fuse and 3x3
-    stride-4 convs 128->128 (no bias), a GroupNorm (weight + bias) after each of the four."""
+    stride-4 convs 128->128 (no bias), a GroupNorm (weight + bias) after each of the four. (Its N
+    decoder has one more lateral, 256->128 from the backbone's stride-8 map: 361,728 parameters,
+    counted in its venv; ours keeps the paper's N inputs.)"""
     model = build_model("n", 4, "segment", 256, mask_head="narrow")
     pd = model.mask_head.pixel_decoder
     want = 2 * 128 * 128 + 2 * 128 * 128 * 9 + 4 * 2 * 128

@@ -83,8 +83,10 @@ MASK_HEADS: dict[str, MaskHeadConfig] = {
     # "lite" with both 3x3 convs at stride 8 (16 for size N), then upsampled to stride 4: the same
     # parameters, ~0.35 GMAC less at 640 (out conv 0.47 -> 0.12 GMAC); see benchmarks/anchor_yolo26.py.
     "lite_s8": MaskHeadConfig(128, 64, 32, upsample_last=True),
-    # The widths upstream D-FINE-seg (ArgoHA, configs.py: mask_dim 128 at size N) gives its size N:
-    # 128 everywhere. For like-for-like comparisons with that trainer, and a CPU choice between the two.
+    # The widths upstream D-FINE-seg 0.6.2 gives its size N (configs.py: mask_dim 128): 128 everywhere.
+    # Its N head also fuses the backbone's stride-8 map (one more 1x1 lateral, 256 -> 128, and the
+    # fuse conv at stride 8); ours keeps the paper's N inputs (PAN strides 16/32). The stride-4 conv,
+    # most of the cost, is the same. For near like-for-like comparisons with that trainer.
     "narrow": MaskHeadConfig(128, 128, 128),
 }
 DEFAULT_MASK_HEAD = "paper"
