@@ -17,12 +17,12 @@ from core.eval.records import ImagePred
 SIZE = 200
 
 
-def _striped_background(seed: int = 0) -> np.ndarray:
+def _striped_background(seed: int = 0, size: int = SIZE) -> np.ndarray:
     """Stripes and grain like the benchmark's backgrounds: edges everywhere, none along a label."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     img = 120 + 15 * np.sin((0.6 * xx + 0.8 * yy) * 2 * np.pi / 11)
-    img = np.repeat(img[..., None], 3, axis=2) + rng.normal(0, 7, (SIZE, SIZE, 3))
+    img = np.repeat(img[..., None], 3, axis=2) + rng.normal(0, 7, (size, size, 3))
     return img.astype(np.float32)
 
 
@@ -109,3 +109,65 @@ def test_an_unreadable_or_mismatched_image_only_skips_the_check(tmp_path):
     cv2.imwrite(str(tmp_path / "scene.png"), np.zeros((100, 150, 3), np.uint8))
     issues = analyze_image(ann, empty, "segment", flips=None)
     assert all(i.evidence["edge_check"] == "image is 150x100, labels say 200x200" for i in issues)
+
+
+BIG = 300
+
+
+def _disc_scene(tmp_path, label_centre):
+    """A clear disc at (100, 100), r 40, in a 300 px image; one disc label of that size at
+    ``label_centre``."""
+    img = _striped_background(size=BIG)
+    mask = np.zeros((BIG, BIG), np.uint8)
+    cv2.fillPoly(mask, [np.round(_disc(100, 100, 40)).astype(np.int32)], 1)
+    img[mask.astype(bool)] += 60.0
+    path = tmp_path / "disc.png"
+    cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8))
+    return ImageAnnotation(path, BIG, BIG, [Instance(0, [_disc(*label_centre, 40)])])
+
+
+def _one_mask(polygon: np.ndarray, score: float) -> ImagePred:
+    from core.eval import rle as rle_ops
+
+    m = rle_ops.polygons_to_rle([polygon], [], BIG, BIG)
+    return ImagePred(rle_ops.to_xyxy([m]).reshape(-1, 4), [score], [0], [m], image_id="disc.png")
+
+
+def test_the_pixels_arbitrate_a_bad_outline_claim(tmp_path):
+    """The model's mask and the label overlap by IoU ~0.5. When the label is the one on the disc's
+    edge (the model's blob is off), the claim goes; when the label is off, it stands."""
+    blob = _disc(118, 112, 33)  # the model's mask: off the disc
+    ann = _disc_scene(tmp_path, (100, 100))
+    edges = ImageEdges(ann, lambda p: cv2.imread(str(p)))
+    verdict = edges.compare(0, [blob])
+    assert verdict.label_cover > 0.9 and verdict.model_cover < 0.4 and verdict.outline_factor() == 0.0
+    issues = analyze_image(ann, _one_mask(blob, 0.9), "segment", flips=None)
+    assert not [i for i in issues if i.kind == "bad_geometry"]
+    plain = analyze_image(ann, _one_mask(blob, 0.9), "segment", flips=None, read=None)
+    assert [i.kind for i in plain] == ["bad_geometry"] and plain[0].score > 0.3  # what it was before
+
+    moved = _disc_scene(tmp_path, (118, 112))  # now the label is off and the model on the disc
+    issues = analyze_image(moved, _one_mask(_disc(100, 100, 40), 0.9), "segment", flips=None)
+    assert [i.kind for i in issues] == ["bad_geometry"]
+    assert issues[0].evidence["label_outline_on_edge"] < 0.4 < 0.9 < issues[0].evidence["model_outline_on_edge"]
+    assert issues[0].score == pytest.approx(
+        analyze_image(moved, _one_mask(_disc(100, 100, 40), 0.9), "segment", flips=None, read=None)[0].score)
+    assert "the model's for" in issues[0].message
+
+
+def test_no_verdict_without_room_for_background_placements(tmp_path):
+    """The same disc filling the middle of a 150 px crop: too little background to compare with."""
+    ann = _disc_scene(tmp_path, (100, 100))
+    crop = cv2.imread(str(ann.image_path))[25:175, 25:175]
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)
+    small = ImageAnnotation(tmp_path / "crop.png", 150, 150, [Instance(0, [_disc(75, 75, 40)])])
+    edges = ImageEdges(small, lambda p: cv2.imread(str(p)))
+    assert edges.of(0) is None and edges.compare(0, [_disc(80, 80, 30)]) is None
+
+
+def test_no_verdict_when_neither_outline_follows_an_edge():
+    from core.analysis.outline_edges import OutlineComparison
+
+    assert OutlineComparison(0.3, 0.1, 20.0).outline_factor() == 1.0
+    assert OutlineComparison(0.9, 0.7, 20.0).outline_factor() == pytest.approx(0.5)
+    assert OutlineComparison(0.6, 0.95, 20.0).outline_factor() == 1.0

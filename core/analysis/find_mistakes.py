@@ -36,9 +36,11 @@ Scores (in [0, 1], higher = more likely a label mistake):
   strongest is reported, the rest counted as ``agreeing_queries``), and one overlapping a matched
   hypothesis is that labelled object, judged with its label;
 - bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g)``:
-  ``e * min(1, 2 (1 - IoU / m_g)) * a`` (half the typical overlap is already certain)
+  ``e * min(1, 2 (1 - IoU / m_g)) * a * o`` (half the typical overlap is already certain)
   where ``a`` is the box IoU of the plain and mirrored
-  predictions (a model whose outline wobbles is weak evidence about the label's);
+  predictions (a model whose outline wobbles is weak evidence about the label's) and ``o``
+  what the image's edges leave of the claim (1 unless the label's outline lies on edges more of
+  its length than the model's; 0 when more by 0.4; :mod:`core.analysis.outline_edges`);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
   ``spurious_weight * R_g * (1 - a / t_g) * f`` -- only as strong as the model's recall of the
   class, and weaker when the model sees anything there (a: the highest plain score of any class
@@ -210,14 +212,22 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
     typical = cal.typical_iou(g)
     if v < min(cfg.good_iou, 0.85 * typical):
         steady = float(hy.flip_box_iou[h])
-        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
+        fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)
+        pixels = (ctx.edges.compare(k, [np.asarray(q).reshape(-1, 2) for q in fix.get("polygons", []) + fix.get("holes", [])])
+                  if ctx.edges is not None else None)
+        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady * (pixels.outline_factor() if pixels else 1.0)
         if score > 0:
             ev.update(precision_at_score=round(cal.of(g).confidence(e_g), 4), typical_iou=round(typical, 4),
                       mirror_box_iou=round(steady, 4))
-            return LabelIssue("bad_geometry", ctx.image, k, box, g, score, ev,
-                              {"action": "replace_geometry", **_fix_geometry(ctx.pred, rep, ctx.use_masks)},
+            words = ""
+            if pixels is not None:
+                ev.update(label_outline_on_edge=round(pixels.label_cover, 3), model_outline_on_edge=round(pixels.model_cover, 3))
+                words = (f"; the label's outline lies on an image edge for {pixels.label_cover:.0%} of its length, "
+                         f"the model's for {pixels.model_cover:.0%}")
+            return LabelIssue("bad_geometry", ctx.image, k, box, g, score, ev, {"action": "replace_geometry", **fix},
                               f"outline overlaps the model's {ctx.name(g)} ({e_g:.2f}) by IoU {v:.2f}, typical "
-                              f"{typical:.2f}" + (f"; mirrored view agrees (box IoU {steady:.2f})" if ctx.flips else ""))
+                              f"{typical:.2f}" + (f"; mirrored view agrees (box IoU {steady:.2f})" if ctx.flips else "")
+                              + words)
     return None
 
 
