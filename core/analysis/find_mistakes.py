@@ -57,8 +57,8 @@ Every issue's ``message`` is one sentence with these numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -212,10 +212,12 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
     typical = cal.typical_iou(g)
     if v < min(cfg.good_iou, 0.85 * typical):
         steady = float(hy.flip_box_iou[h])
-        fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)
-        pixels = (ctx.edges.compare(k, [np.asarray(q).reshape(-1, 2) for q in fix.get("polygons", []) + fix.get("holes", [])])
-                  if ctx.edges is not None else None)
-        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady * (pixels.outline_factor() if pixels else 1.0)
+        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
+        if score <= 0:
+            return None
+        fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)  # the model's outline; the image is read only now
+        pixels = ctx.edges.compare(k, fix.get("polygons", []) + fix.get("holes", [])) if ctx.edges is not None else None
+        score *= pixels.outline_factor() if pixels is not None else 1.0
         if score > 0:
             ev.update(precision_at_score=round(cal.of(g).confidence(e_g), 4), typical_iou=round(typical, 4),
                       mirror_box_iou=round(steady, 4))
