@@ -389,7 +389,9 @@ def summarize(run: dict, data: dict) -> dict:
         raw = {k: v.float().numpy() if k != "labels" else v.numpy() for k, v in pred.items()}
         evals[int(step)] = score_outputs(raw, data["val_labels"], data["val_sizes"])
     t = run["step_s"]
-    return {"seed": run["seed"], "impl": run["impl"], "dtype": run.get("dtype", "fp32"), "evals": evals, "step_s_median": statistics.median(t),
+    return {"seed": run["seed"], "impl": run["impl"], "dtype": run.get("dtype", "fp32"),
+            "mask_head": run.get("mask_head", "paper" if run["impl"] == "ours" else "upstream"),
+            "evals": evals, "step_s_median": statistics.median(t),
             "step_s_mean": statistics.fmean(t), "loss_first": run["losses"][0], "loss_last": run["losses"][-1],
             "losses": run["losses"], "step_s": t, "checks": run["checks"], "input_digest": run["input_digest"],
             "order_digest": run["order_digest"]}
@@ -437,9 +439,14 @@ def recover(out_dir: Path, data: dict | None = None) -> list[dict]:
 
 
 def run_label(r: dict) -> str:
-    """'ours', 'upstream', or 'ours bfloat16' for a run with the trainer's CPU autocast."""
-    dtype = r.get("dtype", "fp32")
-    return r["impl"] if dtype == "fp32" else f"{r['impl']} {dtype}"
+    """'ours', 'upstream', 'ours narrow' (another mask head than the paper's), 'ours bfloat16' (the
+    trainer's CPU autocast), 'ours lite bfloat16': runs that differ in either never share a column."""
+    parts = [r["impl"]]
+    if r["impl"] == "ours" and r.get("mask_head", "paper") != "paper":
+        parts.append(r["mask_head"])
+    if r.get("dtype", "fp32") != "fp32":
+        parts.append(r["dtype"])
+    return " ".join(parts)
 
 
 def difference_vs_noise(mine: list[float], theirs: list[float]) -> tuple[float, float] | None:
@@ -452,15 +459,17 @@ def difference_vs_noise(mine: list[float], theirs: list[float]) -> tuple[float, 
     return statistics.fmean(mine) - statistics.fmean(theirs), math.sqrt(pooled * (1 / len(mine) + 1 / len(theirs)))
 
 
-def noise_table(by: dict, seeds: list[int], impls: list[str], eval_at: list[int]) -> list[str]:
-    """Ours minus upstream per step against the seed noise: 'behind' only when more than 2 standard
-    errors below (with 2 seeds per side a wide band: the verdict says how wide)."""
+def noise_table(by: dict, seeds: list[int], impls: list[str], eval_at: list[int],
+                baseline: str = "upstream") -> list[str]:
+    """Each other run minus the baseline run (upstream, or e.g. our paper head when a lighter head
+    is judged) per step against the seed noise: 'behind' only when more than 2 standard errors
+    below (with 2 seeds per side a wide band: the SE column says how wide)."""
     rows = []
-    for mine in [i for i in impls if i != "upstream"]:
+    for mine in [i for i in impls if i != baseline]:
         for step in eval_at:
             for metric in ("mask_f1", "mask_map50"):
                 vals = [[by[(i, s)]["evals"][step][metric] for s in seeds if (i, s) in by and step in by[(i, s)]["evals"]]
-                        for i in (mine, "upstream")]
+                        for i in (mine, baseline)]
                 d = difference_vs_noise(*vals)
                 if d is None:
                     continue
@@ -469,11 +478,11 @@ def noise_table(by: dict, seeds: list[int], impls: list[str], eval_at: list[int]
                 rows.append(f"| {mine} | {step} | {metric} | {diff:+.3f} | {se:.3f} | {verdict} |")
     if not rows:
         return []
-    return ["", "| run | step | metric | minus upstream (mean) | SE from the seeds | verdict (±2 SE) |",
+    return ["", f"| run | step | metric | minus {baseline} (mean) | SE from the seeds | verdict (±2 SE) |",
             "|---|---|---|---|---|---|", *rows]
 
 
-def markdown(results: list[dict], eval_at: list[int]) -> str:
+def markdown(results: list[dict], eval_at: list[int], baseline: str = "upstream") -> str:
     seeds = sorted({r["seed"] for r in results})
     impls = list(dict.fromkeys(run_label(r) for r in sorted(results, key=lambda r: r["impl"] != "ours")))
     by = {(run_label(r), r["seed"]): r for r in results}
@@ -489,11 +498,11 @@ def markdown(results: list[dict], eval_at: list[int]) -> str:
                      for s in seeds for impl in impls]
             means = [f"{statistics.fmean(v):.3f}" if v else "-" for v in vals.values()]
             lines.append(f"| {step} | {metric} | " + " | ".join(cells + means) + " |")
-    lines += noise_table(by, seeds, impls, eval_at)
-    lines += ["", "| seed | impl | precision | step s (median) | step s (mean) | first loss | last loss |",
+    lines += noise_table(by, seeds, impls, eval_at, baseline)
+    lines += ["", "| seed | run | precision | step s (median) | step s (mean) | first loss | last loss |",
               "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['seed']} | {r['impl']} | {r.get('dtype', 'fp32')} | {r['step_s_median']:.2f} | {r['step_s_mean']:.2f} "
+        lines.append(f"| {r['seed']} | {run_label(r)} | {r.get('dtype', 'fp32')} | {r['step_s_median']:.2f} | {r['step_s_mean']:.2f} "
                      f"| {r['loss_first']:.2f} | {r['loss_last']:.2f} |")
     lines.append("")
     for s in seeds:  # wall-time ratios only for runs that ran side by side (one invocation's pair)
@@ -529,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "learning_parity")
     p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
                    help="only combine the results.json of earlier runs (e.g. one per seed) into --out")
+    p.add_argument("--baseline", default="upstream",
+                   help="with --merge: the run the noise table subtracts (a run label: upstream, ours, 'ours lite', ...)")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -547,14 +558,14 @@ def main(argv: list[str] | None = None) -> int:
                 if (r["impl"], r["seed"]) in finished:
                     f = finished[(r["impl"], r["seed"])]
                     r.update(checks=f["checks"], input_digest=f["input_digest"], order_digest=f["order_digest"],
-                             dtype=f.get("dtype", "fp32"))
+                             dtype=f.get("dtype", "fp32"), mask_head=f.get("mask_head", r["mask_head"]))
                 r["pair"] = str(d)
                 results.append(r)
         steps = sorted({s for r in results for s in r["evals"]})
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "results.json").write_text(json.dumps({"merged": [str(d) for d in a.merge], "eval_at": steps,
                                                         "results": results}, indent=1))
-        md = markdown(results, steps)
+        md = markdown(results, steps, a.baseline)
         (a.out / "results.md").write_text(md)
         print(md)
         return 0

@@ -160,17 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                    "model's forward)")
     p.add_argument("--amp", action="store_true",
                    help="autocast as the trainer does on this device (CPU: bf16 where native); CUDA always uses it")
-    p.add_argument("--mask-head", default="paper", help="our mask head preset(s), comma-separated: paper, lite, "
-                   "lite_s8, narrow (narrow = upstream's N widths; upstream keeps its own: 128-wide at N, 256 from S)")
+    p.add_argument("--mask-head", default="paper", help="our mask head preset(s), comma-separated "
+                   "(core.model.builder.MASK_HEADS; narrow = upstream's N widths; upstream keeps its own: 128-wide at N, 256 from S)")
     p.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     unknown = sorted(set(x for x in a.levers.split(",") if x) - set(LEVERS))
     if unknown:
         p.error(f"--levers: unknown {', '.join(unknown)} (choose from {', '.join(LEVERS)})")
-    bad_heads = sorted(set(a.mask_head.split(",")) - {"paper", "lite", "lite_s8", "narrow"})
-    if bad_heads:
-        p.error(f"--mask-head: unknown {', '.join(bad_heads)} (choose from paper, lite, lite_s8, narrow)")
+    if not a.worker:  # checked in the parent only: the upstream worker's venv cannot import core.model
+        from core.model.builder import MASK_HEADS
+
+        bad_heads = sorted(set(a.mask_head.split(",")) - set(MASK_HEADS))
+        if bad_heads:
+            p.error(f"--mask-head: unknown {', '.join(bad_heads)} (choose from {', '.join(MASK_HEADS)})")
     if a.worker:
         print(json.dumps(worker(a.worker, a.size, a.image_size, a.batch, a.steps, a.warmup, a.device, a.amp,
                                 tuple(x for x in a.levers.split(",") if x), a.mask_head)))

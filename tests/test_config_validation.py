@@ -153,3 +153,14 @@ def test_apply_overrides(template_text):
         with pytest.raises(ConfigError) as ei:
             apply_overrides(cfg, bad)
         assert str(ei.value).startswith("command line: ") and words in str(ei.value)
+
+
+def test_mask_head_choices_are_the_builders_presets():
+    """project.yaml's allowed mask heads are exactly the presets the model builder knows: a preset
+    added to one place only would be either unreachable or a config that fails at build time."""
+    from typing import get_args
+
+    from core.config import ModelConfig
+    from core.model.builder import MASK_HEADS
+
+    assert get_args(ModelConfig.model_fields["mask_head"].annotation) == tuple(MASK_HEADS)

@@ -148,3 +148,18 @@ def test_difference_against_seed_noise_and_its_verdict():
     results += [_run("upstream", s, "fp32", "p", 0.4, 1.0) for s in (0, 1)]
     rows = [line for line in lp.markdown(results, [480]).splitlines() if line.startswith("| ours | 480 |")]
     assert rows == ["| ours | 480 | mask_f1 | +0.150 | 0.050 | ahead |", "| ours | 480 | mask_map50 | +0.150 | 0.050 | ahead |"]
+
+
+def test_mask_heads_get_their_own_columns_and_any_run_can_be_the_baseline():
+    """A lite-head run beside a paper-head run of the same seed (issue #16's quality question): each
+    keeps its column, and the noise table subtracts the chosen baseline (our paper head), not upstream."""
+    results = [_run("ours", s, "bfloat16", f"p{s}", f1, 1.0) for s, f1 in ((0, 0.70), (1, 0.74))]
+    results += [dict(_run("ours", s, "bfloat16", f"l{s}", f1, 0.5), mask_head="lite") for s, f1 in ((0, 0.66), (1, 0.72))]
+    assert [lp.run_label(r) for r in results] == ["ours bfloat16"] * 2 + ["ours lite bfloat16"] * 2
+    assert lp.run_label(dict(_run("ours", 0, "fp32", "x", 0.5, 1.0), mask_head="narrow")) == "ours narrow"
+    md = lp.markdown(results, [480], baseline="ours bfloat16")
+    assert "| run | step | metric | minus ours bfloat16 (mean) | SE from the seeds | verdict (±2 SE) |" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ours lite bfloat16 | 480 | mask_f1 |")]
+    # means 0.69 vs 0.72; pooled variance (0.0008 + 0.0018) / 2 = 0.0013, SE sqrt(0.0013) = 0.036
+    assert rows == ["| ours lite bfloat16 | 480 | mask_f1 | -0.030 | 0.036 | within noise |"]
+    assert "wall time per step" not in md  # no upstream run: no ratio to print
