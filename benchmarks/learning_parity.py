@@ -200,7 +200,20 @@ class _OurStep:
         return losses
 
 
-def _ours(image_size: int, steps: int, lr: float, amp: bool = False, mask_head: str = "paper"):
+def load_detector(model: torch.nn.Module, path: Path) -> int:
+    """Every weight but the mask head's from a saved state dict (a finished run's EMA): the heads
+    compared then start from one trained detector, as a user's run starts from a COCO checkpoint
+    with its mask head fresh. Returns how many tensors were loaded."""
+    detector = {k: v for k, v in torch.load(path, weights_only=True).items() if not k.startswith("mask_head.")}
+    missing, unexpected = model.load_state_dict(detector, strict=False)
+    if unexpected or any(not k.startswith("mask_head.") for k in missing):
+        raise ValueError(f"{path}: not a size-N state dict of this model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return len(detector)
+
+
+def _ours(image_size: int, steps: int, lr: float, amp: bool = False, mask_head: str = "paper",
+          init_detector: Path | None = None):
     from core.config import TrainConfig
     from core.loss.criterion import DFineCriterion
     from core.model import build_model
@@ -214,6 +227,8 @@ def _ours(image_size: int, steps: int, lr: float, amp: bool = False, mask_head: 
     from types import SimpleNamespace
 
     model = build_model("n", NUM_CLASSES, "segment", image_size, mask_head=mask_head).train()
+    if init_detector is not None:
+        load_detector(model, init_detector)
     opt = build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay)
     warmup, flat, no_aug = schedule_parts(steps)
     schedule = FlatCosineSchedule(opt, 1, steps, warmup, flat, no_aug)
@@ -286,13 +301,13 @@ def predict_val(model: torch.nn.Module, val: torch.Tensor, mask_logits: bool, ch
 
 
 def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int], out_dir: Path, lr: float,
-           threads: int, amp: bool = False, mask_head: str = "paper") -> dict:
+           threads: int, amp: bool = False, mask_head: str = "paper", init_detector: Path | None = None) -> dict:
     torch.set_num_threads(threads)
     data = torch.load(data_path, weights_only=False)
     order, lr_list = data["orders"][seed][:steps], data["lrs"]
     torch.manual_seed(seed)
     if impl == "ours":
-        step, ema_model, lrs, mask_logits = _ours(data["image_size"], steps, lr, amp, mask_head)
+        step, ema_model, lrs, mask_logits = _ours(data["image_size"], steps, lr, amp, mask_head, init_detector)
     else:
         step, ema_model, lrs, mask_logits = _upstream(data["image_size"], steps, lr)
     times, losses, checks = [], [], {}
@@ -334,11 +349,13 @@ def worker(impl: str, data_path: Path, seed: int, steps: int, eval_at: list[int]
     checks["ema_finite"] = all(bool(torch.isfinite(v).all()) for v in ema_model.state_dict().values()
                                if v.dtype.is_floating_point)
     if impl == "ours":
+        torch.save(ema_model.state_dict(), out_dir / f"ours_seed{seed}_ema.pt")  # a later --init-detector
         checks["nonfinite_terms"] = nonfinite[:20]
         checks["terms_per_100"] = {f"{100 * b + 1}-{min(100 * (b + 1), steps)}": {
             k: v / (min(100 * (b + 1), steps) - 100 * b) for k, v in sums.items()} for b, sums in term_sums.items()}
     return {"impl": impl, "seed": seed, "steps": steps, "threads": torch.get_num_threads(), "losses": losses,
             "mask_head": mask_head if impl == "ours" else "upstream",
+            "init_detector": str(init_detector) if init_detector else None,
             "dtype": str(getattr(step, "amp_dtype", None) or "fp32").replace("torch.", ""),
             "step_s": times, "evals": evals, "checks": checks,
             "input_digest": digest(data["train_images"], data["val_images"]),
@@ -370,6 +387,7 @@ def run_pair(args, seed: int, data_path: Path, eval_at: list[int]) -> dict[str, 
                *map(str, eval_at), "--out", str(args.out), "--lr", str(args.lr), "--threads", str(args.threads)]
         cmd += ["--amp"] if args.amp and impl == "ours" else []
         cmd += ["--mask-head", args.mask_head] if impl == "ours" else []
+        cmd += ["--init-detector", str(args.init_detector)] if args.init_detector and impl == "ours" else []
         log = open(args.out / f"{impl}_seed{seed}.log", "w")  # noqa: SIM115 - closed below
         procs[impl] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO), log)
     results = {}
@@ -391,6 +409,7 @@ def summarize(run: dict, data: dict) -> dict:
     t = run["step_s"]
     return {"seed": run["seed"], "impl": run["impl"], "dtype": run.get("dtype", "fp32"),
             "mask_head": run.get("mask_head", "paper" if run["impl"] == "ours" else "upstream"),
+            "init_detector": run.get("init_detector"),
             "evals": evals, "step_s_median": statistics.median(t),
             "step_s_mean": statistics.fmean(t), "loss_first": run["losses"][0], "loss_last": run["losses"][-1],
             "losses": run["losses"], "step_s": t, "checks": run["checks"], "input_digest": run["input_digest"],
@@ -534,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
                    "narrow): lite's quality against paper's on the same batches (issue #16); narrow = upstream's N widths")
     p.add_argument("--amp", action="store_true",
                    help="ours with the trainer's CPU autocast (bf16 where native); upstream stays fp32 (its AMP is CUDA-only)")
+    p.add_argument("--init-detector", type=Path, help="ours: start every weight but the mask head's from this "
+                   "state dict (an earlier run's ours_seed<N>_ema.pt); lighter-head quality at a lower seed noise")
     p.add_argument("--only", choices=["ours"], help="ours alone (no upstream venv; e.g. the long stability run)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "learning_parity")
     p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
@@ -547,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_at = sorted(set(a.eval_at or [a.steps * k // 4 for k in range(1, 5)]))
     if a.worker:
         print(json.dumps(worker(a.worker, a.data, a.seed, a.steps, eval_at, a.out, a.lr, a.threads, a.amp,
-                                a.mask_head)))
+                                a.mask_head, a.init_detector)))
         return 0
     if a.merge:
         results = []
@@ -571,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.upstream_python and not a.only:
         p.error("--upstream-python is needed (or --only ours)")
+    if a.init_detector and not a.only:
+        p.error("--init-detector starts our model only: use it with --only ours")
     a.out.mkdir(parents=True, exist_ok=True)
     data_path = a.out / f"data_{a.image_size}_{a.n_train}_{a.n_val}_{a.data_seed}.pt"
     t0 = time.perf_counter()

@@ -163,3 +163,24 @@ def test_mask_heads_get_their_own_columns_and_any_run_can_be_the_baseline():
     # means 0.69 vs 0.72; pooled variance (0.0008 + 0.0018) / 2 = 0.0013, SE sqrt(0.0013) = 0.036
     assert rows == ["| ours lite bfloat16 | 480 | mask_f1 | -0.030 | 0.036 | within noise |"]
     assert "wall time per step" not in md  # no upstream run: no ratio to print
+
+
+def test_load_detector_takes_every_weight_but_the_mask_head(tmp_path):
+    """A lighter head judged from a trained detector: the detector's tensors are copied, the new
+    head keeps its own fresh weights, and a state dict of another model is refused by name."""
+    from core.model import build_model
+
+    torch.manual_seed(0)
+    trained = build_model("n", lp.NUM_CLASSES, "segment", 256, mask_head="narrow").state_dict()
+    torch.save(trained, tmp_path / "ema.pt")
+    torch.manual_seed(1)
+    lite = build_model("n", lp.NUM_CLASSES, "segment", 256, mask_head="lite")
+    fresh_head = {k: v.clone() for k, v in lite.state_dict().items() if k.startswith("mask_head.")}
+    n = lp.load_detector(lite, tmp_path / "ema.pt")
+    assert n == sum(not k.startswith("mask_head.") for k in trained) > 600
+    after = lite.state_dict()
+    assert all(torch.equal(after[k], trained[k]) for k in trained if not k.startswith("mask_head."))
+    assert all(torch.equal(after[k], v) for k, v in fresh_head.items())
+    torch.save({**trained, "backbone.extra.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt: not a size-N state dict"):
+        lp.load_detector(lite, tmp_path / "other.pt")
