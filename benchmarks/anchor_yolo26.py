@@ -42,6 +42,11 @@ WARMUP = 10
 TARGET_INSTANCES = 10
 TOP_K = 100  # ours keeps the top 100 queries (ModelMeta.top_k); YOLO's max_det is set the same
 FRAME = (640, 480)
+# What our OpenVINO runner compiles with on a CPU (core/infer/runner_openvino.py). Ultralytics keeps
+# OpenVINO's defaults, which on a CPU with native bf16 (AVX512-BF16, AMX) run an "FP32" model in bf16
+# and requantize INT8 models' activations at run time: the anchor gets ours unless asked otherwise,
+# so "FP32" is f32 on both sides on every CPU.
+OURS_CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
 COCO8 = Path("/work/shared/data/coco8-seg")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,6 +187,26 @@ class YoloAnchor:
         return {"e2e_ms": e2e, "raw_ms": raw, "instances": inst}
 
 
+def pin_cpu_config(config: dict) -> list[str]:
+    """Every OpenVINO CPU compile in this process gets ``config`` over the caller's own settings.
+    Returns a list that each compile appends its effective inference precision to (for the report)."""
+    import openvino as ov
+
+    seen: list[str] = []
+    original = ov.Core.compile_model
+
+    def compile_model(self, model, device_name=None, config_=None, **kwargs):
+        config_ = kwargs.pop("config", config_)
+        if str(device_name or "CPU").upper().startswith("CPU"):
+            config_ = {**(config_ or {}), **config}
+        compiled = original(self, model, device_name, config_ or {}, **kwargs)
+        seen.append(str(compiled.get_property("INFERENCE_PRECISION_HINT")))
+        return compiled
+
+    ov.Core.compile_model = compile_model
+    return seen
+
+
 def anchor_versions(size: str) -> dict:
     import nncf
     import openvino
@@ -199,10 +224,13 @@ def anchor_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.work) / "ultralytics_config"))
     precisions = [p for p in args.precisions.split(",") if p]
+    compiled_as = pin_cpu_config(OURS_CPU_CONFIG) if args.anchor_openvino == "ours" else []
     # absolute: the anchor changes into its work folder (Ultralytics exports into the current one)
     anchor = YoloAnchor(Path(args.frames).resolve(), Path(args.work).resolve(), precisions, imgsz=parse_hw(args.input),
                         size=args.size)
-    head = {**anchor_versions(args.size), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames), "precisions": precisions}
+    head = {**anchor_versions(args.size), "input": args.input, "conf": anchor.conf, "frames": len(anchor.frames),
+            "precisions": precisions, "openvino_cpu_config": OURS_CPU_CONFIG if compiled_as else "Ultralytics' own",
+            "compiled_precision": sorted(set(compiled_as))}
     for prec in precisions:
         anchor.time(prec, 0, warmup=WARMUP)
     if not args.serve:  # dfine bench: every frame once per precision after the warm-up
@@ -236,12 +264,14 @@ def coco8_frames(root: Path, frame: tuple[int, int] = FRAME) -> list[np.ndarray]
 class AnchorProcess:
     """The anchor in the YOLO26 venv, serving timing requests over a pipe."""
 
-    def __init__(self, python: Path, frames_dir: Path, work: Path, precisions: list[str], hw: str = "640x640"):
+    def __init__(self, python: Path, frames_dir: Path, work: Path, precisions: list[str], hw: str = "640x640",
+                 openvino_config: str = "ours"):
         import subprocess
 
         self.proc = subprocess.Popen(
             [str(python), str(Path(__file__).resolve()), "--anchor", "--serve", "--frames", str(frames_dir),
-             "--work", str(work), "--precisions", ",".join(precisions), "--input", hw],
+             "--work", str(work), "--precisions", ",".join(precisions), "--input", hw,
+             "--anchor-openvino", openvino_config],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = self._read()
 
@@ -410,7 +440,8 @@ def driver(args: argparse.Namespace) -> int:
         log("YOLO26 anchor: not installed (see benchmarks/README.md); timing ours only")
     else:
         t0 = time.time()
-        anchor = AnchorProcess(python, frames_dir, work / f"yolo26_{args.input}", precisions, args.input)
+        anchor = AnchorProcess(python, frames_dir, work / f"yolo26_{args.input}", precisions, args.input,
+                               args.anchor_openvino)
         log(f"YOLO26 anchor ready in {time.time() - t0:.0f} s: {anchor.info}")
         for prec in precisions:
             configs.append(("YOLO26-seg S", prec, anchor))
@@ -541,6 +572,9 @@ def markdown(rows: list[dict], info: dict) -> str:
         lines.append(f"- anchor: {anchor['model']} from its yaml, Ultralytics {anchor['ultralytics']}, OpenVINO "
                      f"{anchor['openvino']}, NNCF {anchor['nncf']}; `model.predict(retina_masks=True)`, NMS-free "
                      "head (export `nms=False`), INT8 = Ultralytics' `quantize=8` on the same frames")
+        lines.append(f"- OpenVINO CPU settings of the anchor: {anchor.get('openvino_cpu_config', 'not recorded')}; "
+                     f"compiled inference precision {', '.join(anchor.get('compiled_precision') or ['not recorded'])} "
+                     "(ours: f32, always)")
     else:
         lines.append("- YOLO26 anchor: not installed (see benchmarks/README.md)")
     return "\n".join(lines) + "\n"
@@ -553,6 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", help="anchor: folder of the frames to time")
     p.add_argument("--work", help="anchor: folder for its exports")
     p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--anchor-openvino", choices=["ours", "ultralytics"], default="ours",
+                   help="YOLO26's OpenVINO CPU settings: ours (f32 inference precision, no run-time activation "
+                   "requantization: the same as our runner) or Ultralytics' own (OpenVINO defaults: bf16 on CPUs "
+                   "with native bf16)")
     p.add_argument("--size", default="s", choices=["n", "s", "m", "l", "x"], help="anchor: YOLO26-seg size")
     p.add_argument("--input", default="640x640", help="network input HxW for ours and YOLO26 alike (default "
                    "640x640; 480x640 fits the 4:3 frames without padding)")

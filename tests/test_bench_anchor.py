@@ -121,3 +121,27 @@ def test_find_anchor_python(tmp_path, monkeypatch):
     assert bench_anchor.find_anchor_python() == py
     monkeypatch.setenv(bench_anchor.PYTHON_ENV, str(tmp_path / "missing"))
     assert bench_anchor.find_anchor_python() is None  # an explicit choice is not silently replaced
+
+
+def test_anchor_compiles_with_our_openvino_cpu_settings(monkeypatch):
+    """Ultralytics compiles with OpenVINO's defaults (bf16 for an "FP32" model on a CPU with native
+    bf16); the anchor pins our runner's f32 over whatever the caller asks, in Ultralytics' own call
+    form (device_name and config as keywords), so FP32 means f32 on both sides on every CPU."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import anchor_yolo26
+
+    monkeypatch.setattr(ov.Core, "compile_model", ov.Core.compile_model)  # restored after the test
+    seen = anchor_yolo26.pin_cpu_config(anchor_yolo26.OURS_CPU_CONFIG)
+    x = ops.parameter([1, 8], np.float32)
+    model = ov.Model([ops.matmul(x, ops.constant(np.eye(8, dtype=np.float32)), False, False)], [x])
+    compiled = ov.Core().compile_model(model, device_name="CPU",
+                                       config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"})
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    assert compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0
+    assert str(compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"  # the caller's own kept
+    assert seen == ["<Type: 'float32'>"]
+    out = compiled(np.arange(8, dtype=np.float32)[None])[0]
+    assert out.tolist() == [list(range(8))]
