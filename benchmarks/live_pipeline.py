@@ -227,9 +227,10 @@ def yolo26_worker(args) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.work) / "ultralytics_config"))
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from anchor_yolo26 import TOP_K, YoloAnchor
+    from anchor_yolo26 import OURS_CPU_CONFIG, TOP_K, YoloAnchor, pin_cpu_config
 
     inert_torchvision_if_broken()
+    pin_cpu_config(OURS_CPU_CONFIG)  # as benchmarks/anchor_yolo26.py: f32 float parts on both sides
     frames, fps = load_frames(args.video)
     anchor = YoloAnchor(Path(args.frames_dir), Path(args.work), ["int8"])
     model, conf = anchor.models["int8"], anchor.conf["int8"]
