@@ -42,7 +42,8 @@ WARMUP = 10
 TARGET_INSTANCES = 10
 TOP_K = 100  # ours keeps the top 100 queries (ModelMeta.top_k); YOLO's max_det is set the same
 FRAME = (640, 480)
-# What our OpenVINO runner compiles with on a CPU (core/infer/runner_openvino.py). Ultralytics keeps
+# What our OpenVINO runner compiles with on a CPU (core.infer.runner_openvino.CPU_CONFIG, spelled out
+# because the anchor's venv does not import our package; a test keeps them equal). Ultralytics keeps
 # OpenVINO's defaults, which on a CPU with native bf16 (AVX512-BF16, AMX) run an "FP32" model in bf16
 # and requantize INT8 models' activations at run time: the anchor gets ours unless asked otherwise,
 # so "FP32" is f32 on both sides on every CPU.
@@ -187,19 +188,18 @@ class YoloAnchor:
         return {"e2e_ms": e2e, "raw_ms": raw, "instances": inst}
 
 
-def pin_cpu_config(config: dict) -> list[str]:
-    """Every OpenVINO CPU compile in this process gets ``config`` over the caller's own settings.
+def pin_cpu_config(pinned: dict) -> list[str]:
+    """Every OpenVINO CPU compile in this process gets ``pinned`` over the caller's own settings.
     Returns a list that each compile appends its effective inference precision to (for the report)."""
     import openvino as ov
 
     seen: list[str] = []
     original = ov.Core.compile_model
 
-    def compile_model(self, model, device_name=None, config_=None, **kwargs):
-        config_ = kwargs.pop("config", config_)
+    def compile_model(self, model, device_name=None, config=None, **kwargs):
         if str(device_name or "CPU").upper().startswith("CPU"):
-            config_ = {**(config_ or {}), **config}
-        compiled = original(self, model, device_name, config_ or {}, **kwargs)
+            config = {**(config or {}), **pinned}
+        compiled = original(self, model, device_name, config or {}, **kwargs)
         seen.append(str(compiled.get_property("INFERENCE_PRECISION_HINT")))
         return compiled
 
@@ -303,8 +303,7 @@ class Ours:
         if hint or streams:
             import openvino as ov
 
-            config = {"PERFORMANCE_HINT": hint or "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-                      "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
+            config = {"PERFORMANCE_HINT": hint or "LATENCY", **OURS_CPU_CONFIG}
             if streams:
                 config["NUM_STREAMS"] = streams
             runner = self.predictor.runner
@@ -505,9 +504,8 @@ def profile_parts(xml: Path, frame: np.ndarray, runs: int = 5) -> tuple[dict, di
 
     x, _ = preprocess([frame], find_meta(xml).image_size)
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
-        "PERF_COUNT": True})
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU",
+                                  {"PERFORMANCE_HINT": "LATENCY", **OURS_CPU_CONFIG, "PERF_COUNT": True})
     request = compiled.create_infer_request()
     parts: collections.Counter = collections.Counter()
     ops: collections.Counter = collections.Counter()

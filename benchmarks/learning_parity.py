@@ -579,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
                 if (r["impl"], r["seed"]) in finished:
                     f = finished[(r["impl"], r["seed"])]
                     r.update(checks=f["checks"], input_digest=f["input_digest"], order_digest=f["order_digest"],
-                             dtype=f.get("dtype", "fp32"), mask_head=f.get("mask_head", r["mask_head"]))
+                             dtype=f.get("dtype", "fp32"), mask_head=f.get("mask_head", r["mask_head"]),
+                             init_detector=f.get("init_detector"))
                 r["pair"] = str(d)
                 results.append(r)
         steps = sorted({s for r in results for s in r["evals"]})

@@ -133,6 +133,9 @@ def test_anchor_compiles_with_our_openvino_cpu_settings(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import anchor_yolo26
 
+    from core.infer.runner_openvino import CPU_CONFIG
+
+    assert anchor_yolo26.OURS_CPU_CONFIG == CPU_CONFIG  # the anchor's copy (its venv lacks our package)
     monkeypatch.setattr(ov.Core, "compile_model", ov.Core.compile_model)  # restored after the test
     seen = anchor_yolo26.pin_cpu_config(anchor_yolo26.OURS_CPU_CONFIG)
     x = ops.parameter([1, 8], np.float32)

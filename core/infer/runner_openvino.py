@@ -11,6 +11,8 @@ from core.errors import UserFacingError, WeightsError
 from core.infer.int8_info import int8_portability_warning, read_int8_info
 
 OUTPUT_NAMES = ("labels", "boxes", "scores", "masks")
+# CPU compile settings (why: in OpenVinoRunner); benchmarks/anchor_yolo26.py gives YOLO26 the same
+CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
 
 
 def openvino_device(device: str) -> str:
@@ -44,12 +46,11 @@ class OpenVinoRunner:
             # Float parts run in f32: the CPU plugin would otherwise pick bf16 on CPUs that have it,
             # changing results. An FP16 IR is then a half-size file whose weights are expanded to
             # f32 at load time (OpenVINO's documented CPU behaviour).
-            config["INFERENCE_PRECISION_HINT"] = "f32"
             # No runtime int8 requantization of activations in layers with compressed (int8/fp16)
             # weights: the plugin turns it on by CPU class (VNNI/AMX), so the same IR computed
             # differently per CPU, and it is not what NNCF calibrated. (It also picks kernels oneDNN
             # then refuses under ONEDNN_MAX_CPU_ISA, the knob the tests use to emulate older CPUs.)
-            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
+            config.update(CPU_CONFIG)
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
         try:
