@@ -549,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2.5e-4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nice", type=int, default=5)
-    p.add_argument("--mask-head", default="paper", help="our model's mask head (paper | lite | lite_s8 | "
-                   "narrow): lite's quality against paper's on the same batches (issue #16); narrow = upstream's N widths")
+    p.add_argument("--mask-head", default="paper", help="our model's mask head (core.model.builder."
+                   "MASK_HEADS): e.g. lite's or cpu's quality against paper's on the same batches (issue #16); "
+                   "narrow = upstream's N widths")
     p.add_argument("--amp", action="store_true",
                    help="ours with the trainer's CPU autocast (bf16 where native); upstream stays fp32 (its AMP is CUDA-only)")
     p.add_argument("--init-detector", type=Path, help="ours: start every weight but the mask head's from this "

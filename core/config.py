@@ -35,7 +35,7 @@ NUM_QUERIES = 300  # core.model.builder.SizeConfig.num_queries
 class ModelConfig(_Section):
     size: Literal["n", "s", "m", "l", "x"] = "s"
     image_size: int = Field(640, ge=64, le=4096)
-    mask_head: Literal["paper", "lite", "lite_s8", "narrow"] = "paper"  # segment only; see the template
+    mask_head: Literal["paper", "lite", "lite_s8", "narrow", "cpu"] = "paper"  # segment only; see the template
     weights: str | None = None  # a checkpoint to start from: a path or a name (dfine_s_coco)
     backbone_weights: str | None = None  # HGNetV2 ImageNet weights: a path or a name (hgnetv2_b0)
     weights_dir: str | None = None  # weights cache (None: $DFINE_WEIGHTS_DIR or the platform cache)
