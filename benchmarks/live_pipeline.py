@@ -145,8 +145,10 @@ def build_predictor(args):
     return Predictor.load(out, backend="openvino", precision="fp32", conf=0.5, threads=args.threads)
 
 
-def head_predictors(heads: list[str], frames: list[np.ndarray], work: Path, reuse: bool) -> dict:
-    """{label: Predictor} of our seg S INT8 per mask head, exported as the YOLO26 anchor does."""
+def head_predictors(heads: list[str], frames: list[np.ndarray], work: Path, reuse: bool,
+                    queries: int = 300) -> dict:
+    """{label: Predictor} of our seg S INT8 per mask head with `queries` decoder queries, exported as
+    the YOLO26 anchor does."""
     import cv2
     from anchor_yolo26 import export_ours, ours_conf
 
@@ -159,9 +161,11 @@ def head_predictors(heads: list[str], frames: list[np.ndarray], work: Path, reus
         cv2.imwrite(str(path), f)
     out = {}
     for head in heads:
-        xml = export_ours(head, "segment", work / f"ours_{head}", calib, ["int8"], [None], sample, reuse=reuse)[
-            ("int8", None)]
-        out[f"ours seg S {head} INT8"] = Predictor.load(xml, conf=ours_conf(xml, sample))
+        suffix = f"_q{queries}" if queries != 300 else ""
+        xml = export_ours(head, "segment", work / f"ours_{head}{suffix}", calib, ["int8"], [None], sample,
+                          reuse=reuse, queries=queries)[("int8", None)]
+        label = f"ours seg S {head}" + (f" {queries} queries" if queries != 300 else "") + " INT8"
+        out[label] = Predictor.load(xml, conf=ours_conf(xml, sample))
     return out
 
 
@@ -265,6 +269,8 @@ def main() -> int:
     p.add_argument("--heads", help="our seg S INT8 per mask head, comma-separated (e.g. lite,paper)")
     p.add_argument("--anchor", action="store_true", help="add YOLO26-seg S INT8 from its venv (same run)")
     p.add_argument("--anchor-python", help="the YOLO26 venv's python (default: found as dfine bench does)")
+    p.add_argument("--queries", type=int, default=300, help="--heads: decoder queries of ours (e.g. 100, the "
+                   "CPU pick's export setting)")
     p.add_argument("--reuse-exports", action="store_true", help="keep --heads exports of an earlier run in --out")
     p.add_argument("--video", type=Path, help="a video file (default: a generated 640x480 clip)")
     p.add_argument("--frames", type=int, default=120)
@@ -289,7 +295,8 @@ def main() -> int:
     frames, fps = load_frames(video)
     loads = [loadavg()]
     if args.heads:
-        predictors = head_predictors([h for h in args.heads.split(",") if h], frames, work, args.reuse_exports)
+        predictors = head_predictors([h for h in args.heads.split(",") if h], frames, work, args.reuse_exports,
+                                     args.queries)
     else:
         predictors = {args.model or f"random {args.random_size} OpenVINO FP32": build_predictor(args)}
 

@@ -11,7 +11,10 @@ upsample goes x4, so masks are always H/4 x W/4.
 Widths: the paper's head keeps the common width (256) through both 3x3 convs and the mask
 embedding ("paper" preset in core.model.builder; parameter counts match the paper's table).
 On CPU its stride-4 3x3 conv (256->256 on H/4 x W/4) costs more than the whole S detector,
-so the "lite" preset narrows the common width, the two 3x3 convs and the embedding.
+so the "lite" preset narrows the common width, the two 3x3 convs and the embedding. The "cpu"
+preset keeps the fuse conv (at the finest PAN stride) 128 wide and narrows only the stride-4 conv
+and the embedding (to 32): once quantized it costs what lite does, and its masks match the paper
+head's on our measurements, where lite's fall short.
 `upsample_last` (the "lite_s8" preset) runs both 3x3 convs at the finest PAN stride (8; 16 for
 size N) and bilinearly upsamples their output to stride 4: the stride-4 conv costs 4x less, the
 mask map keeps its H/4 x W/4 size and the same parameters as "lite".
