@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-size", choices=["n", "s", "m", "l", "x"],
                    help="no trained model: random weights of this size (latency only, F1 not measured)")
     p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
+    p.add_argument("--mask-head", default="paper", help="mask head for --random-size (model.mask_head: paper, "
+                   "lite, lite_s8, narrow, cpu; default paper; cpu is the CPU pick)")
+    p.add_argument("--queries", type=int, help="decoder queries for --random-size (default 300, as trained; the "
+                   "CPU pick exports 100, as export.queries)")
     p.add_argument("--formats", default="torch,onnx,openvino",
                    help="backends to time (default torch,onnx,openvino; as `dfine export --formats`)")
     export_cfg, infer_cfg = ExportConfig(), InferConfig()
@@ -123,11 +127,17 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     precisions = _csv_list(args.precision)
     notes: list[str] = []
     if args.random_size:
-        model = synthetic_model(args.random_size, 3, args.image_size)
-        meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), 100,
+        model = synthetic_model(args.random_size, 3, args.image_size, mask_head=args.mask_head)
+        if args.queries is not None:
+            if not 1 <= args.queries <= model.decoder.num_queries:
+                raise UserFacingError(f"--queries must be 1..{model.decoder.num_queries}, got {args.queries}")
+            model.decoder.num_queries = args.queries  # what export.queries does to a trained model
+        top_k = min(100, model.decoder.num_queries * 3)  # as export.queries: top_k <= queries x classes
+        meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), top_k,
                          args.random_size, source="random weights")
         project = project_for(args.project) if args.project else None
-        notes.append(f"size {args.random_size.upper()} with random weights (no trained model): latency only; "
+        notes.append(f"size {args.random_size.upper()} with random weights (no trained model), mask head "
+                     f"{args.mask_head}, {model.decoder.num_queries} queries: latency only; "
                      "INT8 calibrated on the demo/project images")
     else:
         if not args.model:

@@ -75,3 +75,44 @@ def test_outputs_and_speedup(tmp_path):
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "| - | - |" in markdown_table([{**rows[0], "f1": None, "precision": None, "recall": None, "iou": None}],
                                          speed, [])
+
+
+def _bench_args(tmp_path, *extra: str):
+    import argparse
+
+    from core.bench import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(["--random-size", "n", "--image-size", "128", "--formats", "torch,onnx", "--precision",
+                         "fp32", "--no-anchor", "--out", str(tmp_path), *extra])
+
+
+def test_random_size_bench_takes_the_cpu_pick(tmp_path):
+    """`dfine bench --random-size s --mask-head cpu --queries 100` times the CPU pick without a trained
+    model: the torch model and the export both carry that head and run that many decoder queries."""
+    from core.bench import prepare_models
+
+    setup = prepare_models(_bench_args(tmp_path, "--mask-head", "cpu", "--queries", "20"), log=lambda _: None)
+    labels = [label for label, _, _ in setup.models]
+    assert labels == ["torch fp32", "onnx fp32"]
+    torch_model = setup.models[0][1].runner.module.model  # TorchRunner -> DeployModel -> DFINEModel
+    assert torch_model.mask_head_preset == "cpu" and torch_model.decoder.num_queries == 20
+    assert torch_model.mask_head.pixel_decoder.out_conv.out_channels == 32
+    assert setup.models[0][1].meta.top_k == 60  # 20 queries x 3 classes: fewer than the default 100
+    assert any("mask head cpu, 20 queries" in n for n in setup.notes)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    torch_det, onnx_det = (p.predict([frame])[0] for _, p, _ in setup.models)
+    assert len(torch_det) == len(onnx_det) and np.allclose(torch_det.scores, onnx_det.scores, atol=1e-4)
+
+
+def test_random_size_bench_rejects_bad_head_and_queries(tmp_path):
+    import pytest
+
+    from core.bench import prepare_models
+    from core.errors import UserFacingError
+
+    with pytest.raises(UserFacingError, match="mask_head must be one of"):
+        prepare_models(_bench_args(tmp_path, "--mask-head", "tiny"), log=lambda _: None)
+    with pytest.raises(UserFacingError, match="--queries must be 1..300, got 301"):
+        prepare_models(_bench_args(tmp_path, "--queries", "301"), log=lambda _: None)
