@@ -14,11 +14,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from core.bench_anchor import anchor_report
-from core.config import ExportConfig, InferConfig
+from core.config import ExportConfig, InferConfig, ModelConfig
 from core.errors import UserFacingError
 from core.infer.meta import ModelMeta, find_meta
 from core.infer.runner_base import backend_name
@@ -35,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-size", choices=["n", "s", "m", "l", "x"],
                    help="no trained model: random weights of this size (latency only, F1 not measured)")
     p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
-    p.add_argument("--mask-head", default="paper", help="mask head for --random-size (model.mask_head: paper, "
-                   "lite, lite_s8, narrow, cpu; default paper; cpu is the CPU pick)")
+    heads = get_args(ModelConfig.model_fields["mask_head"].annotation)
+    p.add_argument("--mask-head", default="paper", help=f"mask head for --random-size (model.mask_head: "
+                   f"{', '.join(heads)}; default paper; cpu is the CPU pick)")
     p.add_argument("--queries", type=int, help="decoder queries for --random-size (default 300, as trained; the "
                    "CPU pick exports 100, as export.queries)")
     p.add_argument("--formats", default="torch,onnx,openvino",
@@ -117,7 +119,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     """Export (if needed) and open every model to time; F1 on the project's val split when there is one."""
     import tempfile
 
-    from core.export.pipeline import export_all, project_for
+    from core.export.pipeline import export_all, limit_queries, project_for
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.predictor import Predictor, export_layout, resolve_model
     from core.infer.val_metrics import evaluate, load_val_items
@@ -128,13 +130,12 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     notes: list[str] = []
     if args.random_size:
         model = synthetic_model(args.random_size, 3, args.image_size, mask_head=args.mask_head)
-        if args.queries is not None:
-            if not 1 <= args.queries <= model.decoder.num_queries:
-                raise UserFacingError(f"--queries must be 1..{model.decoder.num_queries}, got {args.queries}")
-            model.decoder.num_queries = args.queries  # what export.queries does to a trained model
-        top_k = min(100, model.decoder.num_queries * 3)  # as export.queries: top_k <= queries x classes
-        meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), top_k,
+        meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), 100,
                          args.random_size, source="random weights")
+        if args.queries is not None:
+            limit_queries(meta, args.queries, model.decoder.num_queries, what="--queries")
+            # on the model itself, so the torch row runs the count the exports run
+            model.decoder.num_queries = args.queries
         project = project_for(args.project) if args.project else None
         notes.append(f"size {args.random_size.upper()} with random weights (no trained model), mask head "
                      f"{args.mask_head}, {model.decoder.num_queries} queries: latency only; "

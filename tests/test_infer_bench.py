@@ -114,5 +114,5 @@ def test_random_size_bench_rejects_bad_head_and_queries(tmp_path):
 
     with pytest.raises(UserFacingError, match="mask_head must be one of"):
         prepare_models(_bench_args(tmp_path, "--mask-head", "tiny"), log=lambda _: None)
-    with pytest.raises(UserFacingError, match="--queries must be 1..300, got 301"):
+    with pytest.raises(UserFacingError, match="--queries: 301 asked for, the model has 300"):
         prepare_models(_bench_args(tmp_path, "--queries", "301"), log=lambda _: None)

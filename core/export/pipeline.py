@@ -92,17 +92,22 @@ def calibration_batches(paths: list[Path], image_size: tuple[int, int]):
     return _Lazy()
 
 
+def limit_queries(meta: ModelMeta, queries: int, trained: int, what: str = "export queries") -> None:
+    """Checks a decoder query count against the ``trained`` one (``what`` names the setting in the
+    error), records it in the meta and keeps top_k possible (top_k <= queries x classes)."""
+    if not 1 <= queries <= trained:
+        raise UserFacingError(f"{what}: {queries} asked for, the model has {trained} "
+                              f"(use 1..{trained}; fewer is faster, see benchmarks/decoder_queries.py)")
+    meta.top_k = min(meta.top_k, queries * meta.num_classes)
+    meta.extra["decoder_queries"] = queries
+
+
 def deploy_model(model, meta: ModelMeta, queries: int | None):
     """The export graph's wrapper; with ``queries`` the meta records them and keeps top_k possible."""
     from core.model import DeployModel
 
     if queries is not None:
-        trained = model.decoder.num_queries
-        if not 1 <= queries <= trained:
-            raise UserFacingError(f"export queries: {queries} asked for, the model has {trained} "
-                                  f"(use 1..{trained}; fewer is faster, see benchmarks/decoder_queries.py)")
-        meta.top_k = min(meta.top_k, queries * meta.num_classes)
-        meta.extra["decoder_queries"] = queries
+        limit_queries(meta, queries, model.decoder.num_queries)
     return DeployModel(model, meta.top_k, num_queries=queries)
 
 
