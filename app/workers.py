@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from core.errors import UserFacingError
 
@@ -24,12 +24,14 @@ class TaskSignals(QObject):
     cancelled = Signal(object)  # whatever the job returned when it stopped early (partial result)
 
 
-class Task(QRunnable):
-    """One job; keep a reference to its ``signals`` object while you need them."""
+class Task:
+    """One job; keep a reference to its ``signals`` object while you need them.
+
+    Not a QRunnable: the pool is handed ``task.run`` (a plain callable). A QRunnable subclass
+    passed to ``QThreadPool.start`` is kept alive by the binding after it ran (autoDelete off),
+    so every image switch leaked a task (issue #35, found by paging 300 images)."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any):
-        super().__init__()
-        self.setAutoDelete(False)
         self.fn = fn
         self.args = args
         self.signals = TaskSignals()
@@ -71,7 +73,10 @@ class Task(QRunnable):
             pass
 
 
-_live: set[Task] = set()  # keeps tasks (and their signal objects) alive until they end
+# Keeps tasks (and their signal objects) alive until they end. Keyed by id so the release slot
+# holds no reference to its task: a closure over the task would make a cycle through the C++
+# signal connection that Python's collector cannot see, and every task would leak (issue #35).
+_live: dict[int, Task] = {}
 
 
 def run_task(fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
@@ -85,8 +90,9 @@ def run_task(fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] 
         task.signals.failed.connect(on_error)
     if on_progress:
         task.signals.progress.connect(on_progress)
-    _live.add(task)
+    key = id(task)
+    _live[key] = task
     for sig in (task.signals.finished, task.signals.failed, task.signals.cancelled):
-        sig.connect(lambda *_: _live.discard(task))
-    (pool or QThreadPool.globalInstance()).start(task)
+        sig.connect(lambda *_, key=key: _live.pop(key, None))
+    (pool or QThreadPool.globalInstance()).start(task.run)
     return task
