@@ -21,6 +21,7 @@ from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from app.document import LabelDocument
 from core.annotation import ImageAnnotation
 from core.errors import ConflictError, UserFacingError
+from core.project_lock import LockBusyError
 
 IDLE_MS = 1500
 
@@ -91,6 +92,12 @@ class AutoSaver(QObject):
             # the class list changed in another program: the ids on screen are stale, so nothing is
             # written; the edit stays in memory (not replaced) and the message says to reload
             self.failed.emit(doc, str(exc))
+            return False
+        except LockBusyError as exc:
+            # another process holds the project lock: keep the edit, say who, and try again
+            self.failed.emit(doc, f"{exc} — your edits are kept and saved when the lock is free")
+            if doc is self.doc:
+                self.timer.start()
             return False
         except (OSError, UserFacingError) as exc:
             self.failed.emit(doc, str(exc))

@@ -53,6 +53,8 @@ from core.errors import UserFacingError
 from core.image_state import set_done
 
 
+GUI_LOCK_WAIT_S = 0.3  # the GUI thread never waits longer for the project lock
+
 class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     image_shown = Signal(object)  # Path of the image now on the canvas
     project_opened = Signal(object)  # core.project.Project (panels of other rooms follow it)
@@ -397,6 +399,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self._error(str(exc))
             return False
         self.close_project()
+        project.lock_wait_s = GUI_LOCK_WAIT_S  # every store call from this window: no long waits
         self.project = project
         self.settings.setValue("last_project", str(project.root))
         recent = [str(project.root)] + [p for p in self._recent() if p != str(project.root)]
@@ -586,7 +589,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         path = self.doc.image_path
         done = path not in self.list_model.done
         try:
-            set_done(self.project.root, [self.project.rel_image(path)], done)
+            set_done(self.project.root, [self.project.rel_image(path)], done, lock_wait_s=GUI_LOCK_WAIT_S)
         except (UserFacingError, OSError) as exc:
             self._error(f"Could not store the done mark: {exc}")
             return
@@ -706,10 +709,12 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     # ================================================================== documents / saving
     def _project_lock(self):
-        """The project's one writer lock (a no-op context before a project is open)."""
+        """The project's one writer lock (a no-op context before a project is open). The GUI
+        thread waits for it at most GUI_LOCK_WAIT_S: a busy lock (a class edit or import in
+        another process) is a LockBusyError naming the holder, and autosave tries again later."""
         import contextlib
 
-        return self.project.lock() if self.project is not None else contextlib.nullcontext()
+        return self.project.lock(timeout=GUI_LOCK_WAIT_S) if self.project is not None else contextlib.nullcontext()
 
     def _save_ann(self, ann: ImageAnnotation) -> None:
         self.project.save_annotation(ann)

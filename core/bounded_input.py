@@ -10,6 +10,7 @@ decodes to gigapixels. Each has one bounded entry point here.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,77 @@ def search_user_regex(compiled, text: str, source: str, timeout: float = REGEX_M
     except TimeoutError:
         raise LimitError(f"{source}: pattern {compiled.pattern!r} took over {timeout:g} s on {text!r} "
                          f"(catastrophic backtracking?); simplify it, e.g. '(a+)+' -> 'a+'") from None
+
+
+# ----------------------------------------------------------------------------- regular files
+
+STATE_MAX_BYTES = 512 << 20  # journals hold old+new text of every label file a class edit touched
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISDIR, "folder"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def read_regular_bytes(path: Path | str, max_bytes: int | None = STATE_MAX_BYTES) -> bytes:
+    """The bytes of a regular file, or LimitError naming the path.
+
+    Why: ``open()`` on a FIFO blocks until a writer appears (a hang), a character device such as
+    /dev/zero never ends; opening non-blocking and checking fstat before any read makes both a
+    one-line error. FileNotFoundError passes through (callers decide what absent means)."""
+    import stat
+
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):  # callers already word this case (e.g. "not a label file")
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise LimitError(f"{path}: is a {_kind(st.st_mode)}, not a regular file; refusing to read it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise LimitError(f"{path}: {st.st_size:,} bytes, over the {max_bytes:,}-byte limit for this file")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_regular_text(path: Path | str, max_bytes: int | None = STATE_MAX_BYTES) -> str:
+    """:func:`read_regular_bytes` decoded as UTF-8 (a BOM is dropped); bad bytes -> ConfigError."""
+    data = read_regular_bytes(path, max_bytes)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+
+
+def load_json_file(path: Path | str, expect: type | tuple[type, ...] = dict,
+                   max_bytes: int | None = STATE_MAX_BYTES) -> Any:
+    """A JSON state file through every bound: regular file, size, depth, syntax and top-level type.
+    Any failure is a UserFacingError naming the file (FileNotFoundError passes through)."""
+    text = read_regular_text(path, max_bytes)
+    try:
+        data = loads_json(text, path)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"{path}" + (f":{line}" if line else "") + f": not valid JSON ({exc})") from None
+    if not isinstance(data, expect):
+        json_name = {dict: "an object", list: "an array", str: "a text", int: "a number", float: "a number"}
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        want = " or ".join(json_name.get(t, t.__name__) for t in kinds)
+        got = "null" if data is None else json_name.get(type(data), type(data).__name__)
+        raise ConfigError(f"{path}: expected {want} at the top level, got {got}")
+    return data

@@ -216,8 +216,10 @@ class ProjectConfig(_Section):
 def load_config(path: Path | str) -> ProjectConfig:
     """Read and validate ``project.yaml``; every problem is a ConfigError naming file and line."""
     path = Path(path)
+    from core.bounded_input import read_regular_bytes
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular_bytes(path, 16 << 20).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:

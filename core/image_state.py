@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.atomic_io import atomic_write_text
-from core.errors import LabelError
+from core.bounded_input import load_json_file
+from core.errors import LabelError, UserFacingError
 from core.project_lock import project_lock
 
 STATE_FILE = Path(".dfine") / "image_state.json"
@@ -30,16 +31,11 @@ def read_done(root: Path | str) -> set[str]:
     """Relative image paths marked done (empty when the file does not exist yet)."""
     path = state_path(root)
     try:
-        size = path.stat().st_size
+        data = load_json_file(path, dict, MAX_BYTES)
     except FileNotFoundError:
         return set()
-    if size > MAX_BYTES:
-        raise LabelError(path, None, f"file is {size:,} bytes, over the {MAX_BYTES:,} limit")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise LabelError(path, line, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    except UserFacingError as exc:  # not JSON, too deep, too big, a FIFO, not an object
+        raise LabelError(path, None, str(exc).removeprefix(f"{path}: ")) from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise LabelError(path, None, f"expected an object with \"version\": {VERSION}",
                          data.get("version") if isinstance(data, dict) else type(data).__name__)
@@ -56,13 +52,13 @@ def write_done(root: Path | str, done: Iterable[str]) -> None:
     atomic_write_text(path, json.dumps({"version": VERSION, "done": sorted(set(done))}, indent=1) + "\n")
 
 
-def set_done(root: Path | str, images: Iterable[str], done: bool) -> set[str]:
+def set_done(root: Path | str, images: Iterable[str], done: bool, lock_wait_s: float | None = None) -> set[str]:
     """Mark (or unmark) ``images`` done; returns the new set. The read-modify-write runs inside
     the project lock, like every other writer of the project's files, so two windows (or a window
     and a script) marking images never lose each other's marks."""
 
     images = set(images)
-    with project_lock(root):
+    with project_lock(root, timeout=lock_wait_s):
         current = read_done(root)
         new = current | images if done else current - images
         if new != current:

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from core.bounded_input import loads_json
+from core.bounded_input import loads_json, read_regular_bytes
 from core.errors import UserFacingError
 
 __all__ = [
@@ -352,7 +352,7 @@ def read_model_file(path: Path, model: type[BaseModel], what: str) -> Any:
 
     path = Path(path)
     try:
-        data = loads_json(path.read_bytes(), path)
+        data = loads_json(read_regular_bytes(path), path)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UserFacingError as exc:

@@ -21,17 +21,26 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_delete, atomic_write_text, remove_stale_temps
-from core.bounded_input import compile_user_regex, load_yaml, search_user_regex
+from core.bounded_input import (
+    compile_user_regex,
+    load_json_file,
+    load_yaml,
+    read_regular_bytes,
+    read_regular_text,
+    search_user_regex,
+)
 from core.config import CONFIG_FILE, ProjectConfig, load_config, parse_config_text
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
@@ -42,8 +51,9 @@ from core.data.formats.yolo_txt import (
     sidecar_path,
 )
 from core.data.images import IMAGE_EXTENSIONS  # the one reader decides what an image is
-from core.errors import ConfigError, ConflictError, LabelError, UserFacingError
+from core.errors import ConfigError, ConflictError, LabelError, LimitError, UserFacingError
 from core.project_lock import held_here, project_lock
+from core.project_paths import PathOutsideError, inside
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,7 @@ class Project:
     def __init__(self, root: Path, config: ProjectConfig):
         self.root = Path(root).resolve()  # absolute: image paths are resolved against images/
         self.config = config
+        self.lock_wait_s: float | None = None  # None: core.project_lock.LOCK_WAIT_S; the GUI sets less
 
     # ------------------------------------------------------------------ open / create
 
@@ -196,7 +207,7 @@ class Project:
         if lp.exists():
             text = _read_label_text(lp)
             side = sidecar_path(lp)
-            sidecar = load_sidecar(side.read_bytes()) if side.is_file() else None
+            sidecar = load_sidecar(read_regular_bytes(side)) if side.exists() else None
             parsed = parse_yolo_txt(text, w, h, lp, len(self.config.classes), sidecar)
             inst = parsed.instances
             for msg in parsed.warnings:
@@ -205,15 +216,16 @@ class Project:
                     warnings.append(msg)
         return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image))
 
-    def lock(self, blocking: bool = True):
+    def lock(self, blocking: bool = True, timeout: float | None = None):
         """The one project lock (core.project_lock): hold it around any read-modify-write of
-        label files or project.yaml. Re-entrant; every store method below takes it itself."""
-        return project_lock(self.root, blocking)
+        label files or project.yaml. Re-entrant; every store method below takes it itself.
+        A blocking wait ends after ``timeout`` s (default LOCK_WAIT_S) with LockBusyError."""
+        return project_lock(self.root, blocking, self.lock_wait_s if timeout is None else timeout)
 
     def classes_on_disk(self) -> list[str]:
         """The class list project.yaml holds now (another process may have edited it)."""
         # keyed by content, not mtime: two writes within one file-system clock tick look alike
-        key = self.config_path.read_bytes()
+        key = read_regular_bytes(self.config_path)
         cached = getattr(self, "_disk_classes", None)
         if cached is None or cached[0] != key:
             cached = (key, list(load_config(self.config_path).classes))
@@ -228,10 +240,11 @@ class Project:
         by appending since this Project read it (the ids in ``ann`` would mean other classes), or when ``expect``
         (run inside the lock, e.g. "the file is still what I loaded") returns False."""
         n = len(self.config.classes)
-        for inst in ann.instances:
+        for k, inst in enumerate(ann.instances):
             if not 0 <= inst.class_id < n:
                 raise LabelError(self.label_path(ann.image_path), None,
                                  f"class id out of range 0..{n - 1}", inst.class_id)
+            _check_geometry(inst, ann.width, ann.height, self.label_path(ann.image_path), k)
         lp = self.label_path(ann.image_path)
         out = format_yolo_txt(ann.instances, ann.width, ann.height)
         with self.lock():
@@ -245,7 +258,7 @@ class Project:
                 raise ConflictError(f"{lp}: changed by another writer since it was read; not saved")
             lp.parent.mkdir(parents=True, exist_ok=True)
             side = sidecar_path(lp)
-            old_side = load_sidecar(side.read_bytes()) if side.exists() else None
+            old_side = load_sidecar(read_regular_bytes(side)) if side.exists() else None
             new_rows = (out.sidecar or {}).get("rows", {})
             old_rows = (old_side or {}).get("rows", {})
             if new_rows and any(k not in old_rows for k in new_rows):
@@ -301,7 +314,7 @@ class Project:
             raise ConfigError(f"{self.config_path}: split.group_by is 'csv' but {path} does not exist "
                               f"(header `image,group`)")
         try:
-            text = path.read_bytes().decode("utf-8-sig")
+            text = read_regular_bytes(path).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); save it as UTF-8") from None
         except IsADirectoryError:
@@ -330,7 +343,7 @@ class Project:
             p = self.splits_dir / f"{name}.txt"
             if p.exists():
                 try:
-                    text = p.read_bytes().decode("utf-8-sig")
+                    text = read_regular_bytes(p).decode("utf-8-sig")
                 except UnicodeDecodeError as exc:
                     raise ConfigError(f"{p}: not a UTF-8 text file (byte {exc.start}); fix or delete it "
                                       f"(`dfine split --reset` rewrites it)") from None
@@ -434,7 +447,7 @@ class Project:
             self.reload_config()
             old_names = self.class_names
             op, new_names, mapping, removed = plan(old_names)
-            text = self.config_path.read_text(encoding="utf-8")
+            text = read_regular_text(self.config_path)
             new_text = set_top_level_value(text, "classes", _flow_list(new_names))
             parse_config_text(new_text, str(self.config_path))  # duplicate/empty names -> ConfigError now
             identity = all(k == v for k, v in mapping.items())  # add/rename: no label changes
@@ -475,9 +488,31 @@ def _delete_plan(names: list[str], name: str, relabel_to: str | None):
     return ("merge" if t is not None else "delete"), new_names, mapping, d
 
 
+def _check_geometry(inst, width: int, height: int, path: Path, k: int) -> None:
+    """Refuse to write a row no reader would accept back: every reader rejects a file with one
+    NaN, so writing it would lose the file's good rows to training (issue #35). A point may sit
+    a little outside the image (it is clipped on write); one an image size away is a bug."""
+    parts = [np.asarray(p, dtype=np.float64).reshape(-1) for p in (*inst.polygons, *inst.holes)]
+    if inst.box is not None:
+        parts.append(np.asarray(inst.box, dtype=np.float64).reshape(-1))
+    if not parts:
+        raise LabelError(path, None, f"instance {k + 1}: has neither a polygon nor a box; not saved")
+    values = np.concatenate(parts)
+    if not np.isfinite(values).all():
+        raise LabelError(path, None, f"instance {k + 1}: a coordinate is not a finite number; not saved",
+                         values[~np.isfinite(values)][0].item())
+    limit = 2.0 * max(width, height)
+    far = values[(values < -limit) | (values > limit + max(width, height))]
+    if far.size:
+        raise LabelError(path, None, f"instance {k + 1}: a coordinate lies far outside the {width}x{height} "
+                         f"image; not saved", far[0].item())
+
+
 def _read_label_text(lp: Path) -> str:
     try:
-        return decode_label_bytes(lp.read_bytes(), lp)
+        return decode_label_bytes(read_regular_bytes(lp), lp)
+    except LimitError as exc:  # a FIFO, device or huge file among the labels: one bad file, not a hang
+        raise LabelError(lp, None, str(exc).removeprefix(f"{lp}: ")) from None
     except IsADirectoryError:
         raise LabelError(lp, None, "is a folder, not a label file") from None
     except PermissionError:
@@ -604,6 +639,66 @@ def undo_text(current: str, entry: dict, inverse: dict[int, int], path: Path, nu
 
 HISTORY_DIR = "class_history"
 HISTORY_LIMIT = 20  # class edits that can be undone, newest first
+_HISTORY_NAME = re.compile(r"^[0-9]{1,12}\.json$")
+
+
+def _edit_error(exc: OSError, desc: str, outcome: str) -> OSError:
+    """An OSError (errno kept: the CLI reports a full disk as one line) that says what became of
+    the class edit as a whole; the inner error speaks of one file only."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OSError(exc.errno, f"{exc.strerror or exc}{where} during the class edit '{desc}': {outcome}")
+
+
+def check_journal(j: dict, root: Path, source: Path, record: bool = False) -> dict:
+    """A class-edit journal (or history record) with the types the code relies on and every
+    path inside the project: files[].path is project.yaml or a file under labels/, ``undoes``
+    a record under .dfine/, ``history`` a record name. Else ConfigError / PathOutsideError
+    naming the file and the field, and nothing of it is replayed."""
+
+    def bad(field: str, value: object, want: str) -> ConfigError:
+        return ConfigError(f"{source}: {field} must be {want}, got {value!r:.80}; the class-edit journal "
+                           f"was not applied (delete {source} if it did not come from dfine-studio)")
+
+    if not isinstance(j.get("id"), str) or not j["id"]:
+        raise bad("id", j.get("id"), "a text")
+    if not isinstance(j.get("description", ""), str):
+        raise bad("description", j.get("description"), "a text")
+    n2o = j.get("new_to_old")
+    if not isinstance(n2o, dict) or not all(
+            isinstance(k, str) and k.lstrip("-").isdigit() and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in n2o.items()):
+        raise bad("new_to_old", n2o, "an object of class id -> class id")
+    files = j.get("files")
+    if not isinstance(files, list):
+        raise bad("files", files, "a list")
+    labels = root / "labels"
+    for i, f in enumerate(files):
+        if not isinstance(f, dict):
+            raise bad(f"files[{i}]", f, "an object")
+        for key in ("old", "new"):
+            if not isinstance(f.get(key), str):
+                raise bad(f"files[{i}].{key}", f.get(key), "a text")
+        rows = f.get("rows", [])
+        if not isinstance(rows, list) or not all(
+                isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and isinstance(r[1], (str, type(None)))
+                for r in rows):
+            raise bad(f"files[{i}].rows", rows, "a list of [old row, new row or null]")
+        path = inside(root, f.get("path"), f"{source}: files[{i}].path")
+        if path != root / CONFIG_FILE and not (path.is_relative_to(labels) and path != labels):
+            raise PathOutsideError(f"{source}: files[{i}].path {f['path']!r} is neither {CONFIG_FILE} nor a "
+                                   f"label file under labels/; a class edit touches nothing else")
+    if "undoes" in j:
+        target = inside(root, j["undoes"], f"{source}: undoes")
+        dot = root / JOURNAL_DIR
+        if not (target == dot / "class_edit.json"
+                or (target.parent == dot / HISTORY_DIR and _HISTORY_NAME.match(target.name))):
+            raise PathOutsideError(f"{source}: undoes {j['undoes']!r} is not a class-edit record under "
+                                   f"{JOURNAL_DIR}/{HISTORY_DIR}/")
+    if "history" in j and not (isinstance(j["history"], str) and _HISTORY_NAME.match(j["history"])):
+        raise bad("history", j["history"], "a record name like 000001.json")
+    if record and ("undoes" in j):
+        raise bad("undoes", j["undoes"], "absent in a history record")
+    return j
 
 
 class ClassEditJournal:
@@ -626,15 +721,19 @@ class ClassEditJournal:
         self.history = self.dir / HISTORY_DIR
 
     def _read(self) -> dict | None:
-        if not self.path.exists():
-            return None
+        """The journal, checked: a journal is replayed on open (files written, records deleted),
+        so one from elsewhere must not reach outside the project or crash every verb."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except ValueError:
-            return None  # a torn journal cannot exist (atomic write); a hand-damaged one is ignored
+            j = load_json_file(self.path)
+        except FileNotFoundError:
+            return None
+        return check_journal(j, self.root, self.path)
 
     def _is_done(self, j: dict) -> bool:
-        return self.done.exists() and self.done.read_text(encoding="utf-8").strip() == j["id"]
+        try:
+            return read_regular_text(self.done, 1024).strip() == j["id"]
+        except FileNotFoundError:
+            return False
 
     def _lock(self, blocking: bool = True):
         """The project lock (kept under this name for callers that guard recovery with it)."""
@@ -650,19 +749,21 @@ class ClassEditJournal:
     def _last(self) -> tuple[Path, dict] | None:
         for p in reversed(self._entries()):
             try:
-                return p, json.loads(p.read_text(encoding="utf-8"))
-            except ValueError:
-                log.warning("%s: damaged class-edit record skipped", p)
+                return p, check_journal(load_json_file(p), self.root, p, record=True)
+            except (OSError, UserFacingError) as exc:
+                log.warning("damaged class-edit record skipped: %s", exc)
                 continue
-        j = self._read()  # a journal from before the history existed: still undoable once
-        if j is not None and not j.get("undoes") and "history" not in j and self._is_done(j):
+        j = self._read()  # a journal from before the history existed: still undoable once;
+        # likewise an edit whose history record could not be written (disk full at the last step)
+        if j is not None and not j.get("undoes") and self._is_done(j) and (
+                "history" not in j or not (self.history / j["history"]).exists()):
             return self.path, j
         return None
 
     def _finish(self, j: dict) -> None:
         """The step after the `.done` marker: record the edit, or drop the record it undid."""
         if j.get("undoes"):
-            target = self.root / j["undoes"]
+            target = inside(self.root, j["undoes"], f"{self.path}: undoes")  # checked by check_journal too
             if target != self.path:  # a pre-history journal was replaced by this undo's own
                 atomic_delete(target)
             return
@@ -700,14 +801,35 @@ class ClassEditJournal:
             j["undoes"] = undoes
         else:
             j["history"] = f"{seq:06d}.json"
-        atomic_write_text(self.path, json.dumps(j))
+        try:
+            atomic_write_text(self.path, json.dumps(j))
+        except OSError as exc:
+            raise _edit_error(exc, desc, "nothing was changed") from exc
+        try:
+            self._write_files(j, changes, redo)
+        except Exception as exc:  # a crash (or Ctrl+C) is rolled back by the next open instead
+            restored = self._roll_back(j)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise _edit_error(exc, desc, "every file was put back as it was" if restored else
+                                  f"it is rolled back when the project is next opened with space free "
+                                  f"(journal {self.path})") from exc
+            raise
+        try:
+            self._finish(j)
+        except OSError as exc:  # the edit is complete; undo still finds it in the journal (see _last)
+            raise _edit_error(exc, desc, "the edit was applied; its undo record is kept in the journal") \
+                from exc
+
+    def _write_files(self, j: dict, changes: dict[Path, tuple[str, str]],
+                     redo: Callable[[Path, str], str] | None) -> None:
+        """Every file of the edit, then the `.done` marker (the edit's commit point)."""
         drifted = False
         for f, (p, (old, new)) in zip(j["files"], changes.items()):
             if redo is not None:
                 # a writer that ignores the lock (another tool) changed the file after we read it:
                 # apply the edit to what is there now rather than write back the stale copy
                 try:
-                    cur = p.read_bytes().decode("utf-8-sig" if p.suffix == ".txt" else "utf-8")
+                    cur = read_regular_bytes(p).decode("utf-8-sig" if p.suffix == ".txt" else "utf-8")
                 except (OSError, UnicodeDecodeError):
                     cur = old
                 if cur != old:
@@ -717,7 +839,26 @@ class ClassEditJournal:
         if drifted:
             atomic_write_text(self.path, json.dumps(j))
         atomic_write_text(self.done, j["id"])
-        self._finish(j)
+
+    def _roll_back(self, j: dict) -> bool:
+        """After a failed write mid-edit: put back every file the edit changed (files it never
+        reached are left alone, so a full disk needs no space for them) and drop the journal.
+        False when that failed too; the journal then stays for the rollback on the next open."""
+        try:
+            if self._is_done(j):
+                return False
+            for f in j["files"]:
+                target = inside(self.root, f["path"], f"{self.path}: files[].path")
+                try:
+                    current = read_regular_bytes(target).decode("utf-8-sig" if target.suffix == ".txt" else "utf-8")
+                except (OSError, UnicodeDecodeError):
+                    current = None
+                if current != f["old"]:
+                    atomic_write_text(target, f["old"])
+            atomic_delete(self.path)
+            return True
+        except (OSError, UserFacingError):
+            return False
 
     def recover(self) -> bool:
         """Roll back a half-applied edit; True if something was rolled back. Skipped while
@@ -735,7 +876,7 @@ class ClassEditJournal:
             self._finish(j)
             return False
         for f in j["files"]:
-            atomic_write_text(self.root / f["path"], f["old"])
+            atomic_write_text(inside(self.root, f["path"], f"{self.path}: files[].path"), f["old"])
         atomic_delete(self.path)
         log.warning("rolled back an interrupted class edit (%s)", j["description"])
         return True
@@ -774,7 +915,7 @@ class ClassEditJournal:
         if errors:
             raise UserFacingError("cannot undo the class edit (nothing was changed):\n  " + "\n  ".join(errors))
         cfg = journaled[cfg_rel]
-        cur_cfg = project.config_path.read_text(encoding="utf-8")
+        cur_cfg = read_regular_text(project.config_path)
         old_classes = (load_yaml(cfg["old"], str(project.config_path)) or {}).get("classes", [])
 
         def undo_cfg(text: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.annotation import ImageAnnotation
+from core.bounded_input import read_regular_text
 from core.atomic_io import atomic_write_text
 from core.data.formats.report import ImportResult
 from core.errors import LabelError, UserFacingError
@@ -127,7 +128,7 @@ def _record_splits_locked(project: Project, new: dict[str, list[str]]) -> None:
     current: dict[str, list[str]] = {}
     for name in ("train", "val"):
         p = project.splits_dir / f"{name}.txt"
-        current[name] = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()
+        current[name] = [ln.strip() for ln in read_regular_text(p).splitlines()
                          if ln.strip()] if p.exists() else []
     for name, other in (("train", "val"), ("val", "train")):
         moved = set(new[other])

@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from core.errors import LimitError, UserFacingError
 
 LOCK_DIR = ".dfine"
 LOCK_NAME = "project.lock"
@@ -82,28 +87,113 @@ def lock_path(root: Path | str) -> Path:
     return Path(root) / LOCK_DIR / LOCK_NAME
 
 
+# How long a writer waits for the lock before it gives up with a message naming the holder.
+# A class edit of a large project holds it for seconds; nothing holds it for minutes.
+LOCK_WAIT_S = float(os.environ.get("DFINE_LOCK_WAIT_S", "60"))
+LOCK_NOTICE_S = 1.0  # then say once who we are waiting for
+_POLL_S = 0.05
+
+
+class LockBusyError(UserFacingError):
+    """The project lock stayed held by another process (or thread) for the whole wait."""
+
+
+def _open_lock_file(path: Path):
+    """The lock file, opened without blocking: a FIFO planted as the lock file would hang open()."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LimitError(f"{path}: is not a regular file; remove it (dfine-studio recreates its lock file)")
+    return os.fdopen(fd, "r+b")
+
+
+def holder(root: Path | str) -> str:
+    """Who holds the lock, as its holder wrote it (pid and command), or 'another process'."""
+    from core.bounded_input import read_regular_bytes
+
+    try:
+        text = read_regular_bytes(lock_path(root), 4096).decode("utf-8", "replace").strip()
+    except (OSError, UserFacingError):
+        text = ""
+    return text.splitlines()[0][:200] if text else "another process"
+
+
+def _record_holder(fh) -> None:
+    """Write our pid and command into the lock file while we hold it (read by :func:`holder`)."""
+    try:
+        fh.seek(0)
+        fh.truncate()
+        cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:4]))
+        fh.write(f"pid {os.getpid()} ({cmd or 'python'})\n".encode("utf-8", "replace"))
+        fh.flush()
+    except OSError:
+        pass
+
+
+def _acquire(st: _Held, path: Path, root: Path | str, timeout: float | None):
+    """Thread lock then OS lock, polling until ``timeout`` (None = no wait). Returns the open
+    lock file, or None when busy at the deadline."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    notice_at = time.monotonic() + LOCK_NOTICE_S
+    told = False
+    got_thread = st.rlock.acquire(timeout=timeout) if timeout else st.rlock.acquire(blocking=False)
+    if not got_thread:
+        return None
+    if st.depth > 0:
+        return st.fh
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = _open_lock_file(path)
+        while True:
+            try:
+                got = _os_lock(fh, False)
+            except BaseException:
+                fh.close()
+                raise
+            if got:
+                _record_holder(fh)
+                return fh
+            now = time.monotonic()
+            if deadline is None or now >= deadline:
+                fh.close()
+                st.rlock.release()
+                return None
+            if not told and now >= notice_at and on_wait is not None:
+                on_wait(f"waiting for the project lock of {root}, held by {holder(root)} ...")
+                told = True
+            time.sleep(min(_POLL_S, max(deadline - now, 0.0)))
+    except BaseException:
+        st.rlock.release()
+        raise
+
+
+def _print_wait(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+on_wait = _print_wait  # the GUI never waits long enough to see it; CLI users see who holds it
+
+
 @contextlib.contextmanager
-def project_lock(root: Path | str, blocking: bool = True) -> Iterator[bool]:
+def project_lock(root: Path | str, blocking: bool = True, timeout: float | None = None) -> Iterator[bool]:
     """Hold the project lock of ``root``; yields True, or False when ``blocking`` is off
-    and another process (or another thread here) holds it. Re-entrant per thread."""
+    and another process (or another thread here) holds it. Re-entrant per thread.
+
+    A blocking call waits at most ``timeout`` seconds (default LOCK_WAIT_S), telling the user
+    after a second whom it waits for, then raises LockBusyError naming the holder."""
     path = lock_path(root)
     st = _state(path)
-    if not st.rlock.acquire(blocking=blocking):
+    wait = (LOCK_WAIT_S if timeout is None else timeout) if blocking else None
+    fh = _acquire(st, path, root, wait)
+    if fh is None:
+        if blocking:
+            raise LockBusyError(f"the project {root} is locked by {holder(root)} (waited {wait:g} s); "
+                                f"wait for it to finish or close it, then try again")
         yield False
         return
     try:
         if st.depth == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a+b")  # noqa: SIM115 - held across the with-body below
-            try:
-                got = _os_lock(fh, blocking)
-            except BaseException:
-                fh.close()
-                raise
-            if not got:
-                fh.close()
-                yield False
-                return
             st.fh = fh
         st.depth += 1
         try:
@@ -140,8 +230,8 @@ def training_marker(root: Path | str) -> Iterator[None]:
         import fcntl
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+b")  # noqa: SIM115 - held across the with-body below
-    except (ImportError, OSError):  # Windows or a read-only project: no marker, no warning
+        fh = _open_lock_file(path)
+    except (ImportError, OSError, LimitError):  # Windows, a read-only project or a planted FIFO: no marker
         yield
         return
     try:
@@ -157,9 +247,13 @@ def training_active(root: Path | str) -> bool:
     try:
         import fcntl
 
-        fh = open(path, "rb")  # noqa: SIM115
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not hang open()
     except (ImportError, OSError):
         return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return False
+    fh = os.fdopen(fd, "rb")
     with fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -314,7 +314,7 @@ def test_val_with_weights_that_do_not_fit_is_one_line(proj, capsys, tmp_path, st
 def test_train_name_must_stay_under_runs(proj, capsys, name):
     before = _snapshot(proj.root.parent)
     rc, err = _cli(capsys, "train", str(proj.root), "--name", name, "--device", "cpu", "--no-progress")
-    assert rc == 2 and "a run name is one folder name under" in err
+    assert rc == 2 and "is not a plain folder name" in err
     assert _snapshot(proj.root.parent) == before and not (proj.root / "runs").exists()
 
 

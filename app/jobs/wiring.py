@@ -33,7 +33,7 @@ class EditorAwareStore:
 
     def lock(self):
         """The project's writer lock (the review's read-fix-write runs inside it)."""
-        return self.window.project.lock()
+        return self.window._project_lock()  # bounded wait on the GUI thread
 
     def load_annotation(self, image_path: Path) -> ImageAnnotation:
         doc = self._doc(image_path)

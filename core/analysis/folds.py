@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.bounded_input import load_json_file
 from core.atomic_io import atomic_write_text
 from core.errors import UserFacingError
 
@@ -142,13 +143,17 @@ def make_plan(project, annotations: Sequence, k: int, seed: int = 0) -> FoldPlan
     plan_file = root / PLAN
     if plan_file.is_file():
         try:
-            saved = json.loads(plan_file.read_text(encoding="utf-8"))
-            if saved.get("images") == rel and len(saved.get("fold_of", [])) == len(rel):
-                return FoldPlan(root, k, seed, rel, [int(f) for f in saved["fold_of"]],
-                                list(saved.get("warnings", [])))
-        except (OSError, ValueError) as exc:
-            raise UserFacingError(f"{plan_file}: unreadable fold plan ({exc}); delete it to start the folds over") \
+            saved = load_json_file(plan_file)
+        except (OSError, UserFacingError) as exc:
+            raise UserFacingError(f"unreadable fold plan ({exc}); delete {plan_file} to start the folds over") \
                 from None
+        fold_of, warnings = saved.get("fold_of"), saved.get("warnings", [])
+        if not (isinstance(fold_of, list) and all(type(f) is int and 0 <= f < k for f in fold_of)
+                and isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+            raise UserFacingError(f"{plan_file}: fold_of must be fold numbers 0..{k - 1} and warnings texts; "
+                                  f"delete it to start the folds over")
+        if saved.get("images") == rel and len(fold_of) == len(rel):
+            return FoldPlan(root, k, seed, rel, list(fold_of), list(warnings))
     classes = [{int(inst.class_id) for inst in annotations[i].instances} for i in order]
     groups = [project.group_of(r) for r in rel]
     fold_of = assign_folds(rel, groups, classes, k, seed)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ExportConfig, InferConfig
+from core.project_paths import child_folder
 from core.errors import UserFacingError
 from core.export.openvino_export import OVERFLOW_FIX_CHOICES
 from core.export.pipeline import export_all, openvino_validation_fn, project_for
@@ -110,7 +111,9 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
 
     model, meta = load_checkpoint(model_file.path)
     run_name = model_file.path.parent.name
-    out = args.out or (project.exports_dir / (args.name or run_name) if project is not None
+    # --out is a folder the user names explicitly; --name (or the run's name) is one folder under exports/
+    out = args.out or (child_folder(project.exports_dir, args.name or run_name, "--name (an export folder under "
+                                    f"{project.exports_dir})") if project is not None
                        else model_file.path.parent / "export")
     calib = []
     val_items = []

@@ -30,6 +30,7 @@ from core.config import ProjectConfig, apply_overrides
 from core.data.augment import AugmentConfig, TrainAugment
 from core.data.dataset import SegmentationDataset, collate
 from core.data.image_cache import cache_for_training
+from core.project_paths import child_folder
 from core.errors import ConfigError, UserFacingError
 from core.model.checkpoint import read_training_checkpoint
 from core.project_lock import training_marker
@@ -168,9 +169,8 @@ class Trainer:
             return Path(self.opts.run_dir), read_training_checkpoint(last) if self.opts.resume and last.is_file() else None
         runs = self.project.runs_dir
         name = self.opts.run_name
-        if name is not None and (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\n\r\0")):
-            raise UserFacingError(f"--name {name!r}: a run name is one folder name under {runs} "
-                                  f"(no '/', '\\', '..' or line breaks)")
+        if name is not None:  # one folder under runs/, and no symlink out of it
+            child_folder(runs, name, f"--name (a run folder under {runs})")
         if self.opts.resume:
             if self.opts.run_name:
                 run_dir = runs / self.opts.run_name

@@ -25,6 +25,7 @@ from core.atomic_io import atomic_write_text
 from core.bounded_input import loads_json
 from core.data.formats.report import ImportResult, outside_image
 from core.data.images import image_size
+from core.project_paths import PathOutsideError, inside
 from core.errors import ImageReadError, LabelError
 from core.eval import rle as rle_ops
 from core.geometry import mask_to_polygons
@@ -191,9 +192,13 @@ def load_coco(json_path: Path | str, image_dir: Path | str | None = None) -> Imp
         if iid in by_id or iid in bad_images:
             raise LabelError(path, None, f"images[{i}]: duplicate image id", value=iid)
         where = f"images[{i}] (id {iid})"
-        image_path = root / str(file_name)
         try:
+            image_path = inside(root, file_name, f"{path}: {where} file_name", follow_links=False)  # no ../ or /abs out of the images folder
             actual = image_size(image_path)
+        except PathOutsideError as exc:
+            problems.append(LabelError(path, None, str(exc).removeprefix(f"{path}: ")))
+            bad_images.add(iid)
+            continue
         except ImageReadError as exc:
             problems.append(LabelError(path, None, f"{where}: {exc}"))
             bad_images.add(iid)
