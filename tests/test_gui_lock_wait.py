@@ -30,7 +30,7 @@ with project_lock(sys.argv[1]):
 
 
 @pytest.mark.timeout(120)
-def test_autosave_with_the_lock_held_elsewhere_does_not_freeze_the_window(window, qtbot, tmp_path):
+def test_autosave_with_the_lock_held_elsewhere_does_not_freeze_the_window(window, qtbot, tmp_path):  # noqa: F811
     project = make_project(tmp_path / "p", n_images=2)
     assert window.open_project(project.root)
     wait_image(qtbot, window)
