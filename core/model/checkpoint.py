@@ -27,7 +27,7 @@ from core.errors import WeightsError
 
 __all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "first_non_finite",
            "guess_size", "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only",
-           "require_finite", "save_weights"]
+           "require_finite", "require_project_classes", "save_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,15 @@ def checkpoint_info(ckpt: dict, path: str | os.PathLike) -> CheckpointInfo:
                           size=str(ckpt.get("size") or _get(config, "model", "size", default="s")),
                           image_size=image_size,  # type: ignore[arg-type]
                           mask_head=str(_get(config, "model", "mask_head", default="paper")))
+
+
+def require_project_classes(weights: str | os.PathLike, names: list[str] | tuple[str, ...],
+                            project_names: list[str] | tuple[str, ...]) -> None:
+    """A model evaluated against a project (`dfine val`, `dfine analyze --weights`) must predict the
+    project's classes in the project's order: class ids are compared as numbers, so another list
+    would score or flag every label against the wrong class."""
+    if list(names) != list(project_names):
+        raise WeightsError(f"{weights}: trained for classes {list(names)}, the project has {list(project_names)}")
 
 
 def load_trained_model(path: str | os.PathLike, use_ema: bool = True
