@@ -280,7 +280,6 @@ def load_trained_model(path: str | os.PathLike, use_ema: bool = True
         state = ckpt.get("model")
     if not isinstance(state, dict):
         raise WeightsError(f"{what}: no {'EMA' if use_ema and ema is not None else 'model'} weights")
-    _require_finite_state(path, state, ckpt.get("model"), used_ema=state is not ckpt.get("model"))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -288,6 +287,7 @@ def load_trained_model(path: str | os.PathLike, use_ema: bool = True
         raise WeightsError(f"{what} ({detail})") from None
     if missing or unexpected:
         raise WeightsError(f"{what} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    _require_finite_state(path, state, ckpt.get("model"), used_ema=state is not ckpt.get("model"))
     return model.eval(), info, ckpt
 
 
