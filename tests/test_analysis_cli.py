@@ -70,6 +70,8 @@ def test_analyze_with_weights_uses_the_predictor(project, tmp_path, monkeypatch)
     rows = results_rows()
 
     class FakePredictor:
+        class_names = ["cat", "dog"]
+
         def predict(self, images, rle=False):
             img = images[0]
             # identify the image by its pixels: a.png has a bright pixel at (15, 15)
@@ -84,6 +86,23 @@ def test_analyze_with_weights_uses_the_predictor(project, tmp_path, monkeypatch)
     out = tmp_path / "rev"
     assert main(["analyze", str(project.root), "--weights", str(tmp_path / "w.pt"), "--out", str(out)]) == 0
     check_outputs(out)
+
+
+@pytest.mark.parametrize("verb", ["analyze", "val"])
+def test_a_checkpoint_for_another_class_list_is_refused(project, tmp_path, capsys, verb):
+    """`dfine analyze --weights` checks the class list as `dfine val` does (one function)."""
+    import torch
+
+    from core.bench import synthetic_model
+
+    other = ["dog", "cat"]  # the same names in another order: every class id would be wrong
+    config = {"classes": other, "task": "segment", "model": {"size": "n", "image_size": 64}}
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": synthetic_model("n", 2, 64).state_dict(), "config": config, "class_names": other}, ckpt)
+    assert main([verb, str(project.root), "--weights", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert f"dfine {verb}: error: {ckpt}: trained for classes ['dog', 'cat'], the project has ['cat', 'dog']" in err
+    assert "Traceback" not in err and not (project.review_dir / "label_issues.json").exists()
 
 
 def test_bad_category_is_a_clear_error(project, tmp_path, capsys):

@@ -17,7 +17,9 @@ import torch
 class _Handler(BaseHTTPRequestHandler):
     """Serves server.files; honours Range when server.ranges; cuts a file after
     server.stop_after[name] bytes of the body (then closes the connection); sleeps
-    server.delay seconds per 256 KB when set."""
+    server.delay seconds per 256 KB when set; with server.trickle sends one byte every `trickle`
+    seconds; server.stall_after[name] bytes, then holds the connection open and sends nothing
+    (until the server shuts down)."""
 
     def do_GET(self) -> None:
         srv = self.server
@@ -48,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             body = body[:cut]
             self.close_connection = True
+        if srv.trickle or name in srv.stall_after:
+            self._trickle_or_stall(body, srv.stall_after.get(name))
+            return
         if srv.delay:  # a slow server, so a test can watch progress and cancel
             for i in range(0, len(body), 256 * 1024):
                 self.wfile.write(body[i:i + 256 * 1024])
@@ -60,9 +65,24 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             self.connection.shutdown(socket.SHUT_RDWR)
 
+    def _trickle_or_stall(self, body: bytes, stall_after: int | None) -> None:
+        srv = self.server
+        if stall_after is not None:
+            self.wfile.write(body[:stall_after])
+            self.wfile.flush()
+            srv.release.wait(60)  # a server that stops sending but keeps the connection
+            return
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if srv.release.wait(srv.trickle):
+                    return
+        except OSError:  # the client gave up
+            pass
+
     def log_message(self, *args) -> None:
         pass
-
 
 
 @contextmanager
@@ -70,12 +90,14 @@ def serve_weights(monkeypatch):
     """A running server; DFINE_WEIGHTS_MIRROR points the registry at it."""
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.files, srv.requests, srv.stop_after, srv.sent, srv.ranges, srv.delay = {}, [], {}, {}, True, 0.0
+    srv.trickle, srv.stall_after, srv.release = 0.0, {}, threading.Event()
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("DFINE_WEIGHTS_MIRROR", f"http://127.0.0.1:{srv.server_address[1]}/")
     try:
         yield srv
     finally:
+        srv.release.set()
         srv.shutdown()
         srv.server_close()
 

@@ -71,15 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model_predictions(weights: Path, anns: Sequence[ImageAnnotation], device: str, conf: float,
-                       num_classes: int) -> Iterator[ImagePred]:
+                       class_names: list[str]) -> Iterator[ImagePred]:
     try:
         from core.infer.predictor import Predictor
     except ImportError as exc:  # the inference engine is optional for this verb
         raise WeightsError(f"{weights}: running a model needs core.infer ({exc}); "
                            "pass --predictions <coco_results.json> instead") from exc
     from core.data.images import read_image
+    from core.model.checkpoint import require_project_classes
 
     predictor = Predictor.load(weights, device=device, conf=conf)
+    require_project_classes(weights, predictor.class_names, class_names)  # as `dfine val` does
+    num_classes = len(class_names)
     for ann in anns:
         det = predictor.predict([read_image(ann.image_path)], rle=True)[0]
         if len(det) and int(det.labels.max()) >= num_classes:
@@ -237,8 +240,8 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
         source = {"predictions": str(args.predictions)}
     else:
         emit("progress", verb="analyze", stage="images", done=0, total=len(anns))
-        preds = list(_counted(_model_predictions(args.weights, anns, args.device, cfg.support_score, len(names)),
-                              len(anns), emit))
+        preds = list(_counted(_model_predictions(args.weights, anns, args.device, cfg.support_score,
+                                                 list(names)), len(anns), emit))
         source = {"weights": str(args.weights)}
         print("dfine analyze: in-sample: the model was trained on these labels, so it may have learned "
               "their mistakes; `--folds 5` judges each image by a model that never saw it", file=sys.stderr)

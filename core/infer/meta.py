@@ -59,19 +59,56 @@ class ModelMeta:
         return path
 
 
-def find_meta(model_path: Path) -> ModelMeta:
+def find_meta_file(model_path: Path) -> Path:
     """meta.json beside the model file, or one or two folders up (export root)."""
     model_path = Path(model_path)
     start = model_path if model_path.is_dir() else model_path.parent
     for folder in (start, start.parent, start.parent.parent):
         candidate = folder / META_FILE
         if candidate.is_file():
-            try:
-                data = loads_json(candidate.read_bytes(), candidate)
-                if not isinstance(data, dict):
-                    raise TypeError(f"top level must be an object, got {type(data).__name__}")
-                return ModelMeta.from_dict(data)
-            except (ValueError, TypeError, UnicodeDecodeError, UserFacingError) as exc:
-                raise WeightsError(f"{candidate}: not a valid export meta.json ({exc})") from None
+            return candidate
     raise WeightsError(f"{model_path}: no {META_FILE} found beside it or in the export folder; "
                        "export with `dfine export` to get one")
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """An export's meta.json, checked field by field (WeightsError naming the file)."""
+    try:
+        data = loads_json(path.read_bytes(), path)
+        if not isinstance(data, dict):
+            raise TypeError(f"top level must be an object, got {type(data).__name__}")
+        return ModelMeta.from_dict(data)
+    except (ValueError, TypeError, UnicodeDecodeError, UserFacingError) as exc:
+        raise WeightsError(f"{path}: not a valid export meta.json ({exc})") from None
+
+
+def find_meta(model_path: Path) -> ModelMeta:
+    """meta.json beside the model file, or one or two folders up (export root)."""
+    return read_meta(find_meta_file(model_path))
+
+
+def check_meta_fits(meta: ModelMeta, meta_file: Path, model_path: Path, detections_per_image: int | None,
+                    recorded_classes: int | None) -> None:
+    """Refuse a meta.json that does not describe the model beside it (copied from another export,
+    edited by hand): a wrong top_k or class count would otherwise be used as is, and the labels
+    read against the wrong names. `detections_per_image`: the model's static output size (None:
+    unknown); `recorded_classes`: the class count the model file itself records (ONNX metadata)."""
+    if detections_per_image is not None and detections_per_image != meta.top_k:
+        raise WeightsError(f"{meta_file}: top_k {meta.top_k} does not fit {model_path}: its outputs hold "
+                           f"{detections_per_image} detections per image (a meta.json from another "
+                           "export? re-export, or use the meta.json written with this model)")
+    if recorded_classes is not None and recorded_classes != meta.num_classes:
+        raise WeightsError(f"{meta_file}: lists {meta.num_classes} classes, {model_path} was exported for "
+                           f"{recorded_classes} (a meta.json from another export? re-export, or use the "
+                           "meta.json written with this model)")
+
+
+def check_labels_fit(labels, meta: ModelMeta, meta_file: Path | str | None) -> None:
+    """Refuse model output whose class ids the meta's class list cannot name: a meta.json with too
+    few classes would otherwise drop or mislabel detections without a word."""
+    top = int(labels.max()) if getattr(labels, "size", 0) else -1
+    if top >= meta.num_classes:
+        where = meta_file or "the model's class list"
+        raise WeightsError(f"{where}: lists {meta.num_classes} classes ({', '.join(meta.class_names[:5])}"
+                           f"{', ...' if meta.num_classes > 5 else ''}), the model predicts class id {top}: "
+                           "the class list does not fit this model (a meta.json from another export?)")

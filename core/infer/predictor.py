@@ -16,7 +16,7 @@ import numpy as np
 
 from core.errors import UserFacingError, WeightsError
 from core.infer.detections import Detections
-from core.infer.meta import ModelMeta, find_meta
+from core.infer.meta import ModelMeta, check_labels_fit, check_meta_fits, find_meta_file, read_meta
 from core.infer.postprocess import postprocess
 from core.infer.preprocess import preprocess
 from core.infer.runner_base import BACKENDS, Runner, backend_name
@@ -96,6 +96,14 @@ def resolve_model(path: Path | str, device: str = "cpu", backend: str | None = N
 def make_runner(model_file: ModelFile, device: str = "cpu", threads: int | None = None
                 ) -> tuple[Runner, ModelMeta]:
     """Open ``model_file`` with its backend; imports only that backend's library."""
+    runner, meta, _ = open_model(model_file, device, threads)
+    return runner, meta
+
+
+def open_model(model_file: ModelFile, device: str = "cpu", threads: int | None = None
+               ) -> tuple[Runner, ModelMeta, Path | None]:
+    """(runner, meta, the meta.json it came from; None for a checkpoint, which holds its own).
+    An export's meta.json is checked against the model's outputs before it is used."""
     if model_file.backend == "torch":
         from core.infer.checkpoint_loader import load_checkpoint
         from core.infer.runner_torch import TorchRunner
@@ -103,26 +111,31 @@ def make_runner(model_file: ModelFile, device: str = "cpu", threads: int | None 
 
         model, meta = load_checkpoint(model_file.path, device="cpu")
         runner = TorchRunner(DeployModel(model, meta.top_k), device, half=model_file.precision == "fp16")
-        return runner, meta
-    meta = find_meta(model_file.path)
+        return runner, meta, None
+    meta_file = find_meta_file(model_file.path)
+    meta = read_meta(meta_file)
+    runner: Runner
     if model_file.backend == "onnx":
-
-        return OnnxRunner(model_file.path, device, threads), meta
-    if model_file.backend == "openvino":
-
-        return OpenVinoRunner(model_file.path, device, model_file.precision, threads), meta
-
-    return TensorRTRunner(model_file.path, device, model_file.precision), meta
+        runner = OnnxRunner(model_file.path, device, threads)
+    elif model_file.backend == "openvino":
+        runner = OpenVinoRunner(model_file.path, device, model_file.precision, threads)
+    else:
+        runner = TensorRTRunner(model_file.path, device, model_file.precision)
+    check_meta_fits(meta, meta_file, model_file.path, getattr(runner, "detections_per_image", None),
+                    getattr(runner, "recorded_classes", None))
+    return runner, meta, meta_file
 
 
 class Predictor:
     """Shared preprocess -> backend runner -> shared postprocess."""
 
-    def __init__(self, runner: Runner, meta: ModelMeta, conf: float = 0.5, batch_size: int = 8):
+    def __init__(self, runner: Runner, meta: ModelMeta, conf: float = 0.5, batch_size: int = 8,
+                 meta_file: Path | None = None):
         if not 0.0 <= conf <= 1.0:
             raise UserFacingError(f"confidence threshold must be in [0, 1], got {conf}")
         self.runner = runner
         self.meta = meta
+        self.meta_file = meta_file  # where the class list came from (messages)
         self.conf = conf
         self.batch_size = batch_size
 
@@ -134,8 +147,8 @@ class Predictor:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        runner, meta = make_runner(resolve_model(path, device, backend, precision), device, threads)
-        return cls(runner, meta, conf)
+        runner, meta, meta_file = open_model(resolve_model(path, device, backend, precision), device, threads)
+        return cls(runner, meta, conf, meta_file=meta_file)
 
     @classmethod
     def from_module(cls, model, meta: ModelMeta, device: str = "cpu", conf: float = 0.5) -> Predictor:
@@ -166,5 +179,6 @@ class Predictor:
             chunk = images[start:start + self.batch_size]
             batch, sizes = preprocess(chunk, self.meta.image_size)
             raw = self.runner.run(batch)
+            check_labels_fit(raw.get("labels"), self.meta, self.meta_file)
             results += postprocess(raw, sizes, self.conf, self.meta.class_names, rle=rle)
         return results

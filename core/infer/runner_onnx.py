@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import UserFacingError, WeightsError
+from core.infer.runner_base import detections_dim
 
 
 class OnnxRunner:
@@ -36,6 +38,17 @@ class OnnxRunner:
             raise WeightsError(f"{path}: onnxruntime cannot load it ({exc})") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.detections_per_image = detections_dim({o.name: list(o.shape) for o in self.session.get_outputs()})
+        self.recorded_classes = self._recorded_classes()
+
+    def _recorded_classes(self) -> int | None:
+        """The class count `dfine export` wrote into the file's metadata (None: not ours / absent)."""
+        text = self.session.get_modelmeta().custom_metadata_map.get("dfine_meta")
+        try:
+            names = json.loads(text).get("class_names") if text else None
+        except (ValueError, AttributeError):
+            return None
+        return len(names) if isinstance(names, list) and names else None
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self.input_name: batch})

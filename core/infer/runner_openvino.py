@@ -9,6 +9,7 @@ import numpy as np
 
 from core.errors import UserFacingError, WeightsError
 from core.infer.int8_info import int8_portability_warning, read_int8_info
+from core.infer.runner_base import detections_dim
 
 OUTPUT_NAMES = ("labels", "boxes", "scores", "masks")
 # CPU compile settings (why: in OpenVinoRunner); benchmarks/anchor_yolo26.py gives YOLO26 the same
@@ -25,6 +26,13 @@ def openvino_device(device: str) -> str:
 def output_names(compiled) -> list[str]:
     """Our output names; a tensor can carry several ('masks' and its producer's), prefer ours."""
     return [next((n for n in OUTPUT_NAMES if n in o.get_names()), o.get_any_name()) for o in compiled.outputs]
+
+
+def _static_dims(shape) -> list:
+    """An OpenVINO PartialShape as a list: ints where static, None where dynamic."""
+    if shape.rank.is_dynamic:
+        return []
+    return [d.get_length() if d.is_static else None for d in shape]
 
 
 class OpenVinoRunner:
@@ -60,6 +68,8 @@ class OpenVinoRunner:
                                   f"available devices: {core.available_devices}") from exc
         self.request = self.compiled.create_infer_request()
         self.output_names = output_names(self.compiled)
+        self.detections_per_image = detections_dim(
+            {n: _static_dims(o.get_partial_shape()) for n, o in zip(self.output_names, self.compiled.outputs)})
 
     @staticmethod
     def _check_int8_portability(model) -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserFacingError, WeightsError
+from core.infer.runner_base import detections_dim
 
 NEEDS = "TensorRT needs an NVIDIA GPU and the tensorrt package (pip install dfine-studio[gpu])"
 
@@ -47,6 +48,8 @@ class TensorRTRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_names = [n for n in names if n != self.input_name]
+        self.detections_per_image = detections_dim({n: list(self.engine.get_tensor_shape(n))
+                                                    for n in self.output_names})
         self._dtypes = {n: torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(n)))).dtype
                         for n in names}
         self.stream = torch.cuda.Stream(device=self.device)

@@ -24,6 +24,7 @@ class TorchRunner:
         if half:
             self.module.half()
         self.output_names = deploy_model.output_names
+        self.detections_per_image = deploy_model.top_k
 
     @torch.inference_mode()
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

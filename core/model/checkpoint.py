@@ -25,8 +25,9 @@ from torch import nn
 from core.atomic_io import atomic_write_with
 from core.errors import WeightsError
 
-__all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "guess_size",
-           "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only", "save_weights"]
+__all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "first_non_finite",
+           "guess_size", "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only",
+           "require_finite", "require_project_classes", "save_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,30 @@ def extract_state_dict(obj: object, path: str = "<memory>") -> tuple[dict[str, t
         sd = {"backbone." + k: v for k, v in sd.items()}
         source = "backbone"
     return sd, source
+
+
+def first_non_finite(sd: dict[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(key, 'NaN' | 'inf') of the first floating-point tensor holding a NaN or an infinity, in file
+    order, else None."""
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        if torch.isnan(value).any():
+            return key, "NaN"
+        if torch.isinf(value).any():
+            return key, "inf"
+    return None
+
+
+def require_finite(sd: dict[str, torch.Tensor], label: str, what: str = "weights") -> None:
+    """Refuse weights with NaN/inf: a diverged run or a corrupt file would otherwise load without
+    complaint and predict nothing at all (every score NaN), which looks like a model that sees no
+    objects rather than a broken file."""
+    bad = first_non_finite(sd)
+    if bad is not None:
+        key, kind = bad
+        raise WeightsError(f"{label}: the {what} hold {kind} values (first in tensor {key}): a corrupt "
+                           "file or a training run that diverged; not used")
 
 
 @functools.cache
@@ -222,6 +247,15 @@ def checkpoint_info(ckpt: dict, path: str | os.PathLike) -> CheckpointInfo:
                           mask_head=str(_get(config, "model", "mask_head", default="paper")))
 
 
+def require_project_classes(weights: str | os.PathLike, names: list[str] | tuple[str, ...],
+                            project_names: list[str] | tuple[str, ...]) -> None:
+    """A model evaluated against a project (`dfine val`, `dfine analyze --weights`) must predict the
+    project's classes in the project's order: class ids are compared as numbers, so another list
+    would score or flag every label against the wrong class."""
+    if list(names) != list(project_names):
+        raise WeightsError(f"{weights}: trained for classes {list(names)}, the project has {list(project_names)}")
+
+
 def load_trained_model(path: str | os.PathLike, use_ema: bool = True
                        ) -> tuple[nn.Module, CheckpointInfo, dict]:
     """The network a training checkpoint describes, with its EMA (or raw) weights, in eval mode on
@@ -253,7 +287,24 @@ def load_trained_model(path: str | os.PathLike, use_ema: bool = True
         raise WeightsError(f"{what} ({detail})") from None
     if missing or unexpected:
         raise WeightsError(f"{what} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    _require_finite_state(path, state, ckpt.get("model"), used_ema=state is not ckpt.get("model"))
     return model.eval(), info, ckpt
+
+
+def _require_finite_state(path: Path, state: dict, raw: object, used_ema: bool) -> None:
+    """require_finite for the weights a checkpoint is loaded with; when only the EMA is broken,
+    say that the raw weights are usable (`dfine val --no-ema`)."""
+    if not used_ema:
+        require_finite(state, str(path), "model weights")
+        return
+    bad = first_non_finite(state)
+    if bad is None:
+        return
+    raw_ok = isinstance(raw, dict) and first_non_finite(raw) is None
+    hint = ("; its raw 'model' weights are finite (`dfine val --no-ema` evaluates those)" if raw_ok
+            else "")
+    raise WeightsError(f"{path}: the EMA weights hold {bad[1]} values (first in tensor {bad[0]}): a "
+                       f"corrupt file or a training run that diverged; not used{hint}")
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
@@ -261,6 +312,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = 
     path = Path(path)
     obj = read_weights_only(path)
     sd, source = extract_state_dict(obj, str(path))
+    require_finite(sd, str(path))
     target = model.state_dict()
     report = LoadReport(path=str(path), source=source, checkpoint_num_classes=_class_count(sd))
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.errors import UserFacingError, WeightsError
+from core.errors import UserFacingError
 from core.messages import event_line, make_event, run_with_events
 
 
@@ -71,15 +71,14 @@ def run_val(args: argparse.Namespace) -> int:
 
 
 def _run_val(args: argparse.Namespace, emit, out) -> int:
-    from core.model.checkpoint import load_trained_model
+    from core.model.checkpoint import load_trained_model, require_project_classes
     from core.project import Project
     from core.train.trainer import evaluate_model, resolve_device
 
     project = Project.open(args.project)
     model, info, _ = load_trained_model(args.weights, use_ema=not args.no_ema)
     names, task, image_size = list(info.class_names), info.task, info.image_size[0]
-    if names != list(project.class_names):
-        raise WeightsError(f"{args.weights}: trained for classes {names}, the project has {project.class_names}")
+    require_project_classes(args.weights, names, project.class_names)
     device = resolve_device(args.device or project.config.infer.device)
     model.to(device).eval()
     images = project.split_images(args.split)

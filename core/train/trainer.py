@@ -275,7 +275,7 @@ class Trainer:
         path = None
         if self.dist.is_main:
             path = resolve_weights(spec, folder, self.project.root, m.size, m.download_weights,
-                                   DownloadProgress(spec))
+                                   DownloadProgress(spec), should_stop=lambda: self.stop.requested)
         if self.dist.enabled:
             ddp.barrier()
         return path or resolve_weights(spec, folder, self.project.root, m.size, allow_download=False)

@@ -3,7 +3,10 @@
 `get --events -` prints one JSON object per line (the GUI's weights picker reads them), models in
 ``core.messages``: ``progress`` stage "start" {name, url, path, resume_from}, ``progress`` stage
 "download" {name, done, total} (bytes), ``result`` {name, paths.weights, bytes, check},
-``cancelled`` {name, bytes}, ``error`` {message, type}; every event has ``event`` and ``time``. SIGTERM (the GUI's Cancel) stops after the current chunk and keeps the `.part`.
+``cancelled`` {name, bytes}, ``error`` {message, type}; every event has ``event`` and ``time``.
+SIGTERM (the GUI's Cancel) stops the download within a fraction of a second, even while a read waits
+on a stalled server, and keeps the `.part`; a stall (no byte for `download.STALL_TIMEOUT` s) or the
+overall `download.DEADLINE` ends it as an error, the `.part` kept for the next `get` to resume.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 class _Stop:
-    """SIGTERM/SIGINT -> stop between chunks (the `.part` stays for a resume)."""
+    """SIGTERM/SIGINT -> the download stops at its next look (every `download.POLL` s, also while a
+    read is blocked); the `.part` stays for a resume."""
 
     def __init__(self) -> None:
         self.requested = False

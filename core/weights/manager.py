@@ -114,10 +114,12 @@ def add_file(source: Path | str, folder: Path, name: str | None = None) -> tuple
 
 
 def resolve_weights(spec: str, folder: Path, project_root: Path | None = None, size: str | None = None,
-                    allow_download: bool = True, progress: ProgressFn | None = None) -> Path:
+                    allow_download: bool = True, progress: ProgressFn | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Path:
     """A `--weights` / `model.weights` value -> a file: an existing path (as given, else relative
     to the project folder), else a known name from the cache, downloaded when missing and
-    `allow_download`. `size` (the project's model size) is checked before any download."""
+    `allow_download`. `size` (the project's model size) is checked before any download;
+    `should_stop` (e.g. training's SIGTERM flag) cancels the download, keeping its `.part`."""
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -140,4 +142,4 @@ def resolve_weights(spec: str, folder: Path, project_root: Path | None = None, s
         raise WeightsError(f"{entry.name} is not in the weights cache {folder} and downloads are off "
                            f"(model.download_weights: false): run `dfine weights get {entry.name}`, or "
                            f"{offline_advice(entry, folder)}")
-    return fetch(entry, folder, progress)[0]
+    return fetch(entry, folder, progress, should_stop)[0]

@@ -2,7 +2,8 @@
 
 A download can be cut short, a mirror can serve the wrong file, a user can rename one: every
 file is read with `weights_only=True` (never runs code) and its tensors' names and shapes are
-compared with the model it claims to be (built on the meta device: no memory, no time).
+compared with the model it claims to be (built on the meta device: no memory, no time), and
+every tensor must be finite (a NaN/inf checkpoint would load and then predict nothing).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from core.errors import WeightsError
-from core.model.checkpoint import extract_state_dict, guess_size, read_weights_only
+from core.model.checkpoint import extract_state_dict, guess_size, read_weights_only, require_finite
 from core.weights.registry import WeightsEntry
 
 __all__ = ["expected_shapes", "verify_file"]
@@ -65,6 +66,7 @@ def verify_file(path: Path | str, entry: WeightsEntry, label: str | None = None)
     bad = [k for k in keys if k in expected and tuple(sd[k].shape) != expected[k]]
     bad += [k for k in keys if k in optional and tuple(sd[k].shape) != optional[k]]
     if not (missing or unexpected or bad):
+        require_finite(sd, label, f"{entry.name} weights")
         return f"{entry.name}: {source}, {len(keys)} tensors fit the {_what(entry)}"
 
     arch_bad = [k for k in bad if not k.startswith(_CLASS_HEADS)]
