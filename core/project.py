@@ -32,7 +32,7 @@ import yaml
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_delete, atomic_write_text, remove_stale_temps
 from core.bounded_input import compile_user_regex, load_yaml, search_user_regex
-from core.config import CONFIG_FILE, ProjectConfig, load_config, parse_config_text
+from core.config import CONFIG_FILE, ProjectConfig, check_class_name, load_config, parse_config_text
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
     format_yolo_txt,
@@ -105,7 +105,7 @@ class Project:
         root = Path(root)
         if (root / CONFIG_FILE).exists():
             raise UserFacingError(f"{root / CONFIG_FILE}: already exists; open the project instead")
-        classes = list(classes)
+        classes = [check_class_name(c) for c in classes]
         text = TEMPLATE.read_text(encoding="utf-8")
         text = set_top_level_value(text, "classes", _flow_list(classes))
         text = set_top_level_value(text, "task", _flow_scalar(task))
@@ -392,9 +392,12 @@ class Project:
     # ------------------------------------------------------------------ classes
 
     def add_class(self, name: str) -> None:
+        check_class_name(name)
         self._edit_classes(lambda names: ("add", [*names, name], {i: i for i in range(len(names))}, None))
 
     def rename_class(self, old: str, new: str) -> None:
+        check_class_name(new)
+
         def plan(names: list[str]):
             i = _class_index(names, old)
             out = list(names)

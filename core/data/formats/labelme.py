@@ -26,6 +26,7 @@ from PIL import Image
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_bytes, atomic_write_text
 from core.bounded_input import loads_json
+from core.config import class_name_problem
 from core.data.formats.report import ImportResult, outside_image
 from core.data.formats.yolo_txt import bridge_rings
 from core.data.images import image_size
@@ -153,6 +154,9 @@ def _read_shape(path: Path, i: int, shape: object) -> tuple[str, int | None, str
     label = shape.get("label")
     if not isinstance(label, str) or not label.strip():
         raise LabelError(path, None, f"{where}: missing or empty 'label'", value=label)
+    problem = class_name_problem(label)
+    if problem:
+        raise LabelError(path, None, f"{where}: 'label' {problem}", value=label)
     stype = shape.get("shape_type") or "polygon"
     where = f"{where} ({label!r}, {stype})"
     pts = _points(shape.get("points"))

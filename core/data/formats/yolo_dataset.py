@@ -21,6 +21,7 @@ import yaml
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_write_text
 from core.bounded_input import load_yaml
+from core.config import class_name_problem
 from core.data.formats.report import ImportResult
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
@@ -72,6 +73,9 @@ def parse_names(names: Any, path: Path, line: int | None = None) -> list[str]:
     for i, n in enumerate(out):
         if not n.strip():
             raise LabelError(path, line, f"class {i} has an empty name", value=n)
+        problem = class_name_problem(n)
+        if problem:
+            raise LabelError(path, line, f"class {i}: name {problem}", value=n)
     dup = sorted({n for n in out if out.count(n) > 1})
     if dup:
         raise LabelError(path, line, "duplicate class name in 'names'", value=dup[0])
