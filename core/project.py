@@ -24,6 +24,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 
@@ -182,6 +183,22 @@ class Project:
         """labels/<same sub-folders>/<stem>.txt, as Ultralytics pairs images/ and labels/."""
         rel = Path(self.rel_image(image))
         return self.labels_dir / rel.with_suffix(".txt")
+
+    def shared_label_files(self) -> dict[Path, list[str]]:
+        """Label files that more than one image maps to (x.jpg and x.png in one folder), with
+        those images (relative): both show, train on and export the same labels."""
+        by_label: dict[Path, list[str]] = {}
+        for img in self.image_paths():
+            by_label.setdefault(self.label_path(img), []).append(self.rel_image(img))
+        return {lp: imgs for lp, imgs in by_label.items() if len(imgs) > 1}
+
+    def label_sharers(self, image: Path | str) -> list[Path]:
+        """Other image files whose label file would be ``image``'s (same folder, same stem)."""
+        image = Path(image)
+        if not image.parent.is_dir():
+            return []
+        return sorted(p for p in image.parent.glob(f"{glob_escape(image.stem)}.*")
+                      if p != image and p.stem == image.stem and p.suffix.lower() in IMAGE_EXTENSIONS)
 
     # ------------------------------------------------------------------ annotations
 
@@ -458,6 +475,12 @@ class Project:
                                               rows={p: changed_rows(old, mapping, p, n_old, new_to_old)
                                                     for p, (old, _) in changes.items() if p != self.config_path})
             self.reload_config()
+
+
+def shared_label_message(label: Path | str, images: Iterable[str]) -> str:
+    """The one wording of "these images share a label file", for check, convert and import."""
+    return (f"{label}: shared by images {', '.join(images)} (same name, another extension): they get the "
+            "same labels, and an export writes one over the other; rename one of them")
 
 
 def _class_index(names: list[str], name: str) -> int:
