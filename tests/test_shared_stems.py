@@ -99,3 +99,13 @@ def test_check_warns_naming_both_images(tmp_path, capsys):
     assert f"warning: {proj.labels_dir / 'x.txt'}: shared by images x.jpg, x.png (same name" in out
     assert proj.label_sharers(proj.image_dir / "x.png") == [proj.image_dir / "x.jpg"]
     assert proj.label_sharers(proj.image_dir / "y.jpg") == []
+
+
+def test_gui_import_and_export_summaries_carry_the_warning(tmp_path):
+    from app.transfer import export_project, import_into
+
+    text = import_into(None, tmp_path / "proj", "coco", _coco_two_stems(tmp_path))
+    assert "1 warning(s): " in text and "x.png imported as x_1.png: x.jpg already uses" in text
+    proj = _project_with_shared_stem(tmp_path / "other")
+    text = export_project(None, proj, "yolo", tmp_path / "out")
+    assert "warning: " in text and "shared by images x.jpg, x.png" in text
