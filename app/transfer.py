@@ -66,6 +66,11 @@ def export_project(task, project, kind: str, out: Path) -> str:
     text = f"exported {len(anns)} images, {n_inst} instances as {kind} to {where}"
     if problems:
         text += f"; skipped {len(problems)} bad label file(s): " + "; ".join(problems[:3])
+    shared = project.shared_label_files()
+    if shared:
+        from core.project import shared_label_message
+
+        text += f"; warning: {'; '.join(shared_label_message(lp, imgs) for lp, imgs in list(shared.items())[:3])}"
     return text
 
 
@@ -89,4 +94,7 @@ def import_into(task, project_root: Path, kind: str, source: Path) -> str:
         text += f"; new classes: {', '.join(stats.added_classes)}"
     if result.problems:
         text += f"; skipped {len(result.problems)}: " + "; ".join(str(p) for p in result.problems[:3])
+    warnings = result.warnings + stats.warnings  # e.g. x.png renamed: x.jpg owns labels/x.txt
+    if warnings:
+        text += f"; {len(warnings)} warning(s): " + "; ".join(warnings[:3])
     return text

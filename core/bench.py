@@ -19,6 +19,7 @@ from typing import get_args
 import numpy as np
 
 from core.bench_anchor import anchor_report
+from core.cli_types import config_range, frame_size, int_range, positive_int_list
 from core.config import ExportConfig, InferConfig, ModelConfig
 from core.errors import UserFacingError
 from core.infer.meta import ModelMeta, find_meta
@@ -35,11 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the run folder)")
     p.add_argument("--random-size", choices=["n", "s", "m", "l", "x"],
                    help="no trained model: random weights of this size (latency only, F1 not measured)")
-    p.add_argument("--image-size", type=int, default=640, help="network input for --random-size (default 640)")
+    p.add_argument("--image-size", type=int_range(64, 4096, multiple_of=32), default=640, help="network input for --random-size (default 640)")
     heads = get_args(ModelConfig.model_fields["mask_head"].annotation)
     p.add_argument("--mask-head", default="paper", help=f"mask head for --random-size (model.mask_head: "
                    f"{', '.join(heads)}; default paper; cpu is the CPU pick)")
-    p.add_argument("--queries", type=int, help="decoder queries for --random-size (default 300, as trained; the "
+    p.add_argument("--queries", type=config_range(ExportConfig, "queries"), help="decoder queries for --random-size (default 300, as trained; the "
                    "CPU pick exports 100, as export.queries)")
     p.add_argument("--formats", default="torch,onnx,openvino",
                    help="backends to time (default torch,onnx,openvino; as `dfine export --formats`)")
@@ -47,12 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     precisions = ",".join(export_cfg.precisions)
     p.add_argument("--precision", default=precisions, help=f"OpenVINO precisions (default {precisions}, as "
                    "export.precisions)")
-    p.add_argument("--batch-sizes", default="1,4,8", help="default 1,4,8")
-    p.add_argument("--images", type=int, default=24, help="timed images per configuration (default 24)")
-    p.add_argument("--frame", default="1920x1080", help="size of the timed images (default 1920x1080)")
-    p.add_argument("--conf", type=float, default=infer_cfg.conf, help=f"default {infer_cfg.conf} (infer.conf)")
-    p.add_argument("--threads", type=int, help="CPU threads for the runtimes (default: all)")
-    p.add_argument("--calibration-images", type=int, default=export_cfg.calibration_images,
+    p.add_argument("--batch-sizes", type=positive_int_list(), default="1,4,8", help="default 1,4,8")
+    p.add_argument("--images", type=int_range(1), default=24, help="timed images per configuration (default 24)")
+    p.add_argument("--frame", type=frame_size(), default="1920x1080", help="size of the timed images (default 1920x1080)")
+    p.add_argument("--conf", type=config_range(InferConfig, "conf"), default=infer_cfg.conf, help=f"default {infer_cfg.conf} (infer.conf)")
+    p.add_argument("--threads", type=int_range(1), help="CPU threads for the runtimes (default: all)")
+    p.add_argument("--calibration-images", type=config_range(ExportConfig, "calibration_images"), default=export_cfg.calibration_images,
                    help=f"INT8 calibration images (default {export_cfg.calibration_images}, as export.calibration_images)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where CSV/markdown/plot go")
     p.add_argument("--events", metavar="DEST", choices=["-"],
@@ -199,12 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, emit, out) -> int:
-    batch_sizes = [int(b) for b in _csv_list(args.batch_sizes)]
-    try:
-        frame = tuple(int(v) for v in args.frame.lower().split("x"))
-        assert len(frame) == 2
-    except (ValueError, AssertionError):
-        raise UserFacingError(f"--frame must be WIDTHxHEIGHT, got {args.frame!r}") from None
+    batch_sizes, frame = args.batch_sizes, args.frame  # checked by core.cli_types
     emit("progress", verb="bench", stage="prepare", progress=0.0, message="exporting and opening the models")
     setup = prepare_models(args, log=lambda m: print(m, file=sys.stderr))
     frames = _bench_frames(setup.project, max(args.images, max(batch_sizes)), frame)

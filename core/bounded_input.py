@@ -12,18 +12,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.errors import ConfigError, LimitError
+from core.errors import ConfigError, ImageLimitError, LimitError
 
 YAML_MAX_NODES = 100_000  # expanded (aliases counted each time they are used); project.yaml has ~300
 YAML_MAX_DEPTH = 64
 JSON_MAX_DEPTH = 500  # below Python's recursion limit, far above any COCO/labelme/prediction file
 REGEX_MAX_SECONDS = 1.0
 REGEX_MAX_SUBJECT = 4096
+DEFLATE_MAX_RATIO = 1032  # deflate's best case: a 258-byte match coded in ~2 bits (RFC 1951)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEAD_BYTES = 33  # signature + IHDR chunk: all png_min_bytes needs
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -140,6 +144,40 @@ def loads_json(data: str | bytes, source: Path | str, max_depth: int = JSON_MAX_
         return json.loads(text)
     except RecursionError:
         raise LimitError(f"{source}: JSON nested too deeply to read") from None
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def check_image_pixels(source: Path | str, width: int, height: int, limit: int, setting: str) -> None:
+    """Refuse, from the header, an image whose decode would be ``width x height`` pixels over
+    ``limit`` (``setting`` is the environment variable that raises it)."""
+    if width * height > limit:
+        raise ImageLimitError(f"{source}: image too large to decode ({width}x{height} = {width * height:,} "
+                              f"pixels, limit {limit:,}; raise {setting} if you have the memory)")
+
+
+def png_min_bytes(head: bytes) -> int | None:
+    """Fewest bytes a complete PNG with this IHDR can have (its filtered rows deflated at
+    deflate's best ratio); None when ``head`` is not a PNG signature + IHDR."""
+    if len(head) < PNG_HEAD_BYTES or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, color_type = struct.unpack(">IIBB", head[16:26])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color_type)
+    if channels is None:
+        return None
+    row = 1 + (width * depth * channels + 7) // 8  # filter byte + packed samples
+    return height * row // DEFLATE_MAX_RATIO
+
+
+def check_image_bytes(source: Path | str, width: int, height: int, head: bytes, size: int) -> None:
+    """Refuse a file too small to hold the pixels its header claims: a truncated file or a
+    decompression bomb, refused before a decoder allocates ``width x height`` for it."""
+    need = png_min_bytes(head)
+    if need is not None and size < need:
+        raise ImageLimitError(f"{source}: header claims {width}x{height} pixels but the file has only {size:,} "
+                              f"bytes (a complete PNG that size has at least {need:,}): truncated, or a "
+                              "decompression bomb")
 
 
 # ----------------------------------------------------------------------------- regex

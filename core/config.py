@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,12 +203,41 @@ class ProjectConfig(_Section):
         for i, name in enumerate(v):
             if not name.strip():
                 raise ValueError(f"class {i} has an empty name")
-            if name != name.strip():
-                raise ValueError(f"class name {name!r} has leading/trailing spaces")
+            problem = class_name_problem(name)
+            if problem:
+                raise ValueError(f"class name {name!r} {problem}")
             if name in seen:
                 raise ValueError(f"duplicate class name {name!r} (classes {seen[name]} and {i})")
             seen[name] = i
         return v
+
+
+# ----------------------------------------------------------------------------- class names
+
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def class_name_problem(name: str) -> str | None:
+    """What makes ``name`` unusable as a class name, or None. Why one printable line: names are
+    written one per line (classes.txt, data.yaml, CSV reports, the GUI's class list), so a line
+    break would turn one class into two on the next read and shift every class id after it."""
+    if not name.strip():
+        return "is empty"
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        kind = "a line break" if bad in _LINE_BREAKS else "a control character"
+        return f"contains {kind} ({bad!r}); a class name must be one line of printable text"
+    if name != name.strip():
+        return "has leading/trailing spaces"
+    return None
+
+
+def check_class_name(name: str) -> str:
+    """``name`` unchanged, or a ConfigError naming it and what is wrong."""
+    problem = class_name_problem(name) if isinstance(name, str) else "is not text"
+    if problem:
+        raise ConfigError(f"class name {name!r} {problem}")
+    return name
 
 
 # ----------------------------------------------------------------------------- loading

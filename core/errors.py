@@ -41,3 +41,9 @@ class ConflictError(UserFacingError):
 class LimitError(UserFacingError):
     """An input over a safety bound (YAML aliases, JSON depth, regex time, image pixels,
     geometry values); names the file, the value and how to raise the bound if it can be."""
+
+
+class ImageLimitError(LimitError, ImageReadError):
+    """An image refused from its header, before decoding: too many pixels, or a file far too
+    small for the pixels it claims (a decompression bomb). An ImageReadError too, so every
+    reader that skips an unreadable image skips this one the same way."""

@@ -25,6 +25,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 
@@ -41,7 +42,7 @@ from core.bounded_input import (
     read_regular_text,
     search_user_regex,
 )
-from core.config import CONFIG_FILE, ProjectConfig, load_config, parse_config_text
+from core.config import CONFIG_FILE, ProjectConfig, check_class_name, load_config, parse_config_text
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
     format_yolo_txt,
@@ -116,7 +117,7 @@ class Project:
         root = Path(root)
         if (root / CONFIG_FILE).exists():
             raise UserFacingError(f"{root / CONFIG_FILE}: already exists; open the project instead")
-        classes = list(classes)
+        classes = [check_class_name(c) for c in classes]
         text = TEMPLATE.read_text(encoding="utf-8")
         text = set_top_level_value(text, "classes", _flow_list(classes))
         text = set_top_level_value(text, "task", _flow_scalar(task))
@@ -193,6 +194,22 @@ class Project:
         """labels/<same sub-folders>/<stem>.txt, as Ultralytics pairs images/ and labels/."""
         rel = Path(self.rel_image(image))
         return self.labels_dir / rel.with_suffix(".txt")
+
+    def shared_label_files(self) -> dict[Path, list[str]]:
+        """Label files that more than one image maps to (x.jpg and x.png in one folder), with
+        those images (relative): both show, train on and export the same labels."""
+        by_label: dict[Path, list[str]] = {}
+        for img in self.image_paths():
+            by_label.setdefault(self.label_path(img), []).append(self.rel_image(img))
+        return {lp: imgs for lp, imgs in by_label.items() if len(imgs) > 1}
+
+    def label_sharers(self, image: Path | str) -> list[Path]:
+        """Other image files whose label file would be ``image``'s (same folder, same stem)."""
+        image = Path(image)
+        if not image.parent.is_dir():
+            return []
+        return sorted(p for p in image.parent.glob(f"{glob_escape(image.stem)}.*")
+                      if p != image and p.stem == image.stem and p.suffix.lower() in IMAGE_EXTENSIONS)
 
     # ------------------------------------------------------------------ annotations
 
@@ -405,9 +422,12 @@ class Project:
     # ------------------------------------------------------------------ classes
 
     def add_class(self, name: str) -> None:
+        check_class_name(name)
         self._edit_classes(lambda names: ("add", [*names, name], {i: i for i in range(len(names))}, None))
 
     def rename_class(self, old: str, new: str) -> None:
+        check_class_name(new)
+
         def plan(names: list[str]):
             i = _class_index(names, old)
             out = list(names)
@@ -468,6 +488,12 @@ class Project:
                                               rows={p: changed_rows(old, mapping, p, n_old, new_to_old)
                                                     for p, (old, _) in changes.items() if p != self.config_path})
             self.reload_config()
+
+
+def shared_label_message(label: Path | str, images: Iterable[str]) -> str:
+    """The one wording of "these images share a label file", for check, convert and import."""
+    return (f"{label}: shared by images {', '.join(images)} (same name, another extension): they get the "
+            "same labels, and an export writes one over the other; rename one of them")
 
 
 def _class_index(names: list[str], name: str) -> int:

@@ -142,7 +142,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Exit 0 when every label loads (warnings allowed), 1 when any file is bad."""
-    from core.project import Project
+    from core.project import Project, shared_label_message
 
     proj = Project.open(args.project)
     warnings: list[str] = []
@@ -155,12 +155,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
     for lp in orphans:
         print(f"warning: {lp}: label file without an image")
-    by_label: dict[str, list[str]] = {}
-    for img in proj.image_paths():
-        by_label.setdefault(str(proj.label_path(img)), []).append(proj.rel_image(img))
-    for lp, imgs in by_label.items():
-        if len(imgs) > 1:  # a.jpg and a.png: YOLO pairs labels by stem, so they would share one file
-            print(f"warning: {lp}: shared by images {', '.join(imgs)}; rename one of them")
+    for lp, imgs in proj.shared_label_files().items():  # a.jpg and a.png: labels pair by stem
+        print(f"warning: {shared_label_message(lp, imgs)}")
     for e in errors:
         print(f"error: {e}")
     print(f"{len(anns)} images ok, {n_inst} instances, {len(errors)} bad files, {len(warnings)} warnings")

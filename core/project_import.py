@@ -29,6 +29,7 @@ class ImportStats:
     images: int = 0
     instances: int = 0
     added_classes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # printed as "warning:" (e.g. a stem rename)
     skipped_existing: list[Path] = field(default_factory=list)
     renamed: int = 0
 
@@ -77,13 +78,13 @@ def import_into_project(result: ImportResult, project_root: Path | str, task: st
     for ann in result.annotations:
         src = ann.image_path
         rel = rel_paths[src]
-        dst = image_dir / rel
-        n = 1
-        while dst.exists() and not _same_file(src, dst):
-            dst = image_dir / rel.with_name(f"{rel.stem}_{n}{rel.suffix}")
-            n += 1
-        if n > 1:
+        dst, sharer = _destination(project, src, image_dir / rel)
+        if dst != image_dir / rel:
             stats.renamed += 1
+        if sharer is not None:
+            stats.warnings.append(f"{src} imported as {project.rel_image(dst)}: {project.rel_image(sharer)} "
+                                  f"already uses {project.label_path(sharer)} (labels pair with images by "
+                                  "name, so x.jpg and x.png would share one label file)")
         if dst.exists() and project.label_path(dst).exists() and not overwrite and src.resolve() != dst.resolve():
             stats.skipped_existing.append(dst)
             result.problems.append(LabelError(project.label_path(dst), None,
@@ -104,6 +105,24 @@ def import_into_project(result: ImportResult, project_root: Path | str, task: st
             split_lines[side].append(project.rel_image(dst))
     _record_splits(project, split_lines)
     return project, stats
+
+
+def _destination(project: Project, src: Path, wanted: Path) -> tuple[Path, Path | None]:
+    """Where ``src`` goes in the project: ``wanted``, else ``stem_1``, ``stem_2``... when that name
+    holds a different image or another image of that stem owns its label file (x.jpg there,
+    x.png coming); returns the image whose label file it would have shared, if any."""
+    dst, n, sharer = wanted, 1, None
+    while True:
+        if dst.exists():
+            if _same_file(src, dst):
+                return dst, sharer
+        else:
+            others = project.label_sharers(dst)
+            if not others:
+                return dst, sharer
+            sharer = sharer or others[0]
+        dst = wanted.with_name(f"{wanted.stem}_{n}{wanted.suffix}")
+        n += 1
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -192,22 +192,28 @@ def test_truncated_png(tmp_path: Path) -> None:
         read_image(tmp_path / "half.png")
 
 
-def _png_header_only(path: Path, w: int, h: int) -> None:
-    """A PNG whose IHDR claims w x h with an empty IDAT: header parsers see the size."""
+def _png_header_only(path: Path, w: int, h: int, pad: int = 0) -> None:
+    """A PNG whose IHDR claims w x h with an empty IDAT: header parsers see the size. ``pad``
+    bytes of a private ancillary chunk make the file as big as a real, well compressed one."""
 
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+    padding = chunk(b"prVt", bytes(pad)) if pad else b""
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + padding + chunk(b"IDAT", zlib.compress(b""))
                      + chunk(b"IEND", b""))
 
 
 def test_huge_image_size_without_decompression_bomb_error(tmp_path: Path) -> None:
-    # 20000 x 15000 = 300 MP, past PIL's default bomb *error* threshold (~179 MP).
+    # 20000 x 15000 = 300 MP, past PIL's default bomb *error* threshold (~179 MP); 1 MB is about
+    # the smallest a PNG that size can be (deflate's best ratio), so it is not refused as a bomb
     path = tmp_path / "aerial.png"
-    _png_header_only(path, 20000, 15000)
+    _png_header_only(path, 20000, 15000, pad=1 << 20)
     assert image_size(path) == (20000, 15000)
+    _png_header_only(tmp_path / "tiny.png", 20000, 15000)  # the same claim in 60 bytes: a bomb (issue #35)
+    with pytest.raises(ImageReadError, match=r"tiny\.png: header claims 20000x15000 pixels but the file has only"):
+        image_size(tmp_path / "tiny.png")
 
 
 def test_image_beyond_decoder_limit_is_a_clear_error(tmp_path: Path) -> None:

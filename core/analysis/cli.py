@@ -30,6 +30,8 @@ from core.analysis.calibration import calibrate
 from core.analysis.find_mistakes import AnalysisConfig, analyze, issues_per_kind
 from core.analysis.report import write_report
 from core.annotation import ImageAnnotation
+from core.cli_types import config_range, int_range, probability
+from core.config import TrainConfig
 from core.errors import ConfigError, UserFacingError, WeightsError
 from core.eval.records import ImagePred
 from core.messages import run_with_events
@@ -37,17 +39,17 @@ from core.messages import run_with_events
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", type=Path, help="project folder")
-    p.add_argument("--folds", type=int, default=None,
+    p.add_argument("--folds", type=int_range(2), default=None,
                    help="out-of-fold analysis with K folds (the default, K=5, when neither --weights nor "
                    "--predictions is given)")
-    p.add_argument("--fold", type=int, default=None,
+    p.add_argument("--fold", type=int_range(1), default=None,
                    help="with --folds: train and predict only fold i (1..K), e.g. one per GPU/machine; "
                    "ranks too when it was the last one missing")
     p.add_argument("--merge-only", action="store_true",
                    help="with --folds: rank the finished folds' predictions without training (fails "
                    "naming the folds that are not done)")
-    p.add_argument("--seed", type=int, default=0, help="fold assignment seed (default 0)")
-    p.add_argument("--epochs", type=int, default=None, help="with --folds: train.epochs of each fold model")
+    p.add_argument("--seed", type=int_range(0), default=0, help="fold assignment seed (default 0)")
+    p.add_argument("--epochs", type=config_range(TrainConfig, "epochs"), default=None, help="with --folds: train.epochs of each fold model")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="with --folds: override the project's recipe for the fold models (as `dfine train --set`)")
     p.add_argument("--weights", type=Path,
@@ -56,14 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", type=Path, help="predictions in COCO results format (JSON)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <project>/review)")
     p.add_argument("--split", choices=("all", "train", "val"), default="all", help="which images (default all)")
-    p.add_argument("--conf", type=float, default=AnalysisConfig.conf,
+    p.add_argument("--conf", type=probability(), default=AnalysisConfig.conf,
                    help="a prediction at least this confident is evidence of an object (default 0.5)")
     p.add_argument("--device", default="cpu", help="device for --weights and fold predictions (cpu, cuda, cuda:1)")
     p.add_argument("--train-device", default=None, help="with --folds: device of the fold training "
                    "(default: the project's train.device)")
-    p.add_argument("--category-offset", type=int, default=1,
+    p.add_argument("--category-offset", type=int_range(0), default=1,
                    help="class index = category_id - offset for a plain results list (default 1, COCO style)")
-    p.add_argument("--top", type=int, default=24, help="items on the contact sheet (default 24)")
+    p.add_argument("--top", type=int_range(1), default=24, help="items on the contact sheet (default 24)")
     p.add_argument("--events", metavar="DEST", choices=["-"],
                    help="'-': JSON lines on stdout (core.messages: progress per fold in stages 'fold i/K train' "
                    "and 'fold i/K predict', per image in stage 'images', then 'rank', 'report' and a result "
@@ -217,8 +219,6 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
     from core.data.images import read_image
     from core.project import Project
 
-    if not 0.0 <= args.conf <= 1.0:
-        raise ConfigError(f"--conf must be in [0, 1], got {args.conf}")
     mode = _mode(args)
     project = Project.open(args.project)
     anns = _load_annotations(project, args, emit)

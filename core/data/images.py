@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.bounded_input import PNG_HEAD_BYTES, check_image_bytes, check_image_pixels
 from core.errors import ImageReadError
 
 # What a project lists as images (the formats OpenCV and Ultralytics both read).
@@ -27,12 +28,16 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", "
 
 # Users label their own large images (aerial, microscopy, scans), not untrusted uploads,
 # so PIL's decompression-bomb guard (~89 MP warning, ~179 MP error) is lifted on purpose.
-# PIL only ever reads headers here; the pixel decode is OpenCV's, bounded by MAX_PIXELS.
+# PIL reads headers here; every header goes through _checked_header (MAX_PIXELS, and a file
+# big enough for its pixels) before anything decodes pixels.
 Image.MAX_IMAGE_PIXELS = None
 
 # OpenCV refuses to decode more than 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS); we check first
-# so the user gets the file name and the size instead of a bare `None` from cv2.
-MAX_PIXELS: int = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 30)))
+# so the user gets the file name and the size instead of a bare `None` from cv2. Below that, a
+# 300 MP aerial image is legitimate: what refuses a tiny file claiming 30000x30000 is the check
+# that the file is big enough for its pixels (core.bounded_input.check_image_bytes).
+MAX_PIXELS_SETTING = "OPENCV_IO_MAX_IMAGE_PIXELS"
+MAX_PIXELS: int = int(os.environ.get(MAX_PIXELS_SETTING, str(1 << 30)))
 
 _EXIF_ORIENTATION = 0x0112
 # Orientations 5..8 swap width and height.
@@ -44,7 +49,11 @@ def is_image_file(path: Path | str) -> bool:
 
 
 def _orientation(img: Image.Image) -> int:
-    """EXIF orientation 1..8 from an opened (lazy) PIL image; 1 when absent or invalid."""
+    """EXIF orientation 1..8 from an opened (lazy) PIL image; 1 when absent or invalid.
+    A PNG without an eXIf chunk before its pixels has none: asking PIL would decode the whole
+    image to look behind them, which image_size must never do."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
     try:
         value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
     except (OSError, ValueError, TypeError, AttributeError, SyntaxError, KeyError, struct.error):
@@ -142,12 +151,26 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def check_header(source: Path | str, width: int, height: int, head: bytes, size: int) -> None:
+    """ImageLimitError (an ImageReadError) when the header's size must not be decoded: over
+    MAX_PIXELS, or more pixels than a file of ``size`` bytes can hold (PNG)."""
+    check_image_pixels(source, width, height, MAX_PIXELS, MAX_PIXELS_SETTING)
+    check_image_bytes(source, width, height, head, size)
+
+
+def _checked_header(im: Image.Image, path: Path, head: bytes, size: int) -> tuple[int, int, int]:
+    """(stored width, stored height, orientation); the size is checked before the EXIF read,
+    which makes PIL decode a whole PNG."""
+    w, h = im.size
+    check_header(path, w, h, head, size)
+    return w, h, _orientation(im)
+
+
 def _header(data: bytes, path: Path) -> tuple[int, int, int] | None:
     """(stored width, stored height, orientation) from the header, or None if PIL can't parse it."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            return w, h, _orientation(im)
+            return _checked_header(im, path, data[:PNG_HEAD_BYTES], len(data))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
 
@@ -160,13 +183,7 @@ def read_image(path: Path | str) -> np.ndarray:
     """
     path = Path(path)
     data = _read_bytes(path)
-    header = _header(data, path)
-    if header is not None and header[0] * header[1] > MAX_PIXELS:
-        raise ImageReadError(
-            f"{path}: image too large to decode ({header[0]}x{header[1]} = "
-            f"{header[0] * header[1]:,} pixels, limit {MAX_PIXELS:,}; "
-            "raise OPENCV_IO_MAX_IMAGE_PIXELS if you have the memory)"
-        )
+    header = _header(data, path)  # refuses an oversized or impossible size before any decode
     if data[:2] == b"\xff\xd8" and _jpeg_is_truncated(data):
         raise ImageReadError(f"{path}: JPEG file is truncated or damaged (no end-of-image marker)")
     # IMREAD_UNCHANGED keeps depth/alpha and ignores EXIF, so the orientation below is
@@ -197,9 +214,12 @@ def image_size(path: Path | str) -> tuple[int, int]:
     if not path.exists():
         raise ImageReadError(f"{path}: image file not found")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = _orientation(im)
+        with open(path, "rb") as f:
+            head = f.read(PNG_HEAD_BYTES)
+            size = os.fstat(f.fileno()).st_size
+            f.seek(0)
+            with Image.open(f) as im:
+                w, h, orientation = _checked_header(im, path, head, size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         h, w = read_image(path).shape[:2]  # a format only OpenCV knows, or a clear error
         return int(w), int(h)

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.cli_types import config_range, int_range
 from core.config import ExportConfig, InferConfig
 from core.project_paths import child_folder
 from core.errors import UserFacingError
@@ -31,20 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", type=Path, help="project folder (default: the one holding the run)")
     p.add_argument("--accuracy-control", action="store_true", default=None,
                    help="INT8 with NNCF accuracy control on the val F1 (default: export.accuracy_control)")
-    p.add_argument("--max-drop", type=float, help="largest F1 drop accuracy control accepts (default 0.01)")
+    p.add_argument("--max-drop", type=config_range(ExportConfig, "max_drop"), help="largest F1 drop accuracy control accepts (default 0.01)")
     p.add_argument("--int8-overflow-fix", choices=OVERFLOW_FIX_CHOICES,
                    help="NNCF overflow fix for INT8 (default export.int8_overflow_fix: enable, right on CPUs "
                    "with and without VNNI)")
-    p.add_argument("--calibration-images", type=int, help="INT8 calibration images (default 300, fewer if the "
+    p.add_argument("--calibration-images", type=config_range(ExportConfig, "calibration_images"), help="INT8 calibration images (default 300, fewer if the "
                    "project has fewer)")
     p.add_argument("--name", help="export name: exports/<name>/ (default: the run name)")
     p.add_argument("--out", type=Path, help="export folder (overrides <project>/exports/<name>)")
-    p.add_argument("--conf", type=float, help="confidence threshold for the report's F1 (default infer.conf)")
-    p.add_argument("--opset", type=int, help="ONNX opset (>= 17; default export.opset)")
-    p.add_argument("--queries", type=int, help="decoder queries in the exported model (default export.queries, "
+    p.add_argument("--conf", type=config_range(InferConfig, "conf"), help="confidence threshold for the report's F1 (default infer.conf)")
+    p.add_argument("--opset", type=config_range(ExportConfig, "opset"), help="ONNX opset (>= 17; default export.opset)")
+    p.add_argument("--queries", type=config_range(ExportConfig, "queries"), help="decoder queries in the exported model (default export.queries, "
                    "else all 300): fewer is faster on a CPU; the report's F1 shows the accuracy it costs")
     p.add_argument("--device", default="cpu", help="device for the report's latency (default cpu)")
-    p.add_argument("--timing-images", type=int, default=20, help="images timed per model in the report")
+    p.add_argument("--timing-images", type=int_range(1), default=20, help="images timed per model in the report")
     p.add_argument("--no-report", action="store_true", help="skip measuring (no report.json)")
     p.add_argument("--events", metavar="DEST", choices=["-"],
                    help="'-': JSON lines on stdout (core.messages: progress per stage, then a result event "

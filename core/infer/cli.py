@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 
+from core.cli_types import config_range, int_range
 from core.config import InferConfig
 from core.errors import UserFacingError
 from core.infer.runner_base import BACKENDS, backend_name
@@ -24,14 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image, image folder, video file, or camera index (0, 1, ...)")
     p.add_argument("--save", type=Path, metavar="DIR", help="write overlays and results.json here")
     conf = InferConfig().conf
-    p.add_argument("--conf", type=float, default=conf, help=f"confidence threshold (default {conf}, as infer.conf)")
+    p.add_argument("--conf", type=config_range(InferConfig, "conf"), default=conf, help=f"confidence threshold (default {conf}, as infer.conf)")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (torch/onnx/tensorrt); "
                    "CPU | GPU | NPU | AUTO for OpenVINO (default cpu)")
     p.add_argument("--backend", type=backend_name, choices=list(BACKENDS),
                    help="pick one model in an export folder (default: the fastest there)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="pick a precision in an export folder")
-    p.add_argument("--batch-size", type=int, default=1, help="images per forward for folders (default 1)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames (video/camera)")
+    p.add_argument("--batch-size", type=int_range(1), default=1, help="images per forward for folders (default 1)")
+    p.add_argument("--max-frames", type=int_range(1), help="stop after this many frames (video/camera)")
     p.add_argument("--no-overlay", action="store_true", help="only results.json, no drawn images/video")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -52,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from core.infer.predictor import Predictor
     from core.infer.sources import open_source
 
-    if args.batch_size < 1:
-        raise UserFacingError(f"--batch-size must be >= 1, got {args.batch_size}")
     predictor = Predictor.load(args.model, device=args.device, conf=args.conf, backend=args.backend,
                                precision=args.precision)
     predictor.batch_size = args.batch_size

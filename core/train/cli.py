@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli_types import config_range
+from core.config import InferConfig
 from core.errors import UserFacingError
 from core.messages import event_line, make_event, run_with_events
 
@@ -57,7 +59,8 @@ def add_val_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="a checkpoint (runs/<name>/best.pt or last.pt)")
     p.add_argument("--split", choices=["val", "train"], default="val")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps | auto")
-    p.add_argument("--conf", type=float, default=None, help="confidence threshold for F1/P/R (infer.conf)")
+    p.add_argument("--conf", type=config_range(InferConfig, "conf"), default=None,
+                   help="confidence threshold for F1/P/R (infer.conf)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights, not the EMA")
     p.add_argument("--json", action="store_true", help="print the full summary as JSON")
     p.add_argument("--events", metavar="DEST", choices=["-"],

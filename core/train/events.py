@@ -16,7 +16,8 @@ Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are
 - ``error``: message, type
 
 Written to ``runs/<name>/events.jsonl`` always and to stdout with ``--events -``. Only rank 0
-writes. ``metrics.csv`` gets one row per validation; plots are redrawn after each epoch.
+writes. A ``warning`` is also one human line on stderr (``dfine train: warning: ...``): a skipped
+image must reach the person at the terminal, not only a file they may never open. ``metrics.csv`` gets one row per validation; plots are redrawn after each epoch.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ TRAIN_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "do
 class EventLog:
     """Append-only JSON-lines log (+ optional stream). ``enabled=False`` on non-zero ranks."""
 
-    def __init__(self, run_dir: Path, stream: IO[str] | None = None, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path, stream: IO[str] | None = None, enabled: bool = True,
+                 notices: IO[str] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.stream = stream
+        self.notices = notices  # where warnings go as human lines (stderr; None: events only)
         self.enabled = enabled
         self.sinks: list[Any] = []  # extra consumers with .log(record) (e.g. WandbSink)
         self._file: IO[str] | None = None
@@ -61,7 +64,15 @@ class EventLog:
             self.stream.flush()
         for sink in self.sinks:
             sink.log(record)
+        if kind == "warning" and self.notices is not None:
+            self._notice(f"dfine train: warning: {record['message']}")
         return record
+
+    def _notice(self, text: str) -> None:
+        """One line on the notices stream, above a running tqdm bar instead of through it."""
+        from tqdm import tqdm
+
+        tqdm.write(" ".join(text.split()), file=self.notices)
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -156,7 +156,10 @@ class Trainer:
         self.dist = ddp.init_distributed("cuda" if cfg.train.device.startswith("cuda") or (
             cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = resolve_device(cfg.train.device, self.dist.local_rank)
-        self.events = EventLog(self.run_dir, sys.stdout if opts.events_stdout else None, self.dist.is_main)
+        self.events = EventLog(self.run_dir, sys.stdout if opts.events_stdout else None, self.dist.is_main,
+                               # with --events - the warning reaches the reader of stdout (the GUI log);
+                               # a second copy on stderr would show twice there
+                               notices=None if opts.events_stdout else sys.stderr)
         if opts.on_event is not None:
             self.events.sinks.append(_CallbackSink(opts.on_event))
         self.stop = StopFlag()

@@ -47,9 +47,11 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="reference the project's images instead of copying them (coco, labelme)")
 
 
-def _print_problems(problems: list, notes: list[str]) -> None:
+def _print_problems(problems: list, notes: list[str], warnings: list[str] | None = None) -> None:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in warnings or []:
+        print(f"warning: {warning}", file=sys.stderr)
     for exc in problems:
         print(f"skipped: {exc}", file=sys.stderr)
 
@@ -83,11 +85,11 @@ def run_import(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dfine-import-") as tmp:
         result = read_source(args.kind, args.source, args.images, classes, extract_dir=Path(tmp))
         if not result.annotations:
-            _print_problems(result.problems, result.notes)
+            _print_problems(result.problems, result.notes, result.warnings)
             raise UserFacingError(f"{args.source}: nothing to import ({len(result.problems)} item(s) skipped)")
         project, stats = import_into_project(result, args.project, task=args.task, overwrite=args.overwrite,
                                               split=args.split)
-    _print_problems(result.problems, result.notes)
+    _print_problems(result.problems, result.notes, result.warnings + stats.warnings)
     if stats.added_classes:
         print(f"added classes: {', '.join(stats.added_classes)}")
     if stats.renamed:
@@ -116,12 +118,14 @@ def _copy_images(anns: list[ImageAnnotation], image_dir: Path, dest: Path) -> li
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from core.project import Project
+    from core.project import Project, shared_label_message
 
     project = Project.open(args.project.resolve())
     anns, errors = project.load_all()
     for exc in errors:
         print(f"skipped: {exc}", file=sys.stderr)
+    for label, images in project.shared_label_files().items():
+        print(f"warning: {shared_label_message(label, images)}", file=sys.stderr)
     names = project.class_names
     out: Path = args.out
     if out.exists() and not out.is_dir():

@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_text
 from core.bounded_input import loads_json
+from core.config import class_name_problem
 from core.data.formats.report import ImportResult, outside_image
 from core.data.images import image_size
 from core.project_paths import PathOutsideError, inside
@@ -99,6 +100,9 @@ def _read_categories(data: dict, path: Path) -> tuple[list[str], dict[int, int]]
             raise LabelError(path, None, f"categories[{i}]: 'id' must be an integer", value=cid)
         if cid in by_id:
             raise LabelError(path, None, f"categories[{i}]: duplicate category id", value=cid)
+        problem = class_name_problem(str(name))
+        if problem:
+            raise LabelError(path, None, f"categories[{i}]: class name {problem}", value=name)
         by_id[cid] = str(name)
     dup = [n for n, c in Counter(by_id.values()).items() if c > 1]
     if dup:

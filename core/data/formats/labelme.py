@@ -25,11 +25,12 @@ from PIL import Image
 
 from core.annotation import ImageAnnotation, Instance
 from core.atomic_io import atomic_write_bytes, atomic_write_text
-from core.bounded_input import loads_json
+from core.bounded_input import PNG_HEAD_BYTES, loads_json
+from core.config import class_name_problem
 from core.data.formats.report import ImportResult, outside_image
 from core.data.formats.yolo_txt import bridge_rings
-from core.data.images import image_size
-from core.errors import ImageReadError, LabelError
+from core.data.images import check_header, image_size
+from core.errors import ImageLimitError, ImageReadError, LabelError
 from core.geometry import mask_to_polygons
 
 CIRCLE_VERTICES = 32
@@ -153,6 +154,9 @@ def _read_shape(path: Path, i: int, shape: object) -> tuple[str, int | None, str
     label = shape.get("label")
     if not isinstance(label, str) or not label.strip():
         raise LabelError(path, None, f"{where}: missing or empty 'label'", value=label)
+    problem = class_name_problem(label)
+    if problem:
+        raise LabelError(path, None, f"{where}: 'label' {problem}", value=label)
     stype = shape.get("shape_type") or "polygon"
     where = f"{where} ({label!r}, {stype})"
     pts = _points(shape.get("points"))
@@ -162,6 +166,13 @@ def _read_shape(path: Path, i: int, shape: object) -> tuple[str, int | None, str
     if gid is not None and (not isinstance(gid, int) or isinstance(gid, bool)):
         raise LabelError(path, None, f"{where}: 'group_id' must be an integer or null", value=gid)
     return label, gid, where, _shape_geometry(path, where, stype, pts, shape)
+
+
+def _decode_mask(png: bytes) -> np.ndarray:
+    """An embedded mask as bool pixels, its header size checked before PIL decodes it."""
+    with Image.open(io.BytesIO(png)) as im:
+        check_header("mask", im.size[0], im.size[1], png[:PNG_HEAD_BYTES], len(png))
+        return np.asarray(im.convert("L")) > 0
 
 
 def _shape_geometry(path: Path, where: str, stype: str, pts: np.ndarray, shape: dict) -> Geometry:
@@ -183,9 +194,11 @@ def _shape_geometry(path: Path, where: str, stype: str, pts: np.ndarray, shape: 
         return [circle_polygon(pts[0], pts[1])], [], None
     if stype == "mask":
         try:
-            m = np.asarray(Image.open(io.BytesIO(base64.b64decode(shape["mask"]))).convert("L")) > 0
+            m = _decode_mask(base64.b64decode(shape["mask"]))
         except (KeyError, TypeError, ValueError, OSError):
             raise LabelError(path, None, f"{where}: 'mask' is not a base64 PNG") from None
+        except ImageLimitError as exc:
+            raise LabelError(path, None, f"{where}: {exc}") from None
         outers, holes = mask_to_polygons(m)
         if not outers:
             raise LabelError(path, None, f"{where}: mask is empty")

@@ -25,6 +25,8 @@ class ImportResult:
     problems: list[LabelError] = field(default_factory=list)
     # things the user should know that are not errors (e.g. images without a label file)
     notes: list[str] = field(default_factory=list)
+    # things imported that are likely wrong and need the user (printed as "warning:")
+    warnings: list[str] = field(default_factory=list)
     # image path -> split name ("train" / "val") when the source says so
     splits: dict[Path, str] = field(default_factory=dict)
     # folder whose sub-folders are kept when images are copied into a project

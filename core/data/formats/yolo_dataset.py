@@ -21,6 +21,7 @@ import yaml
 from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_write_text
 from core.bounded_input import load_yaml
+from core.config import class_name_problem
 from core.data.formats.report import ImportResult
 from core.data.formats.yolo_txt import (
     decode_label_bytes,
@@ -72,6 +73,9 @@ def parse_names(names: Any, path: Path, line: int | None = None) -> list[str]:
     for i, n in enumerate(out):
         if not n.strip():
             raise LabelError(path, line, f"class {i} has an empty name", value=n)
+        problem = class_name_problem(n)
+        if problem:
+            raise LabelError(path, line, f"class {i}: name {problem}", value=n)
     dup = sorted({n for n in out if out.count(n) > 1})
     if dup:
         raise LabelError(path, line, "duplicate class name in 'names'", value=dup[0])
@@ -156,6 +160,7 @@ def read_labelled_images(images: list[Path], class_names: list[str], result: Imp
     """Parse each image's label file into ``result``; bad files go to ``result.problems``."""
     missing = 0
     seen = {a.image_path for a in result.annotations}
+    by_label: dict[Path, list[Path]] = {}
     for img in images:
         if img in seen:
             result.notes.append(f"{img}: listed twice (kept in split '{result.splits.get(img)}')")
@@ -167,6 +172,7 @@ def read_labelled_images(images: list[Path], class_names: list[str], result: Imp
             result.problems.append(LabelError(img, None, str(exc).split(": ", 1)[-1]))
             continue
         label = label_path_for(img)
+        by_label.setdefault(label, []).append(img)
         ann = ImageAnnotation(img, w, h)
         if label.is_file():
             side = sidecar_path(label)
@@ -186,6 +192,11 @@ def read_labelled_images(images: list[Path], class_names: list[str], result: Imp
             result.splits[img] = split
     if missing:
         result.notes.append(f"{missing} image(s) have no label file; imported as background (no objects)")
+    for label, imgs in by_label.items():
+        if len(imgs) > 1 and label.is_file():  # x.jpg and x.png: YOLO pairs labels by stem
+            result.warnings.append(f"{label}: shared by images {', '.join(p.name for p in imgs)} (same name, "
+                                   "another extension): each was imported with its labels; check which it "
+                                   "belongs to")
 
 
 def load_ultralytics_yaml(yaml_path: Path | str) -> ImportResult:
