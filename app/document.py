@@ -48,6 +48,7 @@ class LabelDocument(QObject):
         self.disk_signature: FileSignature = file_signature(self.label_path)
         self.undo_stack = QUndoStack(self)
         self.hidden: set[int] = set()  # ids (id(Instance)) hidden on the canvas; view state, not an edit
+        self.locked: set[int] = set()  # ids locked against edits (finished shapes), for this session
 
     @property
     def image_path(self) -> Path:
@@ -72,15 +73,26 @@ class LabelDocument(QObject):
 
     def _replace(self, index: int, inst: Instance) -> None:
         old = self.ann.instances[index]
-        if id(old) in self.hidden:
-            self.hidden.discard(id(old))
-            self.hidden.add(id(inst))
+        for state in (self.hidden, self.locked):
+            if id(old) in state:
+                state.discard(id(old))
+                state.add(id(inst))
         self.ann.instances[index] = inst
         self.instance_changed.emit(index)
 
     # --- view state -----------------------------------------------------------------
     def is_hidden(self, index: int) -> bool:
         return id(self.ann.instances[index]) in self.hidden
+
+    def is_locked(self, index: int) -> bool:
+        """Locked (as in CVAT): shown, but the canvas will not select it, so no edit reaches it."""
+        return id(self.ann.instances[index]) in self.locked
+
+    def set_locked(self, indices: list[int], locked: bool) -> None:
+        for i in indices:
+            key = id(self.ann.instances[i])
+            self.locked.add(key) if locked else self.locked.discard(key)
+        self.visibility_changed.emit()
 
     def set_hidden(self, index: int, hidden: bool) -> None:
         key = id(self.ann.instances[index])
@@ -104,6 +116,7 @@ class LabelDocument(QObject):
         labels, so it is dropped."""
         self.ann = ann
         self.hidden.clear()
+        self.locked.clear()
         self.undo_stack.clear()
         self.disk_signature = file_signature(self.label_path)
         self.structure_changed.emit()

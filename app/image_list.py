@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,10 +54,12 @@ def review_flagged(project) -> set[str]:
 
 
 class ImageListModel(QAbstractListModel):
-    def __init__(self, paths: list[Path], label_path: Callable[[Path], Path], parent=None):
+    def __init__(self, paths: list[Path], label_path: Callable[[Path], Path], parent=None,
+                 proposals_path: Callable[[Path], Path] | None = None):
         super().__init__(parent)
         self.paths = list(paths)
         self.label_path = label_path
+        self.proposals_path = proposals_path  # core.proposals store (None: only legacy sidecar marks)
         self._status: dict[int, Status] = {}
         self.flagged: set[str] = set()
         self.errors: set[Path] = set()
@@ -154,7 +157,9 @@ class ImageListModel(QAbstractListModel):
         An unreadable file counts as neither (its row shows the error status)."""
         got = self._content.get(row)
         if got is None:
-            got = read_label_content(self.label_path(self.paths[row]))
+            path = self.paths[row]
+            got = read_label_content(self.label_path(path),
+                                     self.proposals_path(path) if self.proposals_path else None)
             self._content[row] = got
         return got
 
@@ -165,18 +170,23 @@ class ImageListModel(QAbstractListModel):
         return out
 
 
-def read_label_content(label_path: Path) -> tuple[frozenset[int], bool]:
+def read_label_content(label_path: Path, proposals_file: Path | None = None) -> tuple[frozenset[int], bool]:
     """Class ids of a YOLO txt (first token of each row) and whether its sidecar marks a row
     as a model proposal. Cheap and forgiving: the editor reports malformed files itself."""
     classes: set[int] = set()
+    has_proposals = proposals_file is not None and os.path.isfile(proposals_file)
     try:
+        if not stat.S_ISREG(os.stat(label_path).st_mode):  # a FIFO would block open() on the GUI thread
+            return frozenset(), has_proposals
         with open(label_path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 head = line.split(maxsplit=1)
                 if head and head[0].isdigit():
                     classes.add(int(head[0]))
     except OSError:
-        return frozenset(), False
+        return frozenset(), has_proposals
+    if has_proposals:
+        return frozenset(classes), True
     proposals = False
     side = sidecar_path(label_path)
     try:

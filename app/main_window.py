@@ -51,6 +51,7 @@ from core import __version__
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
 from core.image_state import set_done
+from core.proposals import proposals_path
 
 
 GUI_LOCK_WAIT_S = 0.3  # the GUI thread never waits longer for the project lock
@@ -244,7 +245,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             tools.addAction(act)
         self.act_select.setChecked(True)
         self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
-        self.act_hide = a("hide", "&Hide/show selected", self.toggle_hidden, "eye", canvas_only=True)
+        self.act_hide = a("hide", "&Hide selected / show hidden", self.toggle_hidden, "eye", canvas_only=True)
+        self.act_lock = a("lock", "&Lock selected / unlock all", self.toggle_locked, None, canvas_only=True)
         self.act_accept = a("accept", "&Accept model proposals", self.accept_proposals, "accept")
         self.act_fit = a("fit", "&Fit to window", self.canvas.fit, "fit", canvas_only=True)
         self.act_zoom_in = a("zoom_in", "Zoom &in", lambda: self.canvas.zoom_by(1.25), "zoom-in")
@@ -307,7 +309,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         m = mb.addMenu("&Edit")
         m.addActions([self.act_undo, self.act_redo])
         m.addSeparator()
-        m.addActions([self.act_delete, self.act_hide, self.act_accept])
+        m.addActions([self.act_delete, self.act_hide, self.act_lock, self.act_accept])
         m.addSeparator()
         m.addAction(self.act_done)
         m.addSeparator()
@@ -380,7 +382,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
                     self.act_grabcut, self.act_model_box, self.act_done, self.act_brush, self.act_eraser,
                     self.act_brush_bigger, self.act_brush_smaller,
-                    self.act_delete, self.act_hide, self.act_accept, self.act_fit, self.act_zoom_in,
+                    self.act_delete, self.act_hide, self.act_lock, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
                     self.act_undo_classes, self.act_pick_class, *self.class_keys):
             act.setEnabled(on)
@@ -406,7 +408,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.settings.setValue("recent_projects", recent[:8])
         self.model_path = self._remembered_model()
         paths = project.image_paths()
-        self.list_model = ImageListModel(paths, project.label_path, self)
+        self.list_model = ImageListModel(paths, project.label_path, self,
+                                         proposals_path=lambda image: proposals_path(project, image))
         try:
             from core.image_state import read_done
 
@@ -634,7 +637,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if doc is None:
             label_path = self.project.label_path(path)
             try:
-                ann = self.project.load_annotation(path)
+                ann = self._load_ann(path)  # labels and the model's proposals
                 read_only = False
                 self.list_model.refresh(path, error=False)
             except UserFacingError as exc:
@@ -720,7 +723,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.project.save_annotation(ann)
 
     def _load_ann(self, path: Path) -> ImageAnnotation:
-        return self.project.load_annotation(path)
+        # the editor shows the model's proposals beside the labels (dashed) until accepted
+        return self.project.load_annotation(path, include_proposals=True)
 
     def _doc_saved(self, doc: LabelDocument) -> None:
         self.list_model.refresh(doc.image_path, error=False)
@@ -760,17 +764,47 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     def _toggle_visibility(self, index: int, hidden: bool) -> None:
         if self.doc is not None and index < len(self.doc.instances):
             self.doc.set_hidden(index, hidden)
+            self.canvas._update_visibility()  # a hidden instance leaves the selection
 
     def toggle_hidden(self) -> None:
+        """H hides the selected instances and drops them from the selection (a hidden shape is
+        never edited). With nothing selected it hides nothing: it shows every hidden instance
+        of this image again (hidden shapes cannot be clicked, so this is the way back)."""
         if self.doc is None:
             return
-        rows = self.canvas.selected or list(range(len(self.doc.instances)))
-        hide = not all(self.doc.is_hidden(i) for i in rows)
-        for i in rows:
-            self.doc.hidden.add(id(self.doc.instances[i])) if hide else self.doc.hidden.discard(
-                id(self.doc.instances[i]))
+        rows = list(self.canvas.selected)
+        hidden = [i for i in range(len(self.doc.instances)) if self.doc.is_hidden(i)]
+        if rows:
+            for i in rows:
+                self.doc.hidden.add(id(self.doc.instances[i]))
+            message = f"Hid {len(rows)} instance(s); H with nothing selected shows them again"
+        elif hidden:
+            for i in hidden:
+                self.doc.hidden.discard(id(self.doc.instances[i]))
+            message = f"Showing {len(hidden)} hidden instance(s) again"
+        else:
+            message = "Select instances to hide them (H); nothing is hidden"
         self.doc.visibility_changed.emit()
         self.canvas._update_visibility()
+        self.statusBar().showMessage(message, 4000)
+
+    def toggle_locked(self) -> None:
+        """Ctrl+L locks the selected instances (finished shapes: shown, never selected or edited,
+        for this session); with nothing selected it unlocks every locked instance of this image."""
+        if self.doc is None:
+            return
+        rows = list(self.canvas.selected)
+        locked = [i for i in range(len(self.doc.instances)) if self.doc.is_locked(i)]
+        if rows:
+            self.doc.set_locked(rows, True)
+            message = f"Locked {len(rows)} instance(s); Ctrl+L with nothing selected unlocks them"
+        elif locked:
+            self.doc.set_locked(locked, False)
+            message = f"Unlocked {len(locked)} instance(s)"
+        else:
+            message = "Select instances to lock them (Ctrl+L); nothing is locked"
+        self.canvas._update_visibility()
+        self.statusBar().showMessage(message, 4000)
 
     def accept_proposals(self) -> None:
         if self.doc is None:
@@ -851,7 +885,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         cls = menu.addMenu("Change class")
         for k, n in enumerate(self.project.class_names):
             cls.addAction(n, lambda kk=k: self.pick_class(kk, relabel=True))
-        menu.addActions([self.act_hide, self.act_accept, self.act_delete])
+        menu.addActions([self.act_hide, self.act_lock, self.act_accept, self.act_delete])
         menu.popup(pos)
 
     def show_shortcuts(self) -> None:

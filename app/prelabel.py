@@ -45,6 +45,25 @@ def best_detection_mask(det, box: tuple[float, float, float, float], min_iou: fl
     return k, np.asarray(masks[k], bool) & clip
 
 
+MAX_PROPOSALS_PER_IMAGE = 50  # beyond this a pre-label is noise to delete, not help (COCO images: median 4)
+
+
+def proposal_floor(project, requested: float | None = None) -> float:
+    """The lowest score a proposal may have: the project's inference threshold (what the model
+    is validated and exported with), never a lower slider value such as live view's 0.01."""
+    conf = float(getattr(getattr(project.config, "infer", None), "conf", 0.5))
+    return max(conf, requested or 0.0)
+
+
+def keep_confident(instances: list[Instance], floor: float, cap: int = MAX_PROPOSALS_PER_IMAGE
+                   ) -> tuple[list[Instance], int]:
+    """The proposals the model stands behind (score >= ``floor``), best first, at most ``cap``;
+    and how many were left out (the status line says so)."""
+    ranked = sorted(instances, key=lambda i: -(i.score if i.score is not None else 1.0))
+    kept = [i for i in ranked if (i.score if i.score is not None else 1.0) >= floor][:cap]
+    return kept, len(instances) - len(kept)
+
+
 def class_mapping(model_names: list[str], project_names: list[str]) -> dict[int, int]:
     """Model class id -> project class id: by name when the names overlap, else by
     position (a model trained on this project has the same list)."""

@@ -96,7 +96,7 @@ class ClassActions:
     def _matches_disk(self, doc) -> bool:
         """The remapped in-memory labels equal the rewritten file (else the file wins)."""
         try:
-            disk = self.project.load_annotation(doc.image_path)
+            disk = self._load_ann(doc.image_path)  # labels and proposals, as the document holds them
         except Exception:  # noqa: BLE001 (any unreadable file: reload and let the editor report it)
             return False
         return same_instances(doc.ann.instances, disk.instances)

@@ -127,7 +127,9 @@ class BackgroundActions:
         self.statusBar().showMessage(f"Model: {path}", 5000)
 
     def _conf(self) -> float:
-        return float(getattr(getattr(self.project.config, "infer", None), "conf", 0.5))
+        from app.prelabel import proposal_floor
+
+        return proposal_floor(self.project)
 
     def predict_current(self, predictor=None) -> Task | None:
         if self.doc is None:
@@ -180,10 +182,14 @@ class BackgroundActions:
     def _proposals_ready(self, results: dict) -> None:
         """Add proposals as one undoable step per image; images not on screen are saved
         right away (they were unlabelled, so nothing of the person's is touched)."""
-        n = 0
+        from app.prelabel import keep_confident
+
+        n = dropped = 0
         for path, instances in results.items():
             if not instances or self.project is None:
                 continue
+            instances, left = keep_confident(instances, self._conf())
+            dropped += left
             doc = self._doc_for(path)
             if getattr(doc, "read_only", False):
                 continue
@@ -192,5 +198,6 @@ class BackgroundActions:
             if doc is not self.doc:
                 self.autosaver.save(doc)
                 self.list_model.refresh(path)
-        self.statusBar().showMessage(f"{n} proposals on {len(results)} image(s); "
-                                     "edit or accept them (Ctrl+Enter)", 8000)
+        over = f" ({dropped} more over the per-image cap left out)" if dropped else ""
+        self.statusBar().showMessage(f"{n} proposals (score >= {self._conf():.2f}) on {len(results)} image(s){over}; "
+                                     "they train nothing until you accept them (Ctrl+Enter) or edit them", 8000)

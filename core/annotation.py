@@ -133,6 +133,9 @@ class ImageAnnotation:
     height: int
     instances: list[Instance] = field(default_factory=list)
     group_id: str | None = None  # e.g. capture batch; splits never separate a group
+    # True when ``instances`` holds the image's model proposals too (source="model", loaded for the
+    # editor): saving then replaces the stored proposals with these. See core.proposals.
+    proposals_included: bool = False
 
     def __post_init__(self) -> None:
         self.image_path = Path(self.image_path)
@@ -141,4 +144,4 @@ class ImageAnnotation:
 
     def copy(self) -> ImageAnnotation:
         return ImageAnnotation(self.image_path, self.width, self.height,
-                               [i.copy() for i in self.instances], self.group_id)
+                               [i.copy() for i in self.instances], self.group_id, self.proposals_included)

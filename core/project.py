@@ -54,6 +54,16 @@ from core.data.formats.yolo_txt import (
 from core.data.images import IMAGE_EXTENSIONS  # the one reader decides what an image is
 from core.errors import ConfigError, ConflictError, LabelError, LimitError, UserFacingError
 from core.project_lock import held_here, project_lock
+from core.proposals import (
+    PROPOSALS_DIR,
+    migrate_sidecar_proposals,
+    proposal_files,
+    proposals_path,
+    read_proposals,
+    remap_proposal_files,
+    remap_proposals_text,
+    write_proposals,
+)
 from core.project_paths import PathOutsideError, inside
 
 log = logging.getLogger(__name__)
@@ -102,14 +112,17 @@ class Project:
         if not cfg_path.is_file():
             raise UserFacingError(f"{root}: not a dfine-studio project (no {CONFIG_FILE}); create one with `dfine new`")
         journal = ClassEditJournal(root)
+        project = None
         if not held_here(root):
             # only while no writer holds the lock: a temp file of a live writer is not stale
             with contextlib.suppress(OSError), project_lock(root, blocking=False) as mine:
                 if mine:
                     journal._recover_locked()
-                    for d in (root / "labels", root / JOURNAL_DIR):
+                    for d in (root / "labels", root / JOURNAL_DIR, root / PROPOSALS_DIR):
                         remove_stale_temps(d)
-        return cls(root, load_config(cfg_path))
+                    project = cls(root, load_config(cfg_path))
+                    migrate_sidecar_proposals(project)  # once: model rows out of labels/
+        return project or cls(root, load_config(cfg_path))
 
     @classmethod
     def create(cls, root: Path | str, classes: Iterable[str], task: str = "segment") -> Project:
@@ -213,8 +226,14 @@ class Project:
 
     # ------------------------------------------------------------------ annotations
 
-    def load_annotation(self, image: Path | str, warnings: list[str] | None = None) -> ImageAnnotation:
-        """Labels of one image (no label file = no instances). Raises LabelError / ImageReadError."""
+    def load_annotation(self, image: Path | str, warnings: list[str] | None = None,
+                        include_proposals: bool = False, keep_model_rows: bool = False) -> ImageAnnotation:
+        """Labels of one image (no label file = no instances). Raises LabelError / ImageReadError.
+
+        Only what a person accepted: model proposals (core.proposals) come too only with
+        ``include_proposals`` (the editor), marked source="model". A row an old sidecar marks as
+        the model's, not yet migrated, is never returned as a label (``keep_model_rows``: the
+        migration itself)."""
         image = Path(image)
         if not image.is_absolute():
             image = self.image_dir / image
@@ -231,7 +250,15 @@ class Project:
                 log.warning(msg)
                 if warnings is not None:
                     warnings.append(msg)
-        return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image))
+        if not keep_model_rows:
+            unmigrated = [i for i in inst if i.source == "model"]
+            inst = [i for i in inst if i.source != "model"]
+            if include_proposals:
+                inst += unmigrated
+        if include_proposals:
+            inst += read_proposals(self, image)
+        return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image),
+                               proposals_included=include_proposals)
 
     def lock(self, blocking: bool = True, timeout: float | None = None):
         """The one project lock (core.project_lock): hold it around any read-modify-write of
@@ -263,7 +290,9 @@ class Project:
                                  f"class id out of range 0..{n - 1}", inst.class_id)
             _check_geometry(inst, ann.width, ann.height, self.label_path(ann.image_path), k)
         lp = self.label_path(ann.image_path)
-        out = format_yolo_txt(ann.instances, ann.width, ann.height)
+        accepted = [i for i in ann.instances if i.source != "model"]
+        proposed = [i for i in ann.instances if i.source == "model"]
+        out = format_yolo_txt(accepted, ann.width, ann.height)
         with self.lock():
             on_disk = self.classes_on_disk()
             mine = list(self.config.classes)
@@ -273,6 +302,10 @@ class Project:
                                     f"{lp} was not saved: reload the project")
             if expect is not None and not expect():
                 raise ConflictError(f"{lp}: changed by another writer since it was read; not saved")
+            if not accepted and not lp.exists():
+                # only proposals: no label file, so the image stays "unlabelled" (an empty file
+                # means "checked: no objects here" and would train it as pure background)
+                return self._save_proposals(ann, proposed, lp)
             lp.parent.mkdir(parents=True, exist_ok=True)
             side = sidecar_path(lp)
             old_side = load_sidecar(read_regular_bytes(side)) if side.exists() else None
@@ -286,6 +319,30 @@ class Project:
                 atomic_write_text(side, json.dumps(out.sidecar, indent=None))
             elif not new_rows and side.exists():
                 atomic_delete(side)
+            return self._save_proposals(ann, proposed, lp)
+
+    def add_proposals(self, image: Path | str, instances: list) -> int:
+        """Add model proposals to an image (pre-label, live "send frame"), labels untouched;
+        returns how many the image now has. Each is stored as the model's until accepted."""
+        image = Path(image)
+        if not image.is_absolute():
+            image = self.image_dir / image
+        w, h = _image_size(image)
+        n = len(self.config.classes)
+        for k, inst in enumerate(instances):
+            if not 0 <= inst.class_id < n:
+                raise LabelError(proposals_path(self, image), None, f"class id out of range 0..{n - 1}", inst.class_id)
+            _check_geometry(inst, w, h, proposals_path(self, image), k)
+        with self.lock():
+            stored = read_proposals(self, image) + [_as_proposal(i) for i in instances]
+            write_proposals(self, image, stored)
+        return len(stored)
+
+    def _save_proposals(self, ann: ImageAnnotation, proposed: list, lp: Path) -> Path:
+        if ann.proposals_included:  # the editor's view of them: replace
+            write_proposals(self, ann.image_path, proposed)
+        elif proposed:  # new proposals from a tool (live send frame, pre-label): add
+            write_proposals(self, ann.image_path, read_proposals(self, ann.image_path) + proposed)
         return lp
 
     def load_all(self, warnings: list[str] | None = None) -> tuple[list[ImageAnnotation], list[UserFacingError]]:
@@ -476,17 +533,22 @@ class Project:
             # a merged-into id maps back to the target (the class that kept its identity)
             new_to_old = {new: old for old, new in mapping.items() if new is not None and old != removed}
             changes = {} if identity else remap_label_files(self.labels_dir, mapping, n_old, new_to_old)
+            if not identity:  # proposals carry class ids too: they must keep meaning the same class
+                changes.update(remap_proposal_files(self.root, mapping))
             changes[self.config_path] = (text, new_text)
 
             def redo(path: Path, current: str) -> str:  # a file changed by a writer outside the lock
                 if path == self.config_path:
                     return set_top_level_value(current, "classes", _flow_list(new_names))
+                if _is_proposals(self.root, path):
+                    return remap_proposals_text(current, mapping, path)
                 return remap_text(current, mapping, path, n_old)
 
             desc = f"{op}: {', '.join(old_names)} -> {', '.join(new_names)}"
             ClassEditJournal(self.root).apply(desc, changes, new_to_old, redo=redo,
                                               rows={p: changed_rows(old, mapping, p, n_old, new_to_old)
-                                                    for p, (old, _) in changes.items() if p != self.config_path})
+                                                    for p, (old, _) in changes.items()
+                                                    if p != self.config_path and not _is_proposals(self.root, p)})
             self.reload_config()
 
 
@@ -668,6 +730,17 @@ HISTORY_LIMIT = 20  # class edits that can be undone, newest first
 _HISTORY_NAME = re.compile(r"^[0-9]{1,12}\.json$")
 
 
+def _as_proposal(inst):
+    out = inst.copy()
+    out.source = "model"
+    return out
+
+
+def _is_proposals(root: Path, path: Path) -> bool:
+    folder = Path(root) / PROPOSALS_DIR
+    return path.suffix == ".json" and path.is_relative_to(folder) and path != folder
+
+
 def _edit_error(exc: OSError, desc: str, outcome: str) -> OSError:
     """An OSError (errno kept: the CLI reports a full disk as one line) that says what became of
     the class edit as a whole; the inner error speaks of one file only."""
@@ -710,9 +783,10 @@ def check_journal(j: dict, root: Path, source: Path, record: bool = False) -> di
                 for r in rows):
             raise bad(f"files[{i}].rows", rows, "a list of [old row, new row or null]")
         path = inside(root, f.get("path"), f"{source}: files[{i}].path")
-        if path != root / CONFIG_FILE and not (path.is_relative_to(labels) and path != labels):
+        if path != root / CONFIG_FILE and not (path.is_relative_to(labels) and path != labels) \
+                and not _is_proposals(root, path):
             raise PathOutsideError(f"{source}: files[{i}].path {f['path']!r} is neither {CONFIG_FILE} nor a "
-                                   f"label file under labels/; a class edit touches nothing else")
+                                   f"label or proposals file; a class edit touches nothing else")
     if "undoes" in j:
         target = inside(root, j["undoes"], f"{source}: undoes")
         dot = root / JOURNAL_DIR
@@ -925,9 +999,21 @@ class ClassEditJournal:
 
         def undo_file(lp: Path, cur: str) -> str:
             f = journaled.get(lp.relative_to(self.root).as_posix())
+            if _is_proposals(self.root, lp):  # JSON: the old text if untouched since, else remapped back
+                return f["old"] if f is not None and cur == f["new"] else remap_proposals_text(cur, inv, lp)
             if f is not None:
                 return undo_text(cur, f, inv, lp, n_new)
             return remap_text(cur, inv, lp, n_new)
+
+        for pp in proposal_files(self.root):
+            try:
+                cur = read_regular_text(pp)
+                new = undo_file(pp, cur)
+            except (UserFacingError, OSError) as exc:
+                errors.append(str(exc))
+                continue
+            if new != cur:
+                writes[pp] = (cur, new)
 
         for lp in label_files(project.labels_dir):
             try:

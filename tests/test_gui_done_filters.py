@@ -80,11 +80,11 @@ def test_filters_has_class_and_has_model_proposals(opened, qtbot):
     win.predict_current(predictor=FakePredictor())  # a "dog" proposal on img_001
     qtbot.waitUntil(lambda: len(win.doc.instances) == 1, timeout=10_000)
     qtbot.waitUntil(lambda: win.task is None, timeout=5000)
-    key(win, Qt.Key.Key_D)  # saves img_001 (the proposal is marked in its sidecar)
+    key(win, Qt.Key.Key_D)  # saves img_001's proposal in proposals/, not in labels/
     use_filter(win, "class:2")
     assert shown(win) == ["img_000.png"]
     use_filter(win, "class:1")
-    assert shown(win) == ["img_001.png"]
+    assert shown(win) == []  # "has class" means labelled with it: a proposal is not a label (#32)
     use_filter(win, "class:0")
     assert shown(win) == []
     use_filter(win, "proposals")
@@ -95,3 +95,5 @@ def test_filters_has_class_and_has_model_proposals(opened, qtbot):
     QTest.keyClick(win.canvas, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     win.save_now()
     assert shown(win) == []
+    use_filter(win, "class:1")
+    assert shown(win) == ["img_001.png"]  # accepted: now a label

@@ -207,13 +207,14 @@ def test_image_folder_pause_and_send_to_project(live, qtbot, tmp_path, screensho
     path = live.send_to_project()
     assert path is not None and added == [path]
     assert path.parent == live.project.image_dir
-    ann = live.project.load_annotation(path)
+    assert live.project.load_annotation(path).instances == []  # proposals, not labels (#32)
+    assert not live.project.label_path(path).exists()
+    ann = live.project.load_annotation(path, include_proposals=True)
     assert (ann.width, ann.height) == (W, H)
     assert len(ann.instances) == 1
     inst = ann.instances[0]
-    assert inst.class_id == 1
-    sent = live.last_sent.instances[0]  # the txt store keeps no source/score; the editor gets them in memory
-    assert sent.source == "model" and sent.score == pytest.approx(0.9, abs=1e-3)
+    assert inst.class_id == 1 and inst.source == "model" and inst.score == pytest.approx(0.9, abs=1e-3)
+    assert "1 model proposals (score >= 0.50)" in live.status_label.text()
     x0, y0, x1, y1 = inst.bbox()
     assert abs(x0 - SQUARE[0]) <= 1 and abs(y0 - SQUARE[1]) <= 1
     assert abs(x1 - SQUARE[2]) <= 1 and abs(y1 - SQUARE[3]) <= 1
@@ -284,3 +285,19 @@ def test_shutdown_stops_a_running_capture(live, qtbot, tmp_path):
     live.shutdown()
     assert live.thread.isFinished() and live.thread.frames_read < 5
     assert live.writer is None and "Recorded" in live.last_message
+
+
+def test_send_frame_at_a_low_slider_keeps_only_what_the_model_stands_behind(live, qtbot, tmp_path):
+    """#32: with the slider at 0.01 "Send frame" wrote every detection into the label file. Now
+    proposals at or above the project's threshold go to proposals/ and the status counts the rest."""
+    folder = write_folder(tmp_path / "frames", 2)
+    live.threshold_slider.setValue(1)
+    assert live.start(source=str(folder), predictor=FakePredictor(), max_fps=None)
+    run_to_end(qtbot, live)
+    assert sorted(live.current.detections.labels.tolist()) == [0, 1]  # the 0.3 blob is on screen
+    path = live.send_to_project()
+    assert path is not None and not live.project.label_path(path).exists()
+    shown = live.project.load_annotation(path, include_proposals=True).instances
+    assert [(i.class_id, i.source) for i in shown] == [(1, "model")] and shown[0].score >= 0.5
+    status = live.status_label.text()
+    assert "1 model proposals (score >= 0.50)" in status and "1 below 0.50 or over the cap left out" in status

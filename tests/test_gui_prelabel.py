@@ -155,8 +155,10 @@ def test_predict_all_unlabelled_saves_other_images(window, qtbot, tmp_path):  # 
     assert fake.calls == 2
     assert project.label_path(paths[2]).read_text() == before
     # image 1 (not on screen) was saved with the proposal; image 0 (on screen) is in the editor
-    ann1 = project.load_annotation(paths[1])
-    assert len(ann1.instances) == 1 and ann1.instances[0].class_id == 1
+    assert project.load_annotation(paths[1]).instances == []  # a proposal is not a label (#32)
+    assert not project.label_path(paths[1]).exists()
+    ann1 = project.load_annotation(paths[1], include_proposals=True)
+    assert len(ann1.instances) == 1 and ann1.instances[0].class_id == 1 and ann1.instances[0].source == "model"
     assert len(window.doc.instances) == 1 and window.doc.instances[0].source == "model"
 
 

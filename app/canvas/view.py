@@ -158,6 +158,9 @@ class CanvasView(QGraphicsView):
     def _update_visibility(self) -> None:
         for i, it in enumerate(self.items):
             it.setVisible(not self.is_hidden(i))
+            it.setOpacity(0.55 if self.doc is not None and self.doc.is_locked(i) else 1.0)
+        if self.doc is not None and any(not self.selectable(i) for i in self.selected):
+            self.set_selection([i for i in self.selected if self.selectable(i)])  # hiding/locking drops it
         self.viewport().update()
 
     def set_hidden_classes(self, classes: set[int]) -> None:
@@ -171,8 +174,16 @@ class CanvasView(QGraphicsView):
         self.viewport().update()
 
     # ------------------------------------------------------------------ selection
+    def is_locked(self, index: int) -> bool:
+        return self.doc is not None and self.doc.is_locked(index)
+
+    def selectable(self, index: int) -> bool:
+        """Only what the person can see and has not locked can be selected, so every edit (they
+        all act on the selection or on a selected shape's handles) reaches nothing else."""
+        return 0 <= index < len(self.items) and not self.is_hidden(index) and not self.is_locked(index)
+
     def set_selection(self, indices: list[int], emit: bool = True) -> None:
-        new = sorted(i for i in set(indices) if 0 <= i < len(self.items))
+        new = sorted(i for i in set(indices) if self.selectable(i))
         if new == self.selected:
             return
         self.selected = new
@@ -347,7 +358,8 @@ class CanvasView(QGraphicsView):
             k = inst.class_id
             name = self.class_names[k] if 0 <= k < len(self.class_names) else f"class {k}"
             x0, y0, _x1, _y1 = inst.bbox()
-            out.append((i, name + (" ?" if inst.source == "model" else ""), QPointF(x0, y0)))
+            tag = (" ?" if inst.source == "model" else "") + (" (locked)" if self.is_locked(i) else "")
+            out.append((i, name + tag, QPointF(x0, y0)))
         return out
 
     def _paint_names(self, painter: QPainter) -> None:
@@ -400,7 +412,7 @@ class CanvasView(QGraphicsView):
 
     def hit_instance(self, p: QPointF) -> int | None:
         for i in self._visible_order():
-            if not self.is_hidden(i) and geo.point_in_instance(self.doc.instances[i], p.x(), p.y()):
+            if self.selectable(i) and geo.point_in_instance(self.doc.instances[i], p.x(), p.y()):
                 return i
         return None
 
@@ -605,38 +617,29 @@ class CanvasView(QGraphicsView):
         self.doc.undo_stack.push(commands.replace_one(self.doc, index, new, "Delete vertex"))
         return True
 
-    def vertex_under_pointer(self) -> tuple[int, geo.VertexRef] | None:
-        """The vertex the pointer is on, in any visible instance (selected ones first, then top-most)."""
-        if self._cursor is None or self.doc is None:
-            return None
-        r = PICK_PX / self.scale_factor()
-        for i in self._visible_order():
-            if self.is_hidden(i):
-                continue
-            ref = geo.nearest_vertex(self.doc.instances[i], self._cursor.x(), self._cursor.y(), r)
-            if ref is not None:
-                return i, ref
-        return None
-
     def delete_selection(self) -> None:
-        """Del: the vertex under the pointer if any (selected instance or not: deleting a far-away
-        selection while pointing at a vertex surprised people), else the selected instances."""
+        """Del/Backspace act on the selection only: the highlighted vertex of a selected polygon
+        (its handles are shown and the pointer is on one), else the selected instances. Nothing
+        unselected, hidden or locked is touched. A box has no vertex to delete: Del on its corner
+        deletes the selected box, as anywhere else on it."""
         if self.doc is None or self.read_only:
             return
         if self._draft:  # Backspace/Del while drawing: drop the last point
             self._draft.pop()
             self.viewport().update()
             return
-        target = self._hover or self.vertex_under_pointer()
-        if target is not None:
+        chosen = [i for i in self.selected if self.selectable(i)]
+        target = self._hover
+        if target is not None and target[0] in chosen and not self.doc.instances[target[0]].is_box:
             if not self.delete_vertex(*target):
-                self.status_message.emit("A part keeps at least 3 vertices: select the instance and press Del "
-                                         "to delete it")
+                self.status_message.emit("A part keeps at least 3 vertices: move the pointer off the vertex "
+                                         "and press Del to delete the instance")
             return
-        if self.selected:
-            idx = list(self.selected)
-            self.set_selection([])
-            self.doc.undo_stack.push(commands.RemoveInstances(self.doc, idx))
+        if not chosen:
+            self.status_message.emit("Nothing selected: click an instance, then press Del")
+            return
+        self.set_selection([])
+        self.doc.undo_stack.push(commands.RemoveInstances(self.doc, chosen))
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         dy = event.angleDelta().y()

@@ -500,7 +500,7 @@ class LiveView(QWidget):
         if self.current is None or self.project is None:
             self._set_status("Open a project and show a frame first.", error=True)
             return None
-        from app.prelabel import class_mapping, detections_to_instances
+        from app.prelabel import class_mapping, detections_to_instances, keep_confident, proposal_floor
 
         res = self.current
         image_dir = self.project.image_dir
@@ -520,6 +520,8 @@ class LiveView(QWidget):
             mapping = class_mapping(self.class_names, self.project.class_names)
             as_boxes = getattr(self.project.config, "task", "segment") == "detect"
             instances = detections_to_instances(res.detections, mapping, as_boxes=as_boxes)
+        floor = proposal_floor(self.project, self.threshold)
+        instances, dropped = keep_confident(instances, floor)
         h, w = res.frame.shape[:2]
         ann = ImageAnnotation(path, w, h, instances)
         try:
@@ -533,7 +535,9 @@ class LiveView(QWidget):
             return None
         self.last_sent = ann
         if instances:
-            self._set_status(f"Added {path.name} with {len(instances)} model proposals to the project")
+            left = f"; {dropped} below {floor:.2f} or over the cap left out" if dropped else ""
+            self._set_status(f"Added {path.name} with {len(instances)} model proposals (score >= {floor:.2f}) "
+                             f"to review in the editor{left}")
         else:
             self._set_status(f"Added {path.name} unlabelled (the model found nothing at this threshold): "
                              "label it in the editor")

@@ -45,7 +45,7 @@ class EditorAwareStore:
         self.window.project.save_annotation(ann)
         doc = self._doc(ann.image_path)
         if doc is not None:
-            doc.reload(self.window.project.load_annotation(Path(ann.image_path)))
+            doc.reload(self.window._load_ann(Path(ann.image_path)))  # with its proposals, as the editor shows it
         if getattr(self.window, "list_model", None) is not None:
             self.window.list_model.refresh(Path(ann.image_path))
         self.window.statusBar().showMessage(f"Review fix applied to {Path(ann.image_path).name}", 5000)
