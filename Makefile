@@ -20,7 +20,7 @@ QT_SYSTEM_PACKAGES := libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontcon
 	libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 libxcb-xfixes0 \
 	libxcb-xkb1
 # Only for the tests: a virtual X server to start the real window in (tests/test_gui_real_window.py).
-TEST_SYSTEM_PACKAGES := xvfb
+TEST_SYSTEM_PACKAGES := xvfb xdotool
 
 .PHONY: install run test test-all train export infer bench installer demo system-deps clean
 
