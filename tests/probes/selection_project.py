@@ -1,9 +1,16 @@
-import sys, numpy as np, cv2
-from core.project import Project
+"""The project tests/probes/real_window_selection.sh labels: a box, a triangle and one proposal."""
+import sys
+
+import cv2
+import numpy as np
+
 from core.annotation import ImageAnnotation, Instance
+from core.project import Project
+
 p = Project.create(sys.argv[1], ["cat", "dog", "car"], "segment")
 for i in range(2):
-    img = np.full((240, 320, 3), 70, np.uint8); img[..., 1] = np.linspace(40, 200, 320, dtype=np.uint8)[None]
+    img = np.full((240, 320, 3), 70, np.uint8)
+    img[..., 1] = np.linspace(40, 200, 320, dtype=np.uint8)[None]
     cv2.rectangle(img, (20, 20), (100, 100), (230, 230, 230), -1)
     cv2.fillPoly(img, [np.array([[150, 40], [250, 40], [200, 150]], np.int32)], (40, 40, 220))
     cv2.imwrite(str(p.image_dir / f"img_{i}.png"), img)
