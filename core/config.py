@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.bounded_input import compose_yaml
+from core.bounded_input import compose_yaml, read_regular_bytes
 from core.errors import ConfigError
 
 CONFIG_FILE = "project.yaml"
@@ -246,8 +246,6 @@ def check_class_name(name: str) -> str:
 def load_config(path: Path | str) -> ProjectConfig:
     """Read and validate ``project.yaml``; every problem is a ConfigError naming file and line."""
     path = Path(path)
-    from core.bounded_input import read_regular_bytes
-
     try:
         text = read_regular_bytes(path, 16 << 20).decode("utf-8-sig")
     except FileNotFoundError:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.bounded_input import read_regular_bytes
 from core.errors import LimitError, UserFacingError
 
 LOCK_DIR = ".dfine"
@@ -110,8 +111,6 @@ def _open_lock_file(path: Path):
 
 def holder(root: Path | str) -> str:
     """Who holds the lock, as its holder wrote it (pid and command), or 'another process'."""
-    from core.bounded_input import read_regular_bytes
-
     try:
         text = read_regular_bytes(lock_path(root), 4096).decode("utf-8", "replace").strip()
     except (OSError, UserFacingError):

@@ -21,14 +21,14 @@ import numpy as np
 
 from core.annotation import Instance
 from core.atomic_io import atomic_delete, atomic_write_text
-from core.bounded_input import load_json_file
+from core.bounded_input import load_json_file, loads_json, read_regular_text
+from core.data.formats.yolo_txt import SIDECAR_SUFFIX
 from core.errors import LabelError, UserFacingError
 
 log = logging.getLogger(__name__)
 
 PROPOSALS_DIR = "proposals"
 VERSION = 1
-MIGRATED_MARK = "proposals_migrated"  # in .dfine/: the sidecar migration ran for this project
 
 
 def proposals_path(project, image: Path | str) -> Path:
@@ -86,20 +86,23 @@ def write_proposals(project, image: Path | str, instances: list[Instance]) -> No
 
 def migrate_sidecar_proposals(project) -> int:
     """Move rows that a ``.parts.json`` sidecar marks ``"source": "model"`` out of the label files
-    into the proposals store (once per project; the caller holds the project lock). Returns how
-    many rows moved. A file that cannot be read is left as it is and reported, never dropped."""
-    from core.data.formats.yolo_txt import sidecar_path
+    into the proposals store (the caller holds the project lock). Returns how many rows moved.
 
-    mark = project.root / ".dfine" / MIGRATED_MARK
-    if mark.exists():
+    Runs on every open but costs one read per sidecar: this version never writes a model row into
+    a label file, so once moved there is nothing left to find. A file that cannot be read is left
+    as it is and reported, never dropped."""
+    labels = project.labels_dir
+    marked = [s for s in (labels.rglob(f"*{SIDECAR_SUFFIX}") if labels.is_dir() else [])
+              if s.is_file() and b'"model"' in s.read_bytes()]
+    if not marked:
         return 0
+    by_label = {project.label_path(img): img for img in project.image_paths()}
     moved = 0
     failed = []
-    for image in project.image_paths():
-        lp = project.label_path(image)
-        side = sidecar_path(lp)
-        if not side.is_file() or b'"model"' not in side.read_bytes():
-            continue
+    for side in marked:
+        image = by_label.get(side.with_name(side.name[: -len(SIDECAR_SUFFIX)] + ".txt"))
+        if image is None:
+            continue  # a sidecar without its image: nothing trains on it
         try:
             ann = project.load_annotation(image, include_proposals=False, keep_model_rows=True)
             model = [i for i in ann.instances if i.source == "model"]
@@ -112,11 +115,8 @@ def migrate_sidecar_proposals(project) -> int:
             moved += len(model)
         except (UserFacingError, OSError) as exc:
             failed.append(str(exc))
-    if failed:  # try again on the next open; nothing was lost
+    if failed:  # tried again on the next open; nothing was lost
         log.warning("model proposals not moved out of %d label file(s): %s", len(failed), failed[0])
-        return moved
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(mark, f"{moved}\n")
     if moved:
         log.warning("moved %d unreviewed model proposal(s) out of labels/ into %s/ (accept them in the editor)",
                     moved, PROPOSALS_DIR)
@@ -137,8 +137,6 @@ def proposal_files(root: Path) -> list[Path]:
 def remap_proposals_text(text: str, mapping: dict[int, int | None], path: Path) -> str:
     """A proposals file's text with class ids mapped old -> new (None: that proposal goes), so a
     class rename/merge/delete keeps proposals meaning the same objects. LabelError if damaged."""
-    from core.bounded_input import loads_json
-
     try:
         data = loads_json(text, path)
     except (ValueError, UserFacingError) as exc:
@@ -159,8 +157,6 @@ def remap_proposals_text(text: str, mapping: dict[int, int | None], path: Path) 
 
 def remap_proposal_files(root: Path, mapping: dict[int, int | None]) -> dict[Path, tuple[str, str]]:
     """{path: (old text, new text)} of every proposals file a class edit changes; nothing written."""
-    from core.bounded_input import read_regular_text
-
     changes: dict[Path, tuple[str, str]] = {}
     errors = []
     for p in proposal_files(root):

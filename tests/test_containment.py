@@ -115,7 +115,7 @@ def test_crafted_journal_never_writes_outside(proj, victim, capsys, bad):
     before = _tree(victim)
     rc, err = _check(capsys, proj)
     assert rc == 2 and "class_edit.json: files[0].path" in err and len(err.strip().splitlines()) == 1, err
-    assert any(w in err for w in ("absolute path", "goes up with '..'", "symbolic link", "nor a label file"))
+    assert any(w in err for w in ("absolute path", "goes up with '..'", "symbolic link", "nor a label or proposals file"))
     assert _tree(victim) == before
 
 

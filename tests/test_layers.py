@@ -22,7 +22,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [  # (rank, module prefixes); the lo
     (0, ("core.errors", "core.atomic_io", "core.annotation", "core.bounded_input", "core.messages", "core.config",
          "core.cpu_isa", "core.project_lock", "core.grabcut", "core.eval.rle", "core.__init__", "core")),
     (1, ("core.data", "core.model", "core.weights")),
-    (2, ("core.project", "core.project_import", "core.image_state", "core.demo", "core.mask_edit")),
+    (2, ("core.project", "core.proposals", "core.project_import", "core.image_state", "core.demo", "core.mask_edit")),
     (3, ("core.loss", "core.infer")),
     (4, ("core.eval", "core.infer.val_metrics")),
     (5, ("core.train", "core.export", "core.analysis", "core.bench")),

@@ -15,7 +15,7 @@ from core.annotation import ImageAnnotation, Instance
 from core.cli import main
 from core.data.formats.yolo_txt import format_yolo_txt, sidecar_path
 from core.project import Project
-from core.proposals import MIGRATED_MARK, proposals_path, read_proposals
+from core.proposals import proposals_path, read_proposals
 
 W, H = 64, 48
 LABEL = np.array([[4.0, 4.0], [30.0, 4.0], [30.0, 30.0], [4.0, 30.0]])
@@ -171,7 +171,6 @@ def test_old_projects_are_migrated_once_without_losing_a_line(tmp_path):
         assert sorted((p.class_id, p.score) for p in moved) == [(0, pytest.approx(0.4)), (1, pytest.approx(0.9))]
         np.testing.assert_allclose(next(m for m in moved if m.class_id == 1).polygons[0], PROPOSAL, atol=0.05)
     assert proj.label_path(proj.image_dir / "plain.png").read_text() == "1 0.5 0.5 0.2 0.2\n"
-    assert (proj.root / ".dfine" / MIGRATED_MARK).read_text().strip() == "4"
     before = {p: p.read_bytes() for p in proj.root.rglob("*") if p.is_file() and "project.lock" not in p.name}
     Project.open(old.root)  # once: nothing changes the second time
     after = {p: p.read_bytes() for p in proj.root.rglob("*") if p.is_file() and "project.lock" not in p.name}

@@ -104,9 +104,15 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         if scale == 0:
             continue
         assert (ga - gb).abs().max().item() <= 1e-3 * scale, name
+        # lr is 5e-4 and Adam's first step is ~lr*sign(g): where the gradient is clearly above the
+        # tolerance just checked, both runs took the same step. Where it is at noise level its sign
+        # (so the step) may differ between the runs' summation orders: on CPUs with AVX-512/AMX
+        # kernels that flipped a 1e-9 gradient and moved one weight by 4e-4; bounded by 2*lr there.
+        sure = (ga.abs() > 1e-3 * scale) & (gb.abs() > 1e-3 * scale)
+        diff = (a["model"][name] - b["model"][name]).abs()
+        assert diff[sure].max().item() <= 1e-4, name
+        assert diff.max().item() <= 2 * 5e-4 + 1e-6, name
         compared += 1
     assert compared > 50
-    worst = max((a["model"][n] - b["model"][n]).abs().max().item() for n in heads)
-    assert worst <= 1e-4, worst  # lr is 5e-4: every head weight took the same step
     moved = max(st["exp_avg"].abs().max().item() for st in b["optimizer"]["state"].values())
     assert moved > 0  # a real update happened
