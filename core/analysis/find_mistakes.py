@@ -64,11 +64,11 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from core.analysis.calibration import Calibration
+from core.analysis.calibration import Calibration, hypothesis_sides
 from core.analysis.evidence import Hypotheses, Labels, evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.issues import LabelIssue
-from core.analysis.outline_edges import EdgeEvidence, ImageEdges
+from core.analysis.outline_edges import EdgeCalibration, EdgeEvidence, ImageEdges, calibrate_edges
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
 from core.data.images import read_image
@@ -173,6 +173,12 @@ class ImageContext:
     use_masks: bool
     flips: bool
     edges: ImageEdges | None = None  # the outline edge check (segment mode, polygon labels)
+    edge_cal: EdgeCalibration | None = None  # what edge z means in this project
+    areas: list[float] | None = None  # each evaluable label's area (px^2)
+    hside: np.ndarray | None = None  # each hypothesis's side (sqrt of its area, px)
+
+    def labels_area(self, j: int) -> float:
+        return float(self.areas[self.keep[j]]) if self.areas else 0.0
 
     def name(self, c: int) -> str:
         return self.names[c] if 0 <= c < len(self.names) else f"class {c}"
@@ -201,25 +207,33 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
     ev = {"pred_score": round(float(hy.vectors[h, p]), 4), "iou": round(v, 4), "pred_class": p,
           "evidence": round(e_p, 4), "label_class_score": round(float(hy.vectors[h, g]), 4)}
     if p != g and v >= cfg.class_iou and e_p >= t_p:
-        score = e_p * (1.0 - min(1.0, e_g / max(t_g, 1e-6)))
+        habit = confusion_habit(cal, g, p)
+        sure = cal.confidence(p, e_p, ctx.hside[h])
+        score = sure * (1.0 - min(1.0, e_g / max(t_g, 1e-6))) * habit
         if score > 0:
-            ev["precision_at_score"] = round(cal.of(p).confidence(e_p), 4)
+            ev.update(precision_at_score=round(sure, 4),
+                      model_calls_class_so=cal.confusions.get((g, p), 0))
+            words = ""
+            if habit < 1.0:
+                words = (f"; the model calls {cal.confusions[(g, p)]} {ctx.name(g)} labels {ctx.name(p)}, "
+                         "more a habit of the model than label mistakes")
             return LabelIssue("wrong_class", ctx.image, k, box, g, score, ev, {"action": "set_class", "class_id": p},
                               f"model says {ctx.seen(h, p)}; label says {ctx.name(g)} ({hy.vectors[h, g]:.2f}, "
-                              f"threshold {t_g:.2f})")
+                              f"threshold {t_g:.2f})" + words)
     if e_g < t_g:
         return None  # the label's class is not supported here: judged with the unmatched labels
-    typical = cal.typical_iou(g)
+    typical = cal.typical_iou(g, float(np.sqrt(max(ctx.labels_area(j), 0.0))))
     if v < min(cfg.good_iou, 0.85 * typical):
         steady = float(hy.flip_box_iou[h])
-        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
+        sure = cal.confidence(g, e_g, ctx.hside[h])
+        score = sure * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
         if score <= 0:
             return None
         fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)  # the model's outline; the image is read only now
         pixels = ctx.edges.compare(k, fix.get("polygons", []) + fix.get("holes", [])) if ctx.edges is not None else None
         score *= pixels.outline_factor() if pixels is not None else 1.0
         if score > 0:
-            ev.update(precision_at_score=round(cal.of(g).confidence(e_g), 4), typical_iou=round(typical, 4),
+            ev.update(precision_at_score=round(sure, 4), typical_iou=round(typical, 4),
                       mirror_box_iou=round(steady, 4))
             words = ""
             if pixels is not None:
@@ -241,13 +255,24 @@ def judge_unmatched_prediction(ctx: ImageContext, h: int, in_crowd: bool, best_l
     if in_crowd or e < ctx.cal.of(p).threshold or best_label_iou > ctx.cfg.class_iou:
         return None
     rep = int(hy.rep[h])
+    sure = ctx.cal.confidence(p, e, ctx.hside[h])
     ev = {"pred_score": round(float(hy.vectors[h, p]), 4), "iou": round(best_label_iou, 4), "pred_class": p,
-          "evidence": round(e, 4), "precision_at_score": round(ctx.cal.of(p).confidence(e), 4)}
+          "evidence": round(e, 4), "precision_at_score": round(sure, 4)}
+    fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)
+    # the model's outline where nothing is labelled: on edges as the project's labels are, or on background?
+    edge = ctx.edges.z_of(fix.get("polygons", [])) if ctx.edges is not None and fix.get("polygons") else None
+    background = edge_factor(edge, ctx.edge_cal, model=True)
+    words = ""
+    if background is not None:
+        ev.update(edge_z=round(edge.z, 2), p_background=round(background, 3))
+        if background >= 0.75:
+            words = (f"; but its outline follows no edge, unlike the project's labels (edge z {edge.z:.1f}, "
+                     f"P(background) {background:.2f})")
     return LabelIssue("missing_label", ctx.image, None, ctx.pred.boxes[rep].tolist(), p,
-                      e * (1.0 - best_label_iou), ev,
-                      {"action": "add", "class_id": p, **_fix_geometry(ctx.pred, rep, ctx.use_masks)},
+                      with_pixels(sure, None if background is None else 1.0 - background) * (1.0 - best_label_iou), ev,
+                      {"action": "add", "class_id": p, **fix},
                       f"model finds {ctx.seen(h, p)} where nothing is labelled "
-                      f"(threshold {ctx.cal.of(p).threshold:.2f})")
+                      f"(threshold {ctx.cal.of(p).threshold:.2f})" + words)
 
 
 def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, partner: np.ndarray, in_crowd: np.ndarray,
@@ -295,36 +320,84 @@ def judge_unsupported_label(ctx: ImageContext, j: int, partner: np.ndarray) -> L
     u = float(ctx.hyps.evidence[on_it, g].max()) if on_it.any() else 0.0
     anything = float(ctx.hyps.vectors[on_it].max()) if on_it.any() else 0.0
     c = ctx.cal.of(g)
+    side = float(np.sqrt(max(ctx.labels_area(j), 0.0)))
+    recall = ctx.cal.recall_at_size(g, side)
     edge = ctx.edges.of(k) if ctx.edges is not None else None
-    score = (ctx.cfg.spurious_weight * c.recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6)))
-             * edge_factor(edge, ctx.cfg))
+    background = edge_factor(edge, ctx.edge_cal)
+    score = with_pixels(ctx.cfg.spurious_weight * recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6))),
+                        background)
     ev = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
-          "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4)}
+          "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4),
+          "class_labels": c.labels, "class_found": c.found, "recall_at_size": round(recall, 4)}
     if edge is not None:
         ev.update(edge_z=round(edge.z, 2), edge_step=round(edge.step, 1), background_step=round(edge.background_step, 1))
+    if background is not None:
+        ev["p_background"] = round(background, 3)
     elif ctx.edges is not None and ctx.edges.skipped:
         ev["edge_check"] = ctx.edges.skipped
     seen = f", {anything:.2f} for any class" if anything > u else ""
+    found = ""
+    if ctx.cal.overall is not None:  # calibrated: the counts behind the recall, not a bare percentage
+        found = (f"; it finds {c.found} of {c.labels} {ctx.name(g)} labels, {recall:.0%} expected at this size"
+                 if c.labels else f"; no {ctx.name(g)} labels to learn from, {recall:.0%} expected at this size")
     return LabelIssue("spurious_label", ctx.image, k, ctx.labels.boxes[ctx.keep[j]].tolist(), g, score, ev,
                       {"action": "delete"},
-                      f"label says {ctx.name(g)} but the model gives it {u:.2f} here{seen} (threshold {c.threshold:.2f}; "
-                      f"it finds {c.recall:.0%} of {ctx.name(g)} labels)" + _edge_words(edge, ctx.cfg))
+                      f"label says {ctx.name(g)} but the model gives it {u:.2f} here{seen} (threshold {c.threshold:.2f}"
+                      f"{found})" + _edge_words(edge, background))
 
 
-def edge_factor(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> float:
-    """1 where the outline follows no image edge (or there is no verdict), 0 where it clearly does."""
-    if edge is None:
+def edge_factor(edge: EdgeEvidence | None, edges: EdgeCalibration | None, model: bool = False) -> float | None:
+    """P(the outline lies on background) from the project's own edge z distributions (None: no
+    verdict, or no calibration). ``model``: the outline is a model's mask, judged against the
+    model's outlines on labelled objects (a mask a few pixels off follows edges less than a label)."""
+    if edge is None or edges is None:
+        return None
+    return edges.background(edge.z, model)
+
+
+PIXEL_ODDS_LIMIT = 0.01  # the image's edges alone never make a story more than 99 to 1 (kernel tails are thin)
+
+
+def with_pixels(prior: float, p: float | None) -> float:
+    """Bayes: a claim held with probability ``prior`` (from the model) after the image's edges,
+    which alone (equal priors) give its story probability ``p`` -- posterior odds = prior odds x
+    p / (1 - p). ``p`` None: no verdict, the prior stands."""
+    if p is None:
+        return float(prior)
+    p = float(np.clip(p, PIXEL_ODDS_LIMIT, 1.0 - PIXEL_ODDS_LIMIT))
+    prior = float(np.clip(prior, 0.0, 1.0))
+    num = prior * p
+    den = num + (1.0 - prior) * (1.0 - p)
+    return num / den if den > 0 else 0.0
+
+
+def confusion_habit(cal: Calibration, g: int, p: int) -> float:
+    """How much of a "label g should be p" claim stands when the model says p on ``n`` g-labels
+    of the project: if its disagreements were label mistakes, spread over the class pairs like
+    the labels are, a pair would see ``lam = D n_g / (N (C - 1))`` of them (D disagreements, N
+    labels, C classes); beyond one plus that, the repeats are the model's habit:
+    ``min(1, (1 + lam) / n)``."""
+    n = cal.confusions.get((g, p), 0)
+    if n <= 1 or cal.overall is None:
         return 1.0
-    span = max(cfg.edge_z_high - cfg.edge_z_low, 1e-6)
-    return float(np.clip((cfg.edge_z_high - edge.z) / span, 0.0, 1.0))
+    total = sum(cal.confusions.values())
+    n_labels = cal.overall.labels
+    n_g = cal.of(g).labels
+    k = max(len(cal.classes) - 1, 1)
+    lam = total * n_g / max(n_labels * k, 1)
+    return float(min(1.0, (1.0 + lam) / n))
 
 
-def _edge_words(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> str:
-    if edge is None:
+def _edge_words(edge: EdgeEvidence | None, background: float | None) -> str:
+    if edge is None or background is None:
         return ""
-    if edge.z <= cfg.edge_z_low:
-        return f"; its outline follows no edge in the image (edge z {edge.z:.1f})"
-    return f"; but its outline follows an edge in the image (edge z {edge.z:.1f}): likely an object the model misses"
+    if background >= 0.75:
+        return (f"; its outline follows no edge, unlike the project's labels (edge z {edge.z:.1f}, "
+                f"P(background) {background:.2f})")
+    if background <= 0.25:
+        return (f"; but its outline follows an edge as the project's labels do (edge z {edge.z:.1f}, "
+                f"P(background) {background:.2f}): likely an object the model misses")
+    return f"; the image's edges cannot tell (edge z {edge.z:.1f}, P(background) {background:.2f})"
 
 
 def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment", "detect"] = "segment",
@@ -355,7 +428,10 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
     else:
         in_crowd = np.zeros(len(hyps), bool)
     edges = ImageEdges(ann, read) if read is not None and cfg.edge_check and task == "segment" else None
-    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges)
+    edge_cal = (cal.edges if edges is None or cal.edges is not None
+                else calibrate_edges([ann], read, predictions=[p], min_score=cfg.support_score))
+    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges,
+                       edge_cal, [ann.instances[k].area() for k in labels.index], hypothesis_sides(hm, hb))
 
     confident = np.array([hyps.evidence[h, hyps.top_class(h)] >= cal.of(hyps.top_class(h)).threshold
                           for h in range(len(hyps))], bool)
@@ -372,7 +448,8 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
         if issue is not None or hyps.evidence[h, g] >= cal.of(g).threshold:
             supported.add(j)
     issues += unmatched_predictions(ctx, hm, hb, partner, in_crowd, iou_all)
-    issues += [judge_unsupported_label(ctx, j, partner) for j in range(len(keep)) if j not in supported]
+    if not cal.model_finds_almost_nothing:  # its misses are no reason to delete anything
+        issues += [judge_unsupported_label(ctx, j, partner) for j in range(len(keep)) if j not in supported]
     return _one_per_instance(issues)
 
 
@@ -408,6 +485,13 @@ def analyze(annotations: Iterable[ImageAnnotation], predictions: Iterable[ImageP
     streams (and mirrored-image predictions when given); predictions may be a generator.
     ``read``: how images are loaded for the outline edge check (None: no check)."""
     cfg = cfg or AnalysisConfig()
+    if not isinstance(annotations, Sequence):
+        annotations = list(annotations)
+    calibration = calibration or Calibration(default_threshold=cfg.conf, default_iou=cfg.good_iou)
+    if calibration.edges is None and read is not None and cfg.edge_check and task == "segment":
+        if not isinstance(predictions, Sequence):
+            predictions = list(predictions)
+        calibration.edges = calibrate_edges(annotations, read, predictions=predictions, min_score=cfg.support_score)
     out: list[LabelIssue] = []
     flip_iter = iter(flips) if flips is not None else None
     for ann, pred in zip(annotations, predictions, strict=True):

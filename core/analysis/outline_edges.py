@@ -2,30 +2,35 @@
 
 A model that finds nothing where a label is leaves two stories: the label is on background
 (spurious), or the object is one the model misses (low contrast, half hidden). The model cannot
-tell them apart; the pixels can. A real object's outline sits on a colour step almost all the way
-round, while an outline drawn on background crosses only what the background has everywhere. So
-the colour step across the outline is compared with the same outline moved onto unlabelled parts
-of the same image (its own null: textured backgrounds have edges too), as a z-score. On the label
-mistakes benchmark every spurious label scores z < 2 and all but the moved outlines of real
-objects z > 7 (benchmarks/README.md, "Label mistakes").
+tell them apart; the pixels can, a little. A real object's outline tends to sit on a colour step,
+while an outline drawn on background crosses only what the background has everywhere. So the
+colour step across the outline is compared with the same outline moved onto unlabelled parts of
+the same image (its own null: textured backgrounds have edges too), as a z-score.
+
+**What z means is learnt from the project, not fixed** (:class:`EdgeCalibration`): on generated
+shapes correct labels sit at z 15-135, on photos mostly at 0-4 (soft, textured, occluded
+objects). Most labels of a project are right, so the z of the project's own labels is the
+"on an object" distribution, and the z of the same outlines moved onto background (every
+background placement against the others) the "on background" one. A label's z then gives
+P(background | z) = N(z) / (N(z) + L(z)) (equal priors, kernel densities, made non-increasing in
+z): near 1 where the project's labels never score that low, ~0.5 where the two overlap (photos:
+the pixels say little and the score is left to the model), near 0 where background never scores
+that high.
 
 The same pixels arbitrate when label and model disagree about an outline: the share of each
 outline's length that lies on an edge (a colour step over twice the background's typical step)
-says which of the two follows the object. On the benchmark's fold models, a weak model's blobby
-mask lies on the edge for 10-90 % of its length where the correct label does for 72-100 %; a
-label moved off its object does for 7-15 % against the model's 89-100 %.
+says which of the two follows the object.
 
 No verdict (the score stays as the model alone makes it) where the image cannot be read, the
 label is a box, or too little unlabelled background is left for ``MIN_PLACEMENTS`` placements
 (an object filling most of the frame). Bounded: the image is scaled to at most ``MAX_SIDE`` on
-its long side, and only images with a label the model does not support or outlines differently
-are read at all.
+its long side; the calibration reads at most ``CALIBRATION_LABELS`` labels' images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -47,6 +52,7 @@ class EdgeEvidence:
     step: float  # median colour step across the outline (0-255 scale, after blur)
     background_step: float  # mean of the same over the background placements
     placements: int
+    null_z: tuple[float, ...] = ()  # each background placement's z against the others (the null)
 
 
 def outline_samples(polygons: Sequence[np.ndarray], spacing: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +129,11 @@ def outline_edge_z(image: np.ndarray, polygons: Sequence[np.ndarray], occupied: 
         return None
     step, bg = edge_step(image, points, normals), np.asarray(null)
     z = (step - bg.mean()) / max(float(bg.std()), 1.0)  # >= 1 grey level: a flat background is not infinitely sure
-    return EdgeEvidence(float(z), step, float(bg.mean()), len(null))
+    n = len(bg)  # leave-one-out: each placement against the others, as the label is against all
+    rest_mean = (bg.sum() - bg) / (n - 1)
+    rest_var = np.maximum((np.sum(bg ** 2) - bg ** 2) / (n - 1) - rest_mean ** 2, 0.0) * (n - 1) / n
+    null_z = (bg - rest_mean) / np.maximum(np.sqrt(rest_var), 1.0)
+    return EdgeEvidence(float(z), step, float(bg.mean()), len(null), tuple(float(v) for v in null_z))
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,15 @@ class ImageEdges:
         return OutlineComparison(float(np.mean(edge_steps(self._image, pts_l, nrm_l) > level)),
                                  float(np.mean(edge_steps(self._image, pts_m, nrm_m) > level)), level)
 
+    def z_of(self, polygons: Sequence[np.ndarray]) -> EdgeEvidence | None:
+        """Edge evidence for any outline in image pixels (the model's mask where nothing is labelled)."""
+        if not self._ready:
+            self._load()
+        if self._image is None or not polygons:
+            return None
+        return outline_edge_z(self._image, [np.asarray(p, np.float64).reshape(-1, 2) * self._scale for p in polygons],
+                              self._occupied)
+
     def of(self, instance: int) -> EdgeEvidence | None:
         """Edge evidence for label ``instance`` (polygon labels only: a box's sides do not follow
         the object's outline)."""
@@ -200,3 +219,128 @@ class ImageEdges:
         if instance not in self._cache:
             self._cache[instance] = outline_edge_z(self._image, self._outline(instance), self._occupied)
         return self._cache[instance]
+
+
+CALIBRATION_LABELS = 200  # labels (spread over the images) whose outlines calibrate the edge z
+MIN_CALIBRATION_LABELS = 2  # fewer labels with a verdict: no calibration, no verdict
+
+
+@dataclass
+class EdgeCalibration:
+    """The project's edge z over its own labels (``label_z``) and over the same outlines moved
+    onto background (``null_z``): P(background | z) from the two (module docstring)."""
+
+    label_z: np.ndarray
+    null_z: np.ndarray
+    model_z: np.ndarray | None = None  # the model's outlines on labelled objects (None: use label_z)
+    _curves: dict = field(default_factory=dict)
+
+    def background(self, z: float, model: bool = False) -> float:
+        """P(an outline with this z lies on background), equal priors; monotone in z. ``model``:
+        the outline is a model's mask, compared with the model's masks on labelled objects."""
+        objects = self.model_z if model and self.model_z is not None and len(self.model_z) >= 2 else self.label_z
+        key = id(objects)
+        if key not in self._curves:
+            from scipy.stats import gaussian_kde
+
+            # densities on a signed-log scale (z of real outlines runs to 100+ with a long tail that
+            # would widen a kernel over everything; the ratio of two densities is the same on any
+            # monotone rescaling of z)
+            obj_t, null_t = _slog(objects), _slog(self.null_z)
+            lo = min(obj_t.min(), null_t.min()) - 1.0
+            hi = max(obj_t.max(), null_t.max()) + 1.0
+            grid = np.linspace(lo, hi, 512)
+            lab = _kde(obj_t, grid, gaussian_kde)
+            null = _kde(null_t, grid, gaussian_kde)
+            from scipy.optimize import isotonic_regression
+
+            mass = null + lab
+            p = np.where(mass > 1e-300, null / np.maximum(mass, 1e-300), 0.5)
+            # more edge is never more "background": the nearest non-increasing curve, weighted by
+            # where outlines are (the far tails, where neither density has data, count for little)
+            fit = isotonic_regression(p, weights=mass / mass.sum() + 1e-12, increasing=False).x
+            self._curves[key] = (grid, fit)
+        grid, fit = self._curves[key]
+        return float(np.interp(_slog(np.asarray([z]))[0], grid, fit))
+
+    def summary(self) -> dict:
+        q = (0.05, 0.25, 0.5, 0.75, 0.95)
+        out = {"labels": len(self.label_z), "label_z_quantiles": [round(float(v), 2) for v in np.quantile(self.label_z, q)],
+               "background_z_quantiles": [round(float(v), 2) for v in np.quantile(self.null_z, q)]}
+        if self.model_z is not None and len(self.model_z):
+            out["model_z_quantiles"] = [round(float(v), 2) for v in np.quantile(self.model_z, q)]
+            out["model_outlines"] = len(self.model_z)
+        return out
+
+
+def _slog(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, float)
+    return np.sign(z) * np.log1p(np.abs(z))
+
+
+def _kde(x: np.ndarray, grid: np.ndarray, gaussian_kde) -> np.ndarray:
+    """Density of ``x`` on ``grid`` (Scott's bandwidth; at least 0.5 wide: a handful of equal
+    values is not a spike)."""
+    x = np.asarray(x, float)
+    if len(x) < 2 or float(np.std(x)) < 1e-6:
+        sd = 0.5
+        return np.exp(-0.5 * ((grid[:, None] - x[None, :]) / sd) ** 2).sum(1) / (len(x) * sd * np.sqrt(2 * np.pi))
+    kde = gaussian_kde(x)
+    bw = float(np.sqrt(kde.covariance[0, 0]))
+    if bw < 0.5:
+        kde.set_bandwidth(kde.factor * 0.5 / bw)
+    return kde(grid)
+
+
+def calibrate_edges(annotations: Sequence[ImageAnnotation], read: Callable[[Path], np.ndarray],
+                    max_labels: int = CALIBRATION_LABELS, predictions: Sequence | None = None,
+                    min_score: float = 0.05) -> EdgeCalibration | None:
+    """The project's edge z distributions from up to ``max_labels`` polygon labels spread evenly
+    over the images (None when fewer than ``MIN_CALIBRATION_LABELS`` give a verdict), and, given
+    predictions with masks, from as many of the model's masks that overlap a label (IoU >= 0.5)."""
+    slots = [(n, k) for n, a in enumerate(annotations) for k, inst in enumerate(a.instances) if inst.polygons]
+    if len(slots) > max_labels:
+        slots = [slots[int(i)] for i in np.linspace(0, len(slots) - 1, max_labels).round()]
+    label_z, null_z = [], []
+    current: tuple[int, ImageEdges] | None = None
+    for n, k in slots:
+        if current is None or current[0] != n:
+            current = (n, ImageEdges(annotations[n], read))
+        ev = current[1].of(k)
+        if ev is not None and np.isfinite(ev.z):
+            label_z.append(ev.z)
+            null_z += list(ev.null_z)
+    if len(label_z) < MIN_CALIBRATION_LABELS or len(null_z) < MIN_PLACEMENTS:
+        return None
+    model_z = _model_outline_z(annotations, read, predictions, max_labels, min_score) if predictions is not None else None
+    return EdgeCalibration(np.asarray(label_z), np.asarray(null_z), model_z)
+
+
+def _model_outline_z(annotations, read, predictions, max_outlines: int, min_score: float) -> np.ndarray | None:
+    """z of the model's masks on labelled objects (mask IoU >= 0.5 with a label), spread over the images."""
+    from core.eval import rle as rle_ops
+    from core.eval.records import gt_from_annotation
+    from core.geometry import mask_to_polygons
+
+    rows = []
+    for n, (ann, pred) in enumerate(zip(annotations, predictions)):
+        if pred is None or pred.masks is None or not len(pred) or not ann.instances:
+            continue
+        keep = np.flatnonzero(pred.scores >= min_score)
+        if not len(keep):
+            continue
+        gt = gt_from_annotation(ann, with_masks=True)
+        iou = rle_ops.mask_iou([pred.masks[i] for i in keep], gt.masks)
+        rows += [(n, int(keep[i])) for i in np.flatnonzero(iou.max(axis=1) >= 0.5)] if iou.size else []
+    if len(rows) > max_outlines:
+        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_outlines).round()]
+    out: list[float] = []
+    current: tuple[int, ImageEdges] | None = None
+    for n, i in rows:
+        if current is None or current[0] != n:
+            current = (n, ImageEdges(annotations[n], read))
+        outers, holes = mask_to_polygons(rle_ops.decode([predictions[n].masks[i]])[0], 0.7, 4.0)
+        ev = current[1].z_of(list(outers) + list(holes))
+        if ev is not None and np.isfinite(ev.z):
+            out.append(ev.z)
+    return np.asarray(out) if len(out) >= MIN_CALIBRATION_LABELS else None
