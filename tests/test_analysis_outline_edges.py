@@ -160,11 +160,12 @@ def test_the_pixels_arbitrate_a_bad_outline_claim(tmp_path):
 
 
 def test_no_verdict_without_room_for_background_placements(tmp_path):
-    """The same disc filling the middle of a 150 px crop: too little background to compare with."""
+    """The same disc in a 150 px crop whose rest is labelled too: no background to compare with."""
     ann = _disc_scene(tmp_path, (100, 100))
     crop = cv2.imread(str(ann.image_path))[25:175, 25:175]
     cv2.imwrite(str(tmp_path / "crop.png"), crop)
-    small = ImageAnnotation(tmp_path / "crop.png", 150, 150, [Instance(0, [_disc(75, 75, 40)])])
+    rest = np.array([[0, 0], [150, 0], [150, 150], [0, 150]], float)
+    small = ImageAnnotation(tmp_path / "crop.png", 150, 150, [Instance(0, [_disc(75, 75, 40)]), Instance(1, [rest])])
     edges = ImageEdges(small, lambda p: cv2.imread(str(p)))
     assert edges.of(0) is None and edges.compare(0, [_disc(80, 80, 30)]) is None
 

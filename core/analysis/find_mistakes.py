@@ -352,7 +352,7 @@ def edge_factor(edge: EdgeEvidence | None, edges: EdgeCalibration | None, model:
     model's outlines on labelled objects (a mask a few pixels off follows edges less than a label)."""
     if edge is None or edges is None:
         return None
-    return edges.background(edge.z, model)
+    return edges.background(edge.z, model, edge.side)
 
 
 PIXEL_ODDS_LIMIT = 0.01  # the image's edges alone never make a story more than 99 to 1 (kernel tails are thin)

@@ -42,17 +42,19 @@ MAX_SIDE = 1024  # px: the check runs on the image scaled to this (z is scale-fr
 BLUR_SIGMA = 1.0  # px: grain and JPEG noise are not edges
 STEP_PX = 2.0  # colour is compared this far inside and outside the outline
 GRID = 9  # GRID x GRID candidate placements of the outline over the image
-MAX_OCCUPIED = 0.1  # a placement whose outline runs over labels more than this is not background
+MAX_OCCUPIED = 0.5  # a placement with more of its outline over labels than this is not background
+# (of the others, only the points off the labels count: crowded photos leave few clean spots)
 MIN_PLACEMENTS = 6  # fewer background placements than this: no verdict
 
 
 @dataclass(frozen=True)
 class EdgeEvidence:
-    z: float  # (step on the outline - mean step on background placements) / their spread
+    z: float  # (oriented step on the outline - mean of it on background placements) / their spread
     step: float  # median colour step across the outline (0-255 scale, after blur)
     background_step: float  # mean of the same over the background placements
     placements: int
     null_z: tuple[float, ...] = ()  # each background placement's z against the others (the null)
+    side: float = 0.0  # sqrt of the outline's area at the check's scale, px
 
 
 def outline_samples(polygons: Sequence[np.ndarray], spacing: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +88,15 @@ def edge_steps(image: np.ndarray, points: np.ndarray, normals: np.ndarray) -> np
     return np.linalg.norm(inside - outside, axis=1)
 
 
+def oriented_steps(image: np.ndarray, points: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the colour step across the outline less the step along it, the step across) at each
+    point: a boundary changes colour across, not along; texture and clutter change it every way."""
+    tangents = np.stack([normals[:, 1], -normals[:, 0]], axis=1)
+    along = np.linalg.norm(_sample(image, points - STEP_PX * tangents) - _sample(image, points + STEP_PX * tangents), axis=1)
+    across = edge_steps(image, points, normals)
+    return across - along, across
+
+
 def edge_step(image: np.ndarray, points: np.ndarray, normals: np.ndarray) -> float:
     """Median colour step across the outline (median: a stripe crossing the outline here and
     there is not an edge along it)."""
@@ -108,32 +119,40 @@ def occupied_mask(instances: Sequence[Instance], height: int, width: int, scale:
 
 def outline_edge_z(image: np.ndarray, polygons: Sequence[np.ndarray], occupied: np.ndarray) -> EdgeEvidence | None:
     """The outline's edge strength against the same outline placed on a grid of background spots
-    (placements whose outline crosses ``occupied`` more than ``MAX_OCCUPIED`` are skipped).
+    (placements whose outline crosses ``occupied`` more than ``MAX_OCCUPIED`` are skipped, and
+    of the others only the points off ``occupied`` are measured).
     ``image``: float32, blurred; None when too few background placements fit."""
     points, normals = outline_samples(polygons)
     if len(points) < 8:
         return None
     h, w = image.shape[:2]
     lo, hi = points.min(axis=0), points.max(axis=0)
-    null = []
+    null, null_across = [], []
     for dx in np.linspace(-lo[0], w - 1 - hi[0], GRID):
         for dy in np.linspace(-lo[1], h - 1 - hi[1], GRID):
             moved = points + (dx, dy)
             q = np.round(moved).astype(int)
             q[:, 0] = q[:, 0].clip(0, w - 1)
             q[:, 1] = q[:, 1].clip(0, h - 1)
-            if occupied[q[:, 1], q[:, 0]].mean() > MAX_OCCUPIED:
+            free = occupied[q[:, 1], q[:, 0]] == 0
+            if free.mean() < 1.0 - MAX_OCCUPIED:
                 continue
-            null.append(edge_step(image, moved, normals))
+            oriented, across = oriented_steps(image, moved[free], normals[free])
+            null.append(float(np.median(oriented)))
+            null_across.append(float(np.median(across)))
     if len(null) < MIN_PLACEMENTS:
         return None
-    step, bg = edge_step(image, points, normals), np.asarray(null)
+    oriented, across = oriented_steps(image, points, normals)
+    step, bg = float(np.median(oriented)), np.asarray(null)
     z = (step - bg.mean()) / max(float(bg.std()), 1.0)  # >= 1 grey level: a flat background is not infinitely sure
     n = len(bg)  # leave-one-out: each placement against the others, as the label is against all
     rest_mean = (bg.sum() - bg) / (n - 1)
     rest_var = np.maximum((np.sum(bg ** 2) - bg ** 2) / (n - 1) - rest_mean ** 2, 0.0) * (n - 1) / n
     null_z = (bg - rest_mean) / np.maximum(np.sqrt(rest_var), 1.0)
-    return EdgeEvidence(float(z), step, float(bg.mean()), len(null), tuple(float(v) for v in null_z))
+    area = sum(abs(float(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1]))) / 2
+               for p in (np.asarray(q, np.float64).reshape(-1, 2) for q in polygons) if len(p) >= 3)
+    return EdgeEvidence(float(z), float(np.median(across)), float(np.mean(null_across)), len(null),
+                        tuple(float(v) for v in null_z), float(np.sqrt(area)))
 
 
 @dataclass(frozen=True)
@@ -222,6 +241,8 @@ class ImageEdges:
 
 
 CALIBRATION_LABELS = 200  # labels (spread over the images) whose outlines calibrate the edge z
+SIZE_GROUPS = 4  # at most this many object-size groups, each with its own z distributions
+SIZE_GROUP_MIN = 40  # outlines per size group at least
 MIN_CALIBRATION_LABELS = 2  # fewer labels with a verdict: no calibration, no verdict
 
 
@@ -233,20 +254,47 @@ class EdgeCalibration:
     label_z: np.ndarray
     null_z: np.ndarray
     model_z: np.ndarray | None = None  # the model's outlines on labelled objects (None: use label_z)
+    label_side: np.ndarray | None = None  # each label's side (px), for z by object size
+    null_side: np.ndarray | None = None  # the side of the outline each null_z was moved from
+    model_side: np.ndarray | None = None
     _curves: dict = field(default_factory=dict)
 
-    def background(self, z: float, model: bool = False) -> float:
+    def _size_group(self, sides: np.ndarray | None, side: float | None) -> tuple[float, float]:
+        """The side range (px) of the object outlines compared with one of this side: the
+        project's outlines in SIZE_GROUPS quantile groups of at least SIZE_GROUP_MIN (a small
+        outline's z is noisier: a 10 px label is judged against the project's small labels)."""
+        if side is None or sides is None or not len(sides):
+            return (0.0, np.inf)
+        groups = int(np.clip(len(sides) // SIZE_GROUP_MIN, 1, SIZE_GROUPS))
+        if groups == 1:
+            return (0.0, np.inf)
+        edges = np.quantile(sides, np.linspace(0, 1, groups + 1))
+        edges[0], edges[-1] = 0.0, np.inf
+        k = int(np.clip(np.searchsorted(edges, side, side="right") - 1, 0, groups - 1))
+        return (float(edges[k]), float(edges[k + 1]))
+
+    def background(self, z: float, model: bool = False, side: float | None = None) -> float:
         """P(an outline with this z lies on background), equal priors; monotone in z. ``model``:
-        the outline is a model's mask, compared with the model's masks on labelled objects."""
-        objects = self.model_z if model and self.model_z is not None and len(self.model_z) >= 2 else self.label_z
-        key = id(objects)
+        the outline is a model's mask, compared with the model's masks on labelled objects;
+        ``side``: compared with outlines of about its size (and their background placements)."""
+        use_model = model and self.model_z is not None and len(self.model_z) >= 2
+        objects, sides = (self.model_z, self.model_side) if use_model else (self.label_z, self.label_side)
+        lo_s, hi_s = self._size_group(sides, side)
+        if sides is not None and (lo_s > 0 or np.isfinite(hi_s)):
+            objects = objects[(sides >= lo_s) & (sides < hi_s)]
+        null_z = self.null_z
+        if self.null_side is not None and (lo_s > 0 or np.isfinite(hi_s)):
+            near = (self.null_side >= lo_s) & (self.null_side < hi_s)
+            if near.sum() >= MIN_PLACEMENTS:
+                null_z = self.null_z[near]
+        key = (use_model, lo_s, hi_s)
         if key not in self._curves:
             from scipy.stats import gaussian_kde
 
             # densities on a signed-log scale (z of real outlines runs to 100+ with a long tail that
             # would widen a kernel over everything; the ratio of two densities is the same on any
             # monotone rescaling of z)
-            obj_t, null_t = _slog(objects), _slog(self.null_z)
+            obj_t, null_t = _slog(objects), _slog(null_z)
             lo = min(obj_t.min(), null_t.min()) - 1.0
             hi = max(obj_t.max(), null_t.max()) + 1.0
             grid = np.linspace(lo, hi, 512)
@@ -301,7 +349,7 @@ def calibrate_edges(annotations: Sequence[ImageAnnotation], read: Callable[[Path
     slots = [(n, k) for n, a in enumerate(annotations) for k, inst in enumerate(a.instances) if inst.polygons]
     if len(slots) > max_labels:
         slots = [slots[int(i)] for i in np.linspace(0, len(slots) - 1, max_labels).round()]
-    label_z, null_z = [], []
+    label_z, null_z, label_side, null_side = [], [], [], []
     current: tuple[int, ImageEdges] | None = None
     for n, k in slots:
         if current is None or current[0] != n:
@@ -310,13 +358,17 @@ def calibrate_edges(annotations: Sequence[ImageAnnotation], read: Callable[[Path
         if ev is not None and np.isfinite(ev.z):
             label_z.append(ev.z)
             null_z += list(ev.null_z)
+            label_side.append(ev.side)
+            null_side += [ev.side] * len(ev.null_z)
     if len(label_z) < MIN_CALIBRATION_LABELS or len(null_z) < MIN_PLACEMENTS:
         return None
-    model_z = _model_outline_z(annotations, read, predictions, max_labels, min_score) if predictions is not None else None
-    return EdgeCalibration(np.asarray(label_z), np.asarray(null_z), model_z)
+    model = _model_outline_z(annotations, read, predictions, max_labels, min_score) if predictions is not None else None
+    return EdgeCalibration(np.asarray(label_z), np.asarray(null_z), None if model is None else model[0],
+                           np.asarray(label_side), np.asarray(null_side), None if model is None else model[1])
 
 
-def _model_outline_z(annotations, read, predictions, max_outlines: int, min_score: float) -> np.ndarray | None:
+def _model_outline_z(annotations, read, predictions, max_outlines: int, min_score: float
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """z of the model's masks on labelled objects (mask IoU >= 0.5 with a label), spread over the images."""
     from core.eval import rle as rle_ops
     from core.eval.records import gt_from_annotation
@@ -335,6 +387,7 @@ def _model_outline_z(annotations, read, predictions, max_outlines: int, min_scor
     if len(rows) > max_outlines:
         rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_outlines).round()]
     out: list[float] = []
+    sides: list[float] = []
     current: tuple[int, ImageEdges] | None = None
     for n, i in rows:
         if current is None or current[0] != n:
@@ -343,4 +396,5 @@ def _model_outline_z(annotations, read, predictions, max_outlines: int, min_scor
         ev = current[1].z_of(list(outers) + list(holes))
         if ev is not None and np.isfinite(ev.z):
             out.append(ev.z)
-    return np.asarray(out) if len(out) >= MIN_CALIBRATION_LABELS else None
+            sides.append(ev.side)
+    return (np.asarray(out), np.asarray(sides)) if len(out) >= MIN_CALIBRATION_LABELS else None
