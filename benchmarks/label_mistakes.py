@@ -143,7 +143,11 @@ def hits(items: list[dict], injected: list[dict]) -> list[int | None]:
     return out
 
 
-def score_table(items: list[dict], injected: list[dict]) -> dict:
+def score_table(items: list[dict], injected: list[dict], ignore: set[tuple[str, int]] | None = None) -> dict:
+    """P@K, R@K, R@2K and R@2K per kind; items on ``ignore`` (image, instance): problems already in
+    the source labels, found by the model-free checks) are taken out of the list first."""
+    if ignore:
+        items = [it for it in items if (it["image"], it.get("instance")) not in ignore]
     k = len(injected)
     h = hits(items, injected)
     row = {"items": len(items), "P@K": sum(x is not None for x in h[:k]) / k,
@@ -328,12 +332,15 @@ def photo_rows(coco_root: Path, out: Path, seed: int) -> tuple[dict, int, dict]:
     truth = json.loads((proj / "truth.json").read_text())
     preds = photos.realistic_predictions(project, anns, truth, seed)
     ctx = {"project": project, "anns": anns, "preds": preds}
+    old = photos.preexisting(project, anns, truth)
+    print(f"COCO128-seg: {len(old)} labels already wrong in the source (model-free checks on the true labels: "
+          "degenerate outlines, duplicates) are left out of the scoring")
     rows = {"ours (`--predictions`: no mirror, calibrated on the project)":
-            score_table(rank_items(ctx, preds, None, True), injected),
+            score_table(rank_items(ctx, preds, None, True), injected, old),
             "ours, without the outline edge check": score_table(rank_items(ctx, preds, None, True, edge_check=False),
-                                                                injected),
-            "cleanlab ObjectLab": score_table(cleanlab_items(ctx), injected),
-            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(ctx, 0.5), injected)}
+                                                                injected, old),
+            "cleanlab ObjectLab": score_table(cleanlab_items(ctx), injected, old),
+            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(ctx, 0.5), injected, old)}
     return rows, len(injected), edge_distributions(ctx, preds, injected)
 
 

@@ -171,6 +171,32 @@ def inject(proj: Path, seed: int = 30, per_kind: int = 16) -> list[dict]:
     return injected
 
 
+def preexisting(project, anns: list[ImageAnnotation], truth: dict) -> set[tuple[str, int]]:
+    """(image, instance) of the noisy labels that are source labels the model-free checks flag on
+    the TRUE labels already (COCO has a few outlines under 4 px^2 and near-duplicate pairs): real
+    problems of the source, neither injected nor false alarms, so the scoring leaves them out."""
+    from core.analysis.evidence import evaluable_labels
+    from core.analysis.find_mistakes import find_duplicates
+    from core.analysis.geometry_checks import check_geometry
+    from core.analysis.settings import AnalysisConfig
+
+    cfg = AnalysisConfig()
+    out: set[tuple[str, int]] = set()
+    for a in anns:
+        rel = project.rel_image(a.image_path)
+        true = [Instance.from_dict(d) for d in truth[rel]]
+        clean = ImageAnnotation(a.image_path, a.width, a.height, true)
+        issues, degenerate = check_geometry(clean, cfg.min_area)
+        flagged = {i.instance for i in issues}
+        dups, _ = find_duplicates(evaluable_labels(clean, degenerate, True), rel, cfg, True)
+        flagged |= {i.instance for i in dups}
+        keys = {json.dumps(true[k].to_dict(), sort_keys=True) for k in flagged}
+        for k, inst in enumerate(a.instances):
+            if json.dumps(inst.to_dict(), sort_keys=True) in keys:
+                out.add((rel, k))
+    return out
+
+
 # --------------------------------------------------------------------- the simulated detector
 
 

@@ -239,6 +239,9 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
         preds = list(_counted(load_coco_results(args.predictions, anns, names, project.image_dir,
                                                 args.category_offset, with_masks=task == "segment"), len(anns), emit))
         source = {"predictions": str(args.predictions)}
+        print("dfine analyze: --predictions: no mirrored view, so the model's one-off false positives are not "
+              "filtered by agreement; the ranking leans on this project's own calibration (precision at each "
+              "score and object size, recall by size, the image's edges)", file=sys.stderr)
     else:
         emit("progress", verb="analyze", stage="images", done=0, total=len(anns))
         preds = list(_counted(_model_predictions(args.weights, anns, args.device, cfg.support_score,
