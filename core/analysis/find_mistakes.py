@@ -230,8 +230,10 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
         if score <= 0:
             return None
         fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)  # the model's outline; the image is read only now
-        pixels = ctx.edges.compare(k, fix.get("polygons", []) + fix.get("holes", [])) if ctx.edges is not None else None
-        score *= pixels.outline_factor() if pixels is not None else 1.0
+        model_outline = fix.get("polygons", []) + fix.get("holes", [])
+        pixels = ctx.edges.compare(k, model_outline) if ctx.edges is not None else None
+        off = label_off_outline(ctx, k, model_outline) if pixels is not None else None
+        score = with_pixels(score, None if off is None else min(off, 0.5))  # the pixels only veto here
         if score > 0:
             ev.update(precision_at_score=round(sure, 4), typical_iou=round(typical, 4),
                       mirror_box_iou=round(steady, 4))
@@ -240,6 +242,9 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
                 ev.update(label_outline_on_edge=round(pixels.label_cover, 3), model_outline_on_edge=round(pixels.model_cover, 3))
                 words = (f"; the label's outline lies on an image edge for {pixels.label_cover:.0%} of its length, "
                          f"the model's for {pixels.model_cover:.0%}")
+            if off is not None:
+                ev["p_label_off"] = round(off, 3)
+                words += f" (P(the label is the one off) {off:.2f})"
             return LabelIssue("bad_geometry", ctx.image, k, box, g, score, ev, {"action": "replace_geometry", **fix},
                               f"outline overlaps the model's {ctx.name(g)} ({e_g:.2f}) by IoU {v:.2f}, typical "
                               f"{typical:.2f}" + (f"; mirrored view agrees (box IoU {steady:.2f})" if ctx.flips else "")
@@ -369,6 +374,21 @@ def with_pixels(prior: float, p: float | None) -> float:
     num = prior * p
     den = num + (1.0 - prior) * (1.0 - p)
     return num / den if den > 0 else 0.0
+
+
+def label_off_outline(ctx: ImageContext, k: int, model_outline: list) -> float | None:
+    """Which of two outlines of one object is off, by the image's edges read against the
+    project's (equal priors): P(the label's outline is on background and the model's on an
+    object) / P(one of the two is). Both on edges, or neither: ~0.5, the model's claim stands."""
+    if ctx.edges is None or ctx.edge_cal is None or not model_outline:
+        return None
+    lab, mod = ctx.edges.of(k), ctx.edges.z_of(model_outline)
+    if lab is None or mod is None:
+        return None
+    pl = ctx.edge_cal.background(lab.z, False, lab.side)
+    pm = ctx.edge_cal.background(mod.z, True, mod.side)
+    a, b = pl * (1.0 - pm), (1.0 - pl) * pm
+    return a / (a + b) if a + b > 0 else None
 
 
 def confusion_habit(cal: Calibration, g: int, p: int) -> float:

@@ -17,9 +17,12 @@ z): near 1 where the project's labels never score that low, ~0.5 where the two o
 the pixels say little and the score is left to the model), near 0 where background never scores
 that high.
 
-The same pixels arbitrate when label and model disagree about an outline: the share of each
-outline's length that lies on an edge (a colour step over twice the background's typical step)
-says which of the two follows the object.
+The same pixels arbitrate when label and model disagree about an outline: each outline's z is
+read the same way (the label's against the project's labels, the model's against the model's
+outlines on labelled objects), and P(the label is the one off) = P_bg(label) P_obj(model) /
+(P_bg(label) P_obj(model) + P_obj(label) P_bg(model)) can veto the claim
+(core.analysis.find_mistakes.label_off_outline). The share of each outline's length on an edge
+(a step over twice the background's mean) is reported in the reason, not used in the score.
 
 No verdict (the score stays as the model alone makes it) where the image cannot be read, the
 label is a box, or too little unlabelled background is left for ``MIN_PLACEMENTS`` placements
@@ -161,14 +164,6 @@ class OutlineComparison:
     model_cover: float  # share of the model's outline on an edge
     edge_level: float  # the colour step counted as an edge: 2x the background's typical step
 
-    def outline_factor(self) -> float:
-        """How much of a "bad outline" claim the pixels leave standing: all of it unless the
-        label's outline follows the edges better than the model's, none when better by 0.4 of its
-        length or more; all of it too when neither follows edges (no verdict: objects told apart
-        by texture, not colour)."""
-        if max(self.label_cover, self.model_cover) < 0.5:
-            return 1.0
-        return float(np.clip(1.0 - (self.label_cover - self.model_cover) / 0.4, 0.0, 1.0))
 
 
 class ImageEdges:
@@ -243,7 +238,7 @@ class ImageEdges:
 CALIBRATION_LABELS = 200  # labels (spread over the images) whose outlines calibrate the edge z
 SIZE_GROUPS = 4  # at most this many object-size groups, each with its own z distributions
 SIZE_GROUP_MIN = 40  # outlines per size group at least
-MIN_CALIBRATION_LABELS = 2  # fewer labels with a verdict: no calibration, no verdict
+MIN_CALIBRATION_LABELS = 1  # fewer labels with a verdict: no calibration, no verdict
 
 
 @dataclass
