@@ -18,39 +18,45 @@ label has learned it. Steps per image:
    hypothesis's score for the label's class), firm hypotheses first (see :func:`match`): a label
    is judged against the model's confident view of its object, not a faint query beside it.
 
-Calibration (:func:`core.analysis.calibration.calibrate`, from the same predictions and labels over the whole set): per
-class ``c`` the threshold ``t_c`` at the best F1 of the class's F1-vs-threshold curve, the
-recall ``R_c`` at ``t_c``, the median mask IoU ``m_c`` of correct detections, and the precision
-``P_c(e)`` of the class's hypotheses with evidence >= e (reported as ``precision_at_score``, not
-used in the score: on the benchmark's simulated model, scoring with it squashed the top of the
-list together and let confident false positives in between, P@K 0.87 vs 0.94 with ``e``).
+Calibration (:func:`core.analysis.calibration.calibrate`, from the same predictions and labels over
+the whole set; every per-class number shrunk toward the whole model's, empirical Bayes): per
+class ``c`` the threshold ``t_c`` at the best F1, the recall ``R_c`` there, the typical mask IoU
+``m_c`` of correct detections, and ``P_c(e)``: P(a hypothesis of class c with evidence e is a
+labelled object), local (isotonic), corrected for object size by the model's own precision per
+size group; ``R_c(s)`` and ``m_c(s)`` are taken per object size ``s`` the same way. The outline
+edge check (:mod:`core.analysis.outline_edges`) is calibrated on the project too: an outline's
+edge z gives P_bg, the probability that it lies on background, read against the project's own
+labels (or the model's outlines on labelled objects) and the same outlines moved onto background.
+The pixels enter by Bayes (:func:`with_pixels`: the claim's odds times P_bg / (1 - P_bg) for the
+story "on background"), so where the two distributions overlap the model's claim stands.
 
 Scores (in [0, 1], higher = more likely a label mistake):
 
 - degenerate / out-of-image geometry ~0.95 (certain); duplicate label = the two labels' IoU;
 - wrong class: evidence e for the model's class p >= t_p on a label of class g (IoU >= 0.5):
-  ``e * (1 - min(1, e_g / t_g))`` -- a swap is strong when the model is confident in another
-  class *and* gives the labelled class little (e_g: the same query's evidence for g);
-- missing label: unmatched hypothesis with e >= t_p: ``e * (1 - best IoU with a label)``, one
-  item per object: hypotheses whose masks (boxes in detect) overlap >= 0.5 are one object (the
-  strongest is reported, the rest counted as ``agreeing_queries``), and one overlapping a matched
-  hypothesis is that labelled object, judged with its label;
-- bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g)``:
-  ``e * min(1, 2 (1 - IoU / m_g)) * a * o`` (half the typical overlap is already certain)
-  where ``a`` is the box IoU of the plain and mirrored
-  predictions (a model whose outline wobbles is weak evidence about the label's) and ``o``
-  what the image's edges leave of the claim (1 unless the label's outline lies on edges more of
-  its length than the model's; 0 when more by 0.4; :mod:`core.analysis.outline_edges`);
+  ``P_p(e) * (1 - min(1, e_g / t_g)) * habit`` -- a swap is strong when the model is sure of
+  another class *and* gives the labelled class little (e_g: the same query's evidence for g);
+  ``habit`` (:func:`confusion_habit`) discounts a (g, p) disagreement the model makes on many
+  labels of the project (its habit, not as many label mistakes);
+- missing label: unmatched hypothesis with e >= t_p: ``P_p(e) * (1 - best IoU with a label)``,
+  with the pixels (the model's outline: on an edge like the model's outlines on labelled objects,
+  or on background?), one item per object: hypotheses whose masks (boxes in detect) overlap >= 0.5
+  are one object (the strongest is reported, the rest counted as ``agreeing_queries``), and one
+  overlapping a matched hypothesis is that labelled object, judged with its label;
+- bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g(s))``:
+  ``P_g(e) * min(1, 2 (1 - IoU / m_g(s))) * a``, where ``a`` is the box IoU of the plain and
+  mirrored predictions (a model whose outline wobbles is weak evidence about the label's); the
+  pixels may veto it when the label's outline follows the image's edges and the model's does not
+  (:func:`label_off_outline`);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
-  ``spurious_weight * R_g * (1 - a / t_g) * f`` -- only as strong as the model's recall of the
-  class, and weaker when the model sees anything there (a: the highest plain score of any class
-  on it, from hypotheses not paired with another label) or when the pixels show an object there:
-  ``f`` falls from 1 to 0 as the label's outline edge z-score
-  (:mod:`core.analysis.outline_edges`) goes from ``edge_z_low`` to ``edge_z_high`` (polygon labels
-  in segment mode; 1 when the image cannot be read).
+  ``spurious_weight * R_g(s) * (1 - a / t_g)`` with the pixels (the label's outline on background?)
+  -- only as strong as the model's recall of the class at this size, and weaker when the model
+  sees anything there (a: the highest plain score of any class on it, from hypotheses not paired
+  with another label). A model that finds fewer than ``USELESS_RECALL`` of the labels makes no
+  spurious (delete) claims at all.
 
-Without calibration (no labels of a class, or too few detections) ``t_c`` = ``conf``,
-``R_c`` = 1 and ``m_c`` = ``good_iou``: the uncalibrated rules of old.
+Without calibration (:class:`Calibration` empty): ``t_c`` = ``conf``, ``R_c`` = 1, ``m_c`` =
+``good_iou`` and ``P_c(e)`` = e: the uncalibrated rules of old.
 Every issue's ``message`` is one sentence with these numbers.
 """
 
