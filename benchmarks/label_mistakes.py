@@ -1,5 +1,6 @@
 """Label-mistake finder benchmark: precision@K / recall@K per injected kind for in-sample,
-out-of-fold and cleanlab's ObjectLab on the same out-of-fold predictions (issue #15).
+out-of-fold and cleanlab's ObjectLab on the same out-of-fold predictions (issue #15), and on real
+photos with a realistic simulated detector (issue #30).
 
     nice .venv/bin/python benchmarks/label_mistakes.py --out benchmarks/out/label_mistakes --folds 3
 
@@ -15,6 +16,13 @@ so a stopped run continues):
    default thresholds and with thresholds suited to a weaker model) and score against the
    injected list; then the same on a simulated decent model (no training: the true labels
    perturbed, see simulated_predictions) to show the ranking where the model is good.
+
+5. with ``--coco128 DIR`` (issue #30): the same on real photos -- COCO128-seg imported as a user
+   would, the five kinds injected, a realistic simulated detector without a mirrored view
+   (label_mistakes_photos.py), ours vs ObjectLab -- and the outline edge z distributions of both
+   sets. ``--skip-trained`` leaves out stages 2-3 and the trained rows (minutes, not hours).
+
+    nice .venv/bin/python benchmarks/label_mistakes.py --out /work/data/lm --coco128 /work/data/coco128-seg --skip-trained
 
 An item "finds" an injected mistake when it points at the same label (image + instance) or,
 for a dropped label, at a box overlapping the dropped object's box (IoU >= 0.3). K = number
