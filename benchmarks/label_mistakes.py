@@ -1,5 +1,6 @@
 """Label-mistake finder benchmark: precision@K / recall@K per injected kind for in-sample,
-out-of-fold and cleanlab's ObjectLab on the same out-of-fold predictions (issue #15).
+out-of-fold and cleanlab's ObjectLab on the same out-of-fold predictions (issue #15), and on real
+photos with a realistic simulated detector (issue #30).
 
     nice .venv/bin/python benchmarks/label_mistakes.py --out benchmarks/out/label_mistakes --folds 3
 
@@ -15,6 +16,13 @@ so a stopped run continues):
    default thresholds and with thresholds suited to a weaker model) and score against the
    injected list; then the same on a simulated decent model (no training: the true labels
    perturbed, see simulated_predictions) to show the ranking where the model is good.
+
+5. with ``--coco128 DIR`` (issue #30): the same on real photos -- COCO128-seg imported as a user
+   would, the five kinds injected, a realistic simulated detector without a mirrored view
+   (label_mistakes_photos.py), ours vs ObjectLab -- and the outline edge z distributions of both
+   sets. ``--skip-trained`` leaves out stages 2-3 and the trained rows (minutes, not hours).
+
+    nice .venv/bin/python benchmarks/label_mistakes.py --out /work/data/lm --coco128 /work/data/coco128-seg --skip-trained
 
 An item "finds" an injected mistake when it points at the same label (image + instance) or,
 for a dropped label, at a box overlapping the dropped object's box (IoU >= 0.3). K = number
@@ -143,7 +151,11 @@ def hits(items: list[dict], injected: list[dict]) -> list[int | None]:
     return out
 
 
-def score_table(items: list[dict], injected: list[dict]) -> dict:
+def score_table(items: list[dict], injected: list[dict], ignore: set[tuple[str, int]] | None = None) -> dict:
+    """P@K, R@K, R@2K and R@2K per kind; items on ``ignore`` (image, instance): problems already in
+    the source labels, found by the model-free checks) are taken out of the list first."""
+    if ignore:
+        items = [it for it in items if (it["image"], it.get("instance")) not in ignore]
     k = len(injected)
     h = hits(items, injected)
     row = {"items": len(items), "P@K": sum(x is not None for x in h[:k]) / k,
@@ -181,7 +193,7 @@ def our_items(proj: Path, in_sample_dir: Path | None, mode: str, k: int, edge_ch
     cal = calibrate(anns, preds, "segment", cfg, flips=flips, num_classes=len(names))
     issues = analyze(anns, preds, "segment", cfg, flips=flips, calibration=cal, class_names=names)
     items = [{"image": project.rel_image(i.image), "instance": i.instance, "box": i.box, "kind": i.kind,
-              "score": i.score, "reason": i.message} for i in issues]
+              "score": i.score, "reason": i.message, "evidence": i.evidence} for i in issues]
     return items, {"anns": anns, "preds": preds, "project": project, "calibration": cal.to_dict(names)}
 
 
@@ -276,17 +288,68 @@ def simulated_predictions(ctx: dict, seed: int = 0) -> tuple[list, list]:
     return preds, flips
 
 
-def rank_items(ctx: dict, preds: list, flips: list | None, calibrated: bool) -> list[dict]:
+def rank_items(ctx: dict, preds: list, flips: list | None, calibrated: bool, edge_check: bool = True) -> list[dict]:
     from core.analysis.calibration import calibrate
     from core.analysis.find_mistakes import AnalysisConfig, analyze
 
     project, anns = ctx["project"], ctx["anns"]
     names = project.class_names
-    cfg = AnalysisConfig()
+    cfg = AnalysisConfig(edge_check=edge_check)
     cal = calibrate(anns, preds, "segment", cfg, flips=flips, num_classes=len(names)) if calibrated else None
     issues = analyze(anns, preds, "segment", cfg, flips=flips, calibration=cal, class_names=names)
     return [{"image": project.rel_image(i.image), "instance": i.instance, "box": i.box, "kind": i.kind,
-             "score": i.score} for i in issues]
+             "score": i.score, "reason": i.message, "evidence": i.evidence} for i in issues]
+
+
+def edge_distributions(ctx: dict, preds: list, injected: list[dict]) -> dict:
+    """The outline edge z of the project's labels, of the same outlines moved onto background,
+    of the model's masks on labelled objects, and of the injected spurious labels (README)."""
+    from core.analysis.outline_edges import ImageEdges, calibrate_edges
+    from core.data.images import read_image
+
+    project, anns = ctx["project"], ctx["anns"]
+    cal = calibrate_edges(anns, read_image, predictions=preds)
+    out = cal.summary() if cal is not None else {}
+    by_image = {project.rel_image(a.image_path): a for a in anns}
+    spur = []
+    for inj in injected:
+        if inj["kind"] == "spurious_label":
+            ev = ImageEdges(by_image[inj["image"]], read_image).of(inj["instance"])
+            if ev is not None:
+                spur.append(ev.z)
+    if spur:
+        out["injected_spurious_z"] = [round(float(v), 2) for v in np.quantile(spur, (0.05, 0.25, 0.5, 0.75, 0.95))]
+        out["injected_spurious_labels"] = len(spur)
+    if cal is not None:
+        out["p_background_at_z"] = {z: round(cal.background(z), 3) for z in (-1, 0, 1, 2, 3, 4, 6, 10)}
+    return out
+
+
+def photo_rows(coco_root: Path, out: Path, seed: int) -> tuple[dict, int, dict]:
+    """COCO128-seg imported as a user would, the five kinds injected, a realistic simulated
+    detector's predictions (no mirrored view: `dfine analyze --predictions`), ranked by us and by
+    ObjectLab (label_mistakes_photos explains the simulator)."""
+    import label_mistakes_photos as photos
+
+    from core.project import Project
+
+    proj = photos.import_coco128(coco_root, out / "coco128")
+    injected = photos.inject(proj)
+    project = Project.open(proj)
+    anns, _ = project.load_all()
+    truth = json.loads((proj / "truth.json").read_text())
+    preds = photos.realistic_predictions(project, anns, truth, seed)
+    ctx = {"project": project, "anns": anns, "preds": preds}
+    old = photos.preexisting(project, anns, truth)
+    print(f"COCO128-seg: {len(old)} labels already wrong in the source (model-free checks on the true labels: "
+          "degenerate outlines, duplicates) are left out of the scoring")
+    rows = {"ours (`--predictions`: no mirror, calibrated on the project)":
+            score_table(rank_items(ctx, preds, None, True), injected, old),
+            "ours, without the outline edge check": score_table(rank_items(ctx, preds, None, True, edge_check=False),
+                                                                injected, old),
+            "cleanlab ObjectLab": score_table(cleanlab_items(ctx), injected, old),
+            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(ctx, 0.5), injected, old)}
+    return rows, len(injected), edge_distributions(ctx, preds, injected)
 
 
 def print_table(title: str, rows: dict, k: int) -> None:
@@ -305,41 +368,79 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     ap.add_argument("--stage", choices=["all", "train", "eval"], default="all")
+    ap.add_argument("--coco128", type=Path, default=None,
+                    help="the downloaded coco128-seg folder (benchmarks/README.md says how to get it); "
+                         "without it the real-photo rows are skipped")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated detectors")
+    ap.add_argument("--skip-trained", action="store_true",
+                    help="only the simulated-model rows (no fold training: minutes instead of hours on a CPU)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra recipe override for the fold models (as `dfine train --set`), after RECIPE/MODEL")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     proj = stage_generate(args.out, args.images)
     injected = json.loads((proj / "injected.json").read_text())
-    if args.stage in ("all", "train"):
-        stage_folds(proj, args.folds, args.epochs, args.overrides)
-        stage_in_sample(proj, args.out, args.folds)
-    if args.stage == "train":
-        return 0
     k = len(injected)
-    rows = {}
-    items, _ = our_items(proj, args.out / "in_sample", "in-sample", args.folds)
-    rows["ours, in-sample"] = score_table(items, injected)
-    oof_items, ctx = our_items(proj, None, "out-of-fold", args.folds)
-    rows["ours, out-of-fold"] = score_table(oof_items, injected)
-    no_edges, _ = our_items(proj, None, "out-of-fold", args.folds, edge_check=False)
-    rows["ours, out-of-fold, without the outline edge check"] = score_table(no_edges, injected)
-    print("Fold models on their held-out images, against the (noisy) labels, per class at the best-F1 threshold: "
-          + "; ".join(f"{c} F1 {v['f1']}, recall {v['recall']}" for c, v in ctx["calibration"].items()))
-    rows["cleanlab ObjectLab, out-of-fold"] = score_table(cleanlab_items(ctx), injected)
-    rows["cleanlab ObjectLab (thresholds 0.5 / 0.25), out-of-fold"] = score_table(cleanlab_items(ctx, 0.5), injected)
-    print_table(f"Trained size-N models ({args.folds} folds, {args.epochs} epochs each, CPU), "
-                f"{args.images} images, {k} injected mistakes", rows, k)
-    sim_preds, sim_flips = simulated_predictions(ctx)
+    results: dict = {"k": k, "folds": args.folds, "epochs": args.epochs}
+    if not args.skip_trained:
+        if args.stage in ("all", "train"):
+            stage_folds(proj, args.folds, args.epochs, args.overrides)
+            stage_in_sample(proj, args.out, args.folds)
+        if args.stage == "train":
+            return 0
+        rows = {}
+        items, _ = our_items(proj, args.out / "in_sample", "in-sample", args.folds)
+        rows["ours, in-sample"] = score_table(items, injected)
+        oof_items, ctx = our_items(proj, None, "out-of-fold", args.folds)
+        rows["ours, out-of-fold"] = score_table(oof_items, injected)
+        no_edges, _ = our_items(proj, None, "out-of-fold", args.folds, edge_check=False)
+        rows["ours, out-of-fold, without the outline edge check"] = score_table(no_edges, injected)
+        print("Fold models on their held-out images, against the (noisy) labels, per class at the best-F1 threshold: "
+              + "; ".join(f"{c} F1 {v.get('f1')}, recall {v['recall']}" for c, v in ctx["calibration"].items()))
+        rows["cleanlab ObjectLab, out-of-fold"] = score_table(cleanlab_items(ctx), injected)
+        rows["cleanlab ObjectLab (thresholds 0.5 / 0.25), out-of-fold"] = score_table(cleanlab_items(ctx, 0.5), injected)
+        print_table(f"Generated set: trained size-N models ({args.folds} folds, {args.epochs} epochs each, CPU), "
+                    f"{args.images} images, {k} injected mistakes", rows, k)
+        results.update(trained=rows, calibration=ctx["calibration"], top_oof=oof_items[:2 * k])
+    else:
+        from core.project import Project
+
+        project = Project.open(proj)
+        anns, _ = project.load_all()
+        ctx = {"project": project, "anns": anns}
+    sim_preds, sim_flips = simulated_predictions(ctx, args.seed)
     sim_ctx = {**ctx, "preds": sim_preds}
     sim = {"ours, plain (no mirror, no calibration)": score_table(rank_items(ctx, sim_preds, None, False), injected),
            "ours (mirror + calibration)": score_table(rank_items(ctx, sim_preds, sim_flips, True), injected),
            "cleanlab ObjectLab": score_table(cleanlab_items(sim_ctx), injected),
            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(sim_ctx, 0.5), injected)}
-    print_table("Simulated decent model (true labels perturbed, see simulated_predictions)", sim, k)
-    (args.out / "results.json").write_text(json.dumps({"trained": rows, "simulated": sim, "k": k,
-                                                       "folds": args.folds, "epochs": args.epochs,
-                                                       "calibration": ctx["calibration"], "top_oof": oof_items[:2 * k]}, indent=1))
+    print_table("Generated set: simulated decent model of issue #15 (true labels perturbed, see simulated_predictions)",
+                sim, k)
+    import label_mistakes_photos as photos
+
+    truth = json.loads((proj / "truth.json").read_text())
+    real_preds = photos.realistic_predictions(ctx["project"], ctx["anns"], truth, args.seed)
+    real_ctx = {**ctx, "preds": real_preds}
+    real = {"ours (`--predictions`: no mirror, calibrated on the project)":
+            score_table(rank_items(ctx, real_preds, None, True), injected),
+            "ours, without the outline edge check": score_table(rank_items(ctx, real_preds, None, True, edge_check=False),
+                                                                injected),
+            "cleanlab ObjectLab": score_table(cleanlab_items(real_ctx), injected),
+            "cleanlab ObjectLab (thresholds 0.5 / 0.25)": score_table(cleanlab_items(real_ctx, 0.5), injected)}
+    print_table("Generated set: realistic simulated detector (label_mistakes_photos.realistic_predictions), "
+                "no mirrored view", real, k)
+    edges = {"generated": edge_distributions(real_ctx, real_preds, injected)}
+    results.update(simulated=sim, realistic=real)
+    if args.coco128 is not None:
+        rows, k_photo, edges["coco128"] = photo_rows(args.coco128, args.out, args.seed)
+        print_table("COCO128-seg photos: realistic simulated detector, no mirrored view", rows, k_photo)
+        results.update(coco128=rows, k_coco128=k_photo)
+    print("\nOutline edge z (label_z: the project's labels; background_z: the same outlines moved onto "
+          "background; model_z: the model's masks on labelled objects; quantiles 5/25/50/75/95 %):")
+    for name, e in edges.items():
+        print(f"  {name}: {json.dumps(e)}")
+    results["edges"] = edges
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -115,6 +115,7 @@ def test_best_f1_threshold_and_monotone_precision():
     k = _class_curve([0.9, 0.7, 0.8, 0.3, 0.5, 0.2], [True, False, True, False, True, False], 5, 0.5, [0.8] * 3)
     # F1 at 0.9: 2*(1*.2)/(1.2)=.333; 0.8: 2*(1*.4)/1.4=.571; 0.7: 2*(.667*.4)/1.067=.5; 0.5: 2*(.75*.6)/1.35=.667
     assert k.threshold == 0.5 and k.f1 == pytest.approx(2 / 3) and k.recall == pytest.approx(0.6)
-    assert k.confidence(0.95) == 1.0 and k.confidence(0.8) == 1.0 and k.confidence(0.6) == pytest.approx(0.75)
+    # local P(correct | score), isotonic: 0.2, 0.3 -> 0; 0.5, 0.7 pooled -> 0.5; 0.8, 0.9 -> 1
+    assert k.confidence(0.95) == 1.0 and k.confidence(0.8) == 1.0 and k.confidence(0.6) == pytest.approx(0.5)
+    assert k.confidence(0.25) == 0.0
     assert k.typical_iou == pytest.approx(0.8)
-    assert _class_curve([0.9], [True], 1, 0.5, []).threshold == 0.5  # too few: uncalibrated

@@ -59,8 +59,10 @@ def test_a_model_that_finds_nothing_is_flagged_as_undertrained(project, tmp_path
     pred_file.write_text("[]")
     assert main(["analyze", str(project.root), "--predictions", str(pred_file)]) == 0
     out = capsys.readouterr()
-    assert "3 likely label issues in 2 images (spurious_label 3)" in out.out
+    # its misses are no reason to delete anything: no items, only the warning (issue #30)
+    assert "0 likely label issues in 2 images (none)" in out.out
     assert "warning: the model finds no match for 3 of 3 labels" in out.err
+    assert "no label is suggested for deletion" in out.err
 
 
 def test_analyze_with_weights_uses_the_predictor(project, tmp_path, monkeypatch):

@@ -183,6 +183,7 @@ class ReviewPanel(QWidget):
         self.folds_spin.setRange(2, 20)
         self.folds_spin.setValue(5)
         self.folds_spin.setSuffix(" folds")
+        self.folds_spin.valueChanged.connect(lambda _k: self._show_cost())
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("model: checkpoint (.pt) or export folder")
         browse = QPushButton("Model…")
@@ -316,6 +317,27 @@ class ReviewPanel(QWidget):
         self._accepted = []
         self.model_edit.setText(default_model(project, self.settings))
         self.reload()
+        self._show_cost()
+
+    def fold_cost(self, k: int | None = None) -> str:
+        """How long `--folds K` will take on this project, said before it starts (core.analysis.folds)."""
+        from core.analysis.folds import estimate_folds
+
+        if self.project is None:
+            return ""
+        k = int(k or self.folds_spin.value())
+        n = sum(1 for p in self.project.image_paths() if self.project.label_path(p).is_file())
+        text = estimate_folds(self.project, n, k).describe()
+        three = estimate_folds(self.project, n, 3)
+        if k > 3 and three.seconds is not None:  # the label-mistake benchmark's setting
+            text += f"; 3 folds: {three.describe().split(':')[0]}"
+        return text
+
+    def _show_cost(self) -> None:
+        try:
+            self.folds_spin.setToolTip(self.fold_cost())
+        except Exception as exc:  # an estimate never blocks the panel
+            self.folds_spin.setToolTip(f"no time estimate ({exc})")
 
     def runs_changed(self) -> None:
         """A training run finished: propose its model when none is chosen yet."""
@@ -378,7 +400,12 @@ class ReviewPanel(QWidget):
         if self.project is None or self.is_running():
             return False
         k = int(folds or self.folds_spin.value())
-        self._start_job(self.analysis_args(folds=k), f"Finding label mistakes with {k} folds…")
+        try:
+            cost = self.fold_cost(k)
+        except Exception:  # an estimate never blocks the run
+            cost = ""
+        self._start_job(self.analysis_args(folds=k), f"Finding label mistakes with {k} folds"
+                        + (f" ({cost})" if cost else "") + "…")
         return True
 
     def run_analysis(self, model: str | None = None, predictions: str | None = None) -> bool:

@@ -93,14 +93,15 @@ def _model_predictions(weights: Path, anns: Sequence[ImageAnnotation], device: s
         yield ImagePred.from_detections(det, str(ann.image_path))
 
 
-def weak_model_warning(num_labels: int, not_found: int) -> str | None:
+def weak_model_warning(num_labels: int, not_found: int, no_deletes: bool = False) -> str | None:
     """A model that misses most labels makes the list its own misses, not label mistakes: say so
-    rather than let the user "fix" hundreds of good labels."""
+    rather than let the user "fix" hundreds of good labels (and, when it finds almost none, the
+    list has no delete suggestions at all: core.analysis.calibration.USELESS_RECALL)."""
     if num_labels == 0 or not_found < 0.5 * num_labels:
         return None
     return (f"the model finds no match for {not_found} of {num_labels} labels, so most items are "
-            "its misses rather than label mistakes; train longer (or pass better --weights / "
-            "--predictions) before reviewing")
+            "its misses rather than label mistakes" + ("; no label is suggested for deletion" if no_deletes else "")
+            + "; train longer (or pass better --weights / --predictions) before reviewing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,6 +239,9 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
         preds = list(_counted(load_coco_results(args.predictions, anns, names, project.image_dir,
                                                 args.category_offset, with_masks=task == "segment"), len(anns), emit))
         source = {"predictions": str(args.predictions)}
+        print("dfine analyze: --predictions: no mirrored view, so the model's one-off false positives are not "
+              "filtered by agreement; the ranking leans on this project's own calibration (precision at each "
+              "score and object size, recall by size, the image's edges)", file=sys.stderr)
     else:
         emit("progress", verb="analyze", stage="images", done=0, total=len(anns))
         preds = list(_counted(_model_predictions(args.weights, anns, args.device, cfg.support_score,
@@ -263,7 +267,10 @@ def _run(args: argparse.Namespace, emit: Callable[..., None], out_stream: IO[str
     counts = ", ".join(f"{k} {v}" for k, v in sorted(per_kind.items())) or "none"
     summary = f"{mode}: {len(issues)} likely label issues in {len(anns)} images ({counts})"
     print(summary, file=out_stream)
-    warning = weak_model_warning(sum(len(a.instances) for a in anns), per_kind.get("spurious_label", 0))
+    overall = calibration.overall
+    n_labels = overall.labels if overall is not None else sum(len(a.instances) for a in anns)
+    not_found = n_labels - overall.found if overall is not None else per_kind.get("spurious_label", 0)
+    warning = weak_model_warning(n_labels, not_found, calibration.model_finds_almost_nothing)
     if warning:
         print(f"dfine analyze: warning: {warning}", file=sys.stderr)
         emit("warning", message=warning, about="model")  # the Review panel shows this one

@@ -18,39 +18,45 @@ label has learned it. Steps per image:
    hypothesis's score for the label's class), firm hypotheses first (see :func:`match`): a label
    is judged against the model's confident view of its object, not a faint query beside it.
 
-Calibration (:func:`core.analysis.calibration.calibrate`, from the same predictions and labels over the whole set): per
-class ``c`` the threshold ``t_c`` at the best F1 of the class's F1-vs-threshold curve, the
-recall ``R_c`` at ``t_c``, the median mask IoU ``m_c`` of correct detections, and the precision
-``P_c(e)`` of the class's hypotheses with evidence >= e (reported as ``precision_at_score``, not
-used in the score: on the benchmark's simulated model, scoring with it squashed the top of the
-list together and let confident false positives in between, P@K 0.87 vs 0.94 with ``e``).
+Calibration (:func:`core.analysis.calibration.calibrate`, from the same predictions and labels over
+the whole set; every per-class number shrunk toward the whole model's, empirical Bayes): per
+class ``c`` the threshold ``t_c`` at the best F1, the recall ``R_c`` there, the typical mask IoU
+``m_c`` of correct detections, and ``P_c(e)``: P(a hypothesis of class c with evidence e is a
+labelled object), local (isotonic), corrected for object size by the model's own precision per
+size group; ``R_c(s)`` and ``m_c(s)`` are taken per object size ``s`` the same way. The outline
+edge check (:mod:`core.analysis.outline_edges`) is calibrated on the project too: an outline's
+edge z gives P_bg, the probability that it lies on background, read against the project's own
+labels (or the model's outlines on labelled objects) and the same outlines moved onto background.
+The pixels enter by Bayes (:func:`with_pixels`: the claim's odds times P_bg / (1 - P_bg) for the
+story "on background"), so where the two distributions overlap the model's claim stands.
 
 Scores (in [0, 1], higher = more likely a label mistake):
 
 - degenerate / out-of-image geometry ~0.95 (certain); duplicate label = the two labels' IoU;
 - wrong class: evidence e for the model's class p >= t_p on a label of class g (IoU >= 0.5):
-  ``e * (1 - min(1, e_g / t_g))`` -- a swap is strong when the model is confident in another
-  class *and* gives the labelled class little (e_g: the same query's evidence for g);
-- missing label: unmatched hypothesis with e >= t_p: ``e * (1 - best IoU with a label)``, one
-  item per object: hypotheses whose masks (boxes in detect) overlap >= 0.5 are one object (the
-  strongest is reported, the rest counted as ``agreeing_queries``), and one overlapping a matched
-  hypothesis is that labelled object, judged with its label;
-- bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g)``:
-  ``e * min(1, 2 (1 - IoU / m_g)) * a * o`` (half the typical overlap is already certain)
-  where ``a`` is the box IoU of the plain and mirrored
-  predictions (a model whose outline wobbles is weak evidence about the label's) and ``o``
-  what the image's edges leave of the claim (1 unless the label's outline lies on edges more of
-  its length than the model's; 0 when more by 0.4; :mod:`core.analysis.outline_edges`);
+  ``P_p(e) * (1 - min(1, e_g / t_g)) * habit`` -- a swap is strong when the model is sure of
+  another class *and* gives the labelled class little (e_g: the same query's evidence for g);
+  ``habit`` (:func:`confusion_habit`) discounts a (g, p) disagreement the model makes on many
+  labels of the project (its habit, not as many label mistakes);
+- missing label: unmatched hypothesis with e >= t_p: ``P_p(e) * (1 - best IoU with a label)``,
+  with the pixels (the model's outline: on an edge like the model's outlines on labelled objects,
+  or on background?), one item per object: hypotheses whose masks (boxes in detect) overlap >= 0.5
+  are one object (the strongest is reported, the rest counted as ``agreeing_queries``), and one
+  overlapping a matched hypothesis is that labelled object, judged with its label;
+- bad outline: matched, same class, e >= t_g, IoU below ``min(good_iou, 0.85 m_g(s))``:
+  ``P_g(e) * min(1, 2 (1 - IoU / m_g(s))) * a``, where ``a`` is the box IoU of the plain and
+  mirrored predictions (a model whose outline wobbles is weak evidence about the label's); the
+  pixels may veto it when the label's outline follows the image's edges and the model's does not
+  (:func:`label_off_outline`);
 - spurious label: the label's class gets evidence u < t_g from every hypothesis on it:
-  ``spurious_weight * R_g * (1 - a / t_g) * f`` -- only as strong as the model's recall of the
-  class, and weaker when the model sees anything there (a: the highest plain score of any class
-  on it, from hypotheses not paired with another label) or when the pixels show an object there:
-  ``f`` falls from 1 to 0 as the label's outline edge z-score
-  (:mod:`core.analysis.outline_edges`) goes from ``edge_z_low`` to ``edge_z_high`` (polygon labels
-  in segment mode; 1 when the image cannot be read).
+  ``spurious_weight * R_g(s) * (1 - a / t_g)`` with the pixels (the label's outline on background?)
+  -- only as strong as the model's recall of the class at this size, and weaker when the model
+  sees anything there (a: the highest plain score of any class on it, from hypotheses not paired
+  with another label). A model that finds fewer than ``USELESS_RECALL`` of the labels makes no
+  spurious (delete) claims at all.
 
-Without calibration (no labels of a class, or too few detections) ``t_c`` = ``conf``,
-``R_c`` = 1 and ``m_c`` = ``good_iou``: the uncalibrated rules of old.
+Without calibration (:class:`Calibration` empty): ``t_c`` = ``conf``, ``R_c`` = 1, ``m_c`` =
+``good_iou`` and ``P_c(e)`` = e: the uncalibrated rules of old.
 Every issue's ``message`` is one sentence with these numbers.
 """
 
@@ -64,11 +70,11 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from core.analysis.calibration import Calibration
+from core.analysis.calibration import Calibration, hypothesis_sides
 from core.analysis.evidence import Hypotheses, Labels, evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.issues import LabelIssue
-from core.analysis.outline_edges import EdgeEvidence, ImageEdges
+from core.analysis.outline_edges import EdgeCalibration, EdgeEvidence, ImageEdges, calibrate_edges
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
 from core.data.images import read_image
@@ -173,6 +179,12 @@ class ImageContext:
     use_masks: bool
     flips: bool
     edges: ImageEdges | None = None  # the outline edge check (segment mode, polygon labels)
+    edge_cal: EdgeCalibration | None = None  # what edge z means in this project
+    areas: list[float] | None = None  # each evaluable label's area (px^2)
+    hside: np.ndarray | None = None  # each hypothesis's side (sqrt of its area, px)
+
+    def labels_area(self, j: int) -> float:
+        return float(self.areas[self.keep[j]]) if self.areas else 0.0
 
     def name(self, c: int) -> str:
         return self.names[c] if 0 <= c < len(self.names) else f"class {c}"
@@ -201,31 +213,44 @@ def judge_pair(ctx: ImageContext, h: int, j: int) -> LabelIssue | None:
     ev = {"pred_score": round(float(hy.vectors[h, p]), 4), "iou": round(v, 4), "pred_class": p,
           "evidence": round(e_p, 4), "label_class_score": round(float(hy.vectors[h, g]), 4)}
     if p != g and v >= cfg.class_iou and e_p >= t_p:
-        score = e_p * (1.0 - min(1.0, e_g / max(t_g, 1e-6)))
+        habit = confusion_habit(cal, g, p)
+        sure = cal.confidence(p, e_p, ctx.hside[h])
+        score = sure * (1.0 - min(1.0, e_g / max(t_g, 1e-6))) * habit
         if score > 0:
-            ev["precision_at_score"] = round(cal.of(p).confidence(e_p), 4)
+            ev.update(precision_at_score=round(sure, 4),
+                      model_calls_class_so=cal.confusions.get((g, p), 0))
+            words = ""
+            if habit < 1.0:
+                words = (f"; the model calls {cal.confusions[(g, p)]} {ctx.name(g)} labels {ctx.name(p)}, "
+                         "more a habit of the model than label mistakes")
             return LabelIssue("wrong_class", ctx.image, k, box, g, score, ev, {"action": "set_class", "class_id": p},
                               f"model says {ctx.seen(h, p)}; label says {ctx.name(g)} ({hy.vectors[h, g]:.2f}, "
-                              f"threshold {t_g:.2f})")
+                              f"threshold {t_g:.2f})" + words)
     if e_g < t_g:
         return None  # the label's class is not supported here: judged with the unmatched labels
-    typical = cal.typical_iou(g)
+    typical = cal.typical_iou(g, float(np.sqrt(max(ctx.labels_area(j), 0.0))))
     if v < min(cfg.good_iou, 0.85 * typical):
         steady = float(hy.flip_box_iou[h])
-        score = e_g * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
+        sure = cal.confidence(g, e_g, ctx.hside[h])
+        score = sure * min(1.0, 2.0 * max(0.0, 1.0 - v / typical)) * steady
         if score <= 0:
             return None
         fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)  # the model's outline; the image is read only now
-        pixels = ctx.edges.compare(k, fix.get("polygons", []) + fix.get("holes", [])) if ctx.edges is not None else None
-        score *= pixels.outline_factor() if pixels is not None else 1.0
+        model_outline = fix.get("polygons", []) + fix.get("holes", [])
+        pixels = ctx.edges.compare(k, model_outline) if ctx.edges is not None else None
+        off = label_off_outline(ctx, k, model_outline) if pixels is not None else None
+        score = with_pixels(score, None if off is None else min(off, 0.5))  # the pixels only veto here
         if score > 0:
-            ev.update(precision_at_score=round(cal.of(g).confidence(e_g), 4), typical_iou=round(typical, 4),
+            ev.update(precision_at_score=round(sure, 4), typical_iou=round(typical, 4),
                       mirror_box_iou=round(steady, 4))
             words = ""
             if pixels is not None:
                 ev.update(label_outline_on_edge=round(pixels.label_cover, 3), model_outline_on_edge=round(pixels.model_cover, 3))
                 words = (f"; the label's outline lies on an image edge for {pixels.label_cover:.0%} of its length, "
                          f"the model's for {pixels.model_cover:.0%}")
+            if off is not None:
+                ev["p_label_off"] = round(off, 3)
+                words += f" (P(the label is the one off) {off:.2f})"
             return LabelIssue("bad_geometry", ctx.image, k, box, g, score, ev, {"action": "replace_geometry", **fix},
                               f"outline overlaps the model's {ctx.name(g)} ({e_g:.2f}) by IoU {v:.2f}, typical "
                               f"{typical:.2f}" + (f"; mirrored view agrees (box IoU {steady:.2f})" if ctx.flips else "")
@@ -241,13 +266,24 @@ def judge_unmatched_prediction(ctx: ImageContext, h: int, in_crowd: bool, best_l
     if in_crowd or e < ctx.cal.of(p).threshold or best_label_iou > ctx.cfg.class_iou:
         return None
     rep = int(hy.rep[h])
+    sure = ctx.cal.confidence(p, e, ctx.hside[h])
     ev = {"pred_score": round(float(hy.vectors[h, p]), 4), "iou": round(best_label_iou, 4), "pred_class": p,
-          "evidence": round(e, 4), "precision_at_score": round(ctx.cal.of(p).confidence(e), 4)}
+          "evidence": round(e, 4), "precision_at_score": round(sure, 4)}
+    fix = _fix_geometry(ctx.pred, rep, ctx.use_masks)
+    # the model's outline where nothing is labelled: on edges as the project's labels are, or on background?
+    edge = ctx.edges.z_of(fix.get("polygons", [])) if ctx.edges is not None and fix.get("polygons") else None
+    background = edge_factor(edge, ctx.edge_cal, model=True)
+    words = ""
+    if background is not None:
+        ev.update(edge_z=round(edge.z, 2), p_background=round(background, 3))
+        if background >= 0.75:
+            words = (f"; but its outline follows no edge, unlike the project's labels (edge z {edge.z:.1f}, "
+                     f"P(background) {background:.2f})")
     return LabelIssue("missing_label", ctx.image, None, ctx.pred.boxes[rep].tolist(), p,
-                      e * (1.0 - best_label_iou), ev,
-                      {"action": "add", "class_id": p, **_fix_geometry(ctx.pred, rep, ctx.use_masks)},
+                      with_pixels(sure, None if background is None else 1.0 - background) * (1.0 - best_label_iou), ev,
+                      {"action": "add", "class_id": p, **fix},
                       f"model finds {ctx.seen(h, p)} where nothing is labelled "
-                      f"(threshold {ctx.cal.of(p).threshold:.2f})")
+                      f"(threshold {ctx.cal.of(p).threshold:.2f})" + words)
 
 
 def unmatched_predictions(ctx: ImageContext, hm, hb: np.ndarray, partner: np.ndarray, in_crowd: np.ndarray,
@@ -295,36 +331,99 @@ def judge_unsupported_label(ctx: ImageContext, j: int, partner: np.ndarray) -> L
     u = float(ctx.hyps.evidence[on_it, g].max()) if on_it.any() else 0.0
     anything = float(ctx.hyps.vectors[on_it].max()) if on_it.any() else 0.0
     c = ctx.cal.of(g)
+    side = float(np.sqrt(max(ctx.labels_area(j), 0.0)))
+    recall = ctx.cal.recall_at_size(g, side)
     edge = ctx.edges.of(k) if ctx.edges is not None else None
-    score = (ctx.cfg.spurious_weight * c.recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6)))
-             * edge_factor(edge, ctx.cfg))
+    background = edge_factor(edge, ctx.edge_cal)
+    score = with_pixels(ctx.cfg.spurious_weight * recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6))),
+                        background)
     ev = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
-          "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4)}
+          "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4),
+          "class_labels": c.labels, "class_found": c.found, "recall_at_size": round(recall, 4)}
     if edge is not None:
         ev.update(edge_z=round(edge.z, 2), edge_step=round(edge.step, 1), background_step=round(edge.background_step, 1))
+    if background is not None:
+        ev["p_background"] = round(background, 3)
     elif ctx.edges is not None and ctx.edges.skipped:
         ev["edge_check"] = ctx.edges.skipped
     seen = f", {anything:.2f} for any class" if anything > u else ""
+    found = ""
+    if ctx.cal.overall is not None:  # calibrated: the counts behind the recall, not a bare percentage
+        found = (f"; it finds {c.found} of {c.labels} {ctx.name(g)} labels, {recall:.0%} expected at this size"
+                 if c.labels else f"; no {ctx.name(g)} labels to learn from, {recall:.0%} expected at this size")
     return LabelIssue("spurious_label", ctx.image, k, ctx.labels.boxes[ctx.keep[j]].tolist(), g, score, ev,
                       {"action": "delete"},
-                      f"label says {ctx.name(g)} but the model gives it {u:.2f} here{seen} (threshold {c.threshold:.2f}; "
-                      f"it finds {c.recall:.0%} of {ctx.name(g)} labels)" + _edge_words(edge, ctx.cfg))
+                      f"label says {ctx.name(g)} but the model gives it {u:.2f} here{seen} (threshold {c.threshold:.2f}"
+                      f"{found})" + _edge_words(edge, background))
 
 
-def edge_factor(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> float:
-    """1 where the outline follows no image edge (or there is no verdict), 0 where it clearly does."""
-    if edge is None:
+def edge_factor(edge: EdgeEvidence | None, edges: EdgeCalibration | None, model: bool = False) -> float | None:
+    """P(the outline lies on background) from the project's own edge z distributions (None: no
+    verdict, or no calibration). ``model``: the outline is a model's mask, judged against the
+    model's outlines on labelled objects (a mask a few pixels off follows edges less than a label)."""
+    if edge is None or edges is None:
+        return None
+    return edges.background(edge.z, model, edge.side)
+
+
+PIXEL_ODDS_LIMIT = 0.01  # the image's edges alone never make a story more than 99 to 1 (kernel tails are thin)
+
+
+def with_pixels(prior: float, p: float | None) -> float:
+    """Bayes: a claim held with probability ``prior`` (from the model) after the image's edges,
+    which alone (equal priors) give its story probability ``p`` -- posterior odds = prior odds x
+    p / (1 - p). ``p`` None: no verdict, the prior stands."""
+    if p is None:
+        return float(prior)
+    p = float(np.clip(p, PIXEL_ODDS_LIMIT, 1.0 - PIXEL_ODDS_LIMIT))
+    prior = float(np.clip(prior, 0.0, 1.0))
+    num = prior * p
+    den = num + (1.0 - prior) * (1.0 - p)
+    return num / den if den > 0 else 0.0
+
+
+def label_off_outline(ctx: ImageContext, k: int, model_outline: list) -> float | None:
+    """Which of two outlines of one object is off, by the image's edges read against the
+    project's (equal priors): P(the label's outline is on background and the model's on an
+    object) / P(one of the two is). Both on edges, or neither: ~0.5, the model's claim stands."""
+    if ctx.edges is None or ctx.edge_cal is None or not model_outline:
+        return None
+    lab, mod = ctx.edges.of(k), ctx.edges.z_of(model_outline)
+    if lab is None or mod is None:
+        return None
+    pl = ctx.edge_cal.background(lab.z, False, lab.side)
+    pm = ctx.edge_cal.background(mod.z, True, mod.side)
+    a, b = pl * (1.0 - pm), (1.0 - pl) * pm
+    return a / (a + b) if a + b > 0 else None
+
+
+def confusion_habit(cal: Calibration, g: int, p: int) -> float:
+    """How much of a "label g should be p" claim stands when the model says p on ``n`` g-labels
+    of the project: if its disagreements were label mistakes, spread over the class pairs like
+    the labels are, a pair would see ``lam = D n_g / (N (C - 1))`` of them (D disagreements, N
+    labels, C classes); beyond one plus that, the repeats are the model's habit:
+    ``min(1, (1 + lam) / n)``."""
+    n = cal.confusions.get((g, p), 0)
+    if n <= 1 or cal.overall is None:
         return 1.0
-    span = max(cfg.edge_z_high - cfg.edge_z_low, 1e-6)
-    return float(np.clip((cfg.edge_z_high - edge.z) / span, 0.0, 1.0))
+    total = sum(cal.confusions.values())
+    n_labels = cal.overall.labels
+    n_g = cal.of(g).labels
+    k = max(len(cal.classes) - 1, 1)
+    lam = total * n_g / max(n_labels * k, 1)
+    return float(min(1.0, (1.0 + lam) / n))
 
 
-def _edge_words(edge: EdgeEvidence | None, cfg: AnalysisConfig) -> str:
-    if edge is None:
+def _edge_words(edge: EdgeEvidence | None, background: float | None) -> str:
+    if edge is None or background is None:
         return ""
-    if edge.z <= cfg.edge_z_low:
-        return f"; its outline follows no edge in the image (edge z {edge.z:.1f})"
-    return f"; but its outline follows an edge in the image (edge z {edge.z:.1f}): likely an object the model misses"
+    if background >= 0.75:
+        return (f"; its outline follows no edge, unlike the project's labels (edge z {edge.z:.1f}, "
+                f"P(background) {background:.2f})")
+    if background <= 0.25:
+        return (f"; but its outline follows an edge as the project's labels do (edge z {edge.z:.1f}, "
+                f"P(background) {background:.2f}): likely an object the model misses")
+    return f"; the image's edges cannot tell (edge z {edge.z:.1f}, P(background) {background:.2f})"
 
 
 def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment", "detect"] = "segment",
@@ -355,7 +454,10 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
     else:
         in_crowd = np.zeros(len(hyps), bool)
     edges = ImageEdges(ann, read) if read is not None and cfg.edge_check and task == "segment" else None
-    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges)
+    edge_cal = (cal.edges if edges is None or cal.edges is not None
+                else calibrate_edges([ann], read, predictions=[p], min_score=cfg.support_score))
+    ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges,
+                       edge_cal, [ann.instances[k].area() for k in labels.index], hypothesis_sides(hm, hb))
 
     confident = np.array([hyps.evidence[h, hyps.top_class(h)] >= cal.of(hyps.top_class(h)).threshold
                           for h in range(len(hyps))], bool)
@@ -372,7 +474,8 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
         if issue is not None or hyps.evidence[h, g] >= cal.of(g).threshold:
             supported.add(j)
     issues += unmatched_predictions(ctx, hm, hb, partner, in_crowd, iou_all)
-    issues += [judge_unsupported_label(ctx, j, partner) for j in range(len(keep)) if j not in supported]
+    if not cal.model_finds_almost_nothing:  # its misses are no reason to delete anything
+        issues += [judge_unsupported_label(ctx, j, partner) for j in range(len(keep)) if j not in supported]
     return _one_per_instance(issues)
 
 
@@ -408,6 +511,13 @@ def analyze(annotations: Iterable[ImageAnnotation], predictions: Iterable[ImageP
     streams (and mirrored-image predictions when given); predictions may be a generator.
     ``read``: how images are loaded for the outline edge check (None: no check)."""
     cfg = cfg or AnalysisConfig()
+    if not isinstance(annotations, Sequence):
+        annotations = list(annotations)
+    calibration = calibration or Calibration(default_threshold=cfg.conf, default_iou=cfg.good_iou)
+    if calibration.edges is None and read is not None and cfg.edge_check and task == "segment":
+        if not isinstance(predictions, Sequence):
+            predictions = list(predictions)
+        calibration.edges = calibrate_edges(annotations, read, predictions=predictions, min_score=cfg.support_score)
     out: list[LabelIssue] = []
     flip_iter = iter(flips) if flips is not None else None
     for ann, pred in zip(annotations, predictions, strict=True):

@@ -286,3 +286,86 @@ def load_fold_predictions(project, plan: FoldPlan, annotations: Sequence) -> tup
         raise UserFacingError(f"{plan.root}: {len(lost)} images are in no fold (e.g. {lost[0]}); "
                               f"the image list changed since the plan: run the folds again")
     return preds, flips
+
+
+# ---------------------------------------------------------------------------- what a user waits for
+
+
+@dataclass
+class FoldEstimate:
+    """How long `dfine analyze --folds K` will train and predict, before it starts."""
+
+    k: int
+    folds_left: int
+    steps_per_fold: int
+    img_per_s: float | None  # training speed this estimate uses (None: never measured here)
+    basis: str  # where that speed comes from
+    seconds: float | None  # the folds still to do, training + predicting (None: unknown)
+
+    def describe(self) -> str:
+        if not self.folds_left:
+            return f"{self.k} folds: all trained, only the ranking is left"
+        if self.seconds is None:
+            return (f"{self.folds_left} fold models to train ({self.steps_per_fold} steps each); how long is "
+                    "known after the first steps (no training has run in this project yet)")
+        per_fold = self.seconds / self.folds_left
+        return (f"about {_duration(self.seconds)}: {self.folds_left} fold models x {_duration(per_fold)} "
+                f"({self.steps_per_fold} steps each at {self.img_per_s:.2g} images/s, {self.basis})")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def measured_train_speed(project) -> tuple[float, str] | None:
+    """Training images per second of the newest training in this project (a run or a fold model,
+    from its events.jsonl: the median of its step events), and which run it was."""
+    cands = list(Path(project.runs_dir).glob("*/events.jsonl"))
+    cands += list(Path(project.review_dir).glob("folds/*/fold_*/train/events.jsonl"))
+    for path in sorted((p for p in cands if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True):
+        speeds = []
+        try:
+            with path.open(encoding="utf-8") as f:
+                for n, line in enumerate(f):
+                    if n > 100_000:
+                        break
+                    if '"step"' not in line:
+                        continue
+                    rec = json.loads(line)
+                    if rec.get("event") == "step" and rec.get("img_per_s"):
+                        speeds.append(float(rec["img_per_s"]))
+        except (OSError, ValueError):
+            continue
+        if speeds:
+            rel = path.parent.relative_to(project.root) if path.is_relative_to(project.root) else path.parent
+            return float(np.median(speeds)), f"measured in {rel}"
+    return None
+
+
+def estimate_folds(project, n_images: int, k: int, overrides: Sequence[str] = (),
+                   plan: FoldPlan | None = None) -> FoldEstimate:
+    """Training steps and time of the K fold models still to train: each trains on (K-1)/K of
+    the ``n_images`` labelled images for the project's epochs (or ``train.epochs=`` in
+    ``overrides``), at the speed of this project's newest training; predicting a held-out image
+    (plain and mirrored) is counted as two forward passes, a third of a training image each."""
+    cfg = project.config.train
+    epochs, batch = int(cfg.epochs), int(cfg.batch_size)
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == "train.epochs":
+            epochs = int(value)
+        elif key.strip() == "train.batch_size":
+            batch = int(value)
+    left = len(plan.missing_folds()) if plan is not None else k
+    train_images = int(np.ceil(n_images * (k - 1) / k))
+    steps = int(np.ceil(train_images / max(batch, 1))) * epochs
+    speed = measured_train_speed(project)
+    if speed is None:
+        return FoldEstimate(k, left, steps, None, "not measured", None)
+    img_per_s, basis = speed
+    per_fold = steps * batch / img_per_s + 2 * (n_images / k) / (3 * img_per_s)
+    return FoldEstimate(k, left, steps, img_per_s, basis, left * per_fold)

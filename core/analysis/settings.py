@@ -16,8 +16,6 @@ class AnalysisConfig:
     duplicate_iou: float = 0.8  # two labels overlapping more than this are one object labelled twice
     min_area: float = 4.0  # px^2; smaller labels are degenerate
     spurious_weight: float = 0.75  # a model may just miss an object: spurious ranks below firm evidence
-    # an unsupported label whose outline follows an image edge (core.analysis.outline_edges) is
-    # likely an object the model misses: its spurious score falls from full at edge z <= low to 0 at high
-    edge_z_low: float = 3.0
-    edge_z_high: float = 6.0
+    # an unsupported label whose outline follows an image edge like the project's labels do
+    # (core.analysis.outline_edges, calibrated on the project itself) is likely an object the model misses
     edge_check: bool = True
