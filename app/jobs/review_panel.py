@@ -550,11 +550,14 @@ class ReviewPanel(QWidget):
                 self.table.setItem(row, col, cell)
         n_open = sum(i.is_open for i in self.items)
         mode = MODE_TEXT.get(str(self.meta.get("mode")), "")
-        self.count_label.setText(
-            f"{n_open} open · {len(self.items) - n_open} decided" + (f" · {mode.split(':')[0]}" if mode else "")
-            if self.items
-            else "No analysis yet — press Find label mistakes"
-        )
+        suffix = f" · {mode.split(':')[0]}" if mode else ""
+        if self.items:
+            text = f"{n_open} open · {len(self.items) - n_open} decided{suffix}"
+        elif self.meta:  # an analysis ran and flagged nothing (or a useless model made no claims)
+            text = f"No likely mistakes flagged{suffix}"
+        else:
+            text = "No analysis yet — press Find label mistakes"
+        self.count_label.setText(text)
         self.count_label.setToolTip(mode)
         # Re-selecting the row that is already selected emits nothing, yet its item may be a new
         # one (a re-analysis): select quietly, then always redraw the preview once.
