@@ -64,7 +64,7 @@ from core.proposals import (
     remap_proposals_text,
     write_proposals,
 )
-from core.project_paths import PathOutsideError, inside
+from core.project_paths import PathOutsideError, inside, is_within
 
 log = logging.getLogger(__name__)
 
@@ -820,11 +820,15 @@ class ClassEditJournal:
         self.done = self.dir / "class_edit.done"
         self.history = self.dir / HISTORY_DIR
 
+    def _contained(self, path: Path) -> Path:
+        """``path`` (under .dfine/), refused when .dfine or class_history is a symlink out of the project."""
+        return inside(self.root, path.relative_to(self.root).as_posix(), f"{path}")
+
     def _read(self) -> dict | None:
         """The journal, checked: a journal is replayed on open (files written, records deleted),
         so one from elsewhere must not reach outside the project or crash every verb."""
         try:
-            j = load_json_file(self.path)
+            j = load_json_file(self._contained(self.path))
         except FileNotFoundError:
             return None
         return check_journal(j, self.root, self.path)
@@ -842,8 +846,8 @@ class ClassEditJournal:
     # -------------------------------------------------------------- history
 
     def _entries(self) -> list[Path]:
-        if not self.history.is_dir():
-            return []
+        if not self.history.is_dir() or not is_within(self.history, self.root):
+            return []  # a class_history linked out of the project is not ours to read
         return sorted(p for p in self.history.glob("*.json") if p.stem.isdigit())
 
     def _last(self) -> tuple[Path, dict] | None:
@@ -870,7 +874,7 @@ class ClassEditJournal:
         name = j.get("history")
         if name and not (self.history / name).exists():
             self.history.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.history / name, json.dumps(j))
+            atomic_write_text(self._contained(self.history / name), json.dumps(j))
             for old in self._entries()[:-HISTORY_LIMIT]:
                 atomic_delete(old)
 
@@ -901,8 +905,10 @@ class ClassEditJournal:
             j["undoes"] = undoes
         else:
             j["history"] = f"{seq:06d}.json"
+        if "history" in j:  # every place the edit will write is checked before the first write
+            self._contained(self.history / j["history"])
         try:
-            atomic_write_text(self.path, json.dumps(j))
+            atomic_write_text(self._contained(self.path), json.dumps(j))
         except OSError as exc:
             raise _edit_error(exc, desc, "nothing was changed") from exc
         try:

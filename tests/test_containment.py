@@ -371,3 +371,29 @@ def test_lock_wait_is_bounded_and_names_the_holder(proj, held_lock, capsys, monk
     assert f"locked by pid {held_lock.pid}" in err and "waited 1.5 s" in err
     assert f"waiting for the project lock of {proj.root}, held by pid {held_lock.pid}" in err
     assert Project.open(proj.root).class_names == ["cat", "dog", "bird"]
+
+
+def test_run_name_through_a_symlink_out_is_refused(proj, tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    proj.runs_dir.mkdir()
+    (proj.runs_dir / "linked").symlink_to(outside)
+    rc = main(["train", str(proj.root), "--name", "linked", "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "symbolic link" in err and not any(outside.iterdir())
+
+
+def test_history_record_through_a_symlink_is_not_replayed(proj, victim, capsys):
+    _journal(proj, history="000001.json")
+    (proj.root / ".dfine" / "class_edit.done").write_text("x" * 32)
+    (proj.root / ".dfine" / "class_history").symlink_to(victim)
+    before = _tree(victim)
+    rc, err = _check(capsys, proj)
+    assert rc == 2 and "symbolic link" in err, err
+    assert _tree(victim) == before  # nothing written through the link
+    (proj.root / ".dfine" / "class_history").unlink()
+    (proj.root / ".dfine" / "class_edit.json").unlink()
+    (proj.root / ".dfine" / "class_history").symlink_to(victim)  # a fresh edit: refused before it starts
+    with pytest.raises(PathOutsideError):
+        proj.add_class("fish")
+    assert _tree(victim) == before and Project(proj.root, proj.config).classes_on_disk() == ["cat", "dog", "bird"]
