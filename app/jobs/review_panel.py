@@ -44,6 +44,7 @@ from app.jobs.process_job import ProcessJob
 from app.settings import default_model
 from app.theme import show_status
 from core.analysis.issues import LabelIssue
+from core.analysis.folds import estimate_folds
 from core.analysis.review import (
     ACTION_TEXT,
     Review,
@@ -321,8 +322,6 @@ class ReviewPanel(QWidget):
 
     def fold_cost(self, k: int | None = None) -> str:
         """How long `--folds K` will take on this project, said before it starts (core.analysis.folds)."""
-        from core.analysis.folds import estimate_folds
-
         if self.project is None:
             return ""
         k = int(k or self.folds_spin.value())

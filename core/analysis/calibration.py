@@ -24,6 +24,7 @@ from core.analysis.evidence import evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
+from core.eval import rle as rle_ops
 from core.eval.records import ImagePred
 
 MIN_STRENGTH = 2.0  # labels: the prior's least weight (classes that truly differ still lean on it a little)
@@ -215,8 +216,6 @@ def _shrunk(own: list[float], correct: list[bool], n_labels: int, ious: list[flo
 
 def hypothesis_sides(masks, boxes: np.ndarray) -> np.ndarray:
     """sqrt of each hypothesis's area (mask, or box without masks), px."""
-    from core.eval import rle as rle_ops
-
     if masks is not None:
         return np.sqrt(np.maximum(rle_ops.area(masks).astype(float), 0.0)) if len(masks) else np.zeros(0)
     b = np.asarray(boxes, float).reshape(-1, 4)

@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 
 from core.annotation import ImageAnnotation, Instance
+from core.eval import rle as rle_ops
+from core.eval.records import gt_from_annotation
 
 MAX_SIDE = 1024  # px: the check runs on the image scaled to this (z is scale-free)
 BLUR_SIGMA = 1.0  # px: grain and JPEG noise are not edges
@@ -365,8 +367,6 @@ def calibrate_edges(annotations: Sequence[ImageAnnotation], read: Callable[[Path
 def _model_outline_z(annotations, read, predictions, max_outlines: int, min_score: float
                      ) -> tuple[np.ndarray, np.ndarray] | None:
     """z of the model's masks on labelled objects (mask IoU >= 0.5 with a label), spread over the images."""
-    from core.eval import rle as rle_ops
-    from core.eval.records import gt_from_annotation
     from core.geometry import mask_to_polygons
 
     rows = []
