@@ -199,5 +199,9 @@ class BackgroundActions:
                 self.autosaver.save(doc)
                 self.list_model.refresh(path)
         over = f" ({dropped} more over the per-image cap left out)" if dropped else ""
+        if n == 0:
+            self.statusBar().showMessage(f"The model proposed nothing at score >= {self._conf():.2f} on "
+                                         f"{len(results)} image(s)", 8000)
+            return
         self.statusBar().showMessage(f"{n} proposals (score >= {self._conf():.2f}) on {len(results)} image(s){over}; "
                                      "they train nothing until you accept them (Ctrl+Enter) or edit them", 8000)
