@@ -90,6 +90,8 @@ class TrainConfig(_Section):
     flat_epochs: int | None = Field(None, ge=0)  # None: half of epochs
     no_aug_epochs: int | None = Field(None, ge=0)  # None: max(1, epochs // 10)
     mosaic_prob: float = Field(0.5, ge=0, le=1)
+    matching: Literal["dfine", "deim"] = "dfine"  # deim: dense one-to-one composition + MAL (core.train.budget.layout_run)
+    mixup_prob: float = Field(0.5, ge=0, le=1)  # matching: deim only
     ema_decay: float = Field(0.9999, gt=0, lt=1)
     ema_warmups: int = Field(2000, ge=0)
     clip_max_norm: float = Field(0.1, ge=0)

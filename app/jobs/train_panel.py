@@ -37,7 +37,7 @@ from app.jobs.weights_picker import WeightsPicker
 from core.errors import ConfigError
 from core.project import as_project
 
-LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
+LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
 METRIC_KEYS_SHOWN = ("f1", "mask_f1", "box_f1", "map", "mask_map", "box_map", "map50")
 
 

@@ -29,6 +29,7 @@ FIRST_SAVE_S = 2.0
 CALIBRATION_STEPS = 3  # steps timed before the first plan (the first one is warm-up and not counted)
 MAX_EPOCHS = 100_000
 EMA_WINDOW_FRACTION = 0.2  # with a budget the EMA averages at most the last fifth of the run
+DENSE_START_FRACTION = 4 / 72  # DEIM's dense phase starts after 4 epochs of its 72-epoch schedule
 
 
 def parse_duration_min(text: str) -> float:
@@ -111,15 +112,20 @@ class Layout:
     no_aug_iters: int
     ema_decay: float
     ema_warmups: int
+    dense_start: int | None = None  # DEIM's dense one-to-one phase, epochs [dense_start, dense_end)
+    dense_end: int | None = None
 
 
 def layout_run(epochs: int, steps_per_epoch: int, warmup_iters: int, flat_epochs: int | None,
-               no_aug_epochs: int | None, ema_decay: float, ema_warmups: int, budgeted: bool) -> Layout:
+               no_aug_epochs: int | None, ema_decay: float, ema_warmups: int, budgeted: bool,
+               dense: bool = False) -> Layout:
     """Lay a run of ``epochs`` out as the config asks. The lr warm-up is capped at a tenth of the run,
     ``flat_epochs`` None is half the run and ``no_aug_epochs`` None a tenth of it (at least 1), as for a
     fixed-epoch run. With a budget (``budgeted``) the EMA is laid out too: its warm-up ramp at most a
     tenth of the run and its averaging window 1 / (1 - decay) at most a fifth of it, so the average
-    never reaches back to weights from early in a short run."""
+    never reaches back to weights from early in a short run. With ``dense`` (``train.matching: deim``)
+    DEIM's dense one-to-one phase runs from 4/72 of the run (DEIM's 4 plain epochs) to the end of the
+    flat lr phase, as DEIM ties its mosaic/mixup stage to the flat phase."""
     total = epochs * steps_per_epoch
     warmup = min(warmup_iters, max(1, total // 10)) if warmup_iters else 0
     flat = epochs // 2 if flat_epochs is None else min(flat_epochs, epochs)
@@ -129,7 +135,12 @@ def layout_run(epochs: int, steps_per_epoch: int, warmup_iters: int, flat_epochs
         window = max(2.0, EMA_WINDOW_FRACTION * total)
         decay = min(decay, 1.0 - 1.0 / window)
         ramp = min(ramp, max(1, total // 10))
-    return Layout(epochs, total, warmup, flat * steps_per_epoch, no_aug, no_aug * steps_per_epoch, decay, ramp)
+    start = end = None
+    if dense:
+        start = round(epochs * DENSE_START_FRACTION)
+        end = max(start, flat)
+    return Layout(epochs, total, warmup, flat * steps_per_epoch, no_aug, no_aug * steps_per_epoch, decay, ramp,
+                  start, end)
 
 
 def first_timings(step_s: float, steps_per_epoch: int, num_val: int, batch_size: int) -> Timings:

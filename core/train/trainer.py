@@ -237,6 +237,8 @@ class Trainer:
         self.layout = self._layout_for(t.epochs)
         self.epochs_total = t.epochs
         self.total_steps = self.layout.total_steps
+        self.train_set.augment.cfg.dense_start = self.layout.dense_start
+        self.train_set.augment.cfg.dense_end = self.layout.dense_end
 
         model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size,
                             mask_head=cfg.model.mask_head)
@@ -268,7 +270,8 @@ class Trainer:
                                            self.layout.no_aug_epochs)
         from core.loss.criterion import DFineCriterion
 
-        self.criterion = DFineCriterion(len(self.class_names), cfg.task, loss_weight_dict(cfg))
+        self.criterion = DFineCriterion(len(self.class_names), cfg.task, loss_weight_dict(cfg),
+                                        cls_loss="mal" if t.matching == "deim" else "vfl")
         self.amp_dtype = amp_dtype(self.device, t.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.epoch_step, self.global_step = 0, 0, 0
@@ -326,7 +329,8 @@ class Trainer:
     def _layout_for(self, epochs: int) -> budget_plan.Layout:
         t = self.cfg.train
         return budget_plan.layout_run(epochs, self.steps_per_epoch, t.warmup_iters, t.flat_epochs, t.no_aug_epochs,
-                                      t.ema_decay, t.ema_warmups, budgeted=self.budget_s is not None)
+                                      t.ema_decay, t.ema_warmups, budgeted=self.budget_s is not None,
+                                      dense=t.matching == "deim")
 
     def _apply_layout(self, epochs: int) -> None:
         """Re-lay the run out for ``epochs``: lr schedule, no-aug tail (read by the next epoch's
@@ -339,6 +343,7 @@ class Trainer:
         aug = self.train_set.augment
         if aug is not None:
             aug.cfg.epochs, aug.cfg.no_aug_epochs = lay.epochs, lay.no_aug_epochs
+            aug.cfg.dense_start, aug.cfg.dense_end = lay.dense_start, lay.dense_end
         self.ema.decay, self.ema.warmups = lay.ema_decay, lay.ema_warmups
 
     def _budget_state(self) -> dict | None:
@@ -420,6 +425,21 @@ class Trainer:
             prefetch_factor=2 if workers > 0 else None,
             worker_init_fn=_worker_ignores_signals if workers > 0 else None,
         )
+
+    def _maybe_mixup(self, epoch: int, micro: int, images: torch.Tensor, targets: list[dict]):
+        """DEIM's batch mixup inside the dense phase (train.matching: deim), with probability
+        train.mixup_prob; its randomness is a pure function of (seed, step, micro-batch), so a resume
+        mixes the same batches."""
+        t = self.cfg.train
+        aug = self.train_set.augment
+        if t.matching != "deim" or t.mixup_prob <= 0 or aug is None or not aug.dense_on(epoch):
+            return images, targets
+        rng = np.random.default_rng([t.seed, self.global_step, micro, self.dist.rank, 0xDE1])
+        if rng.random() >= t.mixup_prob:
+            return images, targets
+        from core.data.augment import mixup_batch
+
+        return mixup_batch(images, targets, round(float(rng.uniform(0.45, 0.55)), 6))
 
     def _to_device(self, images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
         nb = self.device.type == "cuda"
@@ -532,6 +552,7 @@ class Trainer:
                     if b.path not in warned:
                         warned.add(b.path)
                         self.events.emit("warning", message=f"skipped unreadable sample {b}")
+                images, targets = self._maybe_mixup(epoch, len(pending), images, targets)
                 pending.append(self._to_device(images, targets))
                 if len(pending) < t.grad_accum:
                     continue
