@@ -61,38 +61,46 @@ def load_batch(tr, indices: list[int], epoch: int):
     return images, targets, time.perf_counter() - t0
 
 
-def profile_steps(tr, batches, steps: int) -> dict[str, float]:
+def _one_step(tr, images, targets, match: Acc, masks: Acc) -> dict[str, float]:
     from core.loss.criterion import total_loss
     from core.train.trainer import _float_outputs
 
     crit, model = tr.criterion, tr.model
-    match, masks = Acc(), Acc()
-    crit.matcher.forward = match.wrap(crit.matcher.forward)
-    crit.loss_masks = masks.wrap(crit.loss_masks)
-    rows: dict[str, list[float]] = {k: [] for k in ("forward", "loss", "matcher", "mask_loss", "backward",
-                                                    "optimizer_ema", "step")}
+    match.t = masks.t = 0.0
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=tr.amp_dtype, enabled=tr.amp_dtype is not None):
+        outputs = model(images, targets=targets)
+    t1 = time.perf_counter()
+    loss = total_loss(crit(_float_outputs(outputs), targets))
+    t2 = time.perf_counter()
+    loss.backward()
+    t3 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), tr.cfg.train.clip_max_norm)
+    tr.optimizer.step()
+    tr.optimizer.zero_grad(set_to_none=True)
+    tr.ema.update(model)
+    t4 = time.perf_counter()
+    return {"forward": t1 - t0, "loss": t2 - t1, "matcher": match.t, "mask_loss": masks.t, "backward": t3 - t2,
+            "optimizer_ema": t4 - t3, "step": t4 - t0}
+
+
+def profile_interleaved(trainers: dict, batches, steps: int) -> dict[str, dict[str, float]]:
+    """Each batch through every variant in turn (after 2 warm-up batches), so a burst of load from
+    elsewhere hits all variants alike; medians per variant."""
+    accs = {}
+    for name, tr in trainers.items():
+        match, masks = Acc(), Acc()
+        tr.criterion.matcher.forward = match.wrap(tr.criterion.matcher.forward)
+        tr.criterion.loss_masks = masks.wrap(tr.criterion.loss_masks)
+        accs[name] = (match, masks)
+    rows: dict[str, dict[str, list[float]]] = {name: {} for name in trainers}
     for k, (images, targets) in enumerate(batches[: steps + 2]):
-        match.t = masks.t = 0.0
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=tr.amp_dtype, enabled=tr.amp_dtype is not None):
-            outputs = model(images, targets=targets)
-        t1 = time.perf_counter()
-        losses = crit(_float_outputs(outputs), targets)
-        loss = total_loss(losses)
-        t2 = time.perf_counter()
-        loss.backward()
-        t3 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tr.cfg.train.clip_max_norm)
-        tr.optimizer.step()
-        tr.optimizer.zero_grad(set_to_none=True)
-        tr.ema.update(model)
-        t4 = time.perf_counter()
-        if k < 2:
-            continue
-        for key, v in (("forward", t1 - t0), ("loss", t2 - t1), ("matcher", match.t), ("mask_loss", masks.t),
-                       ("backward", t3 - t2), ("optimizer_ema", t4 - t3), ("step", t4 - t0)):
-            rows[key].append(v)
-    return {k: statistics.median(v) for k, v in rows.items() if v}
+        for name, tr in trainers.items():
+            r = _one_step(tr, images, targets, *accs[name])
+            if k >= 2:
+                for key, v in r.items():
+                    rows[name].setdefault(key, []).append(v)
+    return {name: {k: statistics.median(v) for k, v in r.items()} for name, r in rows.items()}
 
 
 def main() -> int:
@@ -114,12 +122,10 @@ def main() -> int:
         images, targets, dt = load_batch(tr, idx, 0)
         batches.append((images, targets))
         data_s.append(dt)
-    results = {"recipe": profile_steps(tr, batches, args.steps)}
-    results["recipe"]["data"] = statistics.median(data_s)
-
     tr2 = build(args.project, args.overrides)
     tr2.model.decoder.num_denoising = 0
-    results["no denoising"] = profile_steps(tr2, batches, args.steps)
+    results = profile_interleaved({"recipe": tr, "no denoising": tr2}, batches, args.steps)
+    results["recipe"]["data"] = statistics.median(data_s)
 
     tr3 = build(args.project, [*args.overrides, "train.matching=deim", "train.no_aug_epochs=0"])
     dense = tr3.layout.dense_start or 0
