@@ -566,7 +566,7 @@ class Trainer:
                 t_first_step = t_first_step or now
                 t_first_in_epoch = t_first_in_epoch or now
                 if self.budget_s is not None:
-                    time_up = self._budget_after_step(epoch, now, session_steps, t_first_step, bar)
+                    time_up = self._budget_after_step(epoch, now, session_steps, t_first_step, now - t_step, bar)
                 loss_sum, loss_n = loss_sum + losses["loss"], loss_n + 1
                 rate = (self.global_step - steps_at_start) / max(now - t_start, 1e-12)
                 self._step_event(epoch, losses, now - t_step, rate)
@@ -605,12 +605,17 @@ class Trainer:
         ddp.cleanup()
         return 0
 
-    def _budget_after_step(self, epoch: int, now: float, session_steps: int, t_first_step: float, bar) -> bool:
+    def _budget_after_step(self, epoch: int, now: float, session_steps: int, t_first_step: float,
+                           last_step_s: float, bar) -> bool:
         """Time-budget bookkeeping after an optimizer step: the first plan once a few steps are timed,
-        then True when one more step would not leave time for the final validation and save."""
+        then True when one more step would not leave time for the final validation and save. Before
+        the plan the last step's own time stands in (the first steps of a process are the slowest:
+        kernels are built for each new input shape), so a budget shorter than a few steps still ends."""
         if self.timings is None:
             if session_steps < min(budget_plan.CALIBRATION_STEPS, self.steps_per_epoch):
-                return False
+                guess = budget_plan.first_timings(last_step_s, self.steps_per_epoch, len(self.val_images),
+                                                  max(1, self.local_batch))
+                return budget_plan.should_stop_now(self._budget_elapsed(), self.budget_s or 0.0, guess)
             step_s = (now - t_first_step) / (session_steps - 1) if session_steps > 1 else now - self._t_run
             self.timings = budget_plan.first_timings(step_s, self.steps_per_epoch, len(self.val_images),
                                                      max(1, self.local_batch))
