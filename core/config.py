@@ -80,6 +80,8 @@ BACKBONE_LR_RATIO = 0.05  # official D-FINE: backbone 1.25e-5 vs 2.5e-4
 
 class TrainConfig(_Section):
     epochs: int = Field(50, gt=0)
+    # minutes of wall-clock time for the whole run (None: train `epochs`); replaces epochs, see core.train.budget
+    time_budget_min: float | None = Field(None, gt=0, le=7 * 24 * 60)
     batch_size: int = Field(8, gt=0)
     lr: float = Field(2.5e-4, gt=0)
     backbone_lr: float | None = Field(None, ge=0)  # None: see backbone_lr_for()
@@ -88,6 +90,8 @@ class TrainConfig(_Section):
     flat_epochs: int | None = Field(None, ge=0)  # None: half of epochs
     no_aug_epochs: int | None = Field(None, ge=0)  # None: max(1, epochs // 10)
     mosaic_prob: float = Field(0.5, ge=0, le=1)
+    matching: Literal["dfine", "deim"] = "dfine"  # deim: dense one-to-one composition + MAL (core.train.budget.layout_run)
+    mixup_prob: float = Field(0.5, ge=0, le=1)  # matching: deim only
     ema_decay: float = Field(0.9999, gt=0, lt=1)
     ema_warmups: int = Field(2000, ge=0)
     clip_max_norm: float = Field(0.1, ge=0)

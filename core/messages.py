@@ -170,7 +170,7 @@ class TrainDoneEvent(_Event):
     event: Literal["done"]
     epochs_done: int
     step: int
-    stopped: Literal["finished", "signal"]
+    stopped: Literal["finished", "signal", "time"]  # "time": train.time_budget_min ran out mid-epoch
     best_metric: str
     best_value: float | None
     best_epoch: int | None

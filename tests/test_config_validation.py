@@ -66,7 +66,7 @@ def test_typo_key_suggests_closest(template_text):
     text = template_text.replace("  epochs: 50", "  epoch: 5")
     msg = _err(text)
     assert f"project.yaml:{_line_of(text, 'epoch: 5')}: train.epoch: unknown key, did you mean 'epochs'?" in msg
-    assert "allowed: epochs, batch_size" in msg
+    assert "allowed: epochs, time_budget_min, batch_size" in msg
 
 
 def test_top_level_typo(template_text):

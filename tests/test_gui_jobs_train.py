@@ -180,3 +180,28 @@ def test_image_cache_box_shows_the_project_setting_and_reaches_the_command(qtbot
     while w not in (panel.cache_box, panel.name_edit):
         w = w.nextInFocusChain()
     assert w is panel.cache_box
+
+
+def test_train_for_minutes_reaches_the_command_and_follows_the_project(qtbot, tmp_path: Path) -> None:
+    """"Train for N min" passes --time Nm and greys out the epochs; off, an explicit null keeps a
+    project.yaml budget from overriding the epochs shown; a resume keeps the run's own setting."""
+    from conftest_gui import make_project
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert not panel.time_box.isChecked() and panel.epochs_box.isEnabled() and not panel.minutes_box.isEnabled()
+    args = panel.build_args(resume=False)
+    assert "--time" not in args and args[args.index("train.time_budget_min=null") - 1] == "--set"
+    panel.time_box.setChecked(True)
+    panel.minutes_box.setValue(15)
+    assert not panel.epochs_box.isEnabled() and panel.minutes_box.isEnabled()
+    args = panel.build_args(resume=False)
+    assert args[args.index("--time") + 1] == "15m" and "train.time_budget_min=null" not in args
+    assert "--time" not in panel.build_args(resume=True)
+    config = project.root / "project.yaml"
+    config.write_text(config.read_text().replace("  time_budget_min: null\n", "  time_budget_min: 7.5\n"))
+    panel.time_box.setChecked(False)
+    panel.set_project(project)
+    assert panel.time_box.isChecked() and panel.minutes_box.value() == 8

@@ -37,7 +37,7 @@ from app.jobs.weights_picker import WeightsPicker
 from core.errors import ConfigError
 from core.project import as_project
 
-LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
+LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
 METRIC_KEYS_SHOWN = ("f1", "mask_f1", "box_f1", "map", "mask_map", "box_map", "map50")
 
 
@@ -163,6 +163,18 @@ class TrainPanel(QWidget):
         self.epochs_box = QSpinBox()
         self.epochs_box.setRange(1, 10000)
         self.epochs_box.setValue(50)
+        # "train for N minutes" (train.time_budget_min / --time): replaces the epoch count
+        self.time_box = QCheckBox("Train for")
+        self.time_box.setToolTip(
+            "Train for a fixed time instead of a number of epochs: the run measures its speed, lays the "
+            "learning-rate schedule, the final no-augmentation epochs and the weight average out for the time "
+            "and ends on time with best.pt (dfine train --time).")
+        self.minutes_box = QSpinBox()
+        self.minutes_box.setRange(1, 7 * 24 * 60)
+        self.minutes_box.setValue(15)
+        self.minutes_box.setSuffix(" min")
+        self.time_box.toggled.connect(self._time_toggled)
+        self._time_toggled(False)
         self.image_size_box = QSpinBox()
         self.image_size_box.setRange(64, 2048)
         self.image_size_box.setSingleStep(32)
@@ -184,6 +196,10 @@ class TrainPanel(QWidget):
         form = QFormLayout()
         form.addRow("Model size", self.size_box)
         form.addRow("Epochs", self.epochs_box)
+        time_row = QHBoxLayout()
+        time_row.addWidget(self.time_box)
+        time_row.addWidget(self.minutes_box, 1)
+        form.addRow("Time limit", time_row)
         form.addRow("Image size", self.image_size_box)
         form.addRow("Start from", self.weights_picker)
         form.addRow("Device", self.device_box)
@@ -279,6 +295,14 @@ class TrainPanel(QWidget):
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
         self.cache_box.setChecked(bool(cfg.train.cache_images))
+        budget = cfg.train.time_budget_min
+        if budget:
+            self.minutes_box.setValue(max(1, round(budget)))
+        self.time_box.setChecked(bool(budget))
+
+    def _time_toggled(self, on: bool) -> None:
+        self.minutes_box.setEnabled(on)
+        self.epochs_box.setEnabled(not on)
 
     def run_name(self) -> str:
         return self.name_edit.text().strip() or "train"
@@ -346,6 +370,10 @@ class TrainPanel(QWidget):
                              f"model.image_size={self.image_size_box.value()}",
                              f"train.cache_images={str(self.cache_box.isChecked()).lower()}"):
                 args += ["--set", override]
+            if self.time_box.isChecked():
+                args += ["--time", f"{self.minutes_box.value()}m"]
+            else:  # explicit, so that a budget in project.yaml does not override the epochs shown
+                args += ["--set", "train.time_budget_min=null"]
             # explicit, so that what the picker shows wins over project.yaml's model.weights
             selection = self.weights_picker.selection()
             if selection is None:

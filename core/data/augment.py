@@ -63,6 +63,11 @@ class AugmentConfig:
     mosaic_scale: tuple[float, float] = (0.5, 1.5)
     epochs: int = 1
     no_aug_epochs: int = 0
+    # DEIM's dense one-to-one phase (train.matching: deim): epochs [dense_start, dense_end) compose a
+    # mosaic with probability mosaic_prob whatever the no-aug setting; mosaic never outside it and the
+    # other heavy ops not before it. None: D-FINE's policy (mosaic wherever the heavy ops are on).
+    dense_start: int | None = None
+    dense_end: int | None = None
 
 
 # ---------------------------------------------------------------- mask helpers
@@ -268,8 +273,16 @@ class TrainAugment:
         self.mosaic = MosaicAffine(cfg)
 
     def heavy_ops_on(self, epoch: int) -> bool:
-        """False during the last ``no_aug_epochs`` epochs (D-FINE's stop_epoch policy)."""
+        """False during the last ``no_aug_epochs`` epochs (D-FINE's stop_epoch policy) and, with a
+        dense phase, before it (DEIM's first stage)."""
+        if self.cfg.dense_start is not None and epoch < self.cfg.dense_start:
+            return False
         return epoch < self.cfg.epochs - self.cfg.no_aug_epochs
+
+    def dense_on(self, epoch: int) -> bool:
+        """Inside DEIM's dense one-to-one phase (mosaic and batch mixup)."""
+        c = self.cfg
+        return c.dense_start is not None and c.dense_end is not None and c.dense_start <= epoch < c.dense_end
 
     def __call__(
         self,
@@ -281,7 +294,8 @@ class TrainAugment:
     ) -> Sample:
         cfg = self.cfg
         heavy = self.heavy_ops_on(epoch)
-        with_mosaic = heavy and load_other is not None and num_samples > 0 and rng.random() < cfg.mosaic_prob
+        may_mosaic = self.dense_on(epoch) if cfg.dense_start is not None else heavy
+        with_mosaic = may_mosaic and load_other is not None and num_samples > 0 and rng.random() < cfg.mosaic_prob
         if with_mosaic:
             others = [load_other(int(i)) for i in rng.integers(num_samples, size=3)]
             sample = self.mosaic([sample, *others], rng)
@@ -296,6 +310,32 @@ class TrainAugment:
             sample = hflip(sample)
         sample = resize(sample, cfg.image_size, cfg.image_size)
         return drop_empty(sample)
+
+
+def mixup_batch(images, targets: list[dict], beta: float):
+    """DEIM's batch mixup (engine/data/dataloader.py, BatchImageCollateFunction.apply_mixup): image i
+    becomes ``beta * image_i + (1 - beta) * image_{i-1}`` (the batch rolled by one) and keeps the
+    instances of both. Per-instance target tensors (labels, boxes, masks, has_mask) are concatenated;
+    anything else (image_id) stays the image's own. Returns new images and targets."""
+    import torch
+
+    n = len(targets)
+    if n < 2:
+        return images, targets
+    mixed = images.roll(shifts=1, dims=0).mul(1.0 - beta).add_(images.mul(beta))
+    out = []
+    for i, t in enumerate(targets):
+        other = targets[i - 1]
+        k = len(t["labels"])
+        merged = {}
+        for key, value in t.items():
+            if isinstance(value, torch.Tensor) and value.ndim >= 1 and len(value) == k and key in other \
+                    and len(other[key]) == len(other["labels"]):
+                merged[key] = torch.cat([value, other[key]], dim=0)
+            else:
+                merged[key] = value
+        out.append(merged)
+    return mixed, out
 
 
 def eval_transform(sample: Sample, image_size: int) -> Sample:

@@ -6,12 +6,17 @@ and for segmentation box-cropped mask BCE + Dice. Applied, as the official D-FIN
 to the final layer, every auxiliary layer, the pre-refinement head (``pre_outputs``), the encoder
 proposals (``enc_aux_outputs``) and the denoising groups (``dn_outputs``, ``dn_pre_outputs``).
 
+With ``cls_loss="mal"`` (``train.matching: deim``) the classification loss is DEIM's
+matchability-aware loss in place of VFL: positives target IoU^gamma with weight 1, negatives are
+weighted by p^gamma (gamma 1.5), so a low-IoU match is not pushed to a high score (see ``loss_mal``).
+
 Box/FGL/DDF losses of non-denoising layers use the union of the matches of all layers ("GO"
 indices, normalised by their count); classification and mask losses use each layer's own match.
 """
 
-# Adapted from D-FINE (Apache-2.0), Peterande/D-FINE (src/zoo/dfine/dfine_criterion.py) and
-# D-FINE-seg (Apache-2.0), ArgoHA/D-FINE-seg (src/d_fine/dfine_criterion.py).
+# Adapted from D-FINE (Apache-2.0), Peterande/D-FINE (src/zoo/dfine/dfine_criterion.py),
+# D-FINE-seg (Apache-2.0), ArgoHA/D-FINE-seg (src/d_fine/dfine_criterion.py) and, for MAL,
+# DEIM (Apache-2.0, Copyright (c) 2024 The DEIM Authors), ShihuaHuang95/DEIM (engine/deim/deim_criterion.py).
 
 from __future__ import annotations
 
@@ -38,7 +43,9 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "loss_ddf": 1.5,
     "loss_mask_bce": 1.0,
     "loss_mask_dice": 1.0,
+    "loss_mal": 1.0,  # DEIM's classification loss (cls_loss="mal"); the config's `vfl` weight sets it
 }
+MAL_GAMMA = 1.5  # DEIM's configs (configs/base/deim.yml: DEIMCriterion gamma)
 MASK_LOSS_KEYS = ("loss_mask_bce", "loss_mask_dice")
 DDF_TEMPERATURE = 5.0
 Task = Literal["segment", "detect"]
@@ -95,8 +102,14 @@ class DFineCriterion(nn.Module):
         alpha: float = 0.75,
         gamma: float = 2.0,
         reg_max: int = 32,
+        cls_loss: Literal["vfl", "mal"] = "vfl",
+        mal_gamma: float = MAL_GAMMA,
     ) -> None:
         super().__init__()
+        if cls_loss not in ("vfl", "mal"):
+            raise ConfigError(f"cls_loss must be 'vfl' or 'mal', got {cls_loss!r}")
+        self.cls_loss = cls_loss
+        self.mal_gamma = float(mal_gamma)
         if task not in ("segment", "detect"):
             raise ConfigError(f"task must be 'segment' or 'detect', got {task!r}")
         if num_classes < 1:
@@ -104,6 +117,8 @@ class DFineCriterion(nn.Module):
         self.num_classes = int(num_classes)
         self.task: Task = task
         self.weight_dict = normalize_loss_weights(weight_dict)
+        if cls_loss == "mal" and not any(k in (weight_dict or {}) for k in ("mal", "loss_mal")):
+            self.weight_dict["loss_mal"] = self.weight_dict["loss_vfl"]  # the one classification weight
         if matcher is None:
             costs = dict(matcher_costs or {})
             if task == "detect":  # no masks to match on
@@ -136,6 +151,29 @@ class DFineCriterion(nn.Module):
         weight = self.alpha * pred_score.pow(self.gamma) * (1 - onehot) + target_score
         loss = F.binary_cross_entropy_with_logits(logits, target_score, weight=weight, reduction="none")
         return {"loss_vfl": loss.sum() / num_boxes}
+
+    def loss_mal(self, outputs: Mapping[str, Any], targets, indices: Indices, num_boxes: float) -> dict:
+        """DEIM's matchability-aware loss: BCE with target IoU^gamma for matched (query, class) pairs,
+        weight 1 there and p^gamma on every other pair; summed, divided by num_boxes. Unlike VFL the
+        positives are not weighted by their IoU target, and a poorly overlapping match (common early,
+        and with many objects per image) asks for a correspondingly low score."""
+        logits = outputs["pred_logits"]
+        idx = _src_idx(indices, logits.device)
+        src_boxes = outputs["pred_boxes"][idx]
+        tgt_boxes = _matched(targets, indices, "boxes", logits.device)
+        ious = paired_box_iou(box_cxcywh_to_xyxy(src_boxes), box_cxcywh_to_xyxy(tgt_boxes)).detach()
+
+        num_cls = logits.shape[-1]
+        classes = torch.full(logits.shape[:2], num_cls, dtype=torch.int64, device=logits.device)
+        classes[idx] = _matched(targets, indices, "labels", logits.device)
+        onehot = F.one_hot(classes, num_classes=num_cls + 1)[..., :-1].to(logits.dtype)
+        score = torch.zeros(logits.shape[:2], dtype=logits.dtype, device=logits.device)
+        score[idx] = ious.to(logits.dtype)
+        target_score = (score.unsqueeze(-1) * onehot).pow(self.mal_gamma)
+        pred_score = logits.detach().sigmoid()
+        weight = pred_score.pow(self.mal_gamma) * (1 - onehot) + onehot
+        loss = F.binary_cross_entropy_with_logits(logits, target_score, weight=weight, reduction="none")
+        return {"loss_mal": loss.sum() / num_boxes}
 
     def loss_boxes(self, outputs: Mapping[str, Any], targets, indices: Indices, num_boxes: float) -> dict:
         """L1 on normalised cxcywh and 1 - GIoU, summed over matches, divided by num_boxes."""
@@ -248,7 +286,8 @@ class DFineCriterion(nn.Module):
 
     def _layer_losses(self, layer: _Layer, state: _CallState) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
-        out.update(self.loss_vfl(layer.outputs, layer.targets, layer.indices, layer.num_boxes))
+        cls = self.loss_mal if self.cls_loss == "mal" else self.loss_vfl
+        out.update(cls(layer.outputs, layer.targets, layer.indices, layer.num_boxes))
         out.update(self.loss_boxes(layer.outputs, layer.targets, layer.box_indices, layer.box_num_boxes))
         out.update(
             self.loss_local(

@@ -31,17 +31,33 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a project.yaml setting, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--device", help="cpu | cuda | cuda:N | mps | auto (default: train.device)")
+    p.add_argument("--time", metavar="DURATION", type=_duration,
+                   help="train for this long instead of train.epochs, e.g. 15m, 90s, 1h30m (train.time_budget_min): "
+                   "the schedule is laid out from the measured step time and the run ends on time with best.pt")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
     p.add_argument("--no-progress", action="store_true", help="no terminal progress bar")
     p.add_argument("--no-denoising", action="store_true", help=argparse.SUPPRESS)
 
 
+def _duration(text: str) -> float:
+    """``--time`` in minutes (argparse turns the ConfigError into a usage error)."""
+    from core.train.budget import parse_duration_min
+
+    try:
+        return parse_duration_min(text)
+    except UserFacingError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--time {text!r}: ")) from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from core.train.trainer import Trainer, TrainOptions
 
+    overrides = list(args.overrides)
+    if getattr(args, "time", None) is not None:
+        overrides.append(f"train.time_budget_min={args.time!r}")
     opts = TrainOptions(
         project=args.project, run_name=args.name, resume=args.resume, weights=args.weights,
-        backbone_weights=args.backbone_weights, overrides=list(args.overrides), device=args.device,
+        backbone_weights=args.backbone_weights, overrides=overrides, device=args.device,
         events_stdout=args.events == "-", sync_bn=args.sync_bn, no_denoising=args.no_denoising,
         progress=not args.no_progress,
     )

@@ -12,7 +12,8 @@ Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are
   value, is_best
 - ``checkpoint``: kind ("last" | "best"), path, epoch, step
 - ``warning``: message (e.g. a skipped unreadable sample, named)
-- ``done``: epochs_done, step, stopped ("finished" | "signal"), best_metric, best_value, best_epoch
+- ``done``: epochs_done, step, stopped ("finished" | "signal" | "time"), best_metric, best_value, best_epoch
+  ("time": a ``train.time_budget_min`` run ended mid-epoch to finish on time; it validated and saved first)
 - ``error``: message, type
 
 Written to ``runs/<name>/events.jsonl`` always and to stdout with ``--events -``. Only rank 0

@@ -34,6 +34,7 @@ from core.project_paths import child_folder
 from core.errors import ConfigError, UserFacingError
 from core.model.checkpoint import read_training_checkpoint
 from core.project_lock import training_marker
+from core.train import budget as budget_plan
 from core.train import distributed as ddp
 from core.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.train.ema import ModelEMA, unwrap
@@ -229,7 +230,15 @@ class Trainer:
         self.sampler = ddp.EpochShardSampler(len(self.train_set), self.local_batch, self.dist.rank, world,
                                              seed=t.seed, shuffle=True, drop_last=True)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
-        self.total_steps = self.steps_per_epoch * t.epochs
+        # with a time budget, train.epochs is only the first guess: the plan replaces it (core.train.budget)
+        self.budget_s = t.time_budget_min * 60.0 if t.time_budget_min else None
+        self.budget_elapsed_before = 0.0  # seconds of this run spent in earlier sessions (resume)
+        self.timings: budget_plan.Timings | None = None
+        self.layout = self._layout_for(t.epochs)
+        self.epochs_total = t.epochs
+        self.total_steps = self.layout.total_steps
+        self.train_set.augment.cfg.dense_start = self.layout.dense_start
+        self.train_set.augment.cfg.dense_end = self.layout.dense_end
 
         model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size,
                             mask_head=cfg.model.mask_head)
@@ -249,19 +258,20 @@ class Trainer:
             raise ConfigError("--sync-bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
                               "on CPU each process normalises its own batch")
         self.model = ddp.wrap_model(model, self.dist, self.device, self.opts.sync_bn)
-        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_warmups)
+        self.ema = ModelEMA(self.model, self.layout.ema_decay, self.layout.ema_warmups)
         pretrained = bool(self.opts.weights or cfg.model.weights or self.opts.backbone_weights
                           or cfg.model.backbone_weights)
         self.backbone_lr = t.backbone_lr_for(pretrained)
         self.optimizer = build_optimizer(self.model, t.lr, self.backbone_lr, t.weight_decay)
         # a warm-up longer than a tenth of a short run would leave it at a tiny lr throughout
-        warmup = min(t.warmup_iters, max(1, self.total_steps // 10)) if t.warmup_iters else 0
-        self.warmup_iters = warmup
-        self.schedule = FlatCosineSchedule(self.optimizer, self.steps_per_epoch, t.epochs, warmup,
-                                           t.flat_epochs_resolved, no_aug)
+        self.warmup_iters = self.layout.warmup_iters
+        self.schedule = FlatCosineSchedule(self.optimizer, self.steps_per_epoch, t.epochs, self.warmup_iters,
+                                           self.layout.flat_iters // self.steps_per_epoch,
+                                           self.layout.no_aug_epochs)
         from core.loss.criterion import DFineCriterion
 
-        self.criterion = DFineCriterion(len(self.class_names), cfg.task, loss_weight_dict(cfg))
+        self.criterion = DFineCriterion(len(self.class_names), cfg.task, loss_weight_dict(cfg),
+                                        cls_loss="mal" if t.matching == "deim" else "vfl")
         self.amp_dtype = amp_dtype(self.device, t.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.epoch_step, self.global_step = 0, 0, 0
@@ -304,10 +314,62 @@ class Trainer:
                                                          int(ckpt["global_step"]))
         self.best_value = float(ckpt.get("best_value", -math.inf))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
+        saved = ckpt.get("budget")
+        if self.budget_s is not None and saved:  # the plan and the time already spent carry over
+            self.budget_elapsed_before = float(saved["elapsed_s"])
+            self.timings = budget_plan.Timings(**saved["timings"]) if saved.get("timings") else None
+            self._apply_layout(int(saved["epochs"]))
         rng = ckpt["rng"]
         if isinstance(rng, list):  # saved by a DDP run: one state per rank
             rng = rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0]
         self._rng_to_restore = rng
+
+    # ------------------------------------------------------------------ time budget
+
+    def _layout_for(self, epochs: int) -> budget_plan.Layout:
+        t = self.cfg.train
+        return budget_plan.layout_run(epochs, self.steps_per_epoch, t.warmup_iters, t.flat_epochs, t.no_aug_epochs,
+                                      t.ema_decay, t.ema_warmups, budgeted=self.budget_s is not None,
+                                      dense=t.matching == "deim")
+
+    def _apply_layout(self, epochs: int) -> None:
+        """Re-lay the run out for ``epochs``: lr schedule, no-aug tail (read by the next epoch's
+        loader), EMA. Steps already taken keep the lr they had."""
+        lay = self._layout_for(max(1, epochs))
+        self.layout, self.epochs_total, self.total_steps = lay, lay.epochs, lay.total_steps
+        self.warmup_iters = lay.warmup_iters
+        s = self.schedule
+        s.total, s.warmup, s.flat, s.no_aug = lay.total_steps, lay.warmup_iters, lay.flat_iters, lay.no_aug_iters
+        aug = self.train_set.augment
+        if aug is not None:
+            aug.cfg.epochs, aug.cfg.no_aug_epochs = lay.epochs, lay.no_aug_epochs
+            aug.cfg.dense_start, aug.cfg.dense_end = lay.dense_start, lay.dense_end
+        self.ema.decay, self.ema.warmups = lay.ema_decay, lay.ema_warmups
+
+    def _budget_state(self) -> dict | None:
+        if self.budget_s is None:
+            return None
+        return {"elapsed_s": self._budget_elapsed(), "epochs": self.epochs_total,
+                "timings": None if self.timings is None else vars(self.timings).copy()}
+
+    def _budget_elapsed(self) -> float:
+        return self.budget_elapsed_before + time.perf_counter() - self._t_run
+
+    def _budget_remaining(self) -> float:
+        assert self.budget_s is not None
+        return self.budget_s - self._budget_elapsed()
+
+    def _replan(self, epoch: int, epoch_step: int) -> None:
+        """Plan the epochs that fit in the time left, from the current timings, and lay them out."""
+        assert self.timings is not None
+        planned = budget_plan.plan_epochs(self._budget_remaining(), epoch, epoch_step, self.steps_per_epoch,
+                                          self.cfg.train.val_every if self.val_images else 10**9, self.timings)
+        if self.dist.enabled:  # every rank runs the same plan (rank 0's clock)
+            box = [planned]
+            torch.distributed.broadcast_object_list(box, src=0)
+            planned = int(box[0])
+        if planned != self.epochs_total:
+            self._apply_layout(planned)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -337,6 +399,7 @@ class Trainer:
             "size": self.cfg.model.size,
             "image_size": self.cfg.model.image_size,
             "world_size": self.dist.world_size,
+            "budget": self._budget_state(),
         }
 
     def _save(self, kind: str, payload: dict | None = None) -> dict:
@@ -362,6 +425,21 @@ class Trainer:
             prefetch_factor=2 if workers > 0 else None,
             worker_init_fn=_worker_ignores_signals if workers > 0 else None,
         )
+
+    def _maybe_mixup(self, epoch: int, micro: int, images: torch.Tensor, targets: list[dict]):
+        """DEIM's batch mixup inside the dense phase (train.matching: deim), with probability
+        train.mixup_prob; its randomness is a pure function of (seed, step, micro-batch), so a resume
+        mixes the same batches."""
+        t = self.cfg.train
+        aug = self.train_set.augment
+        if t.matching != "deim" or t.mixup_prob <= 0 or aug is None or not aug.dense_on(epoch):
+            return images, targets
+        rng = np.random.default_rng([t.seed, self.global_step, micro, self.dist.rank, 0xDE1])
+        if rng.random() >= t.mixup_prob:
+            return images, targets
+        from core.data.augment import mixup_batch
+
+        return mixup_batch(images, targets, round(float(rng.uniform(0.45, 0.55)), 6))
 
     def _to_device(self, images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
         nb = self.device.type == "cuda"
@@ -405,7 +483,10 @@ class Trainer:
             sums = dict(zip(keys, vec.tolist()))
         return sums
 
+    _t_run = 0.0
+
     def run(self) -> int:
+        self._t_run = time.perf_counter()  # a time budget counts from here (setup included)
         self.stop.install()
         try:
             # class edits elsewhere see that this run reads the labels (and warn or ask)
@@ -436,10 +517,11 @@ class Trainer:
                               yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         self.events.emit(
             "start", run=self.run_dir.name, run_dir=str(self.run_dir), project=str(self.project.root),
-            task=cfg.task, size=cfg.model.size, image_size=cfg.model.image_size, epochs=cfg.train.epochs,
+            task=cfg.task, size=cfg.model.size, image_size=cfg.model.image_size, epochs=self.epochs_total,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, batch_size=cfg.train.batch_size,
             device=str(self.device), amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
             world_size=self.dist.world_size, num_train=len(self.train_set), num_val=len(self.val_images),
+            time_budget_s=self.budget_s,
             classes=self.class_names, resumed=self.resume_ckpt is not None, epoch=self.epoch,
             step=self.global_step, init=self.init_report, warmup_iters=self.warmup_iters,
             lr=cfg.train.lr, backbone_lr=self.backbone_lr,
@@ -455,18 +537,22 @@ class Trainer:
         bar = self._progress_bar()
         t_start, steps_at_start = time.perf_counter(), self.global_step
         warned: set[str] = set()
-        while self.epoch < t.epochs:
+        session_steps, t_first_step = 0, 0.0
+        while self.epoch < self.epochs_total:
             epoch = self.epoch
             t_epoch = time.perf_counter()
+            whole_epoch = self.epoch_step == 0
+            t_first_in_epoch, steps_in_epoch = 0.0, 0
             loss_sum, loss_n = 0.0, 0
             pending: list = []
-            stop_now = False
+            stop_now = time_up = False
             loader = self._loader(epoch, self.epoch_step * t.grad_accum)
             for images, targets, bad in loader:
                 for b in bad:
                     if b.path not in warned:
                         warned.add(b.path)
                         self.events.emit("warning", message=f"skipped unreadable sample {b}")
+                images, targets = self._maybe_mixup(epoch, len(pending), images, targets)
                 pending.append(self._to_device(images, targets))
                 if len(pending) < t.grad_accum:
                     continue
@@ -475,21 +561,37 @@ class Trainer:
                 pending = []
                 self.global_step += 1
                 self.epoch_step += 1
+                now = time.perf_counter()
+                session_steps, steps_in_epoch = session_steps + 1, steps_in_epoch + 1
+                t_first_step = t_first_step or now
+                t_first_in_epoch = t_first_in_epoch or now
+                if self.budget_s is not None:
+                    time_up = self._budget_after_step(epoch, now, session_steps, t_first_step, now - t_step, bar)
                 loss_sum, loss_n = loss_sum + losses["loss"], loss_n + 1
-                rate = (self.global_step - steps_at_start) / max(time.perf_counter() - t_start, 1e-12)
-                self._step_event(epoch, losses, time.perf_counter() - t_step, rate)
+                rate = (self.global_step - steps_at_start) / max(now - t_start, 1e-12)
+                self._step_event(epoch, losses, now - t_step, rate)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{losses['loss']:.3f}")
                 stop_now = ddp.any_rank(self.stop.requested, self.device)
-                if stop_now:
+                if self.budget_s is not None:
+                    time_up = ddp.any_rank(time_up, self.device)
+                if stop_now or time_up:
                     break
             if stop_now and self.epoch_step < self.steps_per_epoch:
                 stopped = "signal"
                 self._save("last")  # mid-epoch: resume skips the batches already done
                 break
+            if time_up and self.epoch_step < self.steps_per_epoch:
+                stopped = "time"
+                self._finish_on_time(epoch)
+                break
+            epoch_s = time.perf_counter() - t_epoch
             self.events.emit("epoch", epoch=epoch, step=self.global_step,
-                             loss=loss_sum / loss_n if loss_n else None, time_s=time.perf_counter() - t_epoch)
+                             loss=loss_sum / loss_n if loss_n else None, time_s=epoch_s)
+            if self.budget_s is not None and not stop_now:
+                self._budget_epoch_end(epoch, epoch_s if whole_epoch else None, steps_in_epoch,
+                                       time.perf_counter() - t_first_in_epoch if steps_in_epoch > 1 else None, bar)
             self._end_epoch(epoch, validate=not stop_now)
             if stop_now or ddp.any_rank(self.stop.requested, self.device):
                 stopped = "signal"
@@ -502,6 +604,69 @@ class Trainer:
         ddp.barrier()
         ddp.cleanup()
         return 0
+
+    def _budget_after_step(self, epoch: int, now: float, session_steps: int, t_first_step: float,
+                           last_step_s: float, bar) -> bool:
+        """Time-budget bookkeeping after an optimizer step: the first plan once a few steps are timed,
+        then True when one more step would not leave time for the final validation and save. Before
+        the plan the last step's own time stands in (the first steps of a process are the slowest:
+        kernels are built for each new input shape), so a budget shorter than a few steps still ends."""
+        if self.timings is None:
+            if session_steps < min(budget_plan.CALIBRATION_STEPS, self.steps_per_epoch):
+                guess = budget_plan.first_timings(last_step_s, self.steps_per_epoch, len(self.val_images),
+                                                  max(1, self.local_batch))
+                return budget_plan.should_stop_now(self._budget_elapsed(), self.budget_s or 0.0, guess)
+            step_s = (now - t_first_step) / (session_steps - 1) if session_steps > 1 else now - self._t_run
+            self.timings = budget_plan.first_timings(step_s, self.steps_per_epoch, len(self.val_images),
+                                                     max(1, self.local_batch))
+            self._replan(epoch, self.epoch_step)
+            self._sync_bar(bar)
+        return budget_plan.should_stop_now(self._budget_elapsed(), self.budget_s or 0.0, self._timings_left())
+
+    def _timings_left(self) -> budget_plan.Timings:
+        """The timings for the stop rule (no validation cost without validation images)."""
+        assert self.timings is not None
+        return self.timings if self.val_images else budget_plan.Timings(
+            self.timings.step_s, self.timings.epoch_s, 0.0, self.timings.save_s)
+
+    def _budget_epoch_end(self, epoch: int, epoch_s: float | None, steps: int, steps_span_s: float | None,
+                          bar) -> None:
+        """Fold this epoch's measured times into the timings, then re-plan the run."""
+        hist = self.__dict__.setdefault("_epoch_times", [])
+        if epoch_s is not None:
+            hist.append(epoch_s)
+        step_s = steps_span_s / (steps - 1) if steps_span_s is not None and steps > 1 else None
+        if self.timings is None:
+            self.timings = budget_plan.first_timings(step_s or (epoch_s or 1.0) / max(1, steps), self.steps_per_epoch,
+                                                     len(self.val_images), max(1, self.local_batch))
+        if step_s is not None:
+            self.timings.step_s = step_s
+        if hist:
+            recent = hist[-3:]
+            self.timings.epoch_s = sum(recent) / len(recent)
+        else:
+            self.timings.epoch_s = self.timings.step_s * self.steps_per_epoch
+        self._replan(epoch, self.steps_per_epoch)
+        self._sync_bar(bar)
+
+    def _sync_bar(self, bar) -> None:
+        if bar is not None and bar.total != self.total_steps:
+            bar.total = self.total_steps
+            bar.refresh()
+
+    def _finish_on_time(self, epoch: int) -> None:
+        """The budget ran out mid-epoch: validate what there is, save last (resumable mid-epoch) and best."""
+        self._last_was_best = False
+        self._validate(epoch)
+        payload = self._payload()
+        self._save("last", payload)
+        if self._last_was_best:
+            self._save("best", payload)
+        if self.dist.is_main:
+            try:
+                plot_run(self.run_dir)
+            except Exception as exc:  # noqa: BLE001 - plots are a convenience; never stop training
+                self.events.emit("warning", message=f"plotting failed: {exc}")
 
     def _progress_bar(self):
         """A tqdm bar on stderr for a person at a terminal (not with --events -, not on other ranks)."""
@@ -521,7 +686,8 @@ class Trainer:
             losses={k: v for k, v in losses.items() if k != "loss"},
             lr=lrs.get("default", next(iter(lrs.values()))), lr_backbone=lrs.get("backbone"),
             img_per_s=self.cfg.train.batch_size / max(step_s, 1e-9),
-            eta_s=(self.total_steps - self.global_step) / rate if rate > 0 else None,
+            eta_s=max(0.0, self._budget_remaining()) if self.budget_s is not None else (
+                (self.total_steps - self.global_step) / rate if rate > 0 else None),
         )
 
     def _end_epoch(self, epoch: int, validate: bool) -> None:
@@ -529,18 +695,26 @@ class Trainer:
         t = self.cfg.train
         self.epoch, self.epoch_step = epoch + 1, 0
         self._last_was_best = False
-        validated = validate and ((epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs)
+        validated = validate and ((epoch + 1) % t.val_every == 0 or epoch + 1 == self.epochs_total)
+        t0 = time.perf_counter()
         if validated:
             self._validate(epoch)
+        t1 = time.perf_counter()
         payload = self._payload()
         self._save("last", payload)
         if self._last_was_best:
             self._save("best", payload)
-        if self.dist.is_main and (validated or self.epoch == t.epochs):
+        if self.dist.is_main and (validated or self.epoch == self.epochs_total):
             try:
                 plot_run(self.run_dir)
             except Exception as exc:  # noqa: BLE001 - plots are a convenience; never stop training
                 self.events.emit("warning", message=f"plotting failed: {exc}")
+        if self.timings is not None:  # measured costs for the time budget's next plan
+            if validated and self.val_images:
+                self.timings.val_s = t1 - t0
+            saves = self.__dict__.setdefault("_save_times", [])
+            saves.append(time.perf_counter() - t1)
+            self.timings.save_s = max(saves[-3:])  # epochs with plots cost more: plan for them
 
     _last_was_best = False
 
