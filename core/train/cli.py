@@ -15,6 +15,7 @@ from core.cli_types import config_range
 from core.config import InferConfig
 from core.errors import UserFacingError
 from core.messages import event_line, make_event, run_with_events
+from core.train.budget import parse_duration_min
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _duration(text: str) -> float:
     """``--time`` in minutes (argparse turns the ConfigError into a usage error)."""
-    from core.train.budget import parse_duration_min
-
     try:
         return parse_duration_min(text)
     except UserFacingError as exc:
