@@ -131,9 +131,11 @@ class DFineCriterion(nn.Module):
 
     # ------------------------------------------------------------------ losses on one layer
 
-    def loss_vfl(self, outputs: Mapping[str, Any], targets, indices: Indices, num_boxes: float) -> dict:
-        """Varifocal loss: positives target their box IoU, negatives are down-weighted by
-        alpha * p^gamma; summed over queries and classes, divided by num_boxes."""
+    @staticmethod
+    def _iou_targets(outputs: Mapping[str, Any], targets, indices: Indices
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, one-hot of the matched class per query, matched box IoU per query): what VFL
+        and MAL both build their targets from."""
         logits = outputs["pred_logits"]
         idx = _src_idx(indices, logits.device)
         src_boxes = outputs["pred_boxes"][idx]
@@ -146,6 +148,12 @@ class DFineCriterion(nn.Module):
         onehot = F.one_hot(classes, num_classes=num_cls + 1)[..., :-1].to(logits.dtype)
         score = torch.zeros(logits.shape[:2], dtype=logits.dtype, device=logits.device)
         score[idx] = ious.to(logits.dtype)
+        return logits, onehot, score
+
+    def loss_vfl(self, outputs: Mapping[str, Any], targets, indices: Indices, num_boxes: float) -> dict:
+        """Varifocal loss: positives target their box IoU, negatives are down-weighted by
+        alpha * p^gamma; summed over queries and classes, divided by num_boxes."""
+        logits, onehot, score = self._iou_targets(outputs, targets, indices)
         target_score = score.unsqueeze(-1) * onehot
         pred_score = logits.detach().sigmoid()
         weight = self.alpha * pred_score.pow(self.gamma) * (1 - onehot) + target_score
@@ -157,18 +165,7 @@ class DFineCriterion(nn.Module):
         weight 1 there and p^gamma on every other pair; summed, divided by num_boxes. Unlike VFL the
         positives are not weighted by their IoU target, and a poorly overlapping match (common early,
         and with many objects per image) asks for a correspondingly low score."""
-        logits = outputs["pred_logits"]
-        idx = _src_idx(indices, logits.device)
-        src_boxes = outputs["pred_boxes"][idx]
-        tgt_boxes = _matched(targets, indices, "boxes", logits.device)
-        ious = paired_box_iou(box_cxcywh_to_xyxy(src_boxes), box_cxcywh_to_xyxy(tgt_boxes)).detach()
-
-        num_cls = logits.shape[-1]
-        classes = torch.full(logits.shape[:2], num_cls, dtype=torch.int64, device=logits.device)
-        classes[idx] = _matched(targets, indices, "labels", logits.device)
-        onehot = F.one_hot(classes, num_classes=num_cls + 1)[..., :-1].to(logits.dtype)
-        score = torch.zeros(logits.shape[:2], dtype=logits.dtype, device=logits.device)
-        score[idx] = ious.to(logits.dtype)
+        logits, onehot, score = self._iou_targets(outputs, targets, indices)
         target_score = (score.unsqueeze(-1) * onehot).pow(self.mal_gamma)
         pred_score = logits.detach().sigmoid()
         weight = pred_score.pow(self.mal_gamma) * (1 - onehot) + onehot
