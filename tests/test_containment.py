@@ -24,6 +24,7 @@ from core.cli import main
 from core.errors import LabelError, UserFacingError
 from core.project import ClassEditJournal, Project
 from core.project_paths import PathOutsideError, child_folder, folder_name, inside
+from project_data import two_image_project
 
 REPO = Path(__file__).resolve().parents[1]
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -31,13 +32,7 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 @pytest.fixture()
 def proj(tmp_path: Path) -> Project:
-    p = Project.create(tmp_path / "p", ["cat", "dog", "bird"], "segment")
-    for stem in ("a", "b"):
-        Image.new("RGB", (40, 30)).save(p.image_dir / f"{stem}.png")
-        p.save_annotation(ImageAnnotation(p.image_dir / f"{stem}.png", 40, 30, [
-            Instance(0, polygons=[np.array([[1.0, 1.0], [20.0, 1.0], [20.0, 20.0]])]),
-            Instance(2, box=(5.0, 5.0, 15.0, 12.0))]))
-    return p
+    return two_image_project(tmp_path / "p", ["cat", "dog", "bird"])
 
 
 @pytest.fixture()

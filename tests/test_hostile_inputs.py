@@ -18,6 +18,7 @@ from core.errors import ConfigError, LabelError, LimitError, WeightsError
 from core.eval import rle
 from core.eval.coco_results import load_coco_results
 from core.project import Project
+from project_data import two_image_project
 
 BILLION_LAUGHS = "".join(
     f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else ', '.join(['lol'] * 9)}]\n" for i in range(9))
@@ -36,13 +37,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str]:
 
 @pytest.fixture()
 def proj(tmp_path: Path) -> Project:
-    p = Project.create(tmp_path / "p", ["circle", "triangle", "rectangle"], "segment")
-    for stem in ("a", "b"):
-        Image.new("RGB", (40, 30)).save(p.image_dir / f"{stem}.png")
-        p.save_annotation(ImageAnnotation(p.image_dir / f"{stem}.png", 40, 30, [
-            Instance(0, polygons=[np.array([[1.0, 1.0], [20.0, 1.0], [20.0, 20.0]])]),
-            Instance(2, box=(5.0, 5.0, 15.0, 12.0))]))
-    return p
+    return two_image_project(tmp_path / "p", ["circle", "triangle", "rectangle"])
 
 
 # ----------------------------------------------------------------------------- YAML
