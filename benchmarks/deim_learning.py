@@ -76,7 +76,7 @@ def collect(run_root: Path, recipe: str, seed: int) -> dict:
 
 
 def report(results: list[dict]) -> str:
-    from learning_parity import difference_vs_noise
+    from learning_parity import noise_row
 
     seeds = sorted({r["seed"] for r in results})
     recipes = list(dict.fromkeys(r["recipe"] for r in results))
@@ -112,12 +112,9 @@ def report(results: list[dict]) -> str:
                             if ev:
                                 row.append(ev[metric])
                         vals.append(row)
-                    d = difference_vs_noise(*vals)
-                    if d is None:
-                        continue
-                    diff, se = d
-                    verdict = "ahead" if diff > 2 * se else "behind" if diff < -2 * se else "within noise"
-                    lines.append(f"| {rc} | {step} | {metric} | {diff:+.3f} | {se:.3f} | {verdict} |")
+                    row = noise_row(rc, step, metric, *vals)
+                    if row is not None:
+                        lines.append(row)
     lines += ["", "| run | seed | steps | step s (median, shared machine) | first loss | last loss |",
               "|---|---|---|---|---|---|"]
     for r in results:

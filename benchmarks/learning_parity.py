@@ -468,6 +468,16 @@ def run_label(r: dict) -> str:
     return " ".join(parts)
 
 
+def noise_row(name: str, step: int, metric: str, mine: list[float], theirs: list[float]) -> str | None:
+    """One row of the noise table: mean difference, its SE from the seeds, and the ±2 SE verdict."""
+    d = difference_vs_noise(mine, theirs)
+    if d is None:
+        return None
+    diff, se = d
+    verdict = "ahead" if diff > 2 * se else "behind" if diff < -2 * se else "within noise"
+    return f"| {name} | {step} | {metric} | {diff:+.3f} | {se:.3f} | {verdict} |"
+
+
 def difference_vs_noise(mine: list[float], theirs: list[float]) -> tuple[float, float] | None:
     """(mean of mine - mean of theirs, standard error of that difference from the seed-to-seed
     spread, the two sample variances pooled): the run-to-run noise the issue measures with 2 seeds."""
@@ -489,12 +499,9 @@ def noise_table(by: dict, seeds: list[int], impls: list[str], eval_at: list[int]
             for metric in ("mask_f1", "mask_map50"):
                 vals = [[by[(i, s)]["evals"][step][metric] for s in seeds if (i, s) in by and step in by[(i, s)]["evals"]]
                         for i in (mine, baseline)]
-                d = difference_vs_noise(*vals)
-                if d is None:
-                    continue
-                diff, se = d
-                verdict = "ahead" if diff > 2 * se else "behind" if diff < -2 * se else "within noise"
-                rows.append(f"| {mine} | {step} | {metric} | {diff:+.3f} | {se:.3f} | {verdict} |")
+                row = noise_row(mine, step, metric, *vals)
+                if row is not None:
+                    rows.append(row)
     if not rows:
         return []
     return ["", f"| run | step | metric | minus {baseline} (mean) | SE from the seeds | verdict (±2 SE) |",
