@@ -77,7 +77,25 @@ def _paint(img: np.ndarray, poly: Polygon, color: np.ndarray, rng: np.random.Gen
     img[m] = color + rng.normal(0, 8, size=(int(m.sum()), 3))
 
 
-def _instance(cls: int, geom) -> Instance | None:
+def moved_outline(g, rng: np.random.Generator, frame):
+    """The injected 'bad geometry': the outline scaled 0.75-1.3x and moved 35-50 % of its size
+    (random signs), clipped to ``frame``. Shared with label_mistakes_photos, draw for draw."""
+    dx, dy = rng.choice([-1, 1], 2) * rng.uniform(0.35, 0.5, 2) * np.array(
+        [g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]])
+    s = rng.uniform(0.75, 1.3)
+    return shp_translate(shp_scale(g, s, s), dx, dy).intersection(frame)
+
+
+def near_duplicate(inst: Instance, rng: np.random.Generator) -> Instance:
+    """The injected 'duplicate label': the same outline jittered by under a pixel."""
+    dup = inst.copy()
+    dup.polygons = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.polygons]
+    dup.holes = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.holes]
+    return dup
+
+
+def instance_from_geometry(cls: int, geom) -> Instance | None:
+    """Polygons (>= 20 px^2) and holes (>= 4 px^2) of a shapely geometry as an Instance, or None."""
     parts = [geom] if isinstance(geom, Polygon) else list(getattr(geom, "geoms", []))
     polys, holes = [], []
     for g in parts:
@@ -111,7 +129,7 @@ def render(index: int, seed: int) -> tuple[np.ndarray, list[Instance], list[Poly
     for k, (cls, poly) in enumerate(shapes):
         later = [p for _, p in shapes[k + 1:]]
         vis = poly.difference(unary_union(later)) if later else poly
-        inst = _instance(cls, vis)
+        inst = instance_from_geometry(cls, vis)
         if inst is not None:
             insts.append(inst)
             visible.append(vis)
@@ -178,12 +196,8 @@ def make_benchmark_project(root: Path, n_images: int = 300, seed: int = 15, per_
                 out.append(new)
                 continue
             if kind == "bad_geometry":
-                g = _poly_geom(inst)
-                dx, dy = rng.choice([-1, 1], 2) * rng.uniform(0.35, 0.5, 2) * np.array(
-                    [g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]])
-                s = rng.uniform(0.75, 1.3)
-                moved = shp_translate(shp_scale(g, s, s), dx, dy).intersection(shapely_box(0, 0, SIZE, SIZE))
-                new = _instance(inst.class_id, moved)
+                moved = moved_outline(_poly_geom(inst), rng, shapely_box(0, 0, SIZE, SIZE))
+                new = instance_from_geometry(inst.class_id, moved)
                 if new is None:
                     new = inst
                 injected.append(Injected(kind, rel, len(out), _bbox(vis[k])))
@@ -191,17 +205,14 @@ def make_benchmark_project(root: Path, n_images: int = 300, seed: int = 15, per_
                 continue
             out.append(inst)
             if kind == "duplicate_label":
-                dup = inst.copy()
-                dup.polygons = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.polygons]
-                dup.holes = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.holes]
                 injected.append(Injected(kind, rel, len(out), _bbox(vis[k])))
-                out.append(dup)
+                out.append(near_duplicate(inst, rng))
         if n in spurious_images:  # a label where there is only background
             occupied = unary_union(vis) if vis else Polygon()
             for _ in range(50):
                 cand = _shape(int(rng.integers(0, len(CLASSES))), rng).intersection(shapely_box(0, 0, SIZE, SIZE))
                 if cand.area > 600 and cand.intersection(occupied).area < 0.05 * cand.area:
-                    new = _instance(int(rng.integers(0, len(CLASSES))), cand)
+                    new = instance_from_geometry(int(rng.integers(0, len(CLASSES))), cand)
                     if new is not None:
                         injected.append(Injected("spurious_label", rel, len(out), _bbox(cand)))
                         out.append(new)

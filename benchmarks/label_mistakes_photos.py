@@ -16,13 +16,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from shapely.affinity import scale as shp_scale
 from shapely.affinity import translate as shp_translate
 from shapely.geometry import Polygon
 from shapely.geometry import box as shapely_box
 from shapely.ops import unary_union
 
 from core.annotation import ImageAnnotation, Instance
+from label_mistakes_data import instance_from_geometry, moved_outline, near_duplicate
 
 # COCO's supercategories, in the 80-class (Ultralytics) order: confusions of a real detector stay
 # inside one (car/truck, cat/dog, cup/bowl), so the simulated confusions do too
@@ -60,16 +60,6 @@ def _geom(inst: Instance):
         if len(h) >= 3:
             g = g.difference(Polygon(h).buffer(0))
     return g
-
-
-def _instance(cls: int, geom, min_area: float = 20.0) -> Instance | None:
-    parts = [geom] if isinstance(geom, Polygon) else list(getattr(geom, "geoms", []))
-    polys, holes = [], []
-    for g in parts:
-        if isinstance(g, Polygon) and g.area >= min_area:
-            polys.append(np.asarray(g.exterior.coords)[:-1])
-            holes += [np.asarray(h.coords)[:-1] for h in g.interiors if Polygon(h).area >= 4]
-    return Instance(class_id=cls, polygons=polys, holes=holes) if polys else None
 
 
 def _bbox(geom) -> list[float]:
@@ -134,21 +124,14 @@ def inject(proj: Path, seed: int = 30, per_kind: int = 16) -> list[dict]:
                 out.append(new)
                 continue
             if kind == "bad_geometry":
-                g = _geom(inst)
-                size = np.array([g.bounds[2] - g.bounds[0], g.bounds[3] - g.bounds[1]])
-                dx, dy = rng.choice([-1, 1], 2) * rng.uniform(0.35, 0.5, 2) * size
-                s = rng.uniform(0.75, 1.3)
-                new = _instance(inst.class_id, shp_translate(shp_scale(g, s, s), dx, dy).intersection(frame)) or inst
+                new = instance_from_geometry(inst.class_id, moved_outline(_geom(inst), rng, frame)) or inst
                 injected.append({"kind": kind, "image": rel, "instance": len(out), "box": box})
                 out.append(new)
                 continue
             out.append(inst)
             if kind == "duplicate_label":
-                dup = inst.copy()
-                dup.polygons = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.polygons]
-                dup.holes = [p + rng.uniform(-0.8, 0.8, 2) for p in dup.holes]
                 injected.append({"kind": kind, "image": rel, "instance": len(out), "box": box})
-                out.append(dup)
+                out.append(near_duplicate(inst, rng))
         if n in spurious:  # another object's outline, on this image's background
             occupied = unary_union([_geom(i) for i in a.instances]) if a.instances else Polygon()
             for _ in range(200):
@@ -159,7 +142,7 @@ def inject(proj: Path, seed: int = 30, per_kind: int = 16) -> list[dict]:
                 x, y = rng.uniform(0, a.width - w), rng.uniform(0, a.height - h)
                 cand = shp_translate(g, x - g.bounds[0], y - g.bounds[1]).intersection(frame)
                 if cand.area > 0 and cand.intersection(occupied).area < 0.05 * cand.area:
-                    new = _instance(int(rng.integers(nc)), cand)
+                    new = instance_from_geometry(int(rng.integers(nc)), cand)
                     if new is not None:
                         injected.append({"kind": "spurious_label", "image": rel, "instance": len(out),
                                          "box": _bbox(cand)})
