@@ -141,18 +141,11 @@ def _acquire(st: _Held, path: Path, root: Path | str, timeout: float | None):
         return None
     if st.depth > 0:
         return st.fh
+    fh = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = _open_lock_file(path)
-        while True:
-            try:
-                got = _os_lock(fh, False)
-            except BaseException:
-                fh.close()
-                raise
-            if got:
-                _record_holder(fh)
-                return fh
+        while not _os_lock(fh, False):
             now = time.monotonic()
             if deadline is None or now >= deadline:
                 fh.close()
@@ -162,9 +155,13 @@ def _acquire(st: _Held, path: Path, root: Path | str, timeout: float | None):
                 on_wait(f"waiting for the project lock of {root}, held by {holder(root)} ...")
                 told = True
             time.sleep(min(_POLL_S, max(deadline - now, 0.0)))
-    except BaseException:
+    except BaseException:  # Ctrl+C while waiting, a FIFO as the lock file, ...: nothing stays held
+        if fh is not None:
+            fh.close()
         st.rlock.release()
         raise
+    _record_holder(fh)
+    return fh
 
 
 def _print_wait(message: str) -> None:
