@@ -121,7 +121,7 @@ class Project:
                     for d in (root / "labels", root / JOURNAL_DIR, root / PROPOSALS_DIR):
                         remove_stale_temps(d)
                     project = cls(root, load_config(cfg_path))
-                    migrate_sidecar_proposals(project)  # once: model rows out of labels/
+                    migrate_sidecar_proposals(project)  # old projects: model rows out of labels/
         return project or cls(root, load_config(cfg_path))
 
     @classmethod

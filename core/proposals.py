@@ -21,7 +21,7 @@ import numpy as np
 
 from core.annotation import Instance
 from core.atomic_io import atomic_delete, atomic_write_text
-from core.bounded_input import load_json_file, loads_json, read_regular_text
+from core.bounded_input import load_json_file, loads_json, read_regular_bytes, read_regular_text
 from core.data.formats.yolo_txt import SIDECAR_SUFFIX
 from core.errors import LabelError, UserFacingError
 
@@ -93,7 +93,7 @@ def migrate_sidecar_proposals(project) -> int:
     as it is and reported, never dropped."""
     labels = project.labels_dir
     marked = [s for s in (labels.rglob(f"*{SIDECAR_SUFFIX}") if labels.is_dir() else [])
-              if s.is_file() and b'"model"' in s.read_bytes()]
+              if s.is_file() and b'"model"' in read_regular_bytes(s)]
     if not marked:
         return 0
     by_label = {project.label_path(img): img for img in project.image_paths()}
