@@ -283,12 +283,7 @@ class Project:
         Refused (ConflictError, nothing written) when project.yaml's class list changed other than
         by appending since this Project read it (the ids in ``ann`` would mean other classes), or when ``expect``
         (run inside the lock, e.g. "the file is still what I loaded") returns False."""
-        n = len(self.config.classes)
-        for k, inst in enumerate(ann.instances):
-            if not 0 <= inst.class_id < n:
-                raise LabelError(self.label_path(ann.image_path), None,
-                                 f"class id out of range 0..{n - 1}", inst.class_id)
-            _check_geometry(inst, ann.width, ann.height, self.label_path(ann.image_path), k)
+        self._check_writable(ann.instances, ann.width, ann.height, self.label_path(ann.image_path))
         lp = self.label_path(ann.image_path)
         accepted = [i for i in ann.instances if i.source != "model"]
         proposed = [i for i in ann.instances if i.source == "model"]
@@ -321,6 +316,14 @@ class Project:
                 atomic_delete(side)
             return self._save_proposals(ann, proposed, lp)
 
+    def _check_writable(self, instances: list, width: int, height: int, path: Path) -> None:
+        """Every instance has a class of this project and geometry a reader takes back (before any write)."""
+        n = len(self.config.classes)
+        for k, inst in enumerate(instances):
+            if not 0 <= inst.class_id < n:
+                raise LabelError(path, None, f"class id out of range 0..{n - 1}", inst.class_id)
+            _check_geometry(inst, width, height, path, k)
+
     def add_proposals(self, image: Path | str, instances: list) -> int:
         """Add model proposals to an image (pre-label, live "send frame"), labels untouched;
         returns how many the image now has. Each is stored as the model's until accepted."""
@@ -328,11 +331,7 @@ class Project:
         if not image.is_absolute():
             image = self.image_dir / image
         w, h = _image_size(image)
-        n = len(self.config.classes)
-        for k, inst in enumerate(instances):
-            if not 0 <= inst.class_id < n:
-                raise LabelError(proposals_path(self, image), None, f"class id out of range 0..{n - 1}", inst.class_id)
-            _check_geometry(inst, w, h, proposals_path(self, image), k)
+        self._check_writable(instances, w, h, proposals_path(self, image))
         with self.lock():
             stored = read_proposals(self, image) + [_as_proposal(i) for i in instances]
             write_proposals(self, image, stored)
