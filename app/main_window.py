@@ -717,7 +717,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         another process) is a LockBusyError naming the holder, and autosave tries again later."""
         import contextlib
 
-        return self.project.lock(timeout=GUI_LOCK_WAIT_S) if self.project is not None else contextlib.nullcontext()
+        return self.project.lock() if self.project is not None else contextlib.nullcontext()  # lock_wait_s set on open
 
     def _save_ann(self, ann: ImageAnnotation) -> None:
         self.project.save_annotation(ann)

@@ -33,7 +33,7 @@ class EditorAwareStore:
 
     def lock(self):
         """The project's writer lock (the review's read-fix-write runs inside it)."""
-        return self.window._project_lock()  # bounded wait on the GUI thread
+        return self.window.project.lock()  # bounded on the GUI thread: the window set project.lock_wait_s
 
     def load_annotation(self, image_path: Path) -> ImageAnnotation:
         doc = self._doc(image_path)
