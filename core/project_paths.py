@@ -30,14 +30,6 @@ def is_within(path: Path, root: Path) -> bool:
     return real == real_root or real.is_relative_to(real_root)
 
 
-def lexically_within(path: Path, root: Path) -> bool:
-    """Whether ``path`` lies in ``root`` by its name alone (``..`` resolved, symlinks not followed):
-    for files the user's own links may point elsewhere (a dataset of symlinked images)."""
-    real_root = Path(os.path.normpath(os.path.abspath(root)))
-    p = Path(os.path.normpath(os.path.abspath(path)))
-    return p == real_root or p.is_relative_to(real_root)
-
-
 def inside(root: Path | str, rel: object, what: str, follow_links: bool = True) -> Path:
     """``root / rel`` when ``rel`` is a relative path that stays inside ``root`` after resolving
     ``..`` and symlinks; PathOutsideError naming ``what`` (where the path came from) otherwise.
