@@ -85,6 +85,12 @@ def test_cancel_stops_a_read_that_is_blocked_on_a_stalled_server(server, tmp_pat
                  limits=Limits(connect=5, stall=30, deadline=60, poll=0.05))
     assert time.monotonic() - start < 1.5
     assert (tmp_path / "w.part").read_bytes() == BODY[:10]
+    # the give-up hangs up the connection: the helper thread's blocked read ends, so no thread
+    # (nor the response's buffer lock) outlives the download until the 30 s read timeout
+    deadline = time.monotonic() + 2.0
+    while any(t.name == "weights-download" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [t for t in threading.enumerate() if t.name == "weights-download"]
 
 
 def test_training_passes_its_stop_flag_to_a_weights_download(server, tmp_path):
@@ -98,7 +104,7 @@ def test_sigterm_stops_dfine_weights_get_within_2_s_and_keeps_the_part(server, t
         server.trickle = 0.5
     else:
         server.stall_after[N_FILE] = 10
-    env = {**os.environ, "DFINE_WEIGHTS_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DFINE_WEIGHTS_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "core", "weights", "get", "dfine_n_coco", "--events", "-"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -110,7 +116,12 @@ def test_sigterm_stops_dfine_weights_get_within_2_s_and_keeps_the_part(server, t
         time.sleep(1.0 if how == "stall" else 0.2)
         proc.send_signal(signal.SIGTERM)
         start = time.monotonic()
-        rc = proc.wait(timeout=10)
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
+            pytest.fail(f"no exit 10 s after SIGTERM; its threads:\n{proc.stderr.read()[-6000:]}")
         took = time.monotonic() - start
     finally:
         proc.kill()

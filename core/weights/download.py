@@ -18,6 +18,7 @@ import http.client
 import os
 import queue
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -109,6 +110,18 @@ def _set_read_timeout(resp: Any, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
+def _hang_up(resp: Any) -> None:
+    """Shut the response's socket down after a give-up (Cancel, stall, deadline): the helper
+    thread's blocked read then returns at once and the thread ends, instead of holding the socket
+    (and the response's buffer lock) until the read timeout, possibly across interpreter exit."""
+    sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the peer or by the helper
+        pass
+
+
 class _Helper:
     """One daemon thread that runs blocking network calls; `call` waits for one in `poll` slices
     and runs `check` between them (which raises to give up). After a give-up the helper is not
@@ -195,6 +208,10 @@ def download(url: str, part: Path, progress: ProgressFn | None = None,
         if resp is None:
             return offset
         return _receive(helper, clocks, resp, offset, progress)
+    except BaseException:
+        if resp is not None:
+            _hang_up(resp)
+        raise
     finally:
         helper.close(resp.close if resp is not None else None)
 
