@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QApplication,
@@ -421,6 +421,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.image_view.setModel(self.proxy)
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
+        self.apply_class_colors()
         self.class_panel.set_classes(project.class_names, 0)
         self.fill_list_filters()
         self.canvas.class_names = list(project.class_names)
@@ -439,6 +440,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self._update_title()
         self.project_opened.emit(project)
         return True
+
+    def apply_class_colors(self, renamed: dict[str, str] | None = None) -> None:
+        """Class colours by class name, from the project (app.class_colors)."""
+        from app.class_colors import project_colors
+        from app.theme import set_class_colors
+
+        colors, problem = project_colors(self.project.root, list(self.project.class_names), renamed,
+                                         lock_wait_s=GUI_LOCK_WAIT_S)
+        set_class_colors(colors)
+        if problem:
+            self._error(problem, modal=False)
 
     def refresh_review_flags(self) -> None:
         """Re-read review flags (the review panel calls this after a decision)."""
@@ -596,6 +608,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         except (UserFacingError, OSError) as exc:
             self._error(f"Could not store the done mark: {exc}")
             return
+        self.proxy.keep = str(path)  # stays listed (and current) until the person moves on
         self.list_model.set_done([path], done)
         self.statusBar().showMessage(f"{path.name}: {'done' if done else 'not done'}", 3000)
         self._update_count()
@@ -618,11 +631,21 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.image_view.scrollTo(idx)
 
     def step(self, delta: int) -> None:
+        """Next / previous image in the (filtered) list. From an image the filter does not list,
+        it goes to the listed image after / before it in the folder order, not to the first."""
         n = self.proxy.rowCount()
         if n == 0:
             return
-        cur = self.image_view.currentIndex().row()
-        self.select_row(min(max(cur + delta, 0), n - 1))
+        here = self.image_view.currentIndex()
+        path = self.doc.image_path if self.doc is not None else None
+        if path is not None and (not here.isValid() or Path(self.proxy.data(here, PathRole)) != path):
+            src = self.list_model.row_of(path)
+            rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(n)]
+            after = [r for r, s in enumerate(rows) if (s > src if delta > 0 else s < src)]
+            if after:
+                self.select_row(after[0] if delta > 0 else after[-1])
+            return
+        self.select_row(min(max(here.row() + delta, 0), n - 1))
 
     def _row_activated(self, current, _previous=None) -> None:
         if current.isValid():
@@ -649,6 +672,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
                     w, h = 1, 1
                 ann = ImageAnnotation(path, w, h, [])
                 read_only = True
+                self.proxy.keep = str(path)  # picked from a filter: stays listed, no jump
                 self.list_model.refresh(path, error=True)
                 self._error(f"{exc}\nThe file is left untouched; fix it and reopen the image.", modal=False)
             doc = LabelDocument(ann, label_path, self)
@@ -667,6 +691,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if self.doc is not None and self.doc.image_path == path:
             return
         self.canvas.cancel_draft()
+        if self.proxy.keep not in (None, str(path)):
+            # the image the person left may now leave the filtered list (re-filtered after this
+            # switch, not inside the list's own current-row change)
+            self.proxy.keep = None
+            QTimer.singleShot(0, self.proxy.refilter)
         doc = self._doc_for(path)
         self.autosaver.track(doc)  # saves the previous image first
         self.doc = doc
@@ -733,6 +762,15 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.statusBar().showMessage(f"Saved {doc.label_path.name}", 2000)
 
     def _doc_reloaded(self, doc: LabelDocument, lost: bool) -> None:
+        if getattr(doc, "read_only", False):  # the broken file was fixed on disk and read fine
+            doc.read_only = False
+            self.list_model.refresh(doc.image_path, error=False)
+            if doc is self.doc:
+                self.canvas.read_only = False
+                self.banner.hide()
+            self.statusBar().showMessage(f"{doc.label_path.name} was fixed and has been loaded; "
+                                         "it can be edited again", 10000)
+            return
         self.list_model.refresh(doc.image_path)
         msg = f"{doc.label_path.name} was changed by another program and has been reloaded"
         if lost:

@@ -81,6 +81,7 @@ class ClassActions:
             self.statusBar().showMessage(f"Undo history kept for {len(self.docs)} open images, "
                                          f"reset for {dropped} whose labels the class edit changed", 8000)
         self.doc = None
+        self.apply_class_colors(aliases or {})  # colours follow the names: no other class changes colour
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
         self.canvas.class_names = list(self.project.class_names)
