@@ -267,7 +267,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.act_show_names.setChecked(self.settings.value("show_class_names", "true") in (True, "true"))
         self.act_show_names.toggled.connect(self._show_names_toggled)  # setChecked included
         self.canvas.set_show_names(self.act_show_names.isChecked())
-        self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
+        # Undo: the image's own undo, or the last class edit when that is the last thing done
+        # (Ctrl+Z and Edit → Undo do the same, and the menu says which)
+        self.class_edit_last: str | None = None
+        self._undo_kept_message = False
+        self._class_edit_at = (0, 0)  # (active stack, its index) when the class edit ended
+        self.act_undo = QAction("&Undo", self)
+        self.act_undo.triggered.connect(self.undo)
+        self.undo_group.canUndoChanged.connect(lambda _on: self._sync_undo_action())
+        self.undo_group.undoTextChanged.connect(lambda _t: self._sync_undo_action())
+        self.undo_group.indexChanged.connect(lambda _i: self._image_edited())
+        self._sync_undo_action()
         self.act_undo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["undo"][0]])
         self.act_undo.setIcon(icon("undo"))
         self.act_undo.setProperty("icon_name", "undo")
@@ -286,6 +296,37 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.canvas.addAction(act)
             self.class_keys.append(act)
         self.undo_group.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+
+    def undo(self) -> None:
+        if self.class_edit_last is not None:
+            self.undo_class_edit()
+        else:
+            self.undo_group.undo()
+
+    def _undo_position(self) -> tuple[int, int]:
+        stack = self.undo_group.activeStack()
+        return (id(stack), stack.index()) if stack is not None else (0, 0)
+
+    def _image_edited(self) -> None:
+        """An edit (or undo) on an image after a class edit makes that the last thing done, so
+        Ctrl+Z undoes it instead; switching images does not."""
+        if self.class_edit_last is None or self.task is not None:
+            return
+        now = self._undo_position()
+        if now[0] != self._class_edit_at[0]:  # another image on screen
+            self._class_edit_at = now
+        elif now[1] != self._class_edit_at[1]:
+            self.class_edit_last = None
+            self._sync_undo_action()
+
+    def _sync_undo_action(self) -> None:
+        if self.class_edit_last is not None:
+            self.act_undo.setText(f"&Undo {self.class_edit_last}")
+            self.act_undo.setEnabled(True)
+        else:
+            text = self.undo_group.undoText()
+            self.act_undo.setText(f"&Undo {text}" if text else "&Undo")
+            self.act_undo.setEnabled(self.undo_group.canUndo())
 
     def _build_menus_and_toolbar(self) -> None:
         mb = self.menuBar()

@@ -165,3 +165,66 @@ def test_class_colours_follow_the_name_through_merge_delete_rename_and_reopen(wi
     assert by_name()["cat"] not in set(after.values())
     assert window.open_project(project.root)  # reopened: the same colours
     assert by_name() == {**after, "cat": by_name()["cat"]}
+
+
+# ---------------------------------------------------------------- 3: undo follows the person
+def test_polygon_drawn_before_a_merge_stays_undoable_and_ctrl_z_undoes_the_class_edit(opened, qtbot):
+    from test_gui_editor import draw_polygon
+    from test_gui_project import _edit
+
+    win, project = opened
+    paths = project.image_paths()
+    _label(project, 0, [_tri(0), _tri(1)])
+    _label(project, 1, [_tri(2)])
+    win.open_project(project.root)
+    wait_image(qtbot, win)
+    win.canvas.setFocus()
+    key(win, Qt.Key.Key_2)  # dog
+    draw_polygon(win, [(150, 150), (200, 150), (200, 200)])
+    doc0 = win.doc
+    assert [i.class_id for i in doc0.instances] == [0, 1, 1]
+    win.goto_image(paths[1])
+    qtbot.waitUntil(lambda: on_screen(win) == "img_001.png")
+    messages: list[str] = []
+    win.statusBar().messageChanged.connect(messages.append)
+    win.goto_image(paths[0])
+    qtbot.waitUntil(lambda: on_screen(win) == "img_000.png")
+    _edit(win, qtbot, win.project.merge_classes, "dog", "cat")  # changes img_000's labels on disk
+    assert win.project.class_names == ["cat", "car"]
+    assert win.docs[paths[0]] is doc0 and win.doc is doc0  # same history, remapped
+    assert not any("changed by another program" in m or "reset" in m for m in messages), messages
+    assert any("Ctrl+Z undoes it" in m for m in messages), messages
+    assert win.act_undo.text() == "&Undo merge class 'dog' into 'cat'"
+    win.canvas.setFocus()
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the class edit: the last thing done
+    qtbot.waitUntil(lambda: win.task is None and win.project.class_names == ["cat", "dog", "car"], timeout=20_000)
+    assert win.doc is doc0 and [i.class_id for i in doc0.instances] == [0, 1, 1]
+    assert win.act_undo.text().startswith("&Undo") and "merge" not in win.act_undo.text()
+    win.canvas.setFocus()
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # now the polygon drawn before
+    assert [i.class_id for i in doc0.instances] == [0, 1]
+
+
+def test_delete_resets_only_the_images_it_made_inconsistent_and_counts_each_once(opened, qtbot):
+    from test_gui_project import _edit
+
+    from app import commands
+
+    win, project = opened
+    paths = project.image_paths()
+    _label(project, 0, [_tri(1)])
+    win.open_project(project.root)
+    wait_image(qtbot, win)
+    win.doc.undo_stack.push(commands.AddInstance(win.doc, _tri(1)))  # a dog on img_000
+    for p in paths[1:3]:
+        win.goto_image(p)
+        qtbot.waitUntil(lambda p=p: win.doc.image_path == p)
+        win.doc.undo_stack.push(commands.AddInstance(win.doc, _tri(0)))  # a cat
+    kept = [win.docs[p] for p in paths[1:3]]
+    messages: list[str] = []
+    win.statusBar().messageChanged.connect(messages.append)
+    _edit(win, qtbot, win.project.delete_class, "dog")
+    assert [win.docs[p] for p in paths[1:3]] == kept and all(d.undo_stack.count() == 1 for d in kept)
+    assert win.docs.get(paths[0]) is None or win.docs[paths[0]].undo_stack.count() == 0
+    assert any(m.startswith("Undo history reset on 1 image the class edit made inconsistent (img_000.png); "
+                            "kept on 2 others") for m in messages), messages
