@@ -228,3 +228,31 @@ def test_delete_resets_only_the_images_it_made_inconsistent_and_counts_each_once
     assert win.docs.get(paths[0]) is None or win.docs[paths[0]].undo_stack.count() == 0
     assert any(m.startswith("Undo history reset on 1 image the class edit made inconsistent (img_000.png); "
                             "kept on 2 others") for m in messages), messages
+
+
+# ---------------------------------------------------------------- 5: Review and Live propose the run's model
+def test_review_and_live_propose_a_runs_checkpoint_and_drop_the_red_text_once_chosen(qtbot, tmp_path):
+    from app.jobs.live_view import LiveView
+    from app.jobs.review_panel import ReviewPanel
+    from app.theme import ERROR_COLOR
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    review, live = ReviewPanel(), LiveView()
+    for w in (review, live):
+        qtbot.addWidget(w)
+        w.set_project(project)
+        assert w.model_edit.text() == ""  # no run yet
+    assert not review.run_analysis()
+    assert ERROR_COLOR in review.status_label.styleSheet()
+    review.model_edit.setText("/somewhere/model.onnx")  # chosen: the error is answered
+    assert review.status_label.text() == "" and ERROR_COLOR not in review.status_label.styleSheet()
+    live.last_message = "Choose a model first (a checkpoint, an export folder or a model file)."
+    live.model_edit.setText("/somewhere/model.onnx")
+    assert live.last_message == ""
+    run = project.runs_dir / "exp1"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes(b"x")  # a run cancelled before its first validation: no best.pt
+    for w in (ReviewPanel(), LiveView()):
+        qtbot.addWidget(w)
+        w.set_project(project)
+        assert w.model_edit.text() == str(run / "last.pt")  # what Export proposes too
