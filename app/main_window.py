@@ -416,7 +416,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.cancel_button.setAutoRaise(True)
         self.cancel_button.clicked.connect(self.cancel_task)
         self.cancel_button.hide()
-        for w in (self.progress, self.cancel_button, self.pos_label, self.zoom_label):
+        self.shared_label = QLabel("Also open in another window")
+        self.shared_label.setObjectName("muted")
+        self.shared_label.hide()
+        for w in (self.shared_label, self.progress, self.cancel_button, self.pos_label, self.zoom_label):
             sb.addPermanentWidget(w)
 
     def _set_enabled(self, on: bool) -> None:
@@ -442,6 +445,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self._error(str(exc))
             return False
         self.close_project()
+        self._announce_other_windows(project.root)
         project.lock_wait_s = GUI_LOCK_WAIT_S  # every store call from this window: no long waits
         self.project = project
         self.settings.setValue("last_project", str(project.root))
@@ -462,6 +466,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.image_view.setModel(self.proxy)
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
+        self._class_filter_name = None
         self.apply_class_colors()
         self.class_panel.set_classes(project.class_names, 0)
         self.fill_list_filters()
@@ -481,6 +486,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self._update_title()
         self.project_opened.emit(project)
         return True
+
+    def _announce_other_windows(self, root: Path) -> None:
+        """Say so when another window (this or another program instance) has the project open."""
+        from app import open_marker
+
+        self._open_marker = open_marker.register(root)
+        text = open_marker.describe(open_marker.others(root, self._open_marker))
+        self.shared_label.setVisible(bool(text))
+        self.shared_label.setToolTip(text)
+        if text:
+            self.statusBar().showMessage(text, 15000)
 
     def apply_class_colors(self, renamed: dict[str, str] | None = None) -> None:
         """Class colours by class name, from the project (app.class_colors)."""
@@ -570,6 +586,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.canvas.set_document(None)
         self.images.clear()
         self.project = None
+        from app.open_marker import unregister
+
+        unregister(getattr(self, "_open_marker", None))
+        self._open_marker = None
+        self.shared_label.hide()
 
     def _flags_loaded(self, names: set[str], project) -> None:
         if project is self.project and self.list_model is not None and (names or self.list_model.flagged):
@@ -611,19 +632,61 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     # ================================================================== images
     def _filter_changed(self) -> None:
-        self.proxy.set_text(self.search.text())
         st = self.status_filter.currentData()
+        if st == "class?":  # "Has class…": the type-to-filter class picker, not a 90-entry list
+            self._pick_filter_class()
+            return
+        self._filter_before = self.status_filter.currentIndex()
+        self.proxy.set_text(self.search.text())
         if isinstance(st, str):
             self.proxy.set_kind(("class", int(st[6:])) if st.startswith("class:") else st)
         else:
             self.proxy.set_status(None if st is None else Status(st))
         self._update_count()
+        self._reselect_current()
 
-    def fill_list_filters(self) -> None:
-        """The filter choices: statuses, done / not done, model proposals, one per class."""
+    def _reselect_current(self) -> None:
+        """After a filter or search change the image on screen stays the highlighted row when it
+        is listed (clearing the search used to leave no row highlighted)."""
+        if self.doc is None or self.list_model is None:
+            return
+        idx = self.proxy.mapFromSource(self.list_model.index(self.list_model.row_of(self.doc.image_path)))
+        if idx.isValid() and self.image_view.currentIndex() != idx:
+            self.image_view.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.image_view.scrollTo(idx)
+
+    def _pick_filter_class(self) -> None:
         from PySide6.QtCore import QSignalBlocker
 
-        current = self.status_filter.currentData()
+        from app.class_picker import ClassPicker
+
+        with QSignalBlocker(self.status_filter):  # until a class is picked the filter is unchanged
+            self.status_filter.setCurrentIndex(getattr(self, "_filter_before", 0))
+        if self.project is None:
+            return
+        picker = ClassPicker(self.project.class_names, self.recent_classes, "Show images with class", self)
+        picker.picked.connect(self.filter_by_class)
+        self.filter_picker = picker
+        picker.popup_at(self.status_filter.mapToGlobal(self.status_filter.rect().bottomLeft()))
+
+    def filter_by_class(self, k: int) -> None:
+        """List only the images labelled with class ``k`` (one "Has class: name" entry)."""
+        if self.project is None or not 0 <= k < len(self.project.class_names):
+            return
+        self._class_filter_name = self.project.class_names[k]
+        self.fill_list_filters(select=f"class:{k}")
+
+    def fill_list_filters(self, select: object = ...) -> None:
+        """The filter choices: statuses, done / not done, model proposals, the class chosen with
+        "Has class…" (kept by name across class edits), and "Has class…" itself."""
+        from PySide6.QtCore import QSignalBlocker
+
+        current = self.status_filter.currentData() if select is ... else select
+        names = list(self.project.class_names) if self.project else []
+        chosen = getattr(self, "_class_filter_name", None)
+        chosen_id = names.index(chosen) if chosen in names else None
+        if isinstance(current, str) and current.startswith("class:"):
+            current = f"class:{chosen_id}" if chosen_id is not None else None
         with QSignalBlocker(self.status_filter):
             self.status_filter.clear()
             self.status_filter.addItem("All images", None)
@@ -632,8 +695,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.status_filter.addItem("Not done", "not_done")
             self.status_filter.addItem("Done", "done")
             self.status_filter.addItem("Has model proposals", "proposals")
-            for k, name in enumerate(self.project.class_names if self.project else []):
-                self.status_filter.addItem(f"Has class: {name}", f"class:{k}")
+            if chosen_id is not None:
+                self.status_filter.addItem(f"Has class: {chosen}", f"class:{chosen_id}")
+            if names:
+                self.status_filter.addItem("Has class…", "class?")
             self.status_filter.setCurrentIndex(max(0, self.status_filter.findData(current)))
         self._filter_changed()
 
@@ -986,6 +1051,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if self.task is not None:
             self.task.cancel()
         self.autosaver.save_current()
+        from app.open_marker import unregister
+
+        unregister(getattr(self, "_open_marker", None))
+        self._open_marker = None
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         event.accept()

@@ -8,6 +8,9 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import json
+import socket
+
 import pytest
 from conftest_gui import gui_settings, make_project, screenshot, wait_image, window  # noqa: F401
 from PySide6.QtCore import Qt
@@ -256,3 +259,69 @@ def test_review_and_live_propose_a_runs_checkpoint_and_drop_the_red_text_once_ch
         qtbot.addWidget(w)
         w.set_project(project)
         assert w.model_edit.text() == str(run / "last.pt")  # what Export proposes too
+
+
+# ---------------------------------------------------------------- 6: a second window says so
+def test_second_window_on_the_same_project_says_so(window, qtbot, tmp_path, gui_settings):  # noqa: F811
+    from app.main_window import MainWindow
+    from app.open_marker import OPEN_DIR
+
+    project = make_project(tmp_path / "proj", n_images=1)
+    (project.root / OPEN_DIR).mkdir(parents=True)
+    (project.root / OPEN_DIR / "stale.json").write_text(  # a crashed window of a process long gone
+        json.dumps({"host": socket.gethostname(), "pid": 999999999, "since": "08:00", "token": "x"}))
+    assert window.open_project(project.root)
+    assert not window.shared_label.isVisibleTo(window)  # alone (the stale marker is removed)
+    assert not (project.root / OPEN_DIR / "stale.json").exists()
+    second = MainWindow(gui_settings)
+    qtbot.addWidget(second)
+    second.show()
+    messages: list[str] = []
+    second.statusBar().messageChanged.connect(messages.append)
+    assert second.open_project(project.root)
+    assert second.shared_label.isVisibleTo(second)
+    assert any(m.startswith("This project is also open in another window: this computer (pid") for m in messages)
+    screenshot(second, "issue33_second_window")
+    second.close()
+    window.close_project()
+    third = MainWindow(gui_settings)
+    qtbot.addWidget(third)
+    assert third.open_project(project.root) and not third.shared_label.isVisibleTo(third)  # both closed
+    third.close()
+
+
+# ---------------------------------------------------------------- 7: a short filter list, classes by typing
+def test_image_filter_is_short_and_picks_a_class_by_typing(window, qtbot, tmp_path):  # noqa: F811
+    from PySide6.QtTest import QTest
+
+    project = make_project(tmp_path / "coco", n_images=3, classes=tuple(COCO))
+    _label(project, 1, [_tri(COCO.index("giraffe"))])
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    texts = [window.status_filter.itemText(i) for i in range(window.status_filter.count())]
+    assert len(texts) <= 12 and texts[-1] == "Has class…"  # was 88 entries, 80 of them "Has class: …"
+    window.status_filter.setCurrentIndex(window.status_filter.findData("class?"))
+    picker = window.filter_picker
+    qtbot.waitUntil(picker.isVisible)
+    assert window.status_filter.currentData() is None  # nothing filtered until a class is picked
+    QTest.keyClicks(picker.filter, "gir")
+    assert picker.shown_ids() == [COCO.index("giraffe")]
+    QTest.keyClick(picker.filter, Qt.Key.Key_Return)
+    assert window.status_filter.currentText() == "Has class: giraffe"
+    assert shown(window) == ["img_001.png"]
+    screenshot(window, "issue33_filter_has_class")
+    from test_gui_project import _edit
+
+    _edit(window, qtbot, window.project.delete_class, "person")  # ids shift: the filter follows the name
+    assert window.status_filter.currentText() == "Has class: giraffe"
+    assert shown(window) == ["img_001.png"]
+
+
+def test_current_image_highlighted_again_after_clearing_the_search(opened, qtbot):
+    win, project = opened
+    win.goto_image(project.image_paths()[2])
+    qtbot.waitUntil(lambda: on_screen(win) == "img_002.png")
+    win.search.setText("img_002")
+    win.search.clear()
+    assert win.image_view.currentIndex().data() == "img_002.png"
+    assert win.image_view.selectionModel().isSelected(win.image_view.currentIndex())
