@@ -91,6 +91,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self._build_menus_and_toolbar()
         self._build_statusbar()
         self._set_enabled(False)
+        self._update_hint()
         self.resize(1400, 880)
 
     # ================================================================== construction
@@ -416,6 +417,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.cancel_button.setAutoRaise(True)
         self.cancel_button.clicked.connect(self.cancel_task)
         self.cancel_button.hide()
+        # the first-start hint: what to do first, in one line, until the person has labelled an image
+        self.hint_label = QLabel()
+        self.hint_label.setObjectName("firstStartHint")
+        sb.addWidget(self.hint_label, 1)
         self.shared_label = QLabel("Also open in another window")
         self.shared_label.setObjectName("muted")
         self.shared_label.hide()
@@ -484,8 +489,29 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if paths:
             self.select_row(0)
         self._update_title()
+        self._update_hint()
         self.project_opened.emit(project)
         return True
+
+    HINT_NO_PROJECT = ("First: File → New project… (a folder and your class names), then copy images into "
+                       "its images/ folder — or File → Open project…")
+    HINT_NO_IMAGES = "First: copy images into the project's images/ folder, or File → Import"
+    HINT_LABEL = ("First: press P and click around an object (or R and drag a box); 1–9 pick the class, "
+                  "D saves and goes to the next image, F1 lists every key")
+
+    def _update_hint(self) -> None:
+        """One line saying what to do first; gone once the person has labelled an image."""
+        labelled = self.settings.value("hint/labelled", "false") in (True, "true")
+        if labelled:
+            text = ""
+        elif self.project is None:
+            text = self.HINT_NO_PROJECT
+        elif self.list_model is None or not self.list_model.paths:
+            text = self.HINT_NO_IMAGES
+        else:
+            text = self.HINT_LABEL
+        self.hint_label.setText(text)
+        self.hint_label.setVisible(bool(text))
 
     def _announce_other_windows(self, root: Path) -> None:
         """Say so when another window (this or another program instance) has the project open."""
@@ -863,6 +889,9 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _doc_saved(self, doc: LabelDocument) -> None:
         self.list_model.refresh(doc.image_path, error=False)
+        if doc.instances and self.hint_label.isVisibleTo(self):  # labelled an image: the hint is done
+            self.settings.setValue("hint/labelled", True)
+            self._update_hint()
         if doc is self.doc:
             self.setWindowModified(False)
         self.statusBar().showMessage(f"Saved {doc.label_path.name}", 2000)

@@ -325,3 +325,33 @@ def test_current_image_highlighted_again_after_clearing_the_search(opened, qtbot
     win.search.clear()
     assert win.image_view.currentIndex().data() == "img_002.png"
     assert win.image_view.selectionModel().isSelected(win.image_view.currentIndex())
+
+
+# ---------------------------------------------------------------- first-start hint
+def test_first_start_hint_says_what_to_do_first_until_an_image_is_labelled(window, qtbot, tmp_path, gui_settings):  # noqa: F811
+    from test_gui_editor import drag, vp
+
+    from app.main_window import MainWindow
+
+    hint = window.hint_label
+    assert hint.isVisibleTo(window) and hint.text().startswith("First: File → New project…")
+    screenshot(window, "issue33_first_start_no_project")
+    empty = make_project(tmp_path / "empty", n_images=0)
+    assert window.open_project(empty.root)
+    assert hint.text().startswith("First: copy images into")
+    project = make_project(tmp_path / "proj", n_images=2)
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    assert hint.isVisibleTo(window) and hint.text().startswith("First: press P")
+    screenshot(window, "issue33_first_start_hint")
+    window.canvas.setFocus()
+    key(window, Qt.Key.Key_R)
+    drag(window, vp(window, 40, 40), vp(window, 120, 100))
+    assert hint.isVisibleTo(window)  # not yet saved
+    key(window, Qt.Key.Key_D)  # saved with a box: labelled
+    assert not hint.isVisibleTo(window)
+    again = MainWindow(gui_settings)  # and it stays gone
+    qtbot.addWidget(again)
+    again.show()
+    assert not again.hint_label.isVisibleTo(again)
+    again.close()
