@@ -921,6 +921,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     def _doc_structure(self, doc: LabelDocument) -> None:
         if doc is not self.doc:
             return
+        self.drop_stale_prompts()
         names = self.project.class_names
         hidden = [doc.is_hidden(i) for i in range(len(doc.instances))]
         self.instance_panel.set_instances(doc.instances, names, hidden, self.canvas.selected)
@@ -928,6 +929,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _doc_instance(self, doc: LabelDocument, index: int) -> None:
         if doc is self.doc:
+            self.drop_stale_prompts()
             self.instance_panel.update_row(index, doc.instances[index], self.project.class_names)
             self.setWindowModified(doc.is_dirty())
 

@@ -355,3 +355,114 @@ def test_first_start_hint_says_what_to_do_first_until_an_image_is_labelled(windo
     again.show()
     assert not again.hint_label.isVisibleTo(again)
     again.close()
+
+
+# ---------------------------------------------------------------- 8: the smaller ones
+def test_export_report_table_shows_every_row_in_a_short_dock(qtbot, qapp, tmp_path):
+    from PySide6.QtWidgets import QFrame, QScrollArea
+    from test_gui_jobs_export import REPORT
+
+    from app.jobs.export_panel import ExportPanel
+
+    project = make_project(tmp_path / "proj", n_images=1)
+    panel = ExportPanel(project)
+    area = QScrollArea()  # as the dock holds it (app.jobs.wiring._scrollable)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(panel)
+    qtbot.addWidget(area)
+    area.resize(1000, 180)  # a fifth of the 880 px first-start window
+    area.show()
+    out = project.exports_dir / "train"
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps(REPORT))
+    assert panel.show_report(out / "report.json")
+    qtbot.wait(50)
+    table = panel.table
+    assert table.viewport().height() >= 3 * table.rowHeight(0)  # all three rows (was about one)
+    area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+    screenshot(area, "issue33_export_report_short_dock")
+
+
+def test_grabcut_dots_go_when_the_result_is_accepted(opened, qtbot):
+    from test_gui_editor import click, drag, vp
+
+    win, _ = opened
+    key(win, Qt.Key.Key_G)
+    drag(win, vp(win, 66, 48), vp(win, 175, 134))
+    click(win, vp(win, 120, 90))  # a refine dot
+    assert win.canvas.prompt_points
+    key(win, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # accept the GrabCut proposal
+    assert win.doc.instances[0].source != "model"
+    assert win.canvas.prompt_points == []
+
+
+def test_proposal_chip_is_not_drawn_over_the_labels_chip(opened, qtbot):
+    from app import commands
+
+    win, _ = opened
+    label = _tri(COCO.index("cat") % 3)
+    proposal = Instance(class_id=1, polygons=[[(10, 10), (100, 20), (50, 90)]], source="model", score=0.9)
+    win.doc.undo_stack.push(commands.AddInstances(win.doc, [label, proposal], "two"))
+    chips = win.canvas.name_chips()
+    assert [t for _i, t, _r in chips] == ["cat", "dog ?"]
+    assert not chips[0][2].intersects(chips[1][2])
+    screenshot(win.canvas, "issue33_chips_apart")
+
+
+def test_predictions_all_under_the_score_push_no_empty_undo_step(opened, qtbot):
+    from test_gui_prelabel import FakePredictor
+
+    win, _ = opened
+    win.project.config.infer.conf = 0.9  # FakePredictor scores 0.77
+    messages: list[str] = []
+    win.statusBar().messageChanged.connect(messages.append)
+    win.predict_current(predictor=FakePredictor())
+    qtbot.waitUntil(lambda: win.task is None, timeout=10_000)
+    assert win.doc.undo_stack.count() == 0 and win.doc.instances == []
+    assert not any(m.startswith("0 proposals") for m in messages), messages
+    assert any(m.startswith("The model proposed nothing at score >= 0.90 on 1 image(s) (1 more under the score")
+               for m in messages), messages
+
+
+def test_status_line_says_undone_after_a_review_fix_is_undone(window, qtbot, tmp_path):  # noqa: F811
+    import review_data
+
+    from app.jobs.wiring import attach_job_panels
+
+    project = review_data.make_project(tmp_path)
+    review_data.write_issues(project)
+    panels = attach_job_panels(window)
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    review = panels.review
+    review.reload()
+    key_ = next(it.key for it in review.items if it.kind == "wrong_class")
+    assert review.select_key(key_)
+    messages: list[str] = []
+    window.statusBar().messageChanged.connect(messages.append)
+    assert review.accept_selected()
+    assert messages[-1].startswith("Review: Applied:")
+    assert review.undo()
+    assert messages[-1].startswith("Review: Undone:"), messages
+    assert not any("fix applied" in m for m in messages[-2:])
+    review.wait_thumbnails(10)
+
+
+def test_f1_shows_every_description_whole(window, qtbot):  # noqa: F811
+    from PySide6.QtCore import QRect
+
+    from app.shortcuts import ShortcutsDialog
+
+    dlg = ShortcutsDialog(window)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    table = dlg.table
+    fm = table.fontMetrics()
+    width = table.columnWidth(1) - 8
+    for r in range(table.rowCount()):
+        text = table.item(r, 1).text()
+        need = fm.boundingRect(QRect(0, 0, width, 10_000), int(Qt.TextFlag.TextWordWrap), text).height()
+        assert table.rowHeight(r) >= need, (text, table.rowHeight(r), need)
+    screenshot(dlg, "issue33_shortcuts_whole")
