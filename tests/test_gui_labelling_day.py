@@ -321,7 +321,8 @@ def test_current_image_highlighted_again_after_clearing_the_search(opened, qtbot
     win, project = opened
     win.goto_image(project.image_paths()[2])
     qtbot.waitUntil(lambda: on_screen(win) == "img_002.png")
-    win.search.setText("img_002")
+    win.search.setText("zebra")  # nothing matches: no row, the image stays on screen
+    assert win.proxy.rowCount() == 0 and on_screen(win) == "img_002.png"
     win.search.clear()
     assert win.image_view.currentIndex().data() == "img_002.png"
     assert win.image_view.selectionModel().isSelected(win.image_view.currentIndex())
