@@ -32,16 +32,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import commands
+from app import commands, open_marker
 from app.autosave import AutoSaver
 from app.canvas import CanvasView, Tool
+from app.class_colors import project_colors
 from app.document import LabelDocument
 from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
 from app.key_guard import KeyGuard
 from app.panels import ClassPanel, InstancePanel
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
-from app.theme import apply_theme, icon
+from app.theme import apply_theme, icon, set_class_colors
 from app.transfer import EXPORT_KINDS, IMPORT_KINDS
 from app.window_classes import ClassActions
 from app.window_segment import SegmentActions
@@ -515,8 +516,6 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _announce_other_windows(self, root: Path) -> None:
         """Say so when another window (this or another program instance) has the project open."""
-        from app import open_marker
-
         self._open_marker = open_marker.register(root)
         text = open_marker.describe(open_marker.others(root, self._open_marker))
         self.shared_label.setVisible(bool(text))
@@ -526,9 +525,6 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def apply_class_colors(self, renamed: dict[str, str] | None = None) -> None:
         """Class colours by class name, from the project (app.class_colors)."""
-        from app.class_colors import project_colors
-        from app.theme import set_class_colors
-
         colors, problem = project_colors(self.project.root, list(self.project.class_names), renamed,
                                          lock_wait_s=GUI_LOCK_WAIT_S)
         set_class_colors(colors)
@@ -612,9 +608,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.canvas.set_document(None)
         self.images.clear()
         self.project = None
-        from app.open_marker import unregister
-
-        unregister(getattr(self, "_open_marker", None))
+        open_marker.unregister(getattr(self, "_open_marker", None))
         self._open_marker = None
         self.shared_label.hide()
 
@@ -827,7 +821,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             # the image the person left may now leave the filtered list (re-filtered after this
             # switch, not inside the list's own current-row change)
             self.proxy.keep = None
-            QTimer.singleShot(0, self.proxy.refilter)
+            QTimer.singleShot(0, lambda: (self.proxy.refilter(), self._update_count()))
         doc = self._doc_for(path)
         self.autosaver.track(doc)  # saves the previous image first
         self.doc = doc
@@ -1082,9 +1076,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if self.task is not None:
             self.task.cancel()
         self.autosaver.save_current()
-        from app.open_marker import unregister
-
-        unregister(getattr(self, "_open_marker", None))
+        open_marker.unregister(getattr(self, "_open_marker", None))
         self._open_marker = None
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())

@@ -64,10 +64,14 @@ class ClassActions:
 
     def _class_edit_done(self, what: str | None, result) -> None:
         """After a class edit: Ctrl+Z (Edit → Undo) undoes it while it is the last thing done."""
+        undone = getattr(self, "_last_class_edit", None)
+        self._last_class_edit = what
         self.class_edit_last = what  # None after an undo: the next Ctrl+Z is the image's own undo
         self._class_edit_at = self._undo_position()
         if what is None:
-            self.statusBar().showMessage(f"Undid class edit: {result}" if result else "Undid the class edit", 8000)
+            # the engine's description lists both 80-name class lists: name the edit in one line
+            text = undone or (str(result).split(":")[0] if result else "the class edit")
+            self.statusBar().showMessage(f"Undone: {text}", 8000)
         elif not self._undo_kept_message:
             self.statusBar().showMessage(f"Done: {what} (Ctrl+Z undoes it)", 8000)
         self._sync_undo_action()

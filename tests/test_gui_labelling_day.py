@@ -57,6 +57,7 @@ def test_not_done_filter_y_then_d_visits_every_image(opened, qtbot):
     assert seen == ["img_000.png", "img_001.png", "img_002.png", "img_003.png"]
     assert on_screen(win) == "img_004.png"
     qtbot.waitUntil(lambda: shown(win) == ["img_004.png"])  # the images left behind left the list
+    assert win.image_count.text() == "1 of 5 images · 4 done"
 
 
 def test_next_from_an_image_outside_the_filter_goes_to_the_next_listed_one(opened, qtbot):
@@ -202,6 +203,7 @@ def test_polygon_drawn_before_a_merge_stays_undoable_and_ctrl_z_undoes_the_class
     key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the class edit: the last thing done
     qtbot.waitUntil(lambda: win.task is None and win.project.class_names == ["cat", "dog", "car"], timeout=20_000)
     assert win.doc is doc0 and [i.class_id for i in doc0.instances] == [0, 1, 1]
+    assert "Undone: merge class 'dog' into 'cat'" in messages
     assert win.act_undo.text().startswith("&Undo") and "merge" not in win.act_undo.text()
     win.canvas.setFocus()
     key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # now the polygon drawn before

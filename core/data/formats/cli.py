@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
+from core.messages import run_with_events
 
 IMPORT_KINDS = ("ultralytics", "yolo", "coco", "labelme")
 CONVERT_KINDS = ("yolo", "coco", "labelme")
@@ -104,8 +105,6 @@ def read_source(kind: str, source: Path, images: Path | None = None, classes: li
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.messages import run_with_events
-
     return run_with_events(getattr(args, "events", None) == "-", lambda emit, out: _run_import(args, emit, out))
 
 
