@@ -122,6 +122,7 @@ class ClassActions:
                 f"Undo history reset on {len(reset)} image{'s' if len(reset) > 1 else ''} the class edit made "
                 f"inconsistent ({names}); kept on {kept} other{'s' if kept != 1 else ''}", 10000)
         self.doc = None
+        current_class_before = self.current_class
         self.apply_class_colors(aliases or {})  # colours follow the names: no other class changes colour
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
@@ -130,6 +131,13 @@ class ClassActions:
         self.canvas.set_hidden_classes(set())  # ids may have shifted: show every class again
         self.recent_classes = []
         self.current_class = max(0, min(self.current_class, len(self.project.class_names) - 1))
+        if names_before and 0 <= current_class_before < len(names_before):
+            # the class being drawn stays the same class (by name; a merged one: its target), not
+            # whatever class now has its old index
+            kept = (aliases or {}).get(names_before[current_class_before], names_before[current_class_before])
+            if kept in self.project.class_names:
+                self.current_class = self.project.class_names.index(kept)
+        self.class_panel.set_current(self.current_class)
         self.canvas.current_class = self.current_class
         if current is not None:
             self.list_model.refresh(current)

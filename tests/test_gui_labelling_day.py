@@ -196,6 +196,7 @@ def test_polygon_drawn_before_a_merge_stays_undoable_and_ctrl_z_undoes_the_class
     _edit(win, qtbot, win.project.merge_classes, "dog", "cat")  # changes img_000's labels on disk
     assert win.project.class_names == ["cat", "car"]
     assert win.docs[paths[0]] is doc0 and win.doc is doc0  # same history, remapped
+    assert win.current_class == 0 and win.class_panel.list.currentRow() == 0  # drawing "dog": now its target
     assert not any("changed by another program" in m or "reset" in m for m in messages), messages
     assert any("Ctrl+Z undoes it" in m for m in messages), messages
     assert win.act_undo.text() == "&Undo merge class 'dog' into 'cat'"
