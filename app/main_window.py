@@ -512,7 +512,13 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         else:
             text = self.HINT_LABEL
         self.hint_label.setText(text)
-        self.hint_label.setVisible(bool(text))
+        if text and self.statusBar().currentMessage():
+            # a message is on the status line: stay hidden the way QStatusBar hides its normal
+            # widgets (not explicitly), so it shows the hint again when the message ends
+            self.hint_label.hide()
+            self.hint_label.setAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide, False)
+        else:
+            self.hint_label.setVisible(bool(text))
 
     def _announce_other_windows(self, root: Path) -> None:
         """Say so when another window (this or another program instance) has the project open."""

@@ -347,6 +347,11 @@ def test_first_start_hint_says_what_to_do_first_until_an_image_is_labelled(windo
     assert window.open_project(project.root)
     wait_image(qtbot, window)
     assert hint.isVisibleTo(window) and hint.text().startswith("First: press P")
+    window.statusBar().showMessage("a message")  # the hint never overlaps a status message
+    window._update_hint()
+    assert not hint.isVisibleTo(window)
+    window.statusBar().clearMessage()
+    assert hint.isVisibleTo(window)
     screenshot(window, "issue33_first_start_hint")
     window.canvas.setFocus()
     key(window, Qt.Key.Key_R)
