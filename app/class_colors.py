@@ -20,6 +20,7 @@ from core.atomic_io import atomic_write_text
 from core.bounded_input import load_json_file
 from core.errors import UserFacingError
 from core.project_lock import LockBusyError, project_lock
+from core.project_paths import inside
 
 COLORS_FILE = Path(".dfine") / "class_colors.json"
 VERSION = 1
@@ -29,7 +30,8 @@ RGB = tuple[int, int, int]
 
 
 def colors_path(root: Path | str) -> Path:
-    return Path(root) / COLORS_FILE
+    """The colours file; PathOutsideError when .dfine is a symlink out of the project."""
+    return inside(root, COLORS_FILE.as_posix(), "class colours file")
 
 
 def _hex(rgb: RGB) -> str:

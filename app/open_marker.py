@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 from core.atomic_io import atomic_write_text
+from core.errors import UserFacingError
+from core.project_paths import inside
 
 OPEN_DIR = Path(".dfine") / "open"
 
@@ -30,7 +32,10 @@ def _alive(pid: int) -> bool:
 
 def others(root: Path | str, mine: Path | None = None) -> list[dict]:
     """The other windows that have ``root`` open (stale markers of dead processes are removed)."""
-    folder = Path(root) / OPEN_DIR
+    try:
+        folder = inside(root, OPEN_DIR.as_posix(), "open-window markers")
+    except UserFacingError:
+        return []
     out = []
     host = socket.gethostname()
     try:
@@ -59,7 +64,10 @@ def others(root: Path | str, mine: Path | None = None) -> list[dict]:
 
 def register(root: Path | str) -> Path | None:
     """Write this window's marker; None when the folder cannot be written (read-only project)."""
-    folder = Path(root) / OPEN_DIR
+    try:
+        folder = inside(root, OPEN_DIR.as_posix(), "open-window markers")  # never through a link out
+    except UserFacingError:
+        return None
     info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%H:%M"),
             "token": uuid.uuid4().hex[:12]}
     path = folder / f"{info['host']}-{info['pid']}-{info['token']}.json"

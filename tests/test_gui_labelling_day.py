@@ -475,3 +475,21 @@ def test_f1_shows_every_description_whole(window, qtbot):  # noqa: F811
         need = fm.boundingRect(QRect(0, 0, width, 10_000), int(Qt.TextFlag.TextWordWrap), text).height()
         assert table.rowHeight(r) >= need, (text, table.rowHeight(r), need)
     screenshot(dlg, "issue33_shortcuts_whole")
+
+
+def test_class_colours_file_bad_or_outside_is_named_and_left_alone(tmp_path):
+    from app.class_colors import colors_path, project_colors
+
+    root = tmp_path / "proj"
+    (root / ".dfine").mkdir(parents=True)
+    colors_path(root).write_text('{"version": 1, "colors": {"cat": "orange"}}')
+    colors, problem = project_colors(root, ["cat", "dog"])
+    assert len(set(colors)) == 2 and "class_colors.json: colour of class 'cat' is 'orange'" in problem
+    assert "orange" in colors_path(root).read_text()  # not overwritten
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".dfine").symlink_to(other)
+    colors, problem = project_colors(linked, ["cat"])
+    assert problem and "symbolic link" in problem and not (other / "class_colors.json").exists()
