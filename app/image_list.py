@@ -207,16 +207,25 @@ class ImageFilter(QSortFilterProxyModel):
         self.text = ""
         self.status: Status | None = None
         self.kind: str | tuple[str, int] | None = None
+        # the image on screen stays listed when its own change (a done mark, a label error found
+        # on opening) would filter it out: the list must not jump under the person. Set while the
+        # row is listed (no re-filter needed); the window drops it when the person moves on.
+        self.keep: str | None = None  # a PathRole string
+
+    def refilter(self) -> None:
+        self._change(lambda: None)
 
     def set_text(self, text: str) -> None:
-        self._change(lambda: setattr(self, "text", text.strip().lower()))
+        self._change(lambda: (setattr(self, "text", text.strip().lower()), setattr(self, "keep", None)))
 
     def set_status(self, status: Status | None) -> None:
-        self._change(lambda: (setattr(self, "status", status), setattr(self, "kind", None)))
+        self._change(lambda: (setattr(self, "status", status), setattr(self, "kind", None),
+                              setattr(self, "keep", None)))
 
     def set_kind(self, kind: str | tuple[str, int] | None) -> None:
         """A content/done filter (replaces any status filter)."""
-        self._change(lambda: (setattr(self, "kind", kind), setattr(self, "status", None)))
+        self._change(lambda: (setattr(self, "kind", kind), setattr(self, "status", None),
+                              setattr(self, "keep", None)))
 
     def _change(self, apply) -> None:
         """Qt >= 6.9 wants begin/endFilterChange around the change; older Qt invalidateFilter."""
@@ -230,6 +239,8 @@ class ImageFilter(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
         model: ImageListModel = self.sourceModel()  # type: ignore[assignment]
+        if self.keep is not None and str(model.paths[row]) == self.keep:
+            return True
         if self.text and self.text not in model.paths[row].name.lower():
             return False
         if self.kind is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QApplication,
@@ -32,16 +32,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import commands
+from app import commands, open_marker
 from app.autosave import AutoSaver
 from app.canvas import CanvasView, Tool
+from app.class_colors import project_colors
 from app.document import LabelDocument
 from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
 from app.key_guard import KeyGuard
 from app.panels import ClassPanel, InstancePanel
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
-from app.theme import apply_theme, icon
+from app.theme import apply_theme, icon, set_class_colors
 from app.transfer import EXPORT_KINDS, IMPORT_KINDS
 from app.window_classes import ClassActions
 from app.window_segment import SegmentActions
@@ -91,6 +92,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self._build_menus_and_toolbar()
         self._build_statusbar()
         self._set_enabled(False)
+        self._update_hint()
         self.resize(1400, 880)
 
     # ================================================================== construction
@@ -267,7 +269,17 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.act_show_names.setChecked(self.settings.value("show_class_names", "true") in (True, "true"))
         self.act_show_names.toggled.connect(self._show_names_toggled)  # setChecked included
         self.canvas.set_show_names(self.act_show_names.isChecked())
-        self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
+        # Undo: the image's own undo, or the last class edit when that is the last thing done
+        # (Ctrl+Z and Edit → Undo do the same, and the menu says which)
+        self.class_edit_last: str | None = None
+        self._undo_kept_message = False
+        self._class_edit_at = (0, 0)  # (active stack, its index) when the class edit ended
+        self.act_undo = QAction("&Undo", self)
+        self.act_undo.triggered.connect(self.undo)
+        self.undo_group.canUndoChanged.connect(lambda _on: self._sync_undo_action())
+        self.undo_group.undoTextChanged.connect(lambda _t: self._sync_undo_action())
+        self.undo_group.indexChanged.connect(lambda _i: self._image_edited())
+        self._sync_undo_action()
         self.act_undo.setShortcuts([QKeySequence(k) for k in SHORTCUTS["undo"][0]])
         self.act_undo.setIcon(icon("undo"))
         self.act_undo.setProperty("icon_name", "undo")
@@ -286,6 +298,37 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.canvas.addAction(act)
             self.class_keys.append(act)
         self.undo_group.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+
+    def undo(self) -> None:
+        if self.class_edit_last is not None:
+            self.undo_class_edit()
+        else:
+            self.undo_group.undo()
+
+    def _undo_position(self) -> tuple[int, int]:
+        stack = self.undo_group.activeStack()
+        return (id(stack), stack.index()) if stack is not None else (0, 0)
+
+    def _image_edited(self) -> None:
+        """An edit (or undo) on an image after a class edit makes that the last thing done, so
+        Ctrl+Z undoes it instead; switching images does not."""
+        if self.class_edit_last is None or self.task is not None:
+            return
+        now = self._undo_position()
+        if now[0] != self._class_edit_at[0]:  # another image on screen
+            self._class_edit_at = now
+        elif now[1] != self._class_edit_at[1]:
+            self.class_edit_last = None
+            self._sync_undo_action()
+
+    def _sync_undo_action(self) -> None:
+        if self.class_edit_last is not None:
+            self.act_undo.setText(f"&Undo {self.class_edit_last}")
+            self.act_undo.setEnabled(True)
+        else:
+            text = self.undo_group.undoText()
+            self.act_undo.setText(f"&Undo {text}" if text else "&Undo")
+            self.act_undo.setEnabled(self.undo_group.canUndo())
 
     def _build_menus_and_toolbar(self) -> None:
         mb = self.menuBar()
@@ -375,7 +418,14 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.cancel_button.setAutoRaise(True)
         self.cancel_button.clicked.connect(self.cancel_task)
         self.cancel_button.hide()
-        for w in (self.progress, self.cancel_button, self.pos_label, self.zoom_label):
+        # the first-start hint: what to do first, in one line, until the person has labelled an image
+        self.hint_label = QLabel()
+        self.hint_label.setObjectName("firstStartHint")
+        sb.addWidget(self.hint_label, 1)
+        self.shared_label = QLabel("Also open in another window")
+        self.shared_label.setObjectName("muted")
+        self.shared_label.hide()
+        for w in (self.shared_label, self.progress, self.cancel_button, self.pos_label, self.zoom_label):
             sb.addPermanentWidget(w)
 
     def _set_enabled(self, on: bool) -> None:
@@ -401,6 +451,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self._error(str(exc))
             return False
         self.close_project()
+        self._announce_other_windows(project.root)
         project.lock_wait_s = GUI_LOCK_WAIT_S  # every store call from this window: no long waits
         self.project = project
         self.settings.setValue("last_project", str(project.root))
@@ -421,6 +472,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.image_view.setModel(self.proxy)
         self.image_view.selectionModel().currentChanged.connect(self._row_activated)
         self.current_class = 0
+        self._class_filter_name = None
+        self.apply_class_colors()
         self.class_panel.set_classes(project.class_names, 0)
         self.fill_list_filters()
         self.canvas.class_names = list(project.class_names)
@@ -437,8 +490,52 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if paths:
             self.select_row(0)
         self._update_title()
+        self._update_hint()
         self.project_opened.emit(project)
         return True
+
+    HINT_NO_PROJECT = ("First: File → New project… (a folder and your class names), then copy images into "
+                       "its images/ folder — or File → Open project…")
+    HINT_NO_IMAGES = "First: copy images into the project's images/ folder, or File → Import"
+    HINT_LABEL = ("First: press P and click around an object (or R and drag a box); 1–9 pick the class, "
+                  "D saves and goes to the next image, F1 lists every key")
+
+    def _update_hint(self) -> None:
+        """One line saying what to do first; gone once the person has labelled an image."""
+        labelled = self.settings.value("hint/labelled", "false") in (True, "true")
+        if labelled:
+            text = ""
+        elif self.project is None:
+            text = self.HINT_NO_PROJECT
+        elif self.list_model is None or not self.list_model.paths:
+            text = self.HINT_NO_IMAGES
+        else:
+            text = self.HINT_LABEL
+        self.hint_label.setText(text)
+        if text and self.statusBar().currentMessage():
+            # a message is on the status line: stay hidden the way QStatusBar hides its normal
+            # widgets (not explicitly), so it shows the hint again when the message ends
+            self.hint_label.hide()
+            self.hint_label.setAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide, False)
+        else:
+            self.hint_label.setVisible(bool(text))
+
+    def _announce_other_windows(self, root: Path) -> None:
+        """Say so when another window (this or another program instance) has the project open."""
+        self._open_marker = open_marker.register(root)
+        text = open_marker.describe(open_marker.others(root, self._open_marker))
+        self.shared_label.setVisible(bool(text))
+        self.shared_label.setToolTip(text)
+        if text:
+            self.statusBar().showMessage(text, 15000)
+
+    def apply_class_colors(self, renamed: dict[str, str] | None = None) -> None:
+        """Class colours by class name, from the project (app.class_colors)."""
+        colors, problem = project_colors(self.project.root, list(self.project.class_names), renamed,
+                                         lock_wait_s=GUI_LOCK_WAIT_S)
+        set_class_colors(colors)
+        if problem:
+            self._error(problem, modal=False)
 
     def refresh_review_flags(self) -> None:
         """Re-read review flags (the review panel calls this after a decision)."""
@@ -517,6 +614,9 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.canvas.set_document(None)
         self.images.clear()
         self.project = None
+        open_marker.unregister(getattr(self, "_open_marker", None))
+        self._open_marker = None
+        self.shared_label.hide()
 
     def _flags_loaded(self, names: set[str], project) -> None:
         if project is self.project and self.list_model is not None and (names or self.list_model.flagged):
@@ -558,19 +658,61 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     # ================================================================== images
     def _filter_changed(self) -> None:
-        self.proxy.set_text(self.search.text())
         st = self.status_filter.currentData()
+        if st == "class?":  # "Has class…": the type-to-filter class picker, not a 90-entry list
+            self._pick_filter_class()
+            return
+        self._filter_before = self.status_filter.currentIndex()
+        self.proxy.set_text(self.search.text())
         if isinstance(st, str):
             self.proxy.set_kind(("class", int(st[6:])) if st.startswith("class:") else st)
         else:
             self.proxy.set_status(None if st is None else Status(st))
         self._update_count()
+        self._reselect_current()
 
-    def fill_list_filters(self) -> None:
-        """The filter choices: statuses, done / not done, model proposals, one per class."""
+    def _reselect_current(self) -> None:
+        """After a filter or search change the image on screen stays the highlighted row when it
+        is listed (clearing the search used to leave no row highlighted)."""
+        if self.doc is None or self.list_model is None:
+            return
+        idx = self.proxy.mapFromSource(self.list_model.index(self.list_model.row_of(self.doc.image_path)))
+        if idx.isValid() and self.image_view.currentIndex() != idx:
+            self.image_view.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.image_view.scrollTo(idx)
+
+    def _pick_filter_class(self) -> None:
         from PySide6.QtCore import QSignalBlocker
 
-        current = self.status_filter.currentData()
+        from app.class_picker import ClassPicker
+
+        with QSignalBlocker(self.status_filter):  # until a class is picked the filter is unchanged
+            self.status_filter.setCurrentIndex(getattr(self, "_filter_before", 0))
+        if self.project is None:
+            return
+        picker = ClassPicker(self.project.class_names, self.recent_classes, "Show images with class", self)
+        picker.picked.connect(self.filter_by_class)
+        self.filter_picker = picker
+        picker.popup_at(self.status_filter.mapToGlobal(self.status_filter.rect().bottomLeft()))
+
+    def filter_by_class(self, k: int) -> None:
+        """List only the images labelled with class ``k`` (one "Has class: name" entry)."""
+        if self.project is None or not 0 <= k < len(self.project.class_names):
+            return
+        self._class_filter_name = self.project.class_names[k]
+        self.fill_list_filters(select=f"class:{k}")
+
+    def fill_list_filters(self, select: object = ...) -> None:
+        """The filter choices: statuses, done / not done, model proposals, the class chosen with
+        "Has class…" (kept by name across class edits), and "Has class…" itself."""
+        from PySide6.QtCore import QSignalBlocker
+
+        current = self.status_filter.currentData() if select is ... else select
+        names = list(self.project.class_names) if self.project else []
+        chosen = getattr(self, "_class_filter_name", None)
+        chosen_id = names.index(chosen) if chosen in names else None
+        if isinstance(current, str) and current.startswith("class:"):
+            current = f"class:{chosen_id}" if chosen_id is not None else None
         with QSignalBlocker(self.status_filter):
             self.status_filter.clear()
             self.status_filter.addItem("All images", None)
@@ -579,8 +721,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.status_filter.addItem("Not done", "not_done")
             self.status_filter.addItem("Done", "done")
             self.status_filter.addItem("Has model proposals", "proposals")
-            for k, name in enumerate(self.project.class_names if self.project else []):
-                self.status_filter.addItem(f"Has class: {name}", f"class:{k}")
+            if chosen_id is not None:
+                self.status_filter.addItem(f"Has class: {chosen}", f"class:{chosen_id}")
+            if names:
+                self.status_filter.addItem("Has class…", "class?")
             self.status_filter.setCurrentIndex(max(0, self.status_filter.findData(current)))
         self._filter_changed()
 
@@ -596,6 +740,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         except (UserFacingError, OSError) as exc:
             self._error(f"Could not store the done mark: {exc}")
             return
+        self.proxy.keep = str(path)  # stays listed (and current) until the person moves on
         self.list_model.set_done([path], done)
         self.statusBar().showMessage(f"{path.name}: {'done' if done else 'not done'}", 3000)
         self._update_count()
@@ -618,11 +763,21 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.image_view.scrollTo(idx)
 
     def step(self, delta: int) -> None:
+        """Next / previous image in the (filtered) list. From an image the filter does not list,
+        it goes to the listed image after / before it in the folder order, not to the first."""
         n = self.proxy.rowCount()
         if n == 0:
             return
-        cur = self.image_view.currentIndex().row()
-        self.select_row(min(max(cur + delta, 0), n - 1))
+        here = self.image_view.currentIndex()
+        path = self.doc.image_path if self.doc is not None else None
+        if path is not None and (not here.isValid() or Path(self.proxy.data(here, PathRole)) != path):
+            src = self.list_model.row_of(path)
+            rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(n)]
+            after = [r for r, s in enumerate(rows) if (s > src if delta > 0 else s < src)]
+            if after:
+                self.select_row(after[0] if delta > 0 else after[-1])
+            return
+        self.select_row(min(max(here.row() + delta, 0), n - 1))
 
     def _row_activated(self, current, _previous=None) -> None:
         if current.isValid():
@@ -649,6 +804,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
                     w, h = 1, 1
                 ann = ImageAnnotation(path, w, h, [])
                 read_only = True
+                self.proxy.keep = str(path)  # picked from a filter: stays listed, no jump
                 self.list_model.refresh(path, error=True)
                 self._error(f"{exc}\nThe file is left untouched; fix it and reopen the image.", modal=False)
             doc = LabelDocument(ann, label_path, self)
@@ -667,6 +823,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if self.doc is not None and self.doc.image_path == path:
             return
         self.canvas.cancel_draft()
+        if self.proxy.keep not in (None, str(path)):
+            # the image the person left may now leave the filtered list (re-filtered after this
+            # switch, not inside the list's own current-row change)
+            self.proxy.keep = None
+            QTimer.singleShot(0, lambda: (self.proxy.refilter(), self._update_count()))
         doc = self._doc_for(path)
         self.autosaver.track(doc)  # saves the previous image first
         self.doc = doc
@@ -728,11 +889,23 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _doc_saved(self, doc: LabelDocument) -> None:
         self.list_model.refresh(doc.image_path, error=False)
+        if doc.instances and self.hint_label.isVisibleTo(self):  # labelled an image: the hint is done
+            self.settings.setValue("hint/labelled", True)
+            self._update_hint()
         if doc is self.doc:
             self.setWindowModified(False)
         self.statusBar().showMessage(f"Saved {doc.label_path.name}", 2000)
 
     def _doc_reloaded(self, doc: LabelDocument, lost: bool) -> None:
+        if getattr(doc, "read_only", False):  # the broken file was fixed on disk and read fine
+            doc.read_only = False
+            self.list_model.refresh(doc.image_path, error=False)
+            if doc is self.doc:
+                self.canvas.read_only = False
+                self.banner.hide()
+            self.statusBar().showMessage(f"{doc.label_path.name} was fixed and has been loaded; "
+                                         "it can be edited again", 10000)
+            return
         self.list_model.refresh(doc.image_path)
         msg = f"{doc.label_path.name} was changed by another program and has been reloaded"
         if lost:
@@ -748,6 +921,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     def _doc_structure(self, doc: LabelDocument) -> None:
         if doc is not self.doc:
             return
+        self.drop_stale_prompts()
         names = self.project.class_names
         hidden = [doc.is_hidden(i) for i in range(len(doc.instances))]
         self.instance_panel.set_instances(doc.instances, names, hidden, self.canvas.selected)
@@ -755,6 +929,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _doc_instance(self, doc: LabelDocument, index: int) -> None:
         if doc is self.doc:
+            self.drop_stale_prompts()
             self.instance_panel.update_row(index, doc.instances[index], self.project.class_names)
             self.setWindowModified(doc.is_dirty())
 
@@ -907,6 +1082,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if self.task is not None:
             self.task.cancel()
         self.autosaver.save_current()
+        open_marker.unregister(getattr(self, "_open_marker", None))
+        self._open_marker = None
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         event.accept()

@@ -146,12 +146,18 @@ class AppSettings:
 
 def default_model(project: Any, settings: AppSettings | None) -> str:
     """The model a panel proposes for a project: the one last used with it, else the newest
-    run's best.pt, else nothing."""
+    run's best.pt, else the newest checkpoint of any run (a run cancelled before its first
+    validation has only last.pt) — the same first choice as the Export panel's list — else nothing."""
     remembered = settings.model_for(project.root) if settings is not None else None
     if remembered is not None and remembered.exists():
         return str(remembered)
-    runs = sorted(project.runs_dir.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return str(runs[0]) if runs else ""
+    runs = []
+    for p in project.runs_dir.glob("*/*.pt"):
+        try:
+            runs.append(((p.name != "best.pt", -p.stat().st_mtime), p))
+        except OSError:  # removed meanwhile
+            continue
+    return str(min(runs)[1]) if runs else ""
 
 
 def refresh_model_field(field, project: Any, settings: AppSettings | None) -> None:

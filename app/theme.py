@@ -37,8 +37,20 @@ LIGHT = {"bg": "#f5f6f8", "panel": "#ffffff", "alt": "#eef0f3", "fg": "#1f2328",
          "sel": "#cfe0ff"}
 
 
+_class_table: list[tuple[int, int, int]] = []  # colour of each class id of the open project, by name
+
+
+def set_class_colors(rgbs: list[tuple[int, int, int]]) -> None:
+    """The open project's class colours (app.class_colors: bound to the class name, so a merge,
+    delete or rename never recolours the other classes)."""
+    _class_table[:] = list(rgbs)
+
+
 def class_color(class_id: int) -> QColor:
-    """The class's colour: distinct from every other class's for 100+ classes (app.palette)."""
+    """The class's colour: the open project's colour for that class's name, else (no project
+    yet) the index palette, distinct for 100+ classes (app.palette)."""
+    if 0 <= class_id < len(_class_table):
+        return QColor(*_class_table[class_id])
     return QColor(*class_rgb(class_id))
 
 

@@ -93,7 +93,9 @@ def import_into(task, project_root: Path, kind: str, source: Path) -> str:
     if stats.added_classes:
         text += f"; new classes: {', '.join(stats.added_classes)}"
     if result.problems:
-        text += f"; skipped {len(result.problems)}: " + "; ".join(str(p) for p in result.problems[:3])
+        more = len(result.problems) - 3
+        text += (f"; skipped {len(result.problems)}: " + "; ".join(str(p) for p in result.problems[:3])
+                 + (f"; and {more} more" if more > 0 else ""))
     warnings = result.warnings + stats.warnings  # e.g. x.png renamed: x.jpg owns labels/x.txt
     if warnings:
         text += f"; {len(warnings)} warning(s): " + "; ".join(warnings[:3])

@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from app import commands
+from app.document import file_signature
 from core.project_lock import training_active
 
 
@@ -51,11 +52,29 @@ class ClassActions:
             return None
         current = self.doc.image_path if self.doc else None
         names_before = list(self.project.class_names)
+        what = describe_class_edit(fn, args)
+        self.autosaver.track(None)  # the edit rewrites label files: that is no "other program"
         self.set_busy(True)
+        self.class_edit_last = None
         return self.start_task(lambda _task: fn(*args), title="Updating classes", cancellable=False,
-                               on_done=lambda _r: None,
+                               on_done=lambda result: self._class_edit_done(what, result),
                                on_end=lambda: (self.set_busy(False),
-                                               self._reload_all(current, names_before, aliases or {})))
+                                               self._reload_all(current, names_before, aliases or {},
+                                                                undo=fn == self.project.undo_class_edit)))
+
+    def _class_edit_done(self, what: str | None, result) -> None:
+        """After a class edit: Ctrl+Z (Edit → Undo) undoes it while it is the last thing done."""
+        undone = getattr(self, "_last_class_edit", None)
+        self._last_class_edit = what
+        self.class_edit_last = what  # None after an undo: the next Ctrl+Z is the image's own undo
+        self._class_edit_at = self._undo_position()
+        if what is None:
+            # the engine's description lists both 80-name class lists: name the edit in one line
+            text = undone or (str(result).split(":")[0] if result else "the class edit")
+            self.statusBar().showMessage(f"Undone: {text}", 8000)
+        elif not self._undo_kept_message:
+            self.statusBar().showMessage(f"Done: {what} (Ctrl+Z undoes it)", 8000)
+        self._sync_undo_action()
 
     def set_busy(self, busy: bool) -> None:
         """Block every edit (canvas, panels, image switching, shortcuts) while the engine
@@ -66,21 +85,45 @@ class ClassActions:
         self._set_enabled(not busy)
 
     def _reload_all(self, current: Path | None, names_before: list[str] | None = None,
-                    aliases: dict[str, str] | None = None) -> None:
+                    aliases: dict[str, str] | None = None, undo: bool = False) -> None:
         """After a class edit: open images keep their undo history with class ids remapped; an
         image whose history holds a deleted class, or whose file no longer matches, is reloaded."""
         self.autosaver.track(None)
         mapping = class_id_mapping(names_before, list(self.project.class_names), aliases or {})
-        dropped = 0
+        undone = getattr(self, "_class_snapshot", None) if undo else None
+        snapshot: dict[Path, dict[int, tuple[object, int]]] = {}
+        reset: list[str] = []
+        kept = 0
         for path, doc in list(self.docs.items()):
-            if mapping is None or not remap_document(doc, mapping) or not self._matches_disk(doc):
+            signature = file_signature(doc.label_path)  # before reading: a later writer still shows
+            ids = class_ids(doc)
+            if undone is not None and set(ids) <= set(undone.get(path, {})):
+                # undoing a class edit: every instance (and its history) gets the class it had before
+                ok = restore_class_ids(doc, undone[path]) and self._matches_disk(doc)
+                if not ok:
+                    restore_class_ids(doc, ids)
+            else:
+                ok = False
+            if not ok and (mapping is None or not remap_document(doc, mapping) or not self._matches_disk(doc)):
                 self.undo_group.removeStack(doc.undo_stack)
                 del self.docs[path]
-                dropped += 1
-        if dropped and self.docs:
-            self.statusBar().showMessage(f"Undo history kept for {len(self.docs)} open images, "
-                                         f"reset for {dropped} whose labels the class edit changed", 8000)
+                if doc.undo_stack.count():
+                    reset.append(path.name)
+            else:
+                # the remapped labels ARE the rewritten file: not "changed by another program"
+                doc.disk_signature = signature
+                kept += bool(doc.undo_stack.count())
+                snapshot[path] = ids
+        self._class_snapshot = None if undo else snapshot  # what "Undo class edit" gives back
+        self._undo_kept_message = bool(reset)
+        if reset:
+            names = ", ".join(reset[:3]) + (f" and {len(reset) - 3} more" if len(reset) > 3 else "")
+            self.statusBar().showMessage(
+                f"Undo history reset on {len(reset)} image{'s' if len(reset) > 1 else ''} the class edit made "
+                f"inconsistent ({names}); kept on {kept} other{'s' if kept != 1 else ''}", 10000)
         self.doc = None
+        current_class_before = self.current_class
+        self.apply_class_colors(aliases or {})  # colours follow the names: no other class changes colour
         self.class_panel.set_classes(self.project.class_names, min(self.current_class,
                                                                     len(self.project.class_names) - 1))
         self.canvas.class_names = list(self.project.class_names)
@@ -88,6 +131,13 @@ class ClassActions:
         self.canvas.set_hidden_classes(set())  # ids may have shifted: show every class again
         self.recent_classes = []
         self.current_class = max(0, min(self.current_class, len(self.project.class_names) - 1))
+        if names_before and 0 <= current_class_before < len(names_before):
+            # the class being drawn stays the same class (by name; a merged one: its target), not
+            # whatever class now has its old index
+            kept = (aliases or {}).get(names_before[current_class_before], names_before[current_class_before])
+            if kept in self.project.class_names:
+                self.current_class = self.project.class_names.index(kept)
+        self.class_panel.set_current(self.current_class)
         self.canvas.current_class = self.current_class
         if current is not None:
             self.list_model.refresh(current)
@@ -136,6 +186,20 @@ class ClassActions:
         self._class_edit(self.project.undo_class_edit)
 
 
+def describe_class_edit(fn, args) -> str | None:
+    """What the Edit menu's Undo names (None for an undo itself)."""
+    name = getattr(fn, "__name__", "")
+    if name == "add_class":
+        return f"add class {args[0]!r}"
+    if name == "rename_class":
+        return f"rename class {args[0]!r} to {args[1]!r}"
+    if name == "merge_classes":
+        return f"merge class {args[0]!r} into {args[1]!r}"
+    if name == "delete_class":
+        return f"delete class {args[0]!r}"
+    return None
+
+
 def class_id_mapping(before: list[str] | None, after: list[str], aliases: dict[str, str]) -> dict[int, int | None] | None:
     """Old class id -> new id (None: the class is gone), by name; ``aliases`` for renamed or merged
     names. None when the lists can't be related (no 'before')."""
@@ -143,6 +207,32 @@ def class_id_mapping(before: list[str] | None, after: list[str], aliases: dict[s
         return None
     index = {name: i for i, name in enumerate(after)}
     return {i: index.get(aliases.get(name, name)) for i, name in enumerate(before)}
+
+
+def _objects(doc) -> dict[int, object]:
+    stack = doc.undo_stack
+    objects = {id(inst): inst for inst in doc.ann.instances}
+    for k in range(stack.count()):
+        objects.update({id(inst): inst for inst in commands.referenced_instances(stack.command(k))})
+    return objects
+
+
+def class_ids(doc) -> dict[int, tuple[object, int]]:
+    """id(instance) -> (instance, class id) for every instance the document and its undo history
+    hold (the instance is kept so that its id is not reused while the snapshot lives)."""
+    return {key: (inst, inst.class_id) for key, inst in _objects(doc).items()}
+
+
+def restore_class_ids(doc, ids: dict[int, tuple[object, int]]) -> bool:
+    """Give every instance of the document and its history the class id in ``ids`` (a
+    ``class_ids`` snapshot); False (nothing changed) when some instance is not in it."""
+    objects = _objects(doc)
+    if any(ids.get(key, (None,))[0] is not inst for key, inst in objects.items()):
+        return False
+    for key, inst in objects.items():
+        inst.class_id = ids[key][1]
+    doc.structure_changed.emit()
+    return True
 
 
 def remap_document(doc, mapping: dict[int, int | None]) -> bool:

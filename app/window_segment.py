@@ -68,6 +68,15 @@ class SegmentActions:
                                      "background to refine", 8000)
         return inst
 
+    def drop_stale_prompts(self) -> None:
+        """The +/- refine dots belong to the GrabCut result on screen: once it is accepted, undone,
+        deleted or another image is shown, they go (they used to stay after accepting)."""
+        g = self._grab
+        if self.canvas.prompt_points and (g is None or g["doc"] is not self.doc
+                                          or not any(i is g["inst"] for i in self.doc.instances)):
+            self.canvas.prompt_points = []
+            self.canvas.viewport().update()
+
     def _point_prompt(self, x: float, y: float, positive: bool) -> None:
         self.refine_grabcut(x, y, positive)
 

@@ -190,6 +190,8 @@ class BackgroundActions:
                 continue
             instances, left = keep_confident(instances, self._conf())
             dropped += left
+            if not instances:  # all under the score floor: no empty "Predict (0)" undo step
+                continue
             doc = self._doc_for(path)
             if getattr(doc, "read_only", False):
                 continue
@@ -198,10 +200,10 @@ class BackgroundActions:
             if doc is not self.doc:
                 self.autosaver.save(doc)
                 self.list_model.refresh(path)
-        over = f" ({dropped} more over the per-image cap left out)" if dropped else ""
+        over = f" ({dropped} more under the score or over the per-image cap left out)" if dropped else ""
         if n == 0:
             self.statusBar().showMessage(f"The model proposed nothing at score >= {self._conf():.2f} on "
-                                         f"{len(results)} image(s)", 8000)
+                                         f"{len(results)} image(s){over}", 8000)
             return
         self.statusBar().showMessage(f"{n} proposals (score >= {self._conf():.2f}) on {len(results)} image(s){over}; "
                                      "they train nothing until you accept them (Ctrl+Enter) or edit them", 8000)

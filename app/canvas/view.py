@@ -362,16 +362,30 @@ class CanvasView(QGraphicsView):
             out.append((i, name + tag, QPointF(x0, y0)))
         return out
 
-    def _paint_names(self, painter: QPainter) -> None:
-        """Name tags at a constant on-screen size: drawn in viewport pixels, class-coloured chip."""
-        painter.save()
-        painter.resetTransform()
-        fm = painter.fontMetrics()
+    def name_chips(self, fm=None) -> list[tuple[int, str, QRectF]]:
+        """(index, text, viewport rect) of each name chip: above the instance's box top-left, moved
+        down past any chip already placed that it would cover (a proposal's "giraffe ?" on the same
+        object as a label used to be drawn over the label's chip)."""
+        fm = fm or self.viewport().fontMetrics()
+        placed: list[tuple[int, str, QRectF]] = []
         for i, text, p in self.name_anchors():
             v = self.mapFromScene(p)
             w, h = fm.horizontalAdvance(text) + 8, fm.height() + 2
             top = v.y() - h if v.y() - h >= 0 else v.y()
             box = QRectF(v.x(), top, w, h)
+            for _ in range(len(placed)):
+                hit = next((r for _k, _t, r in placed if r.intersects(box)), None)
+                if hit is None:
+                    break
+                box.moveTop(hit.bottom() + 1)
+            placed.append((i, text, box))
+        return placed
+
+    def _paint_names(self, painter: QPainter) -> None:
+        """Name tags at a constant on-screen size: drawn in viewport pixels, class-coloured chip."""
+        painter.save()
+        painter.resetTransform()
+        for i, text, box in self.name_chips(painter.fontMetrics()):
             color = class_color(self.doc.instances[i].class_id)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(color)

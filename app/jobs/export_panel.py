@@ -480,10 +480,22 @@ class ExportPanel(QWidget):
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
+        self._fit_table_height()
         self.report_label.setText(
             f"{self.export_dir.name}: {len(report.results)} model(s) — {self.report_path}")
         self.open_button.setEnabled(True)
         return True
+
+    def _fit_table_height(self, max_rows: int = 8) -> None:
+        """Every row of the report (up to ``max_rows``, then it scrolls) stays visible: in a short
+        dock the panel scrolls instead of squeezing the table to one row."""
+        rows = min(max(self.table.rowCount(), 1), max_rows)
+        row_h = self.table.verticalHeader().defaultSectionSize()
+        if self.table.rowCount():
+            row_h = max(row_h, self.table.rowHeight(0))
+        frame = 2 * self.table.frameWidth()
+        scroll = self.table.horizontalScrollBar().sizeHint().height() if self.table.horizontalScrollBar().isVisible() else 0
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height() + rows * row_h + frame + scroll)
 
     def open_folder(self) -> bool:
         if self.export_dir is None or not self.export_dir.is_dir():

@@ -141,6 +141,7 @@ class LiveView(QWidget):
         folder.clicked.connect(self._browse_folder)
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("checkpoint (.pt) or export folder / model.xml / model.onnx")
+        self.model_edit.textChanged.connect(self._model_chosen)
         model_browse = QPushButton("Model…")
         model_browse.clicked.connect(self._browse_model)
         self.device_box = QComboBox()
@@ -237,6 +238,11 @@ class LiveView(QWidget):
         self.record_button.setEnabled(running or self.writer is not None)
         self.record_button.setText("● Stop recording" if self.writer is not None else "Record")
         self.send_button.setEnabled(has_frame and self.project is not None)
+
+    def _model_chosen(self, text: str) -> None:
+        """A model now chosen: the "Choose a model first" error is answered, so it goes."""
+        if text.strip() and getattr(self, "last_message", "").startswith("Choose a model first"):
+            self._set_status("")
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.last_message = text

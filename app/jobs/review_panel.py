@@ -187,6 +187,7 @@ class ReviewPanel(QWidget):
         self.folds_spin.valueChanged.connect(lambda _k: self._show_cost())
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("model: checkpoint (.pt) or export folder")
+        self.model_edit.textChanged.connect(self._model_chosen)
         browse = QPushButton("Model…")
         browse.clicked.connect(self._browse_model)
         self.analyze_button = QPushButton("Quick check")
@@ -303,6 +304,11 @@ class ReviewPanel(QWidget):
         )
         if path:
             self.model_edit.setText(path)
+
+    def _model_chosen(self, text: str) -> None:
+        """A model now chosen: the "Choose a model first" error is answered, so it goes."""
+        if text.strip() and getattr(self, "last_message", "").startswith("Choose a model first"):
+            self._set_status("")
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.last_message = text

@@ -48,7 +48,8 @@ class EditorAwareStore:
             doc.reload(self.window._load_ann(Path(ann.image_path)))  # with its proposals, as the editor shows it
         if getattr(self.window, "list_model", None) is not None:
             self.window.list_model.refresh(Path(ann.image_path))
-        self.window.statusBar().showMessage(f"Review fix applied to {Path(ann.image_path).name}", 5000)
+        # the window's status line says what happened (a fix or its undo) from the panel's own
+        # message (labels_changed), not "fix applied" for both
 
 
 @dataclass
@@ -133,6 +134,8 @@ def attach_job_panels(window: Any) -> JobPanels:
 
     panels.train.run_finished.connect(runs_changed)
     panels.review.open_in_editor.connect(open_in_editor)
+    panels.review.labels_changed.connect(
+        lambda _image: window.statusBar().showMessage(f"Review: {panels.review.last_message}", 5000))
     panels.review.flagged_changed.connect(lambda _names: window.refresh_review_flags())
     panels.live.frame_added.connect(window.add_image)  # listed at once; the editor is not reopened
     guard = _CloseGuard(panels, window)

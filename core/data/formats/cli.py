@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core.annotation import ImageAnnotation
 from core.errors import UserFacingError
+from core.messages import run_with_events
 
 IMPORT_KINDS = ("ultralytics", "yolo", "coco", "labelme")
 CONVERT_KINDS = ("yolo", "coco", "labelme")
@@ -37,6 +38,10 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace labels of images already in the project")
     p.add_argument("--split", choices=("train", "val"), default=None,
                    help="put every imported image in this split (default: the source's own split, if any)")
+    p.add_argument("--events", metavar="DEST", choices=["-"],
+                   help="'-': JSON lines on stdout (core.messages): a 'warning' event with dropped=true, path "
+                   "and reason for every file or item not imported, then a 'result' event (verb 'import') "
+                   "whose 'skipped' lists them again; the human output goes to stderr")
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,14 +52,35 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="reference the project's images instead of copying them (coco, labelme)")
 
 
-def _print_problems(problems: list, notes: list[str], warnings: list[str] | None = None) -> None:
+def _print_problems(problems: list, notes: list[str], warnings: list[str] | None = None, out=None) -> None:
+    out = out or sys.stderr
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {note}", file=out)
     for warning in warnings or []:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=out)
     for exc in problems:
-        print(f"skipped: {exc}", file=sys.stderr)
+        print(f"skipped: {exc}", file=out)
 
+
+def _reason(exc) -> str:
+    """A problem's message without the file name in front (the path is its own field)."""
+    text = str(exc)
+    path = getattr(exc, "path", None)
+    if path is not None:
+        for head in (f"{path}:{exc.line}: " if getattr(exc, "line", None) is not None else None, f"{path}: "):
+            if head and text.startswith(head):
+                return text[len(head):]
+    return text
+
+
+def dropped_summary(problems: list) -> str:
+    """The summary's "skipped" part: how many, and which files (every one named above with why)."""
+    if not problems:
+        return "skipped 0 items"
+    names = [getattr(e, "path", None) for e in problems]
+    shown = ", ".join(str(n.name) if n is not None else "?" for n in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return f"skipped {len(problems)} item(s): {shown}{more} (each with its reason above)"
 
 def read_source(kind: str, source: Path, images: Path | None = None, classes: list[str] | None = None,
                 extract_dir: Path | None = None):
@@ -79,23 +105,39 @@ def read_source(kind: str, source: Path, images: Path | None = None, classes: li
 
 
 def run_import(args: argparse.Namespace) -> int:
+    return run_with_events(getattr(args, "events", None) == "-", lambda emit, out: _run_import(args, emit, out))
+
+
+def _run_import(args: argparse.Namespace, emit, out) -> int:
     from core.project_import import import_into_project
+
+    def dropped(problems: list) -> list[dict]:
+        items = [{"path": str(getattr(e, "path", "")), "reason": _reason(e)} for e in problems]
+        for item in items:
+            emit("warning", message=f"skipped: {item['path']}: {item['reason']}", dropped=True, **item)
+        return items
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     with tempfile.TemporaryDirectory(prefix="dfine-import-") as tmp:
         result = read_source(args.kind, args.source, args.images, classes, extract_dir=Path(tmp))
         if not result.annotations:
             _print_problems(result.problems, result.notes, result.warnings)
-            raise UserFacingError(f"{args.source}: nothing to import ({len(result.problems)} item(s) skipped)")
+            dropped(result.problems)
+            raise UserFacingError(f"{args.source}: nothing to import ({len(result.problems)} item(s) skipped)"
+                                  + (" — each named above with its reason" if result.problems else ""))
         project, stats = import_into_project(result, args.project, task=args.task, overwrite=args.overwrite,
                                               split=args.split)
     _print_problems(result.problems, result.notes, result.warnings + stats.warnings)
+    skipped = dropped(result.problems)
     if stats.added_classes:
-        print(f"added classes: {', '.join(stats.added_classes)}")
+        print(f"added classes: {', '.join(stats.added_classes)}", file=out)
     if stats.renamed:
-        print(f"{stats.renamed} image(s) renamed to avoid overwriting a different image of the same name")
-    print(f"imported into {project.root}: {stats.images} images, {stats.instances} instances; "
-          f"skipped {len(result.problems)} item(s)")
+        print(f"{stats.renamed} image(s) renamed to avoid overwriting a different image of the same name", file=out)
+    summary = (f"imported into {project.root}: {stats.images} images, {stats.instances} instances; "
+               f"{dropped_summary(result.problems)}")
+    print(summary, file=out)
+    emit("result", verb="import", paths={"project": str(project.root)}, message=summary, images=stats.images,
+         instances=stats.instances, skipped=skipped)
     return 1 if result.problems else 0
 
 

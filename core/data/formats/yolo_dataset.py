@@ -208,15 +208,21 @@ def load_ultralytics_yaml(yaml_path: Path | str) -> ImportResult:
     path = Path(yaml_path)
     data, names, root = read_data_yaml(path)
     result = ImportResult(class_names=names)
+    read: list[Path] = []
     for key in ("train", "val"):
         if data.get(key):
-            read_labelled_images(_split_sources(data[key], root, key, path), names, result, split=key)
+            images = _split_sources(data[key], root, key, path)
+            read += images
+            read_labelled_images(images, names, result, split=key)
+    test: list[Path] = []
     if data.get("test"):
         try:
-            n: int | str = len(_split_sources(data["test"], root, "test", path))
+            test = _split_sources(data["test"], root, "test", path)
+            n: int | str = len(test)
         except LabelError:
             n = "missing"  # an optional split that is not there must not block the import
         result.notes.append(f"'test' split ({n} images) not imported: projects have train/val only")
+    report_orphan_labels(result, read, test)
     return result
 
 
@@ -264,7 +270,34 @@ def load_yolo_folder(folder: Path | str, class_names: list[str] | None = None) -
             result.notes.append(f"'test' folder ({len(imgs)} images) not imported: projects have train/val only")
             continue
         read_labelled_images(imgs, result.class_names, result, split=split)
+    report_orphan_labels(result, [i for s, imgs in by_split.items() if s != "test" for i in imgs],
+                         by_split.get("test", []))
     return result
+
+
+def report_orphan_labels(result: ImportResult, read: list[Path], other: list[Path] = ()) -> None:
+    """A label file in a label folder of the imported images whose image does not exist is
+    dropped: name each one (and its instance count) in ``result.problems``, never silently.
+    ``other``: images of the source not imported (the test split), whose labels are not orphans."""
+    known = {label_path_for(img) for img in [*read, *other]}
+    image_dirs = {label_path_for(img).parent: img.parent for img in read}
+    for folder in sorted(image_dirs):
+        try:
+            files = sorted(p for p in folder.glob("*.txt") if p.is_file())
+        except OSError:
+            continue
+        for label in files:
+            if label in known or label.name == "classes.txt" or label.name.startswith("."):
+                continue
+            try:
+                rows = sum(1 for line in label.read_text(encoding="utf-8", errors="replace").splitlines()
+                           if line.strip())
+            except OSError:
+                rows = 0
+            image_dir = image_dirs[folder]
+            result.problems.append(LabelError(
+                label, None, f"label file without an image (no {label.stem}.* among the imported images of "
+                f"{image_dir}); its {rows} instance(s) were not imported"))
 
 
 # ----------------------------------------------------------------------------- writing
