@@ -51,13 +51,21 @@ def path_polygons(path: np.ndarray, simplify: float = SIMPLIFY_PX, min_area: flo
     geom = shapely.make_valid(Polygon(pts))
     if simplify > 0:
         geom = shapely.make_valid(geom.simplify(simplify, preserve_topology=True))
-    parts = [g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon) and g.area >= min_area]
+    parts = [g for g in _polygons(geom) if g.area >= min_area]
     parts.sort(key=lambda g: -g.area)
     out = []
     for part in parts:
         part = shapely.geometry.polygon.orient(part, sign=1.0)
         out.append(np.asarray(part.exterior.coords, dtype=np.float64)[:-1])
     return out
+
+
+def _polygons(geom) -> list[Polygon]:
+    """The polygons of a geometry, collections flattened (``make_valid`` can return a collection
+    holding a MultiPolygon and lines)."""
+    if isinstance(geom, Polygon):
+        return [] if geom.is_empty else [geom]
+    return [p for g in getattr(geom, "geoms", ()) for p in _polygons(g)]
 
 
 class Scissors:
@@ -157,20 +165,3 @@ class Scissors:
         self.anchors.clear()
         self._segments.clear()
         return path_polygons(ring, simplify)
-
-    def closed_polygons(self, anchors: Sequence[Sequence[float]], paths: dict | None = None,
-                        simplify: float = SIMPLIFY_PX) -> list[np.ndarray]:
-        """The polygons ``close`` would give for ``anchors`` placed in this order, without
-        touching the current anchors. ``paths`` ((i, j) -> path from anchors i to j, keyed by
-        the anchors' own tuples) is a cache the caller may keep between calls (the benchmark)."""
-        pts = [(float(p[0]), float(p[1])) for p in anchors]
-        if len(pts) < 3:
-            return []
-        paths = {} if paths is None else paths
-        ring = []
-        for a, b in zip(pts, pts[1:] + pts[:1]):
-            if (a, b) not in paths:
-                paths[(a, b)] = self.paths_from(a, [b])[0]
-            seg = paths[(a, b)]
-            ring.append(seg if not ring else seg[1:])
-        return path_polygons(np.vstack(ring), simplify)

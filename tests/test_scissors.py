@@ -100,6 +100,10 @@ def test_self_crossing_path_becomes_valid_parts():
     parts = path_polygons(bowtie, simplify=0)
     assert len(parts) == 2 and all(Polygon(p).is_valid for p in parts)
     assert path_polygons(np.array([(1, 1), (1, 1), (2, 2)], float)) == []
+    # a bow-tie with a spur: make_valid gives a collection holding a MultiPolygon and a line
+    spur = np.array([(0, 0), (10, 10), (10, 0), (0, 10), (0, 0), (-5, -5)], float)
+    parts = path_polygons(spur, simplify=0)
+    assert len(parts) == 2 and sum(Polygon(p).area for p in parts) == pytest.approx(50.0)
 
 
 @pytest.mark.skipif(not COCO8.is_dir(), reason="coco8-seg not in ../shared/data")
