@@ -164,6 +164,9 @@ def editor_iou(mask: np.ndarray, gt: np.ndarray, w: int, h: int) -> float:
     return 0.0 if inst is None else mask_iou(gt_mask(inst, w, h), gt)
 
 
+GRABCUT_OPTIONS: dict = {}  # --grabcut-* overrides of core.grabcut's defaults (what the tuning measured)
+
+
 def grabcut_actions(img: np.ndarray, inst: Instance, rng: np.random.Generator, jitter: float = 2.0,
                     target: float = 0.9, max_clicks: int = 10) -> tuple[int, int, float, bool]:
     """(actions, refinement clicks, iou, reached) for one object with the GrabCut tool."""
@@ -174,17 +177,51 @@ def grabcut_actions(img: np.ndarray, inst: Instance, rng: np.random.Generator, j
     box += rng.uniform(-jitter, jitter, 4)
     pos: list[tuple[float, float]] = []
     neg: list[tuple[float, float]] = []
-    mask = grabcut_mask(img, box)
+    mask = grabcut_mask(img, box, **GRABCUT_OPTIONS)
     iou = editor_iou(mask, gt, w, h)
     while iou < target and len(pos) + len(neg) < max_clicks:
         nxt = next_click(mask, gt)
         if nxt is None:
             break
         (pos if nxt[1] else neg).append(nxt[0])
-        mask = grabcut_mask(img, box, pos, neg)
+        mask = grabcut_mask(img, box, pos, neg, **GRABCUT_OPTIONS)
         iou = editor_iou(mask, gt, w, h)
     clicks = len(pos) + len(neg)
     return 2 + 1 + clicks, clicks, iou, iou >= target
+
+
+def sam_actions(model, emb, img: np.ndarray, inst: Instance, rng: np.random.Generator, jitter: float = 2.0,
+                target: float = 0.9, max_clicks: int = 10) -> tuple[int, int, float, bool]:
+    """(actions, clicks, iou, reached) with click-to-segment (core.sam): the same simulated user as
+    GrabCut (box drag with hand error + class key, then clicks on the largest error region)."""
+    h, w = img.shape[:2]
+    gt = gt_mask(inst, w, h)
+    ys, xs = np.nonzero(gt)
+    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64) + rng.uniform(-jitter, jitter, 4)
+    pts: list[tuple[float, float]] = []
+    labels: list[int] = []
+    mask = model.predict(emb, pts, labels, box)[0]
+    iou = editor_iou(mask, gt, w, h)
+    while iou < target and len(pts) < max_clicks:
+        nxt = next_click(mask, gt)
+        if nxt is None:
+            break
+        pts.append(nxt[0])
+        labels.append(int(nxt[1]))
+        mask = model.predict(emb, pts, labels, box)[0]
+        iou = editor_iou(mask, gt, w, h)
+    return 2 + 1 + len(pts), len(pts), iou, iou >= target
+
+
+def cached_sam_models(project: Path | None) -> dict:
+    """name -> SamModel for every registry pair whose two files are in the weights cache."""
+    from core.sam import SamModel
+    from core.weights.cache import weights_dir
+    from core.weights.sam_registry import sam_entries, sam_files
+
+    folder = weights_dir(project)
+    return {e.name: SamModel.from_cache(e, folder) for e in sam_entries()
+            if all(p.is_file() for p in sam_files(e, folder).values())}
 
 
 SCISSORS_CANDIDATES = (6, 40)  # anchor positions a simulated person chooses from, per ring (min, max)
@@ -320,11 +357,17 @@ def main() -> None:
                     help="comma-separated tools to simulate (polygon_on_edge is always run: the reference)")
     ap.add_argument("--jitter", type=float, default=2.0, help="hand error of a dragged box corner, px")
     ap.add_argument("--max-clicks", type=int, default=10, help="GrabCut refinement clicks before polygon fallback")
+    ap.add_argument("--grabcut-iterations", type=int, help="GrabCut iterations (default: core.grabcut's)")
+    ap.add_argument("--grabcut-margin", type=float, help="crop margin around the box, fraction of it")
+    ap.add_argument("--grabcut-core", type=float, help="start from the box's inscribed ellipse x this (0: the box)")
     ap.add_argument("--model", type=Path, help="the project's model (runs/<name>/best.pt or an export)")
     ap.add_argument("--out", type=Path, default=OUT / "label_effort.json")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    for key in ("iterations", "margin", "core"):
+        if getattr(args, f"grabcut_{key}") is not None:
+            GRABCUT_OPTIONS[key] = getattr(args, f"grabcut_{key}")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if "polygon_on_edge" not in tools:
         tools.insert(0, "polygon_on_edge")
@@ -339,6 +382,8 @@ def main() -> None:
     else:
         class_names = list(CLASSES)
         source = demo_objects(args.images or N_IMAGES)
+    sams = cached_sam_models(args.project)
+    tools += [f"sam_{name}" for name in sams]
     predictor = mapping = None
     if args.model is not None:
         from app.prelabel import load_predictor
@@ -351,6 +396,7 @@ def main() -> None:
         n_img += 1
         h, w = img.shape[:2]
         det = predictor.predict([img])[0] if predictor is not None else None
+        embeddings = {name: model.embed(img) for name, model in sams.items()}  # once per image, as the GUI
         for inst in insts:
             if inst.is_box or inst.iscrowd:
                 continue
@@ -359,13 +405,13 @@ def main() -> None:
                 small += 1
                 continue
             try:
-                rows.append(object_row(image_id, img, inst, tools, args, rng, det, mapping))
+                rows.append(object_row(image_id, img, inst, tools, args, rng, det, mapping, sams, embeddings))
             except (shapely.errors.GEOSException, ValueError) as exc:  # an outline no repair fixes
                 skipped.append({"image": image_id, "class": inst.class_id, "error": f"{type(exc).__name__}: {exc}"})
     write_report(rows, skipped, small, n_img, tools + (["model"] if predictor is not None else []), args, t0)
 
 
-def object_row(image_id, img, inst, tools, args, rng, det, mapping) -> dict:
+def object_row(image_id, img, inst, tools, args, rng, det, mapping, sams, embeddings) -> dict:
     h, w = img.shape[:2]
     row = {"image": image_id, "class": inst.class_id, "parts": len(inst.polygons), "holes": len(inst.holes)}
     e_actions, e_vertices, e_iou = polygon_actions(inst, w, h, args.target, offsets=(0.0,))
@@ -383,6 +429,11 @@ def object_row(image_id, img, inst, tools, args, rng, det, mapping) -> dict:
         s_actions, anchors, s_iou, reached = scissors_actions(img, inst, args.target)
         row.update(scissors_actions=s_actions + (0 if reached else e_actions), scissors_anchors=anchors,
                    scissors_iou=round(s_iou, 4), scissors_reached=reached)
+    for name, model in sams.items():
+        a, clicks, iou, reached = sam_actions(model, embeddings[name], img, inst, rng, args.jitter, args.target,
+                                              args.max_clicks)
+        row.update({f"sam_{name}_actions": a + (0 if reached else e_actions), f"sam_{name}_clicks": clicks,
+                    f"sam_{name}_iou": round(iou, 4), f"sam_{name}_reached": reached})
     if det is not None:
         m_actions, m_iou, enough = model_actions(img, inst, det, mapping, rng, args.jitter, args.target)
         row.update(model_actions=m_actions, model_iou=round(m_iou, 4), model_enough=enough)
@@ -396,17 +447,18 @@ def write_report(rows, skipped, small, n_img, methods, args, t0) -> None:
     summary = {
         "source": str(args.project) if args.project else "demo", "images": n_img, "objects": len(rows),
         "skipped_invalid": len(skipped), "below_min_area": small, "min_area_frac": args.min_area_frac,
-        "target_iou": args.target, "jitter_px": args.jitter, "totals": totals,
+        "target_iou": args.target, "jitter_px": args.jitter, "grabcut_options": GRABCUT_OPTIONS, "totals": totals,
         "per_object": {m: round(totals[m] / n, 2) for m in methods},
         "vs_polygon_on_edge": {m: round(totals[m] / max(1, totals[ref]), 3) for m in methods},
         "mean_polygon_on_edge_vertices": round(float(np.mean([r["polygon_on_edge_vertices"] for r in rows] or [0])), 2),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    for m, flag, count in (("grabcut", "grabcut_reached", "grabcut_clicks"),
-                           ("scissors", "scissors_reached", "scissors_anchors")):
+    for m, flag, count in [("grabcut", "grabcut_reached", "grabcut_clicks"),
+                           ("scissors", "scissors_reached", "scissors_anchors")] + [
+                               (m, f"{m}_reached", f"{m}_clicks") for m in methods if m.startswith("sam_")]:
         if m in methods:
             summary[f"{m}_fallbacks"] = sum(not r[flag] for r in rows)
-            summary[f"{m}_mean_{count.split('_')[1]}"] = round(float(np.mean([r[count] for r in rows] or [0])), 2)
+            summary[f"{m}_mean_{count.rsplit('_', 1)[1]}"] = round(float(np.mean([r[count] for r in rows] or [0])), 2)
     if "model" in methods:
         summary["model_enough"] = sum(r["model_enough"] for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -423,9 +475,9 @@ def write_report(rows, skipped, small, n_img, methods, args, t0) -> None:
             line += f" {totals[m] / max(1, totals['polygon']):.3f} |"
         print(line)
     notes = [f"polygon on edge: {summary['mean_polygon_on_edge_vertices']} vertices per object"]
-    for m in ("grabcut", "scissors"):
-        if m in methods:
-            key = "clicks" if m == "grabcut" else "anchors"
+    for m in methods:
+        if m in ("grabcut", "scissors") or m.startswith("sam_"):
+            key = "anchors" if m == "scissors" else "clicks"
             notes.append(f"{m}: {summary[f'{m}_mean_{key}']} {key} per object, {summary[f'{m}_fallbacks']} "
                          f"finished as polygons")
     print("; ".join(notes) + f"; {summary['seconds']} s; raw numbers: {args.out}")

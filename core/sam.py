@@ -53,8 +53,10 @@ class SamModel:
     (ONNX Runtime sessions are thread-safe for ``run``)."""
 
     def __init__(self, encoder: Path | str, decoder: Path | str, contract: str, threads: int | None = None):
-        import onnxruntime as ort
-
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserFacingError("click-to-segment needs ONNX Runtime: pip install 'dfine-studio[export]'") from None
         if contract not in ("sam", "efficientsam"):
             raise UserFacingError(f"unknown promptable-segmentation contract {contract!r}")
         self.contract = contract

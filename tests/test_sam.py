@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
-import sam_onnx_fixtures as fx
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+import sam_onnx_fixtures as fx  # noqa: E402
 from core.cli import main as dfine_main
 from core.errors import UserFacingError, WeightsError
 from core.sam import EmbeddingCache, SamModel, mask_proposal

@@ -106,7 +106,10 @@ def _rank(value_info) -> int:
 def verify_sam_file(path: Path | str, entry: SamEntry, part: str, label: str | None = None) -> str:
     """Raise WeightsError unless ``path`` is an ONNX model with the inputs/outputs (names, ranks)
     the ``part`` ("encoder" | "decoder") of ``entry``'s contract needs; a one-line description."""
-    import onnx  # only when a file is checked
+    try:
+        import onnx  # only when a file is checked
+    except ImportError:
+        raise WeightsError("checking a SAM pair needs the onnx package: pip install 'dfine-studio[export]'") from None
 
     label = label or str(path)
     try:
