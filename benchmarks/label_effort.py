@@ -1,5 +1,5 @@
-"""User actions (clicks + keys) to label the demo project's objects to mask IoU >= 0.9,
-three ways, with a scripted user:
+"""User actions (clicks + keys) to label a project's objects (default: the generated demo) to a
+target mask IoU (``--target``, default 0.85), per tool, with a scripted user:
 
 * polygon  — plain polygons, ideal placement. Per object: close to the fewest vertices that
              reach the target IoU (parts/holes too small to matter dropped; each ring reduced to
@@ -7,22 +7,33 @@ three ways, with a scripted user:
              outside the edge; vertices added greedily where they gain the most IoU), one click
              per vertex + one click to close each ring + one class key. Close to a lower bound.
 * polygon_on_edge — the same with every vertex on the object's outline (where a person clicks:
-             on the visible edge, not a few pixels outside it).
+             on the visible edge, not a few pixels outside it). The reference of every ratio.
 * grabcut  — the GrabCut tool (G). Per object: press + release of the box drag (the object's box
              with ±``--jitter`` px of hand error), one class key, then refinement clicks until the
              polygon the editor makes reaches the target. The clicks follow the standard simulated
              user of interactive segmentation: click the interior-most pixel of the largest error
              region (positive if missed object, negative if extra). An object not reached within
              ``--max-clicks`` is finished as a polygon: its polygon_on_edge cost is added.
+* scissors — intelligent scissors (core.scissors): anchors placed on the true outline, 3 per ring
+             to start (evenly spread, best of 4 phases), then each next anchor where it gains the
+             most IoU (among points every 6 px along the outline, 6..40 per ring); one click per
+             anchor + one to close each ring + the class key. Every candidate placed and still
+             short: finished as a polygon (its polygon_on_edge cost added).
+* sam_<name> — click-to-segment (core.sam) with each registry pair found in the weights cache
+             (``dfine weights get <name>``): the GrabCut user (box + clicks), the image embedded
+             once per image.
 * model    — "segment with the project's model inside this box" (M), with ``--model`` (a run's
              best.pt or an export): press + release, a class key only when the model's class is
              wrong; an object the model misses (IoU < target) is finished with GrabCut as above.
 
-One tool key per image and method (P, G or M). IoU is mask IoU of the editor's polygon (after
-``mask_to_polygons``) rasterised like the evaluation, against the demo's exact labels.
+One tool key per image and tool. IoU is mask IoU of the editor's polygon rasterised like the
+evaluation, against the project's labels. Objects whose mask is under ``--min-area-frac`` of the
+image (default 1 %), crowd and box-only labels are left out; real outlines that touch or cross
+themselves are repaired with ``shapely.make_valid``, and an object no repair makes usable is
+skipped and counted, never a crash.
 
-Run:  .venv/bin/python benchmarks/label_effort.py [--images 64] [--model runs/demo/best.pt]
-Prints a table; writes benchmarks/out/label_effort.json.
+Run:  .venv/bin/python benchmarks/label_effort.py [--project P] [--images N] [--model runs/demo/best.pt]
+Prints a table; writes benchmarks/out/label_effort.json (``--out``).
 """
 
 from __future__ import annotations
