@@ -19,6 +19,9 @@ target mask IoU (``--target``, default 0.85), per tool, with a scripted user:
              most IoU (among points every 6 px along the outline, 6..40 per ring); one click per
              anchor + one to close each ring + the class key. Every candidate placed and still
              short: finished as a polygon (its polygon_on_edge cost added).
+* grabcut_then_scissors — both tools, as a person uses them: the GrabCut box and up to
+             ``--switch-after`` (2) clicks; an object not reached by then is drawn with scissors (the
+             box, the clicks and a tool key wasted, the class key already given).
 * sam_<name> — click-to-segment (core.sam) with each registry pair found in the weights cache
              (``dfine weights get <name>``): the GrabCut user (box + clicks), the image embedded
              once per image.
@@ -368,6 +371,8 @@ def main() -> None:
                     help="comma-separated tools to simulate (polygon_on_edge is always run: the reference)")
     ap.add_argument("--jitter", type=float, default=2.0, help="hand error of a dragged box corner, px")
     ap.add_argument("--max-clicks", type=int, default=10, help="GrabCut refinement clicks before polygon fallback")
+    ap.add_argument("--switch-after", type=int, default=2,
+                    help="grabcut_then_scissors: GrabCut clicks before the user switches to scissors")
     ap.add_argument("--grabcut-iterations", type=int, help="GrabCut iterations (default: core.grabcut's)")
     ap.add_argument("--grabcut-margin", type=float, help="crop margin around the box, fraction of it")
     ap.add_argument("--grabcut-core", type=float, help="start from the box's inscribed ellipse x this (0: the box)")
@@ -419,7 +424,8 @@ def main() -> None:
                 rows.append(object_row(image_id, img, inst, tools, args, rng, det, mapping, sams, embeddings))
             except (shapely.errors.GEOSException, ValueError) as exc:  # an outline no repair fixes
                 skipped.append({"image": image_id, "class": inst.class_id, "error": f"{type(exc).__name__}: {exc}"})
-    write_report(rows, skipped, small, n_img, tools + (["model"] if predictor is not None else []), args, t0)
+    methods = tools + (["grabcut_then_scissors"] if {"grabcut", "scissors"} <= set(tools) else [])
+    write_report(rows, skipped, small, n_img, methods + (["model"] if predictor is not None else []), args, t0)
 
 
 def object_row(image_id, img, inst, tools, args, rng, det, mapping, sams, embeddings) -> dict:
@@ -440,6 +446,11 @@ def object_row(image_id, img, inst, tools, args, rng, det, mapping, sams, embedd
         s_actions, anchors, s_iou, reached = scissors_actions(img, inst, args.target)
         row.update(scissors_actions=s_actions + (0 if reached else e_actions), scissors_anchors=anchors,
                    scissors_iou=round(s_iou, 4), scissors_reached=reached)
+    if "grabcut" in tools and "scissors" in tools:  # GrabCut first; not there after K clicks: scissors
+        k = args.switch_after
+        quick = row["grabcut_reached"] and row["grabcut_clicks"] <= k
+        row["grabcut_then_scissors_actions"] = (row["grabcut_actions"] if quick
+                                                else 3 + k + row["scissors_actions"])
     for name, model in sams.items():
         a, clicks, iou, reached = sam_actions(model, embeddings[name], img, inst, rng, args.jitter, args.target,
                                               args.max_clicks)
