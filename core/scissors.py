@@ -127,6 +127,13 @@ class Scissors:
             return np.zeros((0, 2))
         return self.paths_from(self.anchors[-1], [point])[0]
 
+    def prepare(self) -> None:
+        """Build the last anchor's map now (what the first ``path_to`` after ``append`` would do,
+        ~0.1-0.5 s): a GUI calls it on its worker right after ``append`` and previews a straight
+        line until it returns (no other call on this object meanwhile)."""
+        if self.anchors:
+            self.paths_from(self.anchors[-1], [])
+
     def append(self, point: Sequence[float]) -> None:
         """Add an anchor; the snapped path from the previous anchor becomes part of the outline."""
         self._cell(point)  # validates

@@ -63,6 +63,32 @@ def test_close_gives_the_square_and_pop_undoes_one_anchor():
     assert len(parts[0]) <= 12  # simplified: a few vertices to drag, not 400
 
 
+def test_prepare_builds_the_last_anchors_map_once():
+    s = Scissors(square_image())
+    s.prepare()  # no anchor: nothing to do
+    s.append((50.5, 60.5))
+    s.prepare()
+    built = []
+
+    class Spy:  # the OpenCV object's methods are read-only: wrap it
+        def __init__(self, tool):
+            self.tool = tool
+
+        def buildMap(self, p):  # noqa: N802 (OpenCV's name)
+            built.append(p)
+            self.tool.buildMap(p)
+
+        def getContour(self, p):  # noqa: N802
+            return self.tool.getContour(p)
+
+    s._tool = Spy(s._tool)
+    path = s.path_to((50.5, 140.5))
+    assert built == [] and len(path) >= 80  # the map prepare built serves the preview
+    s.append((50.5, 140.5))
+    s.path_to((100.5, 149.5))
+    assert built == [(50, 140)]  # a new anchor: one new map
+
+
 def test_close_needs_three_anchors_and_rejects_bad_input():
     s = Scissors(square_image())
     s.append((50.5, 50.5))
