@@ -135,3 +135,40 @@ def test_scissors_enter_closes_esc_cancels_backspace_pops(opened, qtbot):
     click(win, vp(win, 83, 58))
     wait_ready(qtbot, win)
     assert win.scissors.engine is not None and win.scissors._key == win.doc.image_path
+
+
+def test_scissors_on_a_real_photo_in_the_window(window, qtbot, tmp_path, coco8_dir):  # noqa: F811
+    """coco8-seg 000000000042.jpg (read from the shared folder, copied only into the test's tmp
+    project): 12 clicks on the labelled outline, Enter -> a polygon near the object."""
+    import shutil
+
+    from shapely.geometry import Polygon
+
+    from core.project import Project
+
+    src = coco8_dir / "images" / "val" / "000000000042.jpg"
+    if not src.is_file():
+        pytest.skip("coco8-seg not in the shared folder")
+    project = Project.create(tmp_path / "photo", ["object"], "segment")
+    shutil.copy(src, project.image_dir / src.name)
+    assert window.open_project(project.root)
+    wait_image(qtbot, window)
+    window.canvas.setFocus()
+    w, h = window.doc.ann.width, window.doc.ann.height
+    line = (coco8_dir / "labels" / "val" / "000000000042.txt").read_text().splitlines()[0].split()
+    ring = np.array(line[1:], float).reshape(-1, 2) * (w, h)
+    truth = Polygon(ring).buffer(0)
+    key(window, Qt.Key.Key_I)
+    for x, y in ring[::max(1, len(ring) // 12)]:
+        click(window, vp(window, x, y))
+    qtbot.waitUntil(lambda: window.scissors.ready, timeout=20_000)
+    QTest.mouseMove(window.canvas.viewport(), vp(window, *ring[0]))
+    window.canvas.viewport().repaint()
+    screenshot(window, "scissors_photo_drawing")
+    key(window, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(window.doc.instances) == 1, timeout=20_000)
+    poly = Polygon(window.doc.instances[0].polygons[0])
+    assert poly.is_valid and poly.intersection(truth).area / poly.union(truth).area >= 0.8
+    # far more vertices than clicks: the outline follows the photo's edges between the anchors
+    assert len(window.doc.instances[0].polygons[0]) > 2 * 12
+    screenshot(window, "scissors_photo_closed")
