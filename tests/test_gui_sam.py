@@ -117,6 +117,12 @@ def test_sam_click_embeds_off_the_gui_thread_once_and_gives_a_proposal(opened, q
     key(win, Qt.Key.Key_D)
     qtbot.waitUntil(lambda: len(calls) == 2, timeout=15_000)
     assert all(t != threading.main_thread().name for t in calls)
+    # back to the first image: its embedding is cached, a click decodes at once
+    key(win, Qt.Key.Key_A)
+    wait_image(qtbot, win)
+    win.canvas.setFocus()
+    click(win, vp(win, 60, 200))
+    assert len(win.doc.instances) == 3 and len(calls) == 2
 
 
 def test_sam_without_a_cached_pair_says_how_to_get_one(opened, qtbot):

@@ -172,3 +172,36 @@ def test_scissors_on_a_real_photo_in_the_window(window, qtbot, tmp_path, coco8_d
     # far more vertices than clicks: the outline follows the photo's edges between the anchors
     assert len(window.doc.instances[0].polygons[0]) > 2 * 12
     screenshot(window, "scissors_photo_closed")
+
+
+def test_scissors_preview_is_straight_and_clicks_queue_while_a_map_is_built(opened, qtbot, monkeypatch):
+    """The GUI never waits for an anchor's map: until the worker has it, the preview is the straight
+    segment and further clicks are kept (and drawn straight), then snapped in order."""
+    from core.scissors import Scissors
+
+    gate = threading.Event()
+    real_prepare = Scissors.prepare
+
+    def slow_prepare(self):
+        assert threading.current_thread() is not threading.main_thread()
+        gate.wait(10)
+        return real_prepare(self)
+
+    monkeypatch.setattr(Scissors, "prepare", slow_prepare)
+    win, _ = opened
+    key(win, Qt.Key.Key_I)
+    qtbot.waitUntil(lambda: win.scissors.engine is not None, timeout=10_000)
+    click(win, vp(win, 83, 58))
+    click(win, vp(win, 163, 63))  # while the first anchor's map is still being built
+    sc = win.scissors
+    assert not sc.ready and len(sc.anchors) == 2 and len(sc.engine.anchors) == 1
+    assert len(sc.outline()) == 2  # drawn straight for now
+    last = sc.anchors[-1]
+    assert sc.preview(158.5, 123.5).tolist() == [list(last), [158.5, 123.5]]
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo works while the worker runs
+    assert len(sc.anchors) == 1
+    click(win, vp(win, 163, 63))
+    gate.set()
+    wait_ready(qtbot, win)
+    assert sc.engine.anchors == sc.anchors and len(sc.outline()) > 50  # snapped along the top edge
+    assert np.percentile(edge_distance(sc.outline()), 90) <= 2.0
