@@ -65,7 +65,7 @@ GESTURES: list[tuple[str, str]] = [
     ("Shift + click a vertex", "Delete the vertex"),
     ("Drag inside an instance", "Move the instance"),
     ("Ctrl + click", "Add to / remove from the selection"),
-    ("Backspace / right click while drawing", "Remove the last polygon point"),
+    ("Backspace / right click while drawing", "Remove the last polygon (or scissors) point"),
     ("Esc while drawing", "Cancel the drawing"),
 ]
 

@@ -250,7 +250,8 @@ class SegmentActions:
             self.statusBar().showMessage(f"SAM ({entry.name}): ready — click the object, right-click "
                                          "(Shift+click) background, or drag a box", 8000)
             self._sam_run()
-            self.sam_embed()  # the image on screen may have changed meanwhile
+            if self.canvas.tool == Tool.SAM:
+                self.sam_embed()  # the image on screen may have changed meanwhile
 
         def failed(msg: str) -> None:
             self._sam_job = None
