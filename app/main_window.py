@@ -108,6 +108,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.canvas.box_prompt.connect(self._box_prompt)
         self.canvas.point_prompt.connect(self._point_prompt)
         self.canvas.stroke_done.connect(self._stroke_done)
+        self._build_segment_tools()
         self.empty = QLabel("Open a project (File → Open) or create one (File → New).")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyHint")
@@ -233,6 +234,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
                              "wand", True, canvas_only=True)
         self.act_model_box = a("model_box", "Segment box with &model", lambda: self.canvas.set_tool(Tool.MODEL_BOX),
                                "model-box", True, canvas_only=True)
+        self.act_scissors = a("scissors", "Intelligent &scissors (outline snaps to edges)",
+                              lambda: self.canvas.set_tool(Tool.SCISSORS), "scissors", True, canvas_only=True)
+        self.act_sam = a("sam", "Click-to-segment (SA&M)", lambda: self.canvas.set_tool(Tool.SAM), "sam", True,
+                         canvas_only=True)
+        self.act_choose_sam = a(None, "Choose SA&M model…", self.choose_sam_dialog)
         self.act_brush = a("brush", "B&rush (paint the selected mask)", lambda: self.canvas.set_tool(Tool.BRUSH),
                            "brush", True, canvas_only=True)
         self.act_eraser = a("eraser", "&Eraser (erase from the selected mask)",
@@ -243,7 +249,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.canvas.brush_px / 1.25), canvas_only=True)
         tools = QActionGroup(self)
         for act in (self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
-                    self.act_brush, self.act_eraser):
+                    self.act_scissors, self.act_sam, self.act_brush, self.act_eraser):
             tools.addAction(act)
         self.act_select.setChecked(True)
         self.act_delete = a("delete", "&Delete", self.canvas.delete_selection, "delete", canvas_only=True)
@@ -300,7 +306,9 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.undo_group.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
 
     def undo(self) -> None:
-        if self.class_edit_last is not None:
+        if self.canvas.tool == Tool.SCISSORS and self.scissors.drawing:
+            self.scissors.pop()  # while drawing, each anchor is one undo step
+        elif self.class_edit_last is not None:
             self.undo_class_edit()
         else:
             self.undo_group.undo()
@@ -322,7 +330,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self._sync_undo_action()
 
     def _sync_undo_action(self) -> None:
-        if self.class_edit_last is not None:
+        scissors = getattr(self, "scissors", None)
+        if scissors is not None and scissors.drawing and self.canvas.tool == Tool.SCISSORS:
+            self.act_undo.setText("&Undo scissors point")
+            self.act_undo.setEnabled(True)
+        elif self.class_edit_last is not None:
             self.act_undo.setText(f"&Undo {self.class_edit_last}")
             self.act_undo.setEnabled(True)
         else:
@@ -373,7 +385,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         for dock in (self.files_dock, self.classes_dock, self.instances_dock):
             self.panels_menu.addAction(self._panel_action(dock))
         m = mb.addMenu("&Tools")
-        m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box])
+        m.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
+                      self.act_scissors, self.act_sam, self.act_choose_sam])
         m.addActions([self.act_brush, self.act_eraser, self.act_brush_bigger, self.act_brush_smaller])
         m.addSeparator()
         m.addActions([self.act_pick_class, self.act_ask_class])
@@ -392,7 +405,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         tb.addActions([self.act_prev, self.act_next])
         tb.addSeparator()
         tb.addActions([self.act_select, self.act_polygon, self.act_box, self.act_grabcut, self.act_model_box,
-                       self.act_brush, self.act_eraser])
+                       self.act_scissors, self.act_sam, self.act_brush, self.act_eraser])
         tb.addSeparator()
         tb.addActions([self.act_undo, self.act_redo, self.act_delete])
         tb.addSeparator()
@@ -430,7 +443,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _set_enabled(self, on: bool) -> None:
         for act in (self.act_save, self.act_next, self.act_prev, self.act_select, self.act_polygon, self.act_box,
-                    self.act_grabcut, self.act_model_box, self.act_done, self.act_brush, self.act_eraser,
+                    self.act_grabcut, self.act_model_box, self.act_scissors, self.act_sam, self.act_choose_sam,
+                    self.act_done, self.act_brush, self.act_eraser,
                     self.act_brush_bigger, self.act_brush_smaller,
                     self.act_delete, self.act_hide, self.act_lock, self.act_accept, self.act_fit, self.act_zoom_in,
                     self.act_zoom_out, self.act_predict, self.act_predict_all, self.act_choose_model,
@@ -847,6 +861,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.images.prefetch([Path(self.proxy.data(self.proxy.index(r, 0), PathRole))
                               for r in (row + 1, row - 1, row + 2) if 0 <= r < self.proxy.rowCount()])
         self.image_shown.emit(path)
+        self._segment_image_shown()
 
     def _focus_may_move_to_canvas(self) -> bool:
         """After an image switch the canvas takes focus only from where navigation happens (the
@@ -992,7 +1007,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     # ================================================================== view
     def _tool_changed(self, tool: Tool) -> None:
         {Tool.SELECT: self.act_select, Tool.POLYGON: self.act_polygon, Tool.BOX: self.act_box,
-         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box, Tool.BRUSH: self.act_brush,
+         Tool.GRABCUT: self.act_grabcut, Tool.MODEL_BOX: self.act_model_box, Tool.SCISSORS: self.act_scissors,
+         Tool.SAM: self.act_sam, Tool.BRUSH: self.act_brush,
          Tool.ERASER: self.act_eraser}[tool].setChecked(True)
 
     def _show_names_toggled(self, on: bool) -> None:

@@ -23,6 +23,11 @@ SHORTCUTS: dict[str, tuple[list[str], str]] = {
     "grabcut": (["G"], "GrabCut: drag a box -> polygon; click object / right-click (Shift+click) background "
                        "to refine"),
     "model_box": (["M"], "Segment with the project's model inside a dragged box"),
+    "scissors": (["I"], "Intelligent scissors: click points along an outline (it snaps to edges, the pointer "
+                        "previews); click the first point or Enter closes; Ctrl+Z / Backspace / right click "
+                        "removes the last point; Esc cancels"),
+    "sam": (["S"], "Click-to-segment (SAM, Tools → Choose SAM model): click the object, right-click "
+                   "(Shift+click) background, or drag a box -> a model proposal; Enter: next object"),
     "brush": (["B"], "Brush: paint onto the selected instance's mask (nothing selected: a new instance)"),
     "eraser": (["E"], "Eraser: erase from the selected instance's mask (holes and splits are kept)"),
     "brush_bigger": (["]"], "Bigger brush/eraser"),
@@ -60,7 +65,7 @@ GESTURES: list[tuple[str, str]] = [
     ("Shift + click a vertex", "Delete the vertex"),
     ("Drag inside an instance", "Move the instance"),
     ("Ctrl + click", "Add to / remove from the selection"),
-    ("Backspace / right click while drawing", "Remove the last polygon point"),
+    ("Backspace / right click while drawing", "Remove the last polygon (or scissors) point"),
     ("Esc while drawing", "Cancel the drawing"),
 ]
 

@@ -1,7 +1,8 @@
-"""One-click masks in the main window: GrabCut box -> polygon (refined with +/- clicks) and
-"segment with the project's model inside this box". Both add an editable polygon marked
-model-made (source="model", drawn dashed) as one undoable step; editing it makes it the
-person's, like any proposal.
+"""One-click masks in the main window: GrabCut box -> polygon (refined with +/- clicks),
+"segment with the project's model inside this box" and SAM click-to-segment (+/- clicks, a box).
+All add an editable polygon marked model-made (source="model", drawn dashed) as one undoable
+step; editing or accepting it (Ctrl+Enter) makes it the person's, like any proposal.
+Intelligent scissors (tool I) is drawing by hand with snapping: its polygon is the person's.
 
 Why here and not in the canvas: the canvas only reports the prompt (a box, a click); this
 mixin owns the pixels, the engine calls and the undo commands.
@@ -9,13 +10,17 @@ mixin owns the pixels, the engine calls and the undo commands.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
+from PySide6.QtWidgets import QInputDialog
 
 from app import commands
 from app.canvas import Tool
 from app.prelabel import best_detection_mask, mask_instance
+from app.scissors_tool import ScissorsDraft
+from app.workers import run_task
 from core.annotation import Instance
 from core.errors import UserFacingError
 
@@ -24,7 +29,52 @@ class SegmentActions:
     """Mixin for MainWindow (uses its project, doc, canvas, model path and task runner)."""
 
     _grab: dict | None = None
+    _sam_obj: dict | None = None
     _pixels: tuple[Path, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _build_segment_tools(self) -> None:
+        """The scissors draft and the SAM state (called while the canvas is built)."""
+        self.scissors = ScissorsDraft(lambda: self.doc.image_path if self.doc is not None else None, self)
+        self.canvas.scissors = self.scissors
+        self.scissors.changed.connect(self.canvas.viewport().update)
+        self.scissors.changed.connect(lambda: self._sync_undo_action())
+        self.scissors.closed.connect(self._scissors_closed)
+        self.scissors.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.canvas.prompt_done.connect(self.finish_sam_object)
+        self.canvas.tool_changed.connect(self._segment_tool_changed)
+        from core.sam import EmbeddingCache
+
+        self.sam_embeddings = EmbeddingCache(4)
+        self._sam_model: tuple[str, object] | None = None  # (entry name, SamModel)
+        self._sam_job: tuple | None = None  # (image path, entry name) being embedded
+        self.sam_embed_threads: list[str] = []  # where each embedding ran (a test checks: never the GUI's)
+
+    def _segment_tool_changed(self, tool: Tool) -> None:
+        self._sync_undo_action()
+        if tool != Tool.SAM:
+            self._sam_obj = None
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        if tool == Tool.SCISSORS:
+            self.scissors.warm()
+        elif tool == Tool.SAM:
+            self.sam_embed()
+
+    def _segment_image_shown(self) -> None:
+        """A new image: build what the tool in use needs for it, in the background."""
+        self._sam_obj = None
+        self._segment_tool_changed(self.canvas.tool)
+
+    # ------------------------------------------------------------------ intelligent scissors
+    def _scissors_closed(self, polys: list) -> None:
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        inst = Instance(class_id=self.current_class, polygons=[np.asarray(p, np.float64) for p in polys])
+        index = len(self.doc.instances)
+        self.doc.undo_stack.push(commands.AddInstance(self.doc, inst, index, "Intelligent scissors"))
+        self.canvas.set_selection([index])
+        self.canvas.shape_drawn.emit(index)
 
     def _image_pixels(self) -> np.ndarray:
         """BGR pixels of the image on screen (read once per image: GrabCut refines often)."""
@@ -42,6 +92,8 @@ class SegmentActions:
             self.grabcut_box(box)
         elif tool == Tool.MODEL_BOX:
             self.model_box(box)
+        elif tool == Tool.SAM:
+            self.sam_box(box)
 
     # ------------------------------------------------------------------ GrabCut
     def grabcut_box(self, box, positive=(), negative=()) -> Instance | None:
@@ -68,17 +120,24 @@ class SegmentActions:
                                      "background to refine", 8000)
         return inst
 
+    def _live(self, g: dict | None) -> bool:
+        return g is not None and g["doc"] is self.doc and any(i is g["inst"] for i in self.doc.instances)
+
     def drop_stale_prompts(self) -> None:
-        """The +/- refine dots belong to the GrabCut result on screen: once it is accepted, undone,
-        deleted or another image is shown, they go (they used to stay after accepting)."""
-        g = self._grab
-        if self.canvas.prompt_points and (g is None or g["doc"] is not self.doc
-                                          or not any(i is g["inst"] for i in self.doc.instances)):
+        """The +/- refine dots belong to the GrabCut (or SAM) result on screen: once it is accepted,
+        undone, deleted or another image is shown, they go (they used to stay after accepting)."""
+        if self._sam_obj is not None and self._sam_obj.get("inst") is not None and not self._live(self._sam_obj):
+            self._sam_obj = None
+        live = self._live(self._grab) or (self._sam_obj is not None and self._sam_obj["doc"] is self.doc)
+        if self.canvas.prompt_points and not live:
             self.canvas.prompt_points = []
             self.canvas.viewport().update()
 
     def _point_prompt(self, x: float, y: float, positive: bool) -> None:
-        self.refine_grabcut(x, y, positive)
+        if self.canvas.tool == Tool.SAM:
+            self.sam_click(x, y, positive)
+        else:
+            self.refine_grabcut(x, y, positive)
 
     def refine_grabcut(self, x: float, y: float, positive: bool) -> Instance | None:
         """One refinement click on the last GrabCut result (an undoable replace)."""
@@ -103,6 +162,177 @@ class SegmentActions:
         self.canvas.prompt_points = [(px, py, True) for px, py in g["pos"]] + [
             (px, py, False) for px, py in g["neg"]]
         self.canvas.viewport().update()
+        return new
+
+    # ------------------------------------------------------------------ SAM click-to-segment
+    def sam_folder(self) -> Path:
+        from core.weights.cache import weights_dir
+
+        return weights_dir(self.project.root if self.project is not None else None)
+
+    def sam_choice(self):
+        """(entry, None) for the chosen SAM pair (Tools → Choose SAM model; else the first one in
+        the weights cache), or (None, one-line advice) when none is there."""
+        from core.weights.sam_registry import find_sam, sam_entries, sam_files
+
+        folder = self.sam_folder()
+        cached = [e for e in sam_entries() if all(p.is_file() for p in sam_files(e, folder).values())]
+        name = str(self.settings.value("sam_model", "") or "")
+        entry = find_sam(name) if name else (cached[0] if cached else None)
+        if entry is None:
+            names = ", ".join(e.name for e in sam_entries())
+            return None, (f"Click-to-segment needs a SAM model in the weights cache {folder}: run "
+                          f"`dfine weights get <name>` ({names}), or `dfine weights add ENCODER DECODER --name "
+                          f"<name>` offline")
+        if entry not in cached:
+            return None, (f"SAM model {entry.name} is not in the weights cache {folder}: run `dfine weights get "
+                          f"{entry.name}`, or offline `dfine weights add {entry.encoder_file} {entry.decoder_file} "
+                          f"--name {entry.name}`")
+        return entry, None
+
+    def choose_sam_dialog(self) -> None:
+        from core.weights.sam_registry import sam_entries, sam_files
+
+        folder = self.sam_folder()
+        rows, names = [], []
+        for e in sam_entries():
+            here = all(p.is_file() for p in sam_files(e, folder).values())
+            rows.append(f"{e.name}  ({e.size_mb:.0f} MB, {e.licence}{'' if here else ', not downloaded'})")
+            names.append(e.name)
+        current = str(self.settings.value("sam_model", "") or "")
+        row, ok = QInputDialog.getItem(self, "SAM model", "Click-to-segment uses:", rows,
+                                       names.index(current) if current in names else 0, False)
+        if ok:
+            self.set_sam_model(names[rows.index(row)])
+
+    def set_sam_model(self, name: str) -> None:
+        self.settings.setValue("sam_model", name)
+        entry, advice = self.sam_choice()
+        self.statusBar().showMessage(advice or f"Click-to-segment uses {entry.name}", 10000)
+        if entry is not None and self.canvas.tool == Tool.SAM:
+            self.sam_embed()
+
+    def sam_embed(self) -> bool:
+        """Compute the embedding of the image on screen in the background (once per image and
+        model; the model is loaded there too). False, with the advice shown, when no model."""
+        if self.doc is None:
+            return False
+        entry, advice = self.sam_choice()
+        if entry is None:
+            self.statusBar().showMessage(advice, 15000)
+            return False
+        path = self.doc.image_path
+        key = (path, entry.name)
+        if self.sam_embeddings.get(key) is not None or self._sam_job == key:
+            return True
+        if self._sam_job is not None:  # one embedding at a time: the next starts when it ends
+            return True
+        self._sam_job = key
+        folder, cache, model = self.sam_folder(), self.sam_embeddings, self._sam_model
+        where = self.sam_embed_threads
+
+        def body(task):
+            from core.data.images import read_image
+            from core.sam import SamModel
+
+            m = model[1] if model is not None and model[0] == entry.name else None
+            if m is None:
+                task.progress(0, 2, f"SAM: loading {entry.name}…")
+                m = SamModel.from_cache(entry, folder)
+            task.progress(1, 2, f"SAM: computing the embedding of {path.name}…")
+            where.append(threading.current_thread().name)
+            cache.get_or_embed(key, m, read_image(path))
+            return m
+
+        def done(m) -> None:
+            self._sam_model = (entry.name, m)
+            self._sam_job = None
+            self.statusBar().showMessage(f"SAM ({entry.name}): ready — click the object, right-click "
+                                         "(Shift+click) background, or drag a box", 8000)
+            self._sam_run()
+            if self.canvas.tool == Tool.SAM:
+                self.sam_embed()  # the image on screen may have changed meanwhile
+
+        def failed(msg: str) -> None:
+            self._sam_job = None
+            self.statusBar().showMessage(f"SAM: {msg.splitlines()[0]}", 15000)
+
+        def progress(_done: int, _total: int, text: str) -> None:
+            self.statusBar().showMessage(text)
+
+        self.statusBar().showMessage(f"SAM: computing the embedding of {path.name}…")
+        run_task(body, on_done=done, on_error=failed, on_progress=progress)
+        return True
+
+    def sam_click(self, x: float, y: float, positive: bool) -> None:
+        """A positive / negative point on the object being segmented (a positive one starts an
+        object when there is none)."""
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        o = self._sam_obj
+        if o is None or o["doc"] is not self.doc:
+            if not positive:
+                self.statusBar().showMessage("SAM: click the object first (right-click marks background)", 5000)
+                return
+            o = self._sam_obj = {"doc": self.doc, "inst": None, "points": [], "labels": [], "box": None}
+        o["points"].append((float(x), float(y)))
+        o["labels"].append(1 if positive else 0)
+        self._sam_show_prompts()
+        self._sam_run()
+
+    def sam_box(self, box) -> None:
+        """A dragged box starts a new object (clicks then refine it)."""
+        if self.doc is None or getattr(self.doc, "read_only", False):
+            return
+        self._sam_obj = {"doc": self.doc, "inst": None, "points": [], "labels": [], "box": tuple(box)}
+        self._sam_show_prompts()
+        self._sam_run()
+
+    def finish_sam_object(self) -> None:
+        """Enter: this object is done; the next click starts another."""
+        if self._sam_obj is not None:
+            self._sam_obj = None
+            self.canvas.prompt_points = []
+            self.canvas.viewport().update()
+
+    def _sam_show_prompts(self) -> None:
+        o = self._sam_obj
+        self.canvas.prompt_points = [(px, py, lab == 1) for (px, py), lab in zip(o["points"], o["labels"])]
+        self.canvas.viewport().update()
+
+    def _sam_run(self):
+        """Decode the prompts of the object being segmented (fast; the embedding is computed in
+        the background first when missing, and this runs again when it is ready)."""
+        from core.sam import mask_proposal
+
+        o = self._sam_obj
+        if o is None or o["doc"] is not self.doc or not (o["points"] or o["box"]):
+            return None
+        entry, advice = self.sam_choice()
+        if entry is None:
+            self.statusBar().showMessage(advice, 15000)
+            return None
+        emb = self.sam_embeddings.get((self.doc.image_path, entry.name))
+        model = self._sam_model[1] if self._sam_model and self._sam_model[0] == entry.name else None
+        if emb is None or model is None:
+            self.sam_embed()
+            self.statusBar().showMessage("SAM: waiting for the image embedding (computed in the background)…")
+            return None
+        mask, score = model.predict(emb, o["points"], o["labels"], o["box"])
+        old = o["inst"] if self._live(o) else None
+        new = mask_proposal(mask, old.class_id if old is not None else self.current_class, score)
+        if new is None:
+            self.statusBar().showMessage("SAM found nothing there: click inside the object", 5000)
+            return None
+        o["inst"] = new  # before the push: its signals check the prompts still belong to a live result
+        if old is None:
+            index = len(self.doc.instances)
+            self.doc.undo_stack.push(commands.AddInstance(self.doc, new, index, "SAM"))
+        else:
+            index = next(k for k, i in enumerate(self.doc.instances) if i is old)
+            self.doc.undo_stack.push(commands.ReplaceInstances(self.doc, {index: (old, new)}, "Refine SAM"))
+        self.canvas.set_selection([index])
+        self._sam_show_prompts()
         return new
 
     # ------------------------------------------------------------------ the project's model

@@ -20,16 +20,25 @@ from core.errors import UserFacingError
 MARGIN = 0.15  # crop margin around the box, fraction of the box size (at least 8 px)
 MAX_PIXELS = 400_000  # larger crops are downscaled for GrabCut, the mask is scaled back
 CLICK_RADIUS = 0.03  # radius of a refinement click, fraction of the box diagonal (at least 2 px)
+ITERATIONS = 5  # GrabCut iterations per run
+CORE = 0.0  # > 0: start from the box's inscribed ellipse (scaled by this) as probable object
 KEEP_FRACTION = 0.05  # connected parts smaller than this x the largest are dropped (unless clicked)
 
 
 def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Sequence[float]] = (),
-                 negative: Sequence[Sequence[float]] = (), iterations: int = 5, seed: int = 0) -> np.ndarray:
+                 negative: Sequence[Sequence[float]] = (), iterations: int = ITERATIONS, seed: int = 0,
+                 margin: float | None = None, core: float | None = None) -> np.ndarray:
     """Bool mask (image size) of the object inside ``box`` (xyxy pixels).
 
     ``positive``/``negative`` are (x, y) clicks that are object / not object; a positive
     click outside the box still counts (the box is a hint, the clicks are hard labels).
+    ``margin`` (fraction of the box, default MARGIN) is the background the crop keeps around the
+    box; ``core`` (default CORE), when set, starts GrabCut from the ellipse inscribed in the box
+    scaled by ``core`` as probable object and the box's corners as probable background (instead
+    of the whole box as probable object).
     """
+    margin = MARGIN if margin is None else margin
+    core = CORE if core is None else core
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise UserFacingError(f"GrabCut needs a BGR uint8 image, got shape {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -39,8 +48,8 @@ def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Seq
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise UserFacingError(f"box {tuple(round(v, 1) for v in box)} is under 2 px inside the "
                               f"{w}x{h} image: drag a larger box")
-    mx = max(8.0, MARGIN * (x1 - x0))
-    my = max(8.0, MARGIN * (y1 - y0))
+    mx = max(8.0, margin * (x1 - x0))
+    my = max(8.0, margin * (y1 - y0))
     cx0, cy0 = int(max(0, np.floor(x0 - mx))), int(max(0, np.floor(y0 - my)))
     cx1, cy1 = int(min(w, np.ceil(x1 + mx))), int(min(h, np.ceil(y1 + my)))
     for px, py in positive:  # a positive click outside the margin widens the crop
@@ -65,7 +74,14 @@ def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Seq
     mask = np.zeros((ch, cw), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(seed)
-    cv2.grabCut(crop, mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+    if core:
+        mask[rect[1]:rect[1] + rect[3], rect[0]:rect[0] + rect[2]] = cv2.GC_PR_BGD
+        centre = (round(rect[0] + rect[2] / 2), round(rect[1] + rect[3] / 2))
+        axes = (max(1, round(core * rect[2] / 2)), max(1, round(core * rect[3] / 2)))
+        cv2.ellipse(mask, centre, axes, 0, 0, 360, int(cv2.GC_PR_FGD), -1)
+        cv2.grabCut(crop, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    else:
+        cv2.grabCut(crop, mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
     if len(positive) or len(negative):
         r = max(2, round(CLICK_RADIUS * float(np.hypot(x1 - x0, y1 - y0)) * scale))
         for pts, value in ((negative, cv2.GC_BGD), (positive, cv2.GC_FGD)):

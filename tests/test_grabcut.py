@@ -119,3 +119,11 @@ def test_editor_polygon_covers_mask_pixels_as_areas():
     sq = np.zeros((20, 20), bool)
     sq[5:10, 4:12] = True
     np.testing.assert_allclose(mask_instance(sq, 0).bbox(), (4.0, 5.0, 12.0, 10.0), atol=1e-9)
+
+
+def test_margin_and_core_options_keep_an_easy_object():
+    img, insts = render_demo_image(0)
+    for inst in insts:
+        gt = rasterize_instance(inst, img.shape[1], img.shape[0]).astype(bool)
+        for opts in ({"margin": 0.5}, {"core": 0.8}, {"iterations": 2}):
+            assert mask_iou(grabcut_mask(img, _bbox(gt), **opts), gt) >= 0.9, opts

@@ -66,3 +66,29 @@ def test_model_cost_two_events_when_the_model_is_right_else_grabcut(bench):
     empty = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), (h, w), np.zeros((0, h, w), bool))
     actions, iou, enough = bench.model_actions(img, inst, empty, {}, rng, jitter=0.0)
     assert not enough and iou >= 0.9 and actions >= 2 + 3  # the wasted drag, then GrabCut
+
+
+def test_scissors_cost_is_anchors_plus_close_plus_class(bench):
+    rng = np.random.default_rng(0)
+    img = rng.normal(70, 8, (160, 200)).clip(0, 255)
+    img[40:120, 50:150] = rng.normal(190, 8, (80, 100)).clip(0, 255)
+    img = np.repeat(img.astype(np.uint8)[:, :, None], 3, axis=2)
+    inst = Instance(0, polygons=[[(50, 40), (150, 40), (150, 120), (50, 120)]])
+    actions, anchors, iou, reached = bench.scissors_actions(img, inst, target=0.9)
+    assert reached and iou >= 0.9 and actions == anchors + 2
+    assert 3 <= anchors <= 4  # the edges carry the outline: a few anchors, the edges do the rest
+
+
+COCO8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco8-seg"
+
+
+@pytest.mark.skipif(not COCO8.is_dir(), reason="coco8-seg not in ../shared/data")
+def test_coco_outline_that_raised_topology_exception_is_measured(bench):
+    # 000000000036.jpg, object 0: its outline made shapely raise "TopologyException: unable to
+    # assign free hole to a shell" in the polygon path before the outlines were repaired
+    line = (COCO8 / "labels" / "val" / "000000000036.txt").read_text().splitlines()[0].split()
+    w, h = 481, 640
+    inst = Instance(int(line[0]), polygons=[np.array(line[1:], float).reshape(-1, 2) * (w, h)])
+    for offsets in (bench.OFFSETS, (0.0,)):
+        actions, vertices, iou = bench.polygon_actions(inst, w, h, target=0.85, offsets=offsets)
+        assert iou >= 0.85 and actions == vertices + 2

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[int, tuple[str, ...]]] = [  # (rank, module prefixes); the longest prefix wins
     (0, ("core.errors", "core.atomic_io", "core.annotation", "core.bounded_input", "core.messages", "core.config",
-         "core.cpu_isa", "core.project_lock", "core.grabcut", "core.eval.rle", "core.__init__", "core")),
-    (1, ("core.data", "core.model", "core.weights")),
+         "core.cpu_isa", "core.project_lock", "core.grabcut", "core.scissors", "core.eval.rle", "core.__init__", "core")),
+    (1, ("core.data", "core.model", "core.weights", "core.sam")),
     (2, ("core.project", "core.proposals", "core.project_import", "core.image_state", "core.demo", "core.mask_edit")),
     (3, ("core.loss", "core.infer")),
     (4, ("core.eval", "core.infer.val_metrics")),

@@ -38,9 +38,11 @@ class Tool(enum.Enum):
     MODEL_BOX = "model_box"  # drag a box -> the project's model segments inside it
     BRUSH = "brush"  # paint onto the selected instance's mask (or a new one)
     ERASER = "eraser"  # erase from the selected instance's mask
+    SCISSORS = "scissors"  # intelligent scissors: click anchors, the outline snaps to edges
+    SAM = "sam"  # click-to-segment (SAM pair): click +, right/Shift-click -, drag a box
 
 
-PROMPT_TOOLS = (Tool.GRABCUT, Tool.MODEL_BOX)  # a dragged box is a prompt, not an instance
+PROMPT_TOOLS = (Tool.GRABCUT, Tool.MODEL_BOX, Tool.SAM)  # a dragged box is a prompt, not an instance
 
 
 class CanvasView(QGraphicsView):
@@ -53,6 +55,7 @@ class CanvasView(QGraphicsView):
     shape_drawn = Signal(int)  # index of an instance the person just drew (polygon/box close)
     box_prompt = Signal(object, tuple)  # Tool, (x0, y0, x1, y1) image pixels: segment inside
     point_prompt = Signal(float, float, bool)  # x, y, positive: refine the last GrabCut result
+    prompt_done = Signal()  # Enter in the SAM tool: the object being segmented is done
     stroke_done = Signal(object, list, float)  # Tool (BRUSH/ERASER), [(x, y), ...], radius in image px
 
     def __init__(self, parent=None):
@@ -93,6 +96,7 @@ class CanvasView(QGraphicsView):
         self.prompt_points: list[tuple[float, float, bool]] = []  # GrabCut clicks shown as +/- dots
         self.brush_px = 12.0  # brush/eraser radius on screen (image radius = this / zoom)
         self._stroke: list[tuple[float, float]] = []
+        self.scissors = None  # app.scissors_tool.ScissorsDraft, set by the window (tool I)
 
     # ------------------------------------------------------------------ document
     def set_document(self, doc: LabelDocument | None, image: DisplayImage | None = None) -> None:
@@ -257,6 +261,8 @@ class CanvasView(QGraphicsView):
         self.viewport().update()
 
     def cancel_draft(self) -> None:
+        if self.scissors is not None:
+            self.scissors.cancel()
         self._draft = []
         self._stroke = []
         self._box_start = None
@@ -340,6 +346,8 @@ class CanvasView(QGraphicsView):
                     painter.setBrush(QColor(255, 255, 255))
                 else:
                     painter.drawRect(QRectF(x - h / 2, y - h / 2, h, h))
+        if self.tool == Tool.SCISSORS and self.scissors is not None and self.scissors.drawing:
+            self._paint_scissors(painter, color, s)
         if self._box_start is not None and self._cursor is not None:
             pen = QPen(color, 2)
             pen.setCosmetic(True)
@@ -348,6 +356,43 @@ class CanvasView(QGraphicsView):
             fill.setAlphaF(self.fill_opacity)
             painter.setBrush(fill)
             painter.drawRect(QRectF(self._box_start, self._cursor).normalized())
+
+    def _paint_scissors(self, painter: QPainter, color: QColor, s: float) -> None:
+        """The snapped outline so far (solid), the preview to the pointer (dashed), the anchors
+        (squares; the first one filled when a click there would close)."""
+        sc = self.scissors
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        pen = QPen(color, 2)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        outline = sc.outline()
+        if len(outline) >= 2:
+            painter.drawPolyline([QPointF(x, y) for x, y in outline])
+        if self._cursor is not None:
+            c = self._clamp(self._cursor)
+            path = sc.preview(c.x(), c.y())
+            if len(path) >= 2:
+                dash = QPen(color, 2, Qt.PenStyle.DashLine)
+                dash.setCosmetic(True)
+                painter.setPen(dash)
+                painter.drawPolyline([QPointF(x, y) for x, y in path])
+                painter.setPen(pen)
+        h = 7.0 / s
+        painter.setBrush(QColor(255, 255, 255))
+        for k, (x, y) in enumerate(sc.anchors):
+            if k == 0 and len(sc.anchors) >= 3 and self._near_scissors_first():
+                painter.setBrush(color)
+                painter.drawEllipse(QPointF(x, y), h, h)
+                painter.setBrush(QColor(255, 255, 255))
+            else:
+                painter.drawRect(QRectF(x - h / 2, y - h / 2, h, h))
+
+    def _near_scissors_first(self) -> bool:
+        sc = self.scissors
+        if sc is None or not sc.anchors or self._cursor is None:
+            return False
+        x, y = sc.anchors[0]
+        return np.hypot(self._cursor.x() - x, self._cursor.y() - y) * self.scale_factor() <= PICK_PX
 
     def name_anchors(self) -> list[tuple[int, str, QPointF]]:
         """(index, text, scene point) of each visible instance's name tag: the top-left of its box."""
@@ -442,13 +487,16 @@ class CanvasView(QGraphicsView):
             return
         p = self._scene_pos(event)
         if button == Qt.MouseButton.RightButton:
-            if self.tool == Tool.GRABCUT:
+            if self.tool in (Tool.GRABCUT, Tool.SAM):
                 c = self._clamp(p)
                 self.point_prompt.emit(c.x(), c.y(), False)
                 return
             if self.tool == Tool.POLYGON and self._draft:
                 self._draft.pop()
                 self.viewport().update()
+                return
+            if self.tool == Tool.SCISSORS and self.scissors is not None and self.scissors.drawing:
+                self.scissors.pop()
                 return
             hit = self.hit_instance(p)
             if hit is not None and hit not in self.selected:
@@ -459,6 +507,8 @@ class CanvasView(QGraphicsView):
             return
         if self.tool == Tool.POLYGON:
             self._polygon_click(p)
+        elif self.tool == Tool.SCISSORS:
+            self._scissors_click(p)
         elif self.tool in (Tool.BRUSH, Tool.ERASER):
             c = self._clamp(p)
             self._stroke = [(c.x(), c.y())]
@@ -478,6 +528,16 @@ class CanvasView(QGraphicsView):
         c = self._clamp(p)
         self._draft.append((c.x(), c.y()))
         self.viewport().update()
+
+    def _scissors_click(self, p: QPointF) -> None:
+        if self.scissors is None:
+            return
+        self._cursor = p
+        if len(self.scissors.anchors) >= 3 and self._near_scissors_first():
+            self.scissors.close()
+            return
+        c = self._clamp(p)
+        self.scissors.click(c.x(), c.y())
 
     def finish_polygon(self) -> bool:
         """Close the polygon being drawn (Enter / click on the first vertex)."""
@@ -585,7 +645,7 @@ class CanvasView(QGraphicsView):
             if self.tool in PROMPT_TOOLS:
                 if big:
                     self.box_prompt.emit(self.tool, (r.left(), r.top(), r.right(), r.bottom()))
-                elif self.tool == Tool.GRABCUT:  # a click: refinement point (Shift: not object)
+                elif self.tool in (Tool.GRABCUT, Tool.SAM):  # a click: a point (Shift: not object)
                     shift = bool(getattr(self, "_box_mods", 0) & Qt.KeyboardModifier.ShiftModifier)
                     self.point_prompt.emit(b.x(), b.y(), not shift)
                 self.viewport().update()
@@ -642,6 +702,9 @@ class CanvasView(QGraphicsView):
             self._draft.pop()
             self.viewport().update()
             return
+        if self.tool == Tool.SCISSORS and self.scissors is not None and self.scissors.drawing:
+            self.scissors.pop()
+            return
         chosen = [i for i in self.selected if self.selectable(i)]
         target = self._hover
         if target is not None and target[0] in chosen and not self.doc.instances[target[0]].is_box:
@@ -670,8 +733,18 @@ class CanvasView(QGraphicsView):
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._draft:
             self.finish_polygon()
             return
+        scissors = self.scissors is not None and self.scissors.drawing and self.tool == Tool.SCISSORS
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and scissors:
+            self.scissors.close()
+            return
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.tool == Tool.SAM:
+            self.prompt_done.emit()
+            return
+        if key == Qt.Key.Key_Backspace and scissors:
+            self.scissors.pop()
+            return
         if key == Qt.Key.Key_Escape:
-            if self._draft or self._box_start is not None:
+            if self._draft or self._box_start is not None or scissors:
                 self.cancel_draft()
             elif self.tool != Tool.SELECT:
                 self.set_tool(Tool.SELECT)

@@ -24,6 +24,7 @@ from core.weights.download import DownloadCancelled
 from core.weights.manager import add_file, cache_rows, fetch
 from core.weights.progress import DownloadProgress
 from core.weights.registry import find_entry
+from core.weights.sam_registry import add_sam_file, fetch_sam, find_sam, sam_entries, sam_files
 
 
 def weights_event(kind: str, **fields) -> dict:
@@ -45,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     get.add_argument("names", nargs="+", metavar="NAME", help="e.g. dfine_s_coco (see `dfine weights list`)")
     get.add_argument("--events", metavar="DEST", choices=["-"], help="'-': JSON progress lines on stdout")
     add = sub.add_parser("add", parents=[common], help="put a file downloaded elsewhere into the cache")
-    add.add_argument("file", type=Path)
-    add.add_argument("--name", help="which checkpoint it is, when the file was renamed")
+    add.add_argument("file", type=Path, nargs="+", help="a checkpoint; or both files of a SAM pair (with --name)")
+    add.add_argument("--name", help="which checkpoint it is, when the file was renamed; a SAM pair's name")
 
 
 def _folder(args: argparse.Namespace) -> Path:
@@ -70,7 +71,7 @@ def _list(args: argparse.Namespace) -> int:
                            "classes": r.entry.classes, "ap": r.entry.ap, "cached": r.present,
                            "bytes": r.bytes, "partial_bytes": r.partial, "path": str(r.path),
                            "url": r.entry.download_url()}
-                          for r in rows], indent=1))
+                          for r in rows] + [_sam_row(e, folder) for e in sam_entries()], indent=1))
         return 0
     print(f"weights cache: {folder}")
     header = f"{'name':<20} {'size':<5} {'backbone':<8} {'dataset':<22} {'AP':>5}  {'cached':<11} path"
@@ -82,7 +83,20 @@ def _list(args: argparse.Namespace) -> int:
         ap = f"{e.ap:.1f}" if e.ap is not None else "-"
         print(f"{e.name:<20} {'/'.join(e.sizes) or '-':<5} {e.backbone:<8} {e.dataset:<22} {ap:>5}  "
               f"{cached:<11} {r.path}")
+    print("\npromptable segmentation (click-to-segment), encoder + decoder ONNX:")
+    for e in sam_entries():
+        row = _sam_row(e, folder)
+        print(f"{e.name:<20} ~{e.size_mb:.0f} MB  {'cached' if row['cached'] else 'no':<7} {e.licence.split(' (')[0]:<11} "
+              f"{row['path']}")
     return 0
+
+
+def _sam_row(e, folder: Path) -> dict:
+    paths = sam_files(e, folder)
+    return {"name": e.name, "kind": "promptable_segmentation", "contract": e.contract,
+            "cached": all(p.is_file() for p in paths.values()), "size_mb": e.size_mb, "licence": e.licence,
+            "source": e.source, "path": str(paths["encoder"].parent),
+            "url": [e.download_url("encoder"), e.download_url("decoder")]}
 
 
 class _Stop:
@@ -123,12 +137,17 @@ def _get(args: argparse.Namespace) -> int:
     folder = _folder(args)
     todo = []
     for name in args.names:
-        entry = find_entry(name)
+        entry = find_entry(name) or find_sam(name)
         if entry is None:
             raise WeightsError(f"{name}: not a known weights name (see `dfine weights list`)")
         todo.append(entry)
     with _Stop() as stop:
         for entry in todo:
+            if find_sam(entry.name) is entry:
+                code = _get_sam(entry, folder, emit, events, stop)
+                if code:
+                    return code
+                continue
             final = cached_file(entry, folder)
             part = final.with_name(final.name + ".part")
             emit("progress", stage="start", name=entry.name, url=entry.download_url(), path=str(final),
@@ -153,8 +172,43 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _get_sam(entry, folder: Path, emit, events: bool, stop) -> int:
+    """`get` of a SAM pair: both halves, the same events as a checkpoint (paths: encoder, decoder)."""
+    emit("progress", stage="start", name=entry.name, url=entry.download_url("encoder"),
+         path=str(sam_files(entry, folder)["encoder"].parent), resume_from=0)
+    bar = DownloadProgress(entry.name, emit if events else None)
+    try:
+        paths, check = fetch_sam(entry, folder, bar, stop)
+    except DownloadCancelled as exc:
+        bar.close()
+        emit("cancelled", name=entry.name, bytes=bar.done)
+        print(f"dfine weights: {exc}", file=sys.stderr)
+        return 130
+    except UserFacingError as exc:
+        bar.close()
+        emit("error", message=str(exc), type=exc.__class__.__name__)
+        raise
+    bar.close()
+    size = sum(p.stat().st_size for p in paths.values())
+    emit("result", name=entry.name, paths={k: str(v) for k, v in paths.items()}, bytes=size, check=check)
+    if not events:
+        print(f"{entry.name}: {paths['encoder'].parent} ({size / 1e6:.1f} MB; {check})")
+    return 0
+
+
 def _add(args: argparse.Namespace) -> int:
 
-    entry, path = add_file(args.file, _folder(args), args.name)
+    sam = find_sam(args.name) if args.name else None
+    if sam is not None:
+        for file in args.file:
+            part, path = add_sam_file(file, _folder(args), sam)
+            print(f"{sam.name} {part}: {path} (verified: {sam.contract} contract)")
+        missing = [p for p, f in sam_files(sam, _folder(args)).items() if not f.is_file()]
+        if missing:
+            print(f"{sam.name}: still missing the {' and '.join(missing)} (add it the same way)")
+        return 0
+    if len(args.file) != 1:
+        raise WeightsError("add takes one checkpoint file (two files only for a SAM pair, with --name)")
+    entry, path = add_file(args.file[0], _folder(args), args.name)
     print(f"{entry.name}: {path} (verified: {entry.dataset}, size {'/'.join(entry.sizes) or '-'})")
     return 0
