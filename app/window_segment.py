@@ -23,6 +23,8 @@ from app.scissors_tool import ScissorsDraft
 from app.workers import run_task
 from core.annotation import Instance
 from core.errors import UserFacingError
+from core.weights.cache import weights_dir
+from core.weights.sam_registry import find_sam, sam_entries, sam_files
 
 
 class SegmentActions:
@@ -166,14 +168,12 @@ class SegmentActions:
 
     # ------------------------------------------------------------------ SAM click-to-segment
     def sam_folder(self) -> Path:
-        from core.weights.cache import weights_dir
 
         return weights_dir(self.project.root if self.project is not None else None)
 
     def sam_choice(self):
         """(entry, None) for the chosen SAM pair (Tools → Choose SAM model; else the first one in
         the weights cache), or (None, one-line advice) when none is there."""
-        from core.weights.sam_registry import find_sam, sam_entries, sam_files
 
         folder = self.sam_folder()
         cached = [e for e in sam_entries() if all(p.is_file() for p in sam_files(e, folder).values())]
@@ -191,7 +191,6 @@ class SegmentActions:
         return entry, None
 
     def choose_sam_dialog(self) -> None:
-        from core.weights.sam_registry import sam_entries, sam_files
 
         folder = self.sam_folder()
         rows, names = [], []
