@@ -7,7 +7,7 @@ import pytest
 
 from core.annotation import ImageAnnotation
 from core.errors import LabelError
-from core.eval import rle
+from core import rle
 from core.eval.coco_results import load_coco_results
 from core.eval.evaluator import Evaluator
 from core.eval.records import gt_from_annotation

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.coco_ap import CocoAccumulator
 from core.eval.matching import greedy_match
 from core.eval.metrics import (
