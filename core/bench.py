@@ -132,7 +132,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     if args.random_size:
         model = synthetic_model(args.random_size, 3, args.image_size, mask_head=args.mask_head)
         meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), 100,
-                         args.random_size, source="random weights")
+                         args.random_size, source="random weights", mask_head=args.mask_head)
         if args.queries is not None:
             limit_queries(meta, args.queries, model.decoder.num_queries, what="--queries")
             # on the model itself, so the torch row runs the count the exports run

@@ -300,6 +300,7 @@ class ReportModel(BaseModel):
     image_size: list[int]
     classes: list[str]
     source: str | None = None
+    mask_head: str | None = None  # segment: the mask head the model was trained with
 
 
 class ExportReport(BaseModel):

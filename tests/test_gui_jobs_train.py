@@ -258,3 +258,25 @@ def test_train_for_minutes_reaches_the_command_and_follows_the_project(qtbot, tm
     panel.time_box.setChecked(False)
     panel.set_project(project)
     assert panel.time_box.isChecked() and panel.minutes_box.value() == 8
+
+
+def test_where_the_model_runs_reaches_project_yaml_and_follows_it(qtbot, tmp_path: Path) -> None:
+    """Issue #34: the CPU pick was reachable only by editing YAML."""
+    from conftest_gui import make_project
+
+    from core.project import Project
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert panel.target_box.currentData() == "gpu"
+    panel.target_box.setCurrentIndex(panel.target_box.findData("cpu"))
+    panel.target_box.activated.emit(panel.target_box.currentIndex())  # what a click sends
+    cfg = Project.open(project.root).config
+    assert (cfg.model.mask_head, cfg.export.queries) == ("cpu", 100)
+    assert "mask head cpu, 100 decoder queries" in panel.status_label.text()
+    other = TrainPanel()
+    qtbot.addWidget(other)
+    other.set_project(project.root)
+    assert other.target_box.currentData() == "cpu"

@@ -69,7 +69,9 @@ def test_training_val_and_export_report_agree(run, tmp_path):
     assert final.f1 is not None and final.f1 > 0.3 and final.mask_map is not None and final.mask_map > 0.1
     dfine("export", str(checkpoint), "--project", str(root), "--formats", "onnx", "--precision", "fp32",
           "--out", str(tmp_path / "exp"), "--timing-images", "1")
-    torch_row = read_export_report(tmp_path / "exp" / "report.json").results[0]
+    report = read_export_report(tmp_path / "exp" / "report.json")
+    assert report.model.mask_head == "paper"  # the head the checkpoint was trained with
+    torch_row = report.results[0]
     assert torch_row.format == "torch"
     for name in ("f1", "precision", "recall", "iou"):  # the report rounds to 4 places
         assert getattr(torch_row, f"val_{name}") == round(getattr(final, name), 4), name

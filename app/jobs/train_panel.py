@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from app.jobs.weights_picker import WeightsPicker
-from core.errors import ConfigError
+from core.errors import ConfigError, UserFacingError
 from core.messages import (
     TRAIN_METRICS_PLOTTED,
     ErrorEvent,
@@ -45,7 +45,7 @@ from core.messages import (
     TrainStepEvent,
     WarningEvent,
 )
-from core.project import as_project
+from core.project import Project, as_project
 
 LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
 
@@ -194,6 +194,16 @@ class TrainPanel(QWidget):
         self.weights_picker.download_finished.connect(self._after_download)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
+        # where the trained model will run (not where it trains): core.project.DEPLOY_TARGETS
+        self.target_box = QComboBox()
+        self.target_box.addItem("GPU", "gpu")
+        self.target_box.addItem("CPU", "cpu")
+        self.target_box.setToolTip(
+            "Where the trained model will run. GPU: the paper's mask head, every decoder query. CPU: the "
+            "lighter cpu mask head (about half the latency, masks within noise of the paper's) and 100 "
+            "decoder queries in the export. Saved in project.yaml (model.mask_head, export.queries); a run "
+            "already started keeps its head.")
+        self.target_box.activated.connect(self._target_chosen)
         self.cache_box = QCheckBox("Keep decoded images on disk")
         self.cache_box.setToolTip(
             "train.cache_images: each training image is decoded and shrunk once and kept in the project's "
@@ -212,6 +222,7 @@ class TrainPanel(QWidget):
         form.addRow("Image size", self.image_size_box)
         form.addRow("Start from", self.weights_picker)
         form.addRow("Device", self.device_box)
+        form.addRow("Model will run on", self.target_box)
         form.addRow("Image cache", self.cache_box)
         form.addRow("Run name", self.name_edit)
         settings = QGroupBox("Run settings")
@@ -300,6 +311,7 @@ class TrainPanel(QWidget):
             self.weights_picker.set_context(self.project_root, self.size_box.currentText())
             return
         self.size_box.setCurrentText(str(cfg.model.size))
+        self.target_box.setCurrentIndex(self.target_box.findData("cpu" if cfg.model.mask_head == "cpu" else "gpu"))
         self.weights_picker.set_context(self.project_root, str(cfg.model.size), cfg.model.weights)
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
@@ -308,6 +320,23 @@ class TrainPanel(QWidget):
         if budget:
             self.minutes_box.setValue(max(1, round(budget)))
         self.time_box.setChecked(bool(budget))
+
+    def _target_chosen(self, _index: int) -> None:
+        """The person picked GPU/CPU: project.yaml gets that target's mask head and export queries."""
+        if self.project_root is None:
+            return
+        target = self.target_box.currentData()
+        try:
+            project = Project.open(self.project_root)
+            project.set_deploy_target(target)
+        except UserFacingError as exc:
+            self.status_label.setText(f"Not changed: {exc}")
+            self._load_defaults()
+            return
+        cfg = project.config
+        queries = cfg.export.queries or "all"
+        self.status_label.setText(f"Model will run on {target.upper()}: mask head {cfg.model.mask_head}, "
+                                  f"{queries} decoder queries in exports (project.yaml)")
 
     def _time_toggled(self, on: bool) -> None:
         self.minutes_box.setEnabled(on)

@@ -59,7 +59,7 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "device": device},
         "model": {"size": meta.model_size, "task": meta.task, "image_size": list(meta.image_size),
-                  "classes": meta.class_names, "source": meta.source},
+                  "classes": meta.class_names, "source": meta.source, "mask_head": meta.mask_head or None},
         "conf": conf, "val_images": len(val_items), "timed_images": len(timing_images),
         "int8": result.int8_info, "results": rows,
     }

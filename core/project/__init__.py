@@ -19,13 +19,13 @@ in label rows), ``journal`` (the class-edit journal), ``labels`` (one label file
 
 from core.project.journal import HISTORY_DIR, HISTORY_LIMIT, JOURNAL_DIR, ClassEditJournal, check_journal
 from core.project.labels import label_files, shared_label_message
-from core.project.project import Project, as_project, newest_run
+from core.project.project import DEPLOY_TARGETS, DeployTarget, Project, as_project, newest_run
 from core.project.remap import changed_rows, remap_label_files, remap_text, undo_text
 from core.project.splits import GROUPS_FILE, Split
-from core.project.template import TEMPLATE, set_top_level_value
+from core.project.template import TEMPLATE, set_section_value, set_top_level_value
 
 __all__ = [
-    "GROUPS_FILE", "HISTORY_DIR", "HISTORY_LIMIT", "JOURNAL_DIR", "TEMPLATE", "ClassEditJournal", "Project", "Split",
-    "as_project", "changed_rows", "check_journal", "label_files", "newest_run", "remap_label_files", "remap_text",
-    "set_top_level_value", "shared_label_message", "undo_text",
+    "DEPLOY_TARGETS", "GROUPS_FILE", "HISTORY_DIR", "HISTORY_LIMIT", "JOURNAL_DIR", "TEMPLATE", "ClassEditJournal",
+    "DeployTarget", "Project", "Split", "as_project", "changed_rows", "check_journal", "label_files", "newest_run",
+    "remap_label_files", "remap_text", "set_section_value", "set_top_level_value", "shared_label_message", "undo_text",
 ]

@@ -8,8 +8,10 @@ import os
 from collections.abc import Iterable
 from glob import escape as glob_escape
 from pathlib import Path
+from typing import Literal
 
 from core.atomic_io import atomic_write_text, remove_stale_temps
+from core.bounded_input import read_regular_text
 from core.config import CONFIG_FILE, ProjectConfig, check_class_name, load_config, parse_config_text
 from core.data.images import IMAGE_EXTENSIONS  # the one reader decides what an image is
 from core.errors import UserFacingError
@@ -17,7 +19,7 @@ from core.project.classes import ClassEdits
 from core.project.journal import JOURNAL_DIR, ClassEditJournal
 from core.project.splits import Splits
 from core.project.store import LabelStore
-from core.project.template import TEMPLATE, _flow_list, _flow_scalar, set_top_level_value
+from core.project.template import TEMPLATE, _flow_list, _flow_scalar, set_section_value, set_top_level_value
 from core.project_lock import held_here, project_lock
 from core.proposals import PROPOSALS_DIR, migrate_sidecar_proposals
 
@@ -25,6 +27,13 @@ from core.proposals import PROPOSALS_DIR, migrate_sidecar_proposals
 def as_project(project: Project | str | os.PathLike) -> Project:
     """A project as given, or the project at a root folder (callers accept either)."""
     return Project.open(project) if isinstance(project, (str, os.PathLike)) else project
+
+
+DeployTarget = Literal["gpu", "cpu"]
+#: target -> (model.mask_head, export.queries): the paper's head and every query on a GPU; on a CPU
+#: the cpu head (within noise of the paper head's masks, about half its latency) and 100 queries
+#: (the numbers: README, "Export")
+DEPLOY_TARGETS: dict[str, tuple[str, int | None]] = {"gpu": ("paper", None), "cpu": ("cpu", 100)}
 
 
 class Project(LabelStore, Splits, ClassEdits):
@@ -80,6 +89,28 @@ class Project(LabelStore, Splits, ClassEdits):
     def reload_config(self) -> ProjectConfig:
         self.config = load_config(self.config_path)
         return self.config
+
+    # ------------------------------------------------------------------ where the model will run
+
+    @property
+    def deploy_target(self) -> DeployTarget:
+        """"cpu" when the project trains the CPU mask head (model.mask_head: cpu), else "gpu"."""
+        return "cpu" if self.config.model.mask_head == "cpu" else "gpu"
+
+    def set_deploy_target(self, target: DeployTarget) -> None:
+        """Where the trained model will run: sets model.mask_head and export.queries in
+        project.yaml (comments kept) to that target's pick (DEPLOY_TARGETS)."""
+        if target not in DEPLOY_TARGETS:
+            raise UserFacingError(f"deploy target must be one of {', '.join(DEPLOY_TARGETS)}, got {target!r}")
+        mask_head, queries = DEPLOY_TARGETS[target]
+        with self.lock():
+            text = read_regular_text(self.config_path)
+            new = set_section_value(text, "model", "mask_head", mask_head)
+            new = set_section_value(new, "export", "queries", "null" if queries is None else str(queries))
+            parse_config_text(new, str(self.config_path))
+            if new != text:
+                atomic_write_text(self.config_path, new)
+            self.reload_config()
 
     # ------------------------------------------------------------------ paths
 

@@ -41,6 +41,28 @@ def set_top_level_value(text: str, key: str, value_text: str) -> str:
     return f"{text}{sep}{key}: {value_text}\n"
 
 
+def set_section_value(text: str, section: str, key: str, value_text: str) -> str:
+    """Replace ``section.key``'s scalar value in YAML text (a block mapping ``section:`` with
+    2-space keys, as the template has), keeping every comment and other line; a key the section
+    lacks is added as its last line, a missing section at the end."""
+    node = yaml.compose(text)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value != section or not isinstance(v, yaml.MappingNode) or v.flow_style:
+                continue
+            for kk, vv in v.value:
+                if kk.value == key:
+                    if not isinstance(vv, yaml.ScalarNode):
+                        raise ValueError(f"{section}.{key} is not a single value")
+                    return text[:vv.start_mark.index] + value_text + text[vv.end_mark.index:]
+            end = v.value[-1][1].end_mark.index if v.value else k.end_mark.index
+            eol = text.find("\n", end)
+            eol = len(text) if eol < 0 else eol
+            return text[:eol] + f"\n  {key}: {value_text}" + text[eol:]
+    sep = "" if text.endswith("\n") or not text else "\n"
+    return f"{text}{sep}{section}:\n  {key}: {value_text}\n"
+
+
 def _flow_scalar(v: str) -> str:
     return yaml.safe_dump(v, default_flow_style=True, allow_unicode=True).strip().removesuffix("...").strip()
 

@@ -720,7 +720,8 @@ class Trainer:
         model = self.ema.module
         size = self.cfg.model.image_size
         top_k = min(100, model.decoder.num_queries * len(self.class_names))
-        meta = ModelMeta(list(self.class_names), self.task, (size, size), top_k, self.cfg.model.size)
+        meta = ModelMeta(list(self.class_names), self.task, (size, size), top_k, self.cfg.model.size,
+                         mask_head=self.cfg.model.mask_head if self.task == "segment" else "")
         return Predictor.from_module(model, meta, device=str(self.device), conf=self.cfg.infer.conf)
 
     def _validate(self, epoch: int) -> None:
