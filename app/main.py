@@ -33,7 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def make_app(argv: list[str] | None = None):
-    """The QApplication with names (for QSettings/data dirs), high-DPI policy and theme."""
+    """The QApplication with names (for the settings file and data dirs), high-DPI policy and theme."""
     from PySide6.QtCore import QCoreApplication, Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
@@ -52,7 +52,7 @@ def follow_system_theme(app, win, settings, forced: str | None) -> None:
     """Re-theme when the OS switches dark/light, unless the person picked a theme."""
 
     def changed(*_: object) -> None:
-        if forced is None and str(settings.value("theme", "system")) == "system":
+        if forced is None and settings.theme == "system":
             win.set_theme("system")
 
     try:
@@ -81,29 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         return core_main(argv[1:])
     args = parse_args(argv)
     app = make_app()
-    from PySide6.QtCore import QSettings
-
     from app.main_window import MainWindow
+    from app.settings import AppSettings
     from app.theme import apply_theme
     from app.workers import run_task
 
-    settings = QSettings()
-    apply_theme(app, args.theme or str(settings.value("theme", "system")))
+    settings = AppSettings()
+    apply_theme(app, args.theme or settings.theme)
     win = MainWindow(settings)
     from app.jobs.wiring import attach_job_panels
 
     attach_job_panels(win)
     follow_system_theme(app, win, settings, forced=args.theme)
-    geometry, state = settings.value("geometry"), settings.value("window_state")
-    if geometry is None or not win.restoreGeometry(geometry):
+    if not settings.restore_window(win):  # geometry and dock layout
         fit_to_screen(win)
-    if state is not None:
-        win.restoreState(state)  # dock layout
     win.show()
-    last = settings.value("last_project", "")
+    last = settings.last_project
     if args.project is not None:
         win.open_project(args.project)
-    elif last and (Path(last) / "project.yaml").is_file():
+    elif last is not None and (last / "project.yaml").is_file():
         win.open_project(last)
     else:
         target = demo_dir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QApplication,
@@ -41,6 +41,7 @@ from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
 from app.key_guard import KeyGuard
 from app.panels import ClassPanel, InstancePanel
+from app.settings import AppSettings
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
 from app.theme import apply_theme, icon, set_class_colors
 from app.transfer import EXPORT_KINDS, IMPORT_KINDS
@@ -61,9 +62,9 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     image_shown = Signal(object)  # Path of the image now on the canvas
     project_opened = Signal(object)  # core.project.Project (panels of other rooms follow it)
 
-    def __init__(self, settings: QSettings | None = None):
+    def __init__(self, settings: AppSettings | None = None):
         super().__init__()
-        self.settings = settings or QSettings()
+        self.settings = settings if settings is not None else AppSettings()
         self.project = None
         self.docs: dict[Path, LabelDocument] = {}
         self.doc: LabelDocument | None = None
@@ -173,7 +174,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.instance_panel.visibility_toggled.connect(self._toggle_visibility)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(int(float(self.settings.value("fill_opacity", 35))))
+        self.opacity.setValue(self.settings.fill_opacity)
         self.opacity.valueChanged.connect(self._opacity_changed)
         self.crosshair = QCheckBox("Crosshair")
         self.crosshair.setChecked(True)
@@ -269,10 +270,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.act_pick_class = a("pick_class", "Pick c&lass…", lambda: self.open_class_picker(), "tag",
                                 canvas_only=True)
         self.act_ask_class = a(None, "As&k class after drawing", lambda _on: None, checkable=True)
-        self.act_ask_class.setChecked(self.settings.value("ask_class_after_draw", "false") in (True, "true"))
+        self.act_ask_class.setChecked(self.settings.ask_class_after_draw)
         self.act_ask_class.toggled.connect(self._ask_class_toggled)
         self.act_show_names = a("names", "Show class &names", lambda _on: None, checkable=True)
-        self.act_show_names.setChecked(self.settings.value("show_class_names", "true") in (True, "true"))
+        self.act_show_names.setChecked(self.settings.show_class_names)
         self.act_show_names.toggled.connect(self._show_names_toggled)  # setChecked included
         self.canvas.set_show_names(self.act_show_names.isChecked())
         # Undo: the image's own undo, or the last class edit when that is the last thing done
@@ -468,9 +469,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self._announce_other_windows(project.root)
         project.lock_wait_s = GUI_LOCK_WAIT_S  # every store call from this window: no long waits
         self.project = project
-        self.settings.setValue("last_project", str(project.root))
-        recent = [str(project.root)] + [p for p in self._recent() if p != str(project.root)]
-        self.settings.setValue("recent_projects", recent[:8])
+        self.settings.add_recent_project(project.root)
         self.model_path = self._remembered_model()
         paths = project.image_paths()
         self.list_model = ImageListModel(paths, project.label_path, self,
@@ -516,7 +515,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _update_hint(self) -> None:
         """One line saying what to do first; gone once the person has labelled an image."""
-        labelled = self.settings.value("hint/labelled", "false") in (True, "true")
+        labelled = self.settings.hint_done
         if labelled:
             text = ""
         elif self.project is None:
@@ -662,8 +661,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self.open_project(folder)
 
     def _recent(self) -> list[str]:
-        value = self.settings.value("recent_projects", [])
-        return [value] if isinstance(value, str) else list(value or [])
+        return [str(p) for p in self.settings.recent_projects()]
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -905,7 +903,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
     def _doc_saved(self, doc: LabelDocument) -> None:
         self.list_model.refresh(doc.image_path, error=False)
         if doc.instances and self.hint_label.isVisibleTo(self):  # labelled an image: the hint is done
-            self.settings.setValue("hint/labelled", True)
+            self.settings.hint_done = True
             self._update_hint()
         if doc is self.doc:
             self.setWindowModified(False)
@@ -1013,10 +1011,10 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def _show_names_toggled(self, on: bool) -> None:
         self.canvas.set_show_names(on)
-        self.settings.setValue("show_class_names", bool(on))
+        self.settings.show_class_names = on
 
     def _ask_class_toggled(self, on: bool) -> None:
-        self.settings.setValue("ask_class_after_draw", bool(on))
+        self.settings.ask_class_after_draw = on
 
     def _shape_drawn(self, index: int) -> None:
         """labelme habit: with "Ask class after drawing" on, the picker opens on the new shape."""
@@ -1041,14 +1039,11 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         return picker
 
     def _remembered_recent(self, project) -> list[int]:
-        value = self.settings.value(f"recent_classes/{project.root}", [])
-        value = [value] if isinstance(value, str) else list(value or [])
-        n = len(project.class_names)
-        return [int(v) for v in value if str(v).isdigit() and int(v) < n]
+        return self.settings.recent_classes_for(project.root, len(project.class_names))
 
     def _opacity_changed(self, v: int) -> None:
         self.canvas.set_fill_opacity(v / 100)
-        self.settings.setValue("fill_opacity", v)
+        self.settings.fill_opacity = v
 
     def _crosshair_changed(self, on: bool) -> None:
         self.canvas.show_crosshair = on
@@ -1056,7 +1051,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
 
     def set_theme(self, mode: str) -> None:
         apply_theme(QApplication.instance(), mode)
-        self.settings.setValue("theme", mode)
+        self.settings.theme = mode
         self.refresh_icons()
         self.canvas.resetCachedContent()
 
@@ -1100,6 +1095,5 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.autosaver.save_current()
         open_marker.unregister(getattr(self, "_open_marker", None))
         self._open_marker = None
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("window_state", self.saveState())
+        self.settings.save_window(self)
         event.accept()

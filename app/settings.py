@@ -1,10 +1,11 @@
 """What the app remembers between sessions (QSettings, organisation "dfine-studio"):
-recent projects, window geometry/dock layout, last device/backend, last live source.
+recent projects, window geometry/dock layout, theme, display toggles, the classes last used
+per project, last device/backend, the model last used per project, last live source.
 
-Why a wrapper: QSettings returns a str for a one-element list and str/"true" for bools
-on some platforms (INI files keep no types); the typed accessors here fix that once. The
-keys are the ones app/main_window.py already writes ("last_project", "recent_projects",
-"geometry", "window_state"), so both can share one settings file.
+:class:`AppSettings` is the only way the app touches QSettings (tests/test_gui_settings_one_layer.py
+checks that no other module names QSettings). Why a wrapper: QSettings returns a str for a
+one-element list and str/"true" for bools on some platforms (INI files keep no types); the
+typed accessors here fix that once, and every key is spelled in this file only.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class AppSettings:
     def __init__(self, settings: QSettings | None = None):
         self.qsettings = settings if settings is not None else default_settings()
 
+    @classmethod
+    def in_file(cls, path: Path | str) -> AppSettings:
+        """Settings kept in the INI file ``path`` (tests, probes: never the user's own)."""
+        return cls(QSettings(str(path), QSettings.Format.IniFormat))
+
     # ---- projects ----------------------------------------------------------------------------
     def recent_projects(self, existing_only: bool = False) -> list[Path]:
         """Most recent first; ``existing_only`` drops folders that no longer hold a project."""
@@ -78,6 +84,74 @@ class AppSettings:
         value = self.qsettings.value("last_project", "")
         return Path(str(value)) if value else None
 
+    def recent_classes_for(self, project_root: Path | str, num_classes: int) -> list[int]:
+        """The class ids last picked in this project, most recent first (ids out of range dropped)."""
+        value = _as_list(self.qsettings.value(f"recent_classes/{project_root}", []))
+        return [int(v) for v in value if v.isdigit() and int(v) < num_classes]
+
+    def set_recent_classes(self, project_root: Path | str, class_ids: list[int]) -> None:
+        self.qsettings.setValue(f"recent_classes/{project_root}", [str(k) for k in class_ids])
+
+    # ---- display -----------------------------------------------------------------------------
+    def _flag(self, key: str, default: bool) -> bool:
+        value = self.qsettings.value(key, default)
+        return value is True or str(value).lower() == "true"
+
+    @property
+    def show_class_names(self) -> bool:
+        return self._flag("show_class_names", True)
+
+    @show_class_names.setter
+    def show_class_names(self, on: bool) -> None:
+        self.qsettings.setValue("show_class_names", bool(on))
+
+    @property
+    def ask_class_after_draw(self) -> bool:
+        return self._flag("ask_class_after_draw", False)
+
+    @ask_class_after_draw.setter
+    def ask_class_after_draw(self, on: bool) -> None:
+        self.qsettings.setValue("ask_class_after_draw", bool(on))
+
+    @property
+    def fill_opacity(self) -> int:
+        """Label fill opacity in percent (0..100)."""
+        try:
+            return max(0, min(100, int(float(self.qsettings.value("fill_opacity", 35)))))
+        except (TypeError, ValueError):
+            return 35
+
+    @fill_opacity.setter
+    def fill_opacity(self, percent: int) -> None:
+        self.qsettings.setValue("fill_opacity", int(percent))
+
+    @property
+    def theme(self) -> str:
+        """"system", "light" or "dark"."""
+        return str(self.qsettings.value("theme", "system") or "system")
+
+    @theme.setter
+    def theme(self, mode: str) -> None:
+        self.qsettings.setValue("theme", mode)
+
+    @property
+    def hint_done(self) -> bool:
+        """The first-start hint is gone for good once the person saved an image with labels."""
+        return self._flag("hint/labelled", False)
+
+    @hint_done.setter
+    def hint_done(self, on: bool) -> None:
+        self.qsettings.setValue("hint/labelled", bool(on))
+
+    @property
+    def sam_model(self) -> str:
+        """The SAM pair click-to-segment uses ('' = the first one in the weights cache)."""
+        return str(self.qsettings.value("sam_model", "") or "")
+
+    @sam_model.setter
+    def sam_model(self, name: str) -> None:
+        self.qsettings.setValue("sam_model", str(name))
+
     # ---- window layout -----------------------------------------------------------------------
     def save_window(self, window: QMainWindow) -> None:
         self.qsettings.setValue("geometry", window.saveGeometry())
@@ -85,14 +159,14 @@ class AppSettings:
         self.qsettings.sync()
 
     def restore_window(self, window: QMainWindow) -> bool:
-        """Restore geometry and dock/toolbar state; False when nothing (valid) was saved."""
+        """Restore geometry and dock/toolbar state; False when no (valid) geometry was saved."""
         geometry = self.qsettings.value("geometry")
         state = self.qsettings.value("window_state")
         ok = False
         if isinstance(geometry, (QByteArray, bytes)) and len(geometry):
             ok = window.restoreGeometry(QByteArray(geometry))
         if isinstance(state, (QByteArray, bytes)) and len(state):
-            ok = window.restoreState(QByteArray(state)) and ok
+            window.restoreState(QByteArray(state))  # the dock layout
         return ok
 
     # ---- inference defaults ------------------------------------------------------------------

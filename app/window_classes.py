@@ -26,7 +26,7 @@ class ClassActions:
         self.current_class = k
         self.canvas.current_class = k
         self.recent_classes = remember(self.recent_classes, k)
-        self.settings.setValue(f"recent_classes/{self.project.root}", [str(r) for r in self.recent_classes])
+        self.settings.set_recent_classes(self.project.root, self.recent_classes)
         self.class_panel.set_current(k)
         if relabel and self.doc is not None and self.canvas.selected and not getattr(self.doc, "read_only", False):
             cmd = commands.change_class(self.doc, self.canvas.selected, k)

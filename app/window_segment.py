@@ -177,7 +177,7 @@ class SegmentActions:
 
         folder = self.sam_folder()
         cached = [e for e in sam_entries() if all(p.is_file() for p in sam_files(e, folder).values())]
-        name = str(self.settings.value("sam_model", "") or "")
+        name = self.settings.sam_model
         entry = find_sam(name) if name else (cached[0] if cached else None)
         if entry is None:
             names = ", ".join(e.name for e in sam_entries())
@@ -198,14 +198,14 @@ class SegmentActions:
             here = all(p.is_file() for p in sam_files(e, folder).values())
             rows.append(f"{e.name}  ({e.size_mb:.0f} MB, {e.licence}{'' if here else ', not downloaded'})")
             names.append(e.name)
-        current = str(self.settings.value("sam_model", "") or "")
+        current = self.settings.sam_model
         row, ok = QInputDialog.getItem(self, "SAM model", "Click-to-segment uses:", rows,
                                        names.index(current) if current in names else 0, False)
         if ok:
             self.set_sam_model(names[rows.index(row)])
 
     def set_sam_model(self, name: str) -> None:
-        self.settings.setValue("sam_model", name)
+        self.settings.sam_model = name
         entry, advice = self.sam_choice()
         self.statusBar().showMessage(advice or f"Click-to-segment uses {entry.name}", 10000)
         if entry is not None and self.canvas.tool == Tool.SAM:

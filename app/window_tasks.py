@@ -109,8 +109,8 @@ class BackgroundActions:
 
     # ================================================================== pre-labeling
     def _remembered_model(self) -> Path | None:
-        value = self.settings.value(f"model/{self.project.root}", "")
-        return Path(value) if value and Path(value).exists() else None
+        value = self.settings.model_for(self.project.root)
+        return value if value is not None and value.exists() else None
 
     def choose_model_dialog(self) -> None:
         start = str(self.project.runs_dir if self.project.runs_dir.exists() else self.project.root)
@@ -123,7 +123,7 @@ class BackgroundActions:
     def set_model(self, path: Path) -> None:
         self.model_path = Path(path)
         self._predictor = None
-        self.settings.setValue(f"model/{self.project.root}", str(path))
+        self.settings.set_model_for(self.project.root, path)
         self.statusBar().showMessage(f"Model: {path}", 5000)
 
     def _conf(self) -> float:

@@ -48,7 +48,8 @@ FRAME = (640, 480)
 # and requantize INT8 models' activations at run time: the anchor gets ours unless asked otherwise,
 # so "FP32" is f32 on both sides on every CPU.
 OURS_CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
-COCO8 = Path("/work/shared/data/coco8-seg")
+# the shared fixtures beside the checkout (as tests/conftest.py finds them), or $DFINE_SHARED
+COCO8 = Path(os.environ.get("DFINE_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "coco8-seg"
 REPO = Path(__file__).resolve().parents[1]
 
 

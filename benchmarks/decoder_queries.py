@@ -25,17 +25,17 @@ sys.path.insert(0, str(REPO))
 def evaluate_with_queries(weights: Path, project_dir: Path, queries: list[int], split: str = "val",
                           conf: float | None = None) -> list[dict]:
     """One row per query count: the val metrics of ``weights`` with that many decoder queries."""
-    import torch
-
+    from core.eval.validate import load_val_items, validate_predictor
+    from core.infer.checkpoint_loader import meta_from_info
+    from core.infer.predictor import Predictor
     from core.model.checkpoint import load_trained_model
     from core.project import Project
-    from core.train.trainer import evaluate_model
 
     project = Project.open(project_dir)
     model, info, _ = load_trained_model(weights, use_ema=True)
     model.eval()
     trained = model.decoder.num_queries
-    images = project.split_images(split)
+    items = load_val_items(project, project.split_images(split), info.task)
     conf = project.config.infer.conf if conf is None else conf
     rows = []
     for q in queries:
@@ -43,13 +43,13 @@ def evaluate_with_queries(weights: Path, project_dir: Path, queries: list[int], 
             raise SystemExit(f"--queries {q}: the model was trained with {trained}; more cannot be selected")
         model.decoder.num_queries = q
         t0 = time.perf_counter()
-        with torch.no_grad():
-            summary = evaluate_model(model, project, images, list(info.class_names), info.task, info.image_size[0],
-                                     torch.device("cpu"), conf)
-        head = summary.headline()
+        meta = meta_from_info(info, weights)
+        meta.top_k = min(meta.top_k, q * len(info.class_names))
+        summary = validate_predictor(Predictor.from_module(model, meta, conf=conf), items, conf)
+        head = summary.headline().model_dump()
         rows.append({"queries": q, "images": summary.images, "conf": conf, "seconds": time.perf_counter() - t0,
                      **{k: float(head[k]) for k in ("f1", "precision", "recall", "mask_map50", "mask_map",
-                                                     "box_map50") if k in head}})
+                                                     "box_map50") if head[k] is not None}})
     model.decoder.num_queries = trained
     return rows
 

@@ -244,7 +244,7 @@ def simulated_predictions(ctx: dict, seed: int = 0) -> tuple[list, list]:
     0.3-0.5), outlines 1-2 px off, a false positive (0.5-0.8) in 15 % of images; the mirrored
     view has its own score noise and repeats a false positive only 30 % of the time."""
     from core.annotation import Instance
-    from core.eval import rle as rle_ops
+    from core import rle as rle_ops
     from core.eval.records import ImagePred
 
     project, anns = ctx["project"], ctx["anns"]

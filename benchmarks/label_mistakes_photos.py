@@ -68,7 +68,7 @@ def _bbox(geom) -> list[float]:
 
 def import_coco128(coco_root: Path, out: Path) -> Path:
     """`dfine import ultralytics` of the folder into <out>/project (what a new user does)."""
-    from core.data.formats.cli import read_source
+    from core.convert import read_source
     from core.project_import import import_into_project
 
     proj = out / "project"
@@ -205,7 +205,7 @@ def _perturbed_outline(inst: Instance, rng: np.random.Generator, frame):
 
 
 def _rle(geom, h: int, w: int):
-    from core.eval import rle as rle_ops
+    from core import rle as rle_ops
 
     polys = [geom] if isinstance(geom, Polygon) else [p for p in getattr(geom, "geoms", []) if isinstance(p, Polygon)]
     outer = [np.asarray(p.exterior.coords)[:-1] for p in polys if p.area > 0]
@@ -231,7 +231,7 @@ def realistic_predictions(project, anns: list[ImageAnnotation], truth: dict, see
       object-sized, scored 0.3-0.75, of a class that occurs in the data set.
 
     No mirrored view: this is what `dfine analyze --predictions` gets from any other detector."""
-    from core.eval import rle as rle_ops
+    from core import rle as rle_ops
     from core.eval.records import ImagePred
 
     nc = len(project.class_names)

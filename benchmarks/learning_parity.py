@@ -169,7 +169,7 @@ def score_outputs(raw: dict[str, np.ndarray], val_labels: list[list[dict]], size
         ann = ImageAnnotation(Path(f"val_{i:04d}.png"), w, h, [Instance.from_dict(d) for d in labels])
         ev.add(gt_from_annotation(ann, with_masks=True), ImagePred.from_detections(det, str(ann.image_path)))
     summary = ev.summary()
-    m = summary.headline()
+    m = summary.headline().model_dump()
     return {"mask_f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "mask_map50": m["mask_map50"],
             "mask_map": m["mask_map"], "best_f1": summary.curve.best_f1, "best_threshold": summary.curve.best_threshold}
 

@@ -111,7 +111,7 @@ def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0,
 
 @dataclass
 class BenchSetup:
-    models: list  # (label, Predictor, f1 dict or None)
+    models: list  # (label, Predictor, core.messages.TrainMetrics of the val split or None)
     project: object | None
     notes: list[str]
 
@@ -123,7 +123,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     from core.export.pipeline import export_all, limit_queries, project_for
     from core.infer.checkpoint_loader import load_checkpoint
     from core.infer.predictor import Predictor, export_layout, resolve_model
-    from core.infer.val_metrics import evaluate, load_val_items
+    from core.eval.validate import load_val_items, validate_predictor
     from core.project import newest_run
 
     formats = [backend_name(f) for f in _csv_list(args.formats)]
@@ -132,7 +132,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     if args.random_size:
         model = synthetic_model(args.random_size, 3, args.image_size, mask_head=args.mask_head)
         meta = ModelMeta(["class0", "class1", "class2"], "segment", (args.image_size, args.image_size), 100,
-                         args.random_size, source="random weights")
+                         args.random_size, source="random weights", mask_head=args.mask_head)
         if args.queries is not None:
             limit_queries(meta, args.queries, model.decoder.num_queries, what="--queries")
             # on the model itself, so the torch row runs the count the exports run
@@ -185,10 +185,11 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
         for _, p in predictors:
             p.conf = conf
         notes.append(f"confidence threshold {conf:.3f} (keeps ~10 instances per frame on the FP32 model)")
-    items = load_val_items(project, task=meta.task) if project is not None and not args.random_size else []
+    items = (load_val_items(project, project.split_images("val"), meta.task)
+             if project is not None and not args.random_size else [])
     models = []
     for label, p in predictors:
-        f1 = evaluate(p.predict, items, meta.class_names, meta.task, p.conf) if items else None
+        f1 = validate_predictor(p, items, p.conf).headline() if items else None
         models.append((label, p, f1))
     if items:
         notes.append(f"F1/P/R/IoU on {len(items)} val images of {project.root} at conf {args.conf}")
@@ -210,7 +211,7 @@ def _run(args: argparse.Namespace, emit, out) -> int:
         for bs in batch_sizes:
             emit("progress", verb="bench", stage="time", done=len(rows), total=total, message=f"{label} bs={bs}")
             t = time_predictor(predictor, frames, bs)
-            row = {"model": label, **t.summary(), **{k: f1.get(k) if f1 else None for k in
+            row = {"model": label, **t.summary(), **{k: getattr(f1, k) if f1 else None for k in
                                                      ("f1", "precision", "recall", "iou")}}
             rows.append(row)
             print(f"{label:>22} bs={bs}: e2e p50 {row['e2e_p50_ms']:.1f} ms, raw p50 {row['raw_p50_ms']:.1f} ms, "

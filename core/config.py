@@ -415,8 +415,3 @@ def _describe(err: dict, source: str, node: yaml.Node | None) -> str:
         msg = err["msg"] + got
     key = _loc_str(loc) or "(top level)"
     return f"{where}: {key}: {msg}"
-
-
-def config_to_dict(cfg: ProjectConfig) -> dict:
-    """Plain dict (for run snapshots / checkpoints)."""
-    return cfg.model_dump(mode="json")

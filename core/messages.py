@@ -36,7 +36,7 @@ from core.errors import UserFacingError
 
 __all__ = [
     "Event", "ExportReport", "LabelIssueRecord", "LabelIssuesFile", "ReportRow", "ReviewDecision",
-    "ReviewDecisionsFile", "event_line", "make_event", "parse_event", "plain", "read_export_report",
+    "ReviewDecisionsFile", "TRAIN_METRICS_PLOTTED", "TRAIN_METRIC_NAMES", "TrainMetrics", "event_line", "make_event", "parse_event", "plain", "read_export_report",
     "read_model_file", "validate_model",
 ]
 
@@ -72,6 +72,13 @@ class ProgressEvent(_Event):
     done: float | None = None
     total: float | None = None
     message: str = ""
+    # out-of-fold analysis: which fold (1-based) of how many, and what it is doing
+    fold: int | None = None
+    folds: int | None = None
+    phase: Literal["train", "predict"] | None = None
+    # weights download: the file and, on stage "start", the bytes already on disk (a resumed .part)
+    name: str | None = None
+    resume_from: int | None = None
 
     def fraction(self) -> float | None:
         """How far the stage is (0..1): ``progress``, else done/total, else unknown."""
@@ -82,22 +89,20 @@ class ProgressEvent(_Event):
         return None
 
 
-class ResultEvent(_Event):
-    event: Literal["result"]
-    verb: str
-    paths: dict[str, str] = Field(default_factory=dict)
-    message: str = ""
 
 
 class CancelledEvent(_Event):
     event: Literal["cancelled"]
     verb: str
     message: str = ""
+    name: str | None = None  # ``dfine weights get``: the file and the bytes kept in its .part
+    bytes: int | None = None
 
 
 class WarningEvent(_Event):
     event: Literal["warning"]
     message: str
+    about: str | None = None  # what it concerns: "model" (the Review panel shows it), "image", "folds" ...
 
 
 class ErrorEvent(_Event):
@@ -148,11 +153,58 @@ class TrainEpochEvent(_Event):
     time_s: float
 
 
+class TrainMetrics(BaseModel):
+    """One validation of a training run: the ``metrics`` of a ``metrics`` event and one row of
+    ``metrics.csv`` (after ``epoch``, ``step``). The names are declared here only: the trainer
+    (``core.eval.evaluator.EvalSummary.headline``), the plots, the Train panel and the README use them.
+
+    ``f1``/``precision``/``recall``/``iou`` are at the fixed threshold ``infer.conf`` (mask IoU for
+    segmentation), ``best_threshold`` the conf with the best F1, ``box_map``/``box_map50`` the COCO
+    box AP (0.5:0.95 and 0.5); ``mask_*`` the same on masks (segmentation only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    f1: float | None
+    precision: float | None
+    recall: float | None
+    iou: float | None
+    best_threshold: float | None = None
+    box_map: float | None = None
+    box_map50: float | None = None
+    mask_map: float | None = None
+    mask_map50: float | None = None
+
+    def headline(self, name: str, task: str) -> float | None:
+        """The value of a ``train.best_metric`` name: ``map``/``map50`` are the mask AP for
+        segmentation and the box AP for detection; the others are fields."""
+        if name in ("map", "map50"):
+            name = f"{'mask' if task == 'segment' else 'box'}_{name}"
+        return getattr(self, name)
+
+
+#: every metric name, in the order of ``metrics.csv``'s columns
+TRAIN_METRIC_NAMES: tuple[str, ...] = tuple(TrainMetrics.model_fields)
+#: the curves drawn in ``metrics.png`` and the Train panel (all in 0..1)
+TRAIN_METRICS_PLOTTED: tuple[str, ...] = ("f1", "precision", "recall", "iou", "box_map50", "box_map",
+                                          "mask_map50", "mask_map")
+
+
+class ResultEvent(_Event):
+    event: Literal["result"]
+    verb: str
+    paths: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+    metrics: TrainMetrics | None = None  # ``dfine val``: the validation's numbers
+    mode: str | None = None  # ``dfine analyze``: out-of-fold / in-sample / given
+    name: str | None = None  # ``dfine weights get``: the file, its size and how it was checked
+    bytes: int | None = None
+    check: str | None = None
+
+
 class TrainMetricsEvent(_Event):
     event: Literal["metrics"]
     epoch: int
     step: int
-    metrics: dict[str, Any]
+    metrics: TrainMetrics
     best_metric: str
     value: float | None
     is_best: bool
@@ -217,7 +269,8 @@ def event_line(record: dict) -> str:
 
 class ReportRow(BaseModel):
     """One format x precision (the first row is the torch reference). ``val_*`` are the val metrics
-    of ``core.infer.val_metrics.evaluate`` (f1, precision, recall, iou); latency keys only when timed."""
+    of ``core.eval.validate`` (f1, precision, recall, iou), the validator training and ``dfine val``
+    use too; latency keys only when timed."""
 
     model_config = ConfigDict(extra="allow")
     format: str
@@ -247,6 +300,7 @@ class ReportModel(BaseModel):
     image_size: list[int]
     classes: list[str]
     source: str | None = None
+    mask_head: str | None = None  # segment: the mask head the model was trained with
 
 
 class ExportReport(BaseModel):

@@ -9,6 +9,7 @@ from pathlib import Path
 from core.config import apply_overrides
 from core.data.formats.yolo_txt import parse_class_id, split_rows
 from core.errors import UserFacingError
+from core.project.labels import _read_label_text, label_files
 from core.project_lock import training_active
 
 
@@ -56,8 +57,6 @@ def add_classes_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _count_instances(proj) -> tuple[dict[int, int], list[str]]:
-    from core.project import _read_label_text, label_files
-
     counts: dict[int, int] = {}
     bad: list[str] = []
     if not proj.labels_dir.is_dir():

@@ -54,12 +54,13 @@ def gui_settings(tmp_path):
 def window(qtbot, qapp, gui_settings):
     from app.main import make_app
     from app.main_window import MainWindow
+    from app.settings import AppSettings
     from app.theme import apply_theme
 
     make_app()
     qapp.setProperty("no_modal_errors", True)
     apply_theme(qapp, "dark")
-    win = MainWindow(gui_settings)
+    win = MainWindow(AppSettings(gui_settings))
     win.autosaver.timer.setInterval(60_000)  # tests save explicitly or by switching
     qtbot.addWidget(win)
     win.resize(1280, 800)

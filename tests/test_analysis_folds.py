@@ -131,7 +131,7 @@ def test_a_class_missing_from_a_folds_training_is_a_warning_event(small, monkeyp
         small.save_annotation(ImageAnnotation(ann.image_path, ann.width, ann.height, keep))
     assert main(["analyze", str(small.root), "--folds", "3", "--events", "-"]) == 0
     events = [parse_event(line) for line in capsys.readouterr().out.splitlines()]
-    warnings = [e.message for e in events if e.event == "warning" and e.model_extra.get("about") == "folds"]
+    warnings = [e.message for e in events if e.event == "warning" and e.about == "folds"]
     # one fold holds the only rectangle (and here the only circle too): its training lacks them
     assert len(warnings) == 1 and "no training image has class" in warnings[0] and "rectangle" in warnings[0]
     assert isinstance(events[-1], ResultEvent)
@@ -191,7 +191,7 @@ def test_killed_fold_resumes_alone_and_events_follow_the_contract(small):
     assert not any(s.startswith("fold 1/2") for s in stages)  # reused
     assert "fold 2/2 train" in stages and "fold 2/2 predict" in stages and stages[-1] == "report"
     assert stages.index("fold 2/2 predict") < stages.index("rank")
-    assert isinstance(events[-1], ResultEvent) and events[-1].model_extra["mode"] == "out-of-fold"
+    assert isinstance(events[-1], ResultEvent) and events[-1].mode == "out-of-fold"
     assert (plan_dir / "fold_0" / folds.DONE).stat().st_mtime_ns == done_0
     doc = json.loads(earlier.read_text())
     assert doc["mode"] == "out-of-fold" and doc["folds"] == 2 and doc["images"] == 6

@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 from core.analysis.find_mistakes import analyze, analyze_image
 from core.annotation import ImageAnnotation, Instance
 from core.eval.records import ImagePred
-from core.eval.rle import box_iou
+from core.rle import box_iou
 
 H, W, C = 120, 160, 3
 

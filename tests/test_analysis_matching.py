@@ -9,7 +9,7 @@ import pytest
 
 from core.analysis.find_mistakes import analyze_image
 from core.annotation import ImageAnnotation, Instance
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImagePred
 
 

@@ -131,7 +131,7 @@ def _disc_scene(tmp_path, label_centre):
 
 
 def _one_mask(polygon: np.ndarray, score: float) -> ImagePred:
-    from core.eval import rle as rle_ops
+    from core import rle as rle_ops
 
     m = rle_ops.polygons_to_rle([polygon], [], BIG, BIG)
     return ImagePred(rle_ops.to_xyxy([m]).reshape(-1, 4), [score], [0], [m], image_id="disc.png")

@@ -20,7 +20,7 @@ from core.eval.records import ImagePred
 
 
 def _coco8(coco8_dir: Path) -> list[ImageAnnotation]:
-    from core.data.formats.cli import read_source
+    from core.convert import read_source
 
     if not (coco8_dir / "coco8-seg.yaml").is_file():
         pytest.skip("coco8-seg not in ../shared/data")

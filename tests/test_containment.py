@@ -294,9 +294,7 @@ def test_review_accept_of_a_nan_fix_writes_nothing_and_records_nothing(tmp_path,
 
 
 def _enospc_on(monkeypatch, nth: int, match: str | None = None):
-    import core.project as cp
-
-    real = cp.atomic_write_text
+    from core.atomic_io import atomic_write_text as real
     calls = {"n": 0}
 
     def full(path, text, encoding="utf-8"):
@@ -307,7 +305,7 @@ def _enospc_on(monkeypatch, nth: int, match: str | None = None):
                               str(path))
         real(path, text, encoding)
 
-    monkeypatch.setattr(cp, "atomic_write_text", full)
+    _patch_project_writes(monkeypatch, full)
 
 
 def test_full_disk_mid_class_edit_puts_every_file_back(proj, monkeypatch):
@@ -392,3 +390,12 @@ def test_history_record_through_a_symlink_is_not_replayed(proj, victim, capsys):
     with pytest.raises(PathOutsideError):
         proj.add_class("fish")
     assert _tree(victim) == before and Project(proj.root, proj.config).classes_on_disk() == ["cat", "dog", "bird"]
+
+
+def _patch_project_writes(monkeypatch, fn) -> None:
+    """Every atomic write of core.project's modules goes through ``fn``."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if (name == "core.project" or name.startswith("core.project.")) and hasattr(module, "atomic_write_text"):
+            monkeypatch.setattr(module, "atomic_write_text", fn)

@@ -7,7 +7,7 @@ import pytest
 
 from core.annotation import ImageAnnotation
 from core.errors import LabelError
-from core.eval import rle
+from core import rle
 from core.eval.coco_results import load_coco_results
 from core.eval.evaluator import Evaluator
 from core.eval.records import gt_from_annotation
@@ -74,4 +74,4 @@ def test_summary_is_json_ready_and_has_headline():
     assert d["f1"] == 1.0 and d["per_class"]["dog"]["tp"] == 1 and d["per_class"]["cat"]["f1"] is None
     assert d["confusion_labels"] == ["cat", "dog", "background"]
     h = s.headline()
-    assert h["mask_map"] == pytest.approx(1.0) and h["box_map50"] == pytest.approx(1.0)
+    assert h.mask_map == pytest.approx(1.0) and h.box_map50 == pytest.approx(1.0)

@@ -7,7 +7,7 @@ number below is worked out by hand in the comment next to it.
 import numpy as np
 import pytest
 
-from core.eval import rle
+from core import rle
 from core.eval.evaluator import Evaluator
 from core.eval.matching import greedy_match
 from core.eval.records import ImageGT, ImagePred

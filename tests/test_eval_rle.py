@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.annotation import ImageAnnotation, Instance
-from core.eval import rle
+from core import rle
 from core.eval.records import ImagePred, gt_from_annotation
 
 SQ = lambda x0, y0, x1, y1: np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)

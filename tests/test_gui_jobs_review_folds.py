@@ -36,9 +36,9 @@ def test_find_label_mistakes_progress_per_fold_cancel_and_resume(qtbot, qapp, pr
     statuses: list[str] = []
 
     def watch(cancel_at: str | None):
-        def on_event(ev: dict) -> None:  # runs after the panel's own handler
+        def on_event(ev) -> None:  # a core.messages model; runs after the panel's own handler
             statuses.append(panel.last_message)
-            if cancel_at and ev.get("stage") == cancel_at and ev.get("done"):
+            if cancel_at and getattr(ev, "stage", None) == cancel_at and getattr(ev, "done", None):
                 panel.cancel()
         panel.job.event.connect(on_event)
 

@@ -121,3 +121,29 @@ def test_default_settings_use_the_organisation(qapp, tmp_path):
         assert s.fileName().startswith(str(tmp_path))
     finally:  # later tests in this process must not write into this tmp dir
         QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, before)
+
+
+def test_app_settings_is_the_only_way_to_qsettings():
+    """Issue #34: one settings layer. No module of the app but app/settings.py names QSettings;
+    every key is spelled there."""
+    import re
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parents[1] / "app"
+    found = [f"{p.relative_to(app.parent)}:{n}" for p in sorted(app.rglob("*.py")) if p.name != "settings.py"
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if re.search(r"\bQSettings\b", line)]
+    assert not found, f"use app.settings.AppSettings instead: {found}"
+
+
+def test_display_and_class_memory_round_trip(ini):
+    from app.settings import AppSettings
+
+    s = AppSettings(ini)
+    assert (s.show_class_names, s.ask_class_after_draw, s.fill_opacity, s.theme) == (True, False, 35, "system")
+    s.show_class_names, s.ask_class_after_draw, s.fill_opacity, s.theme = False, True, 60, "dark"
+    s.set_recent_classes("/p", [3, 1, 7])
+    s.sync()
+    again = reopen(ini)
+    assert (again.show_class_names, again.ask_class_after_draw, again.fill_opacity, again.theme) == (False, True, 60,
+                                                                                                   "dark")
+    assert again.recent_classes_for("/p", 5) == [3, 1]  # class 7 no longer exists

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.jobs.train_panel import TrainPanel, format_eta, read_metrics_csv
+from core.messages import TRAIN_METRIC_NAMES, TrainMetricsEvent, TrainStepEvent
 from conftest_gui import gui_settings, window  # noqa: F401
 
 
@@ -21,26 +22,76 @@ def test_format_eta() -> None:
     assert format_eta(3725) == "ETA 1:02:05"
 
 
-def test_events_drive_progress_and_plots(qtbot, tmp_path: Path, screenshot_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, list]:
+    """A real tiny training run (2 epochs, CPU): its project and its events as ProcessJob emits
+    them (each stdout line through the job's own parser)."""
+    from test_train_helpers import recorded_training, tiny_project
+
+    from app.jobs.process_job import ProcessJob
+
+    root = tiny_project(tmp_path_factory.mktemp("recorded") / "p", n_train=2, n_val=2)
+    lines = recorded_training(root, epochs=2)
+    job = ProcessJob([])
+    events: list = []
+    job.event.connect(events.append)
+    logged: list[str] = []
+    job.log.connect(logged.append)
+    for line in lines:
+        job._handle_stdout_line(line)
+    assert not logged and len(events) == len(lines)  # every line the engine wrote is a typed event
+    return root, events
+
+
+def test_recorded_events_drive_progress_and_plots(qtbot, recorded, screenshot_dir: Path) -> None:
+    root, events = recorded
     panel = TrainPanel()
     qtbot.addWidget(panel)
     panel.resize(1100, 700)
-    panel.handle_event({"event": "start", "run": "r1", "device": "cpu", "total_steps": 40})
-    for step in range(1, 21):
-        panel.handle_event({"event": "step", "epoch": step // 10, "step": step, "total_steps": 40,
-                            "loss": 10.0 / step, "losses": {"loss_vfl": 1.0 / step, "loss_giou": 0.5},
-                            "lr": 1e-4, "img_per_s": 12.5, "eta_s": 95.0})
-    panel.handle_event({"event": "metrics", "epoch": 1, "metrics": {"f1": 0.42, "map": 0.3}})
-    panel.handle_event({"event": "metrics", "epoch": 2, "metrics": {"f1": 0.61, "map": 0.44}})
-    assert panel.progress.value() == 500  # step 20 of 40
-    assert panel.eta_label.text() == "ETA 1:35"
-    assert panel.loss_plot.series("loss")[-1] == pytest.approx(0.5)
-    assert panel.loss_plot.series("loss_vfl")[0] == pytest.approx(1.0)
-    assert panel.metric_plot.series("f1") == [0.42, 0.61]
-    assert "12.5 img/s" in panel.status_label.text()
-    panel.handle_event({"event": "error", "message": "CUDA out of memory", "type": "RuntimeError"})
-    assert panel.error_message == "CUDA out of memory"
+    steps = [e for e in events if isinstance(e, TrainStepEvent)]
+    metrics = [e for e in events if isinstance(e, TrainMetricsEvent)]
+    assert len(steps) == 2 and len(metrics) == 2
+    for ev in events:
+        panel.handle_event(ev)
+    assert panel.progress.value() == 1000
+    assert panel.status_label.text().startswith("Finished — best f1")
+    assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in steps])
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses["loss_mask_dice"] for s in steps])
+    # every metric the engine sent is drawn, mAP included (it was never shown before issue #34)
+    for name in ("f1", "precision", "recall", "box_map50", "box_map", "mask_map50", "mask_map"):
+        assert panel.metric_plot.series(name) == pytest.approx([getattr(m.metrics, name) for m in metrics]), name
+    # metrics.csv has the same names, and a past run shows the same curves
+    header = (root / "runs" / "r" / "metrics.csv").read_text().splitlines()[0]
+    assert header.split(",") == ["epoch", "step", *TRAIN_METRIC_NAMES]
+    panel.metric_plot.clear_series()
+    panel.set_project(root)
+    panel.runs_list.setCurrentRow(0)
+    assert panel.metric_plot.series("mask_map50") == pytest.approx([m.metrics.mask_map50 for m in metrics])
+    assert "2 epochs, best F1" in panel.runs_list.item(0).text()
     panel.grab().save(str(screenshot_dir / "train_panel_events.png"))
+
+
+def test_an_error_event_is_shown(qtbot) -> None:
+    from core.messages import make_event, parse_event
+
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.handle_event(parse_event(make_event("error", message="CUDA out of memory", type="RuntimeError")))
+    assert panel.error_message == "CUDA out of memory" and panel.status_label.text() == "Training failed"
+
+
+def test_a_line_that_breaks_the_contract_reaches_the_log_not_a_panel(qtbot) -> None:
+    from app.jobs.process_job import ProcessJob
+
+    job = ProcessJob([])
+    events: list = []
+    logged: list[str] = []
+    job.event.connect(events.append)
+    job.log.connect(logged.append)
+    job._handle_stdout_line('{"event": "metrics", "time": 1, "epoch": 0, "step": 1, "metrics": {"map": 0.3}}')
+    job._handle_stdout_line('{"event": "error", "time": 1, "message": "boom"}')
+    assert [type(e).__name__ for e in events] == ["ErrorEvent"] and job.last_error == "boom"
+    assert len(logged) == 1 and "bad metrics event" in logged[0]
 
 
 def test_read_metrics_csv_skips_text(tmp_path: Path) -> None:
@@ -76,10 +127,10 @@ def test_start_cancel_resume_real_training(qtbot, tmp_path: Path, screenshot_dir
     panel.device_box.setCurrentText("cpu")
     panel.name_edit.setText("gui")
     tiny = ["--set", "train.batch_size=2", "--set", "train.workers=0", "--set", "train.val_every=1000"]
-    steps: list[dict] = []
+    steps: list[TrainStepEvent] = []
     with qtbot.waitSignal(panel.run_finished, timeout=600_000) as blocker:
         panel.start(extra_args=tiny)
-        panel.job.event.connect(lambda ev: steps.append(ev) if ev.get("event") == "step" else None)
+        panel.job.event.connect(lambda ev: steps.append(ev) if isinstance(ev, TrainStepEvent) else None)
         try:
             qtbot.waitUntil(lambda: len(steps) >= 2 or not panel.is_running(), timeout=540_000)
         finally:
@@ -131,14 +182,16 @@ def test_resume_only_with_something_to_resume_and_a_new_start_never_collides(qtb
     assert "starting a new run 'train_3'" in panel.log_view.toPlainText()
 
 
-def test_a_one_point_metric_plot_has_a_readable_range(qtbot) -> None:
+def test_a_one_point_metric_plot_has_a_readable_range(qtbot, recorded) -> None:
     """Defect 5: one validation point drew an empty −400…400 axis."""
+    _, events = recorded
     panel = TrainPanel()
     qtbot.addWidget(panel)
-    panel.handle_event({"event": "metrics", "epoch": 0, "metrics": {"f1": 0.42}})
+    first = next(e for e in events if isinstance(e, TrainMetricsEvent))
+    panel.handle_event(first)
     (x0, x1), (y0, y1) = panel.metric_plot.viewRange()
-    assert x0 < 0 < x1 and x1 - x0 < 5
-    assert y0 < 0.42 < y1 and y1 - y0 < 1
+    assert x0 < first.epoch < x1 and x1 - x0 < 5
+    assert y0 < first.metrics.f1 < y1 and y1 - y0 < 1
 
 
 def test_review_export_live_see_a_finished_run_without_reopening(window, qtbot, tmp_path):  # noqa: F811
@@ -205,3 +258,25 @@ def test_train_for_minutes_reaches_the_command_and_follows_the_project(qtbot, tm
     panel.time_box.setChecked(False)
     panel.set_project(project)
     assert panel.time_box.isChecked() and panel.minutes_box.value() == 8
+
+
+def test_where_the_model_runs_reaches_project_yaml_and_follows_it(qtbot, tmp_path: Path) -> None:
+    """Issue #34: the CPU pick was reachable only by editing YAML."""
+    from conftest_gui import make_project
+
+    from core.project import Project
+
+    project = make_project(tmp_path / "proj", n_images=2)
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert panel.target_box.currentData() == "gpu"
+    panel.target_box.setCurrentIndex(panel.target_box.findData("cpu"))
+    panel.target_box.activated.emit(panel.target_box.currentIndex())  # what a click sends
+    cfg = Project.open(project.root).config
+    assert (cfg.model.mask_head, cfg.export.queries) == ("cpu", 100)
+    assert "mask head cpu, 100 decoder queries" in panel.status_label.text()
+    other = TrainPanel()
+    qtbot.addWidget(other)
+    other.set_project(project.root)
+    assert other.target_box.currentData() == "cpu"

@@ -267,6 +267,7 @@ def test_review_and_live_propose_a_runs_checkpoint_and_drop_the_red_text_once_ch
 # ---------------------------------------------------------------- 6: a second window says so
 def test_second_window_on_the_same_project_says_so(window, qtbot, tmp_path, gui_settings):  # noqa: F811
     from app.main_window import MainWindow
+    from app.settings import AppSettings
     from app.open_marker import OPEN_DIR
 
     project = make_project(tmp_path / "proj", n_images=1)
@@ -276,7 +277,7 @@ def test_second_window_on_the_same_project_says_so(window, qtbot, tmp_path, gui_
     assert window.open_project(project.root)
     assert not window.shared_label.isVisibleTo(window)  # alone (the stale marker is removed)
     assert not (project.root / OPEN_DIR / "stale.json").exists()
-    second = MainWindow(gui_settings)
+    second = MainWindow(AppSettings(gui_settings))
     qtbot.addWidget(second)
     second.show()
     messages: list[str] = []
@@ -287,7 +288,7 @@ def test_second_window_on_the_same_project_says_so(window, qtbot, tmp_path, gui_
     screenshot(second, "issue33_second_window")
     second.close()
     window.close_project()
-    third = MainWindow(gui_settings)
+    third = MainWindow(AppSettings(gui_settings))
     qtbot.addWidget(third)
     assert third.open_project(project.root) and not third.shared_label.isVisibleTo(third)  # both closed
     third.close()
@@ -336,6 +337,7 @@ def test_first_start_hint_says_what_to_do_first_until_an_image_is_labelled(windo
     from test_gui_editor import drag, vp
 
     from app.main_window import MainWindow
+    from app.settings import AppSettings
 
     hint = window.hint_label
     assert hint.isVisibleTo(window) and hint.text().startswith("First: File → New project…")
@@ -359,7 +361,7 @@ def test_first_start_hint_says_what_to_do_first_until_an_image_is_labelled(windo
     assert hint.isVisibleTo(window)  # not yet saved
     key(window, Qt.Key.Key_D)  # saved with a box: labelled
     assert not hint.isVisibleTo(window)
-    again = MainWindow(gui_settings)  # and it stays gone
+    again = MainWindow(AppSettings(gui_settings))  # and it stays gone
     qtbot.addWidget(again)
     again.show()
     assert not again.hint_label.isVisibleTo(again)

@@ -15,7 +15,7 @@ from core.annotation import ImageAnnotation, Instance
 from core.bounded_input import compile_user_regex, load_yaml, loads_json, search_user_regex
 from core.cli import main
 from core.errors import ConfigError, LabelError, LimitError, WeightsError
-from core.eval import rle
+from core import rle
 from core.eval.coco_results import load_coco_results
 from core.project import Project
 from project_data import two_image_project

@@ -4,11 +4,26 @@ instead of falling behind (core.infer.live_pipeline; the GUI's capture thread us
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from core.infer.live_pipeline import FrameGrabber, run_live
+from core.infer.live_pipeline import FrameGrabber
+
+
+def run_live(read, predict, show, pace_fps):
+    """The consumer loop of a live view (as app.jobs.capture runs it): take the newest frame,
+    predict, show; returns (shown, read, stale)."""
+    grabber = FrameGrabber(read, pace_fps).start()
+    shown = 0
+    try:
+        while (frame := grabber.take()) is not None:
+            show(frame.image, predict(frame.image))
+            shown += 1
+    finally:
+        grabber.stop()
+    return SimpleNamespace(shown=shown, read=grabber.frames_read, stale=grabber.frames_stale)
 
 
 def frames(n: int):

@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[int, tuple[str, ...]]] = [  # (rank, module prefixes); the longest prefix wins
     (0, ("core.errors", "core.atomic_io", "core.annotation", "core.bounded_input", "core.messages", "core.config",
-         "core.cpu_isa", "core.project_lock", "core.grabcut", "core.scissors", "core.eval.rle", "core.__init__", "core")),
+         "core.cpu_isa", "core.project_lock", "core.grabcut", "core.scissors", "core.rle", "core.__init__", "core")),
     (1, ("core.data", "core.model", "core.weights", "core.sam")),
-    (2, ("core.project", "core.proposals", "core.project_import", "core.image_state", "core.demo", "core.mask_edit")),
+    (2, ("core.project", "core.proposals", "core.project_import", "core.convert", "core.image_state", "core.demo",
+         "core.mask_edit")),
     (3, ("core.loss", "core.infer")),
-    (4, ("core.eval", "core.infer.val_metrics")),
+    (4, ("core.eval",)),
     (5, ("core.train", "core.export", "core.analysis", "core.bench")),
     (6, ("core.cli", "core.__main__", "core.project_cli")),
     (7, ("app",)),
@@ -63,7 +64,7 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from core.eval import rle` is core.eval.rle; `from core.eval.records import X` is core.eval.records
+            # `from core import rle` is core.rle; `from core.eval.records import X` is core.eval.records
             found.update(f"{node.module}.{a.name}" for a in node.names)
     return {m for m in found if m.split(".")[0] in ("core", "app")}
 
@@ -77,7 +78,7 @@ def known_modules() -> set[str]:
 
 
 def resolve(name: str, modules: set[str]) -> str | None:
-    """`core.eval.rle.encode` -> `core.eval.rle` (the longest real module the name starts with)."""
+    """`core.rle.encode` -> `core.rle` (the longest real module the name starts with)."""
     parts = name.split(".")
     for n in range(len(parts), 0, -1):
         candidate = ".".join(parts[:n])

@@ -107,9 +107,7 @@ def test_bad_label_file_blocks_the_edit_and_is_not_touched(proj):
 
 def test_crash_mid_edit_is_rolled_back_on_open(proj, monkeypatch):
     labels, config = _labels(proj), proj.config_path.read_bytes()
-    import core.project as cp
-
-    real = cp.atomic_write_text
+    from core.atomic_io import atomic_write_text as real
     calls = {"n": 0}
 
     def dying(path, text, encoding="utf-8"):
@@ -118,10 +116,10 @@ def test_crash_mid_edit_is_rolled_back_on_open(proj, monkeypatch):
             raise KeyboardInterrupt("simulated crash")
         real(path, text, encoding)
 
-    monkeypatch.setattr(cp, "atomic_write_text", dying)
+    _patch_project_writes(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         proj.merge_classes("cat", "bird")
-    monkeypatch.setattr(cp, "atomic_write_text", real)
+    _patch_project_writes(monkeypatch, real)
     assert _labels(proj) != labels  # half-applied on disk
     journal = json.loads((proj.root / ".dfine" / "class_edit.json").read_text())
     assert journal["description"].startswith("merge")
@@ -141,10 +139,8 @@ def test_undo_refuses_when_new_class_is_in_use(proj):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_open_does_not_roll_back_an_edit_another_live_process_is_writing(proj, monkeypatch):
-    import core.project as cp
-
     labels = _labels(proj)
-    real = cp.atomic_write_text
+    from core.atomic_io import atomic_write_text as real
     calls = {"n": 0}
 
     def dying(path, text, encoding="utf-8"):
@@ -153,10 +149,10 @@ def test_open_does_not_roll_back_an_edit_another_live_process_is_writing(proj, m
             raise KeyboardInterrupt("simulated crash")
         real(path, text, encoding)
 
-    monkeypatch.setattr(cp, "atomic_write_text", dying)
+    _patch_project_writes(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         proj.merge_classes("cat", "bird")
-    monkeypatch.setattr(cp, "atomic_write_text", real)
+    _patch_project_writes(monkeypatch, real)
     half = _labels(proj)
     r, w = os.pipe()
     pid = os.fork()
@@ -174,3 +170,12 @@ def test_open_does_not_roll_back_an_edit_another_live_process_is_writing(proj, m
         os.waitpid(pid, 0)
     Project.open(proj.root)  # the editor died: its lock died with it -> rollback
     assert _labels(proj) == labels
+
+
+def _patch_project_writes(monkeypatch, fn) -> None:
+    """Every atomic write of core.project's modules goes through ``fn``."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if (name == "core.project" or name.startswith("core.project.")) and hasattr(module, "atomic_write_text"):
+            monkeypatch.setattr(module, "atomic_write_text", fn)

@@ -357,7 +357,7 @@ def test_history_undoes_several_edits_in_order(tmp_path: Path):
 def test_a_writer_ignoring_the_lock_does_not_lose_its_row(tmp_path: Path, monkeypatch):
     """Issue #20 case 1 with a tool that does not take the lock (e.g. `echo >> labels/x.txt`):
     the row it appends between the edit's read and its write is kept (and relabelled)."""
-    import core.project as cp
+    import core.project.classes as cp  # where a class edit calls it
 
     proj = _make(tmp_path, 2)
     lp = proj.label_path(proj.image_paths()[1])

@@ -113,9 +113,9 @@ def test_split_statistics_and_check_count_only_labels(proj, capsys):
 
 
 def test_eval_items_use_only_labels(proj):
-    from core.infer.val_metrics import load_val_items
+    from core.eval.validate import load_val_items
 
-    items = load_val_items(proj, "train") + load_val_items(proj, "val")
+    items = load_val_items(proj, proj.split_images("train") + proj.split_images("val"), "segment")
     assert len(items) == 4 and all(list(np.asarray(it.gt.labels)) == [0] for it in items)
 
 

@@ -8,7 +8,20 @@ import math
 
 import pytest
 
-from core.train.events import EventLog, WandbSink, append_metrics_csv, plot_run, read_events, validate_event
+from core.messages import TRAIN_METRIC_NAMES, TrainMetrics
+from core.train.events import (
+    EventLog,
+    WandbSink,
+    append_metrics_csv,
+    metric_series,
+    plot_run,
+    read_events,
+    validate_event,
+)
+
+
+def _metrics(**values: float) -> dict:
+    return {"f1": None, "precision": None, "recall": None, "iou": None, **values}
 
 
 def _step(step: int, loss: float) -> dict:
@@ -21,18 +34,21 @@ def test_event_log_writes_file_and_stream_identically(tmp_path):
     out = io.StringIO()
     log = EventLog(tmp_path / "run", out)
     log.emit("step", **_step(1, 2.0))
-    log.emit("metrics", epoch=0, step=1, metrics={"f1": 0.5, "map": math.nan}, best_metric="f1", value=0.5,
+    log.emit("metrics", epoch=0, step=1, metrics=_metrics(f1=0.5, box_map=math.nan), best_metric="f1", value=0.5,
              is_best=True)
     log.emit("error", message="boom", type="RuntimeError")
     log.close()
     lines = out.getvalue().splitlines()
     assert lines == (tmp_path / "run" / "events.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # strict JSON: NaN became null
-    assert records[1]["metrics"]["map"] is None
+    assert records[1]["metrics"]["box_map"] is None
     for r in records:
         validate_event(r)
     with pytest.raises(ValueError, match="bad step event: epoch: Field required"):
         validate_event({"event": "step", "time": 1.0, "step": 3})
+    with pytest.raises(ValueError, match="bad metrics event: metrics.map: Extra inputs are not permitted"):
+        log.emit("metrics", epoch=0, step=1, metrics={**_metrics(), "map": 0.3}, best_metric="f1", value=0.5,
+                 is_best=True)  # a metric name not declared in core.messages.TrainMetrics
     with pytest.raises(ValueError, match="unknown training event kind 'nope'"):
         log.emit("nope")
     with pytest.raises(ValueError, match="bad checkpoint event: kind: Input should be 'last' or 'best'"):
@@ -54,20 +70,26 @@ def test_torn_last_line_is_ignored(tmp_path):
     assert read_events(p) == [{"event": "warning", "time": 1, "message": "a"}]
 
 
-def test_metrics_csv_grows_columns_and_plots(tmp_path):
+def test_metrics_csv_has_the_declared_columns_and_plots_show_map(tmp_path):
     csv_path = tmp_path / "metrics.csv"
-    append_metrics_csv(csv_path, {"epoch": 0, "step": 5, "f1": 0.25})
-    append_metrics_csv(csv_path, {"epoch": 1, "step": 10, "f1": 0.5, "mask_map": 0.1})
-    assert csv_path.read_text().splitlines() == ["epoch,step,f1,mask_map", "0,5,0.25,", "1,10,0.5,0.1"]
+    append_metrics_csv(csv_path, 0, 5, TrainMetrics(**_metrics(f1=0.25)))
+    append_metrics_csv(csv_path, 1, 10, TrainMetrics(**_metrics(f1=0.5, mask_map=0.1)))
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].split(",") == ["epoch", "step", *TRAIN_METRIC_NAMES]
+    assert lines[1].startswith("0,5,0.25,") and lines[2].split(",")[TRAIN_METRIC_NAMES.index("mask_map") + 2] == "0.1"
     log = EventLog(tmp_path)
     for k in range(1, 4):
         log.emit("step", **_step(k, 3.0 - k / 2))
-    log.emit("metrics", epoch=0, step=3, metrics={"f1": 0.4, "precision": 0.5}, best_metric="f1", value=0.4,
-             is_best=True)
+    for epoch in range(2):
+        log.emit("metrics", epoch=epoch, step=3, metrics=_metrics(f1=0.4, box_map50=0.3, mask_map50=(0.2, 0.3)[epoch]),
+                 best_metric="f1", value=0.4, is_best=True)
     log.close()
     written = plot_run(tmp_path)
     assert sorted(p.name for p in written) == ["losses.png", "lr.png", "metrics.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+    curves = metric_series(read_events(tmp_path / "events.jsonl"))  # what metrics.png draws
+    assert curves["mask_map50"] == ([0, 1], [0.2, 0.3]) and curves["box_map50"] == ([0, 1], [0.3, 0.3])
+    assert "mask_map" not in curves  # unknown values are not drawn as zeros
 
 
 def test_wandb_sink_forwards_steps_and_metrics():

@@ -55,3 +55,11 @@ def dfine(*args: str, timeout: float = 600, check: bool = True) -> subprocess.Co
 
 def events_of(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def recorded_training(root: Path, epochs: int = 2, name: str = "r") -> list[str]:
+    """The stdout lines (``--events -``) of a real tiny CPU training run of the project ``root``:
+    what the engine really sends, for tests that feed the GUI and the plots."""
+    proc = dfine("train", str(root), "--events", "-", "--name", name, "--no-progress", "--device", "cpu",
+                 "--set", f"train.epochs={epochs}", "train.batch_size=2", "train.workers=0")
+    return [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -13,11 +13,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
+from core.messages import ErrorEvent, parse_event
+
 
 class ProcessJob(QObject):
-    """A `python -m core` child. stdout JSON lines -> ``event``; other lines -> ``log``."""
+    """A `python -m core` child. stdout JSON lines -> ``event`` as the typed model of
+    ``core.messages`` (parsed here, once; a line that breaks the contract goes to ``log`` with the
+    reason, never to a panel); other lines -> ``log``."""
 
-    event = Signal(dict)
+    event = Signal(object)  # a core.messages event model (ProgressEvent, TrainStepEvent, ...)
     log = Signal(str)
     finished = Signal(int, bool)  # exit code, crashed (killed by a signal / failed to start)
 
@@ -92,9 +96,14 @@ class ProcessJob(QObject):
                 self.log.emit(text)
                 return
             if isinstance(payload, dict):
-                if payload.get("event") == "error":
-                    self.last_error = str(payload.get("message", "unknown error"))
-                self.event.emit(payload)
+                try:
+                    msg = parse_event(payload)
+                except ValueError as exc:
+                    self.log.emit(f"{text}\n({exc})")
+                    return
+                if isinstance(msg, ErrorEvent):
+                    self.last_error = msg.message
+                self.event.emit(msg)
                 return
         self.log.emit(text)
 

@@ -12,8 +12,6 @@ the analysis' own tile renderer (red = label, green = suggestion), thumbnails in
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,7 @@ from core.analysis.review import (
     locate_instance,
 )
 from core.errors import UserFacingError
-from core.messages import CancelledEvent, ProgressEvent, WarningEvent, parse_event
+from core.messages import CancelledEvent, ProgressEvent, WarningEvent
 from core.project import as_project
 
 KIND_TEXT = {
@@ -69,7 +67,6 @@ KIND_TEXT = {
 THUMB = 72
 TILE = 360
 COLUMNS = ("", "#", "kind", "class", "score", "image", "status", "why")
-FOLD_STAGE = re.compile(r"fold (\d+)/(\d+) (train|predict)")
 MODE_TEXT = {
     "out-of-fold": "out-of-fold: each image judged by a model that never saw it",
     "in-sample": "in-sample (quick check): the model trained on these labels and may have learned their mistakes",
@@ -439,36 +436,29 @@ class ReviewPanel(QWidget):
         self._set_status(status)
         self.job.start()
 
-    def _on_event(self, ev: dict) -> None:
-        """`dfine analyze --events -` (core.messages): per-fold and per-image progress, the model
-        warning, and the cancelled event of a stopped fold."""
-        self.log_view.appendPlainText(json.dumps(ev))
-        try:
-            msg = parse_event(ev)
-        except ValueError as exc:
-            self.log_view.appendPlainText(str(exc))
-            return
+    def _on_event(self, msg: object) -> None:
+        """`dfine analyze --events -` (a core.messages model, parsed by ProcessJob): per-fold and
+        per-image progress, the model warning, and the cancelled event of a stopped fold."""
+        self.log_view.appendPlainText(msg.model_dump_json(exclude_none=True))
         if isinstance(msg, ProgressEvent):
             self._show_progress(msg)
         elif isinstance(msg, CancelledEvent):
             self._cancel_message = msg.message
-        elif isinstance(msg, WarningEvent) and (msg.model_extra or {}).get("about") == "model":
+        elif isinstance(msg, WarningEvent) and msg.about == "model":
             self._model_warning = msg.message
 
     def _show_progress(self, msg: ProgressEvent) -> None:
         done, total = int(msg.done or 0), int(msg.total or 0)
-        fold = FOLD_STAGE.fullmatch(msg.stage)
         if total:
             self.busy.setRange(0, total)
             self.busy.setValue(done)
         else:
             self.busy.setRange(0, 0)
-        if fold is not None:
-            i, k, what = fold.groups()
-            unit = "steps" if what == "train" else "images"
-            doing = "training" if what == "train" else "predicting its held-out images"
-            self._set_status(f"Fold {i} of {k}: {doing}… {done} of {total} {unit}" if total
-                             else f"Fold {i} of {k}: {doing}…")
+        if msg.fold is not None:
+            unit = "steps" if msg.phase == "train" else "images"
+            doing = "training" if msg.phase == "train" else "predicting its held-out images"
+            self._set_status(f"Fold {msg.fold} of {msg.folds}: {doing}… {done} of {total} {unit}" if total
+                             else f"Fold {msg.fold} of {msg.folds}: {doing}…")
         elif msg.stage == "images" and total:
             self._set_status(f"Analysing the labelled images… {done} of {total}")
         elif msg.stage == "rank":

@@ -34,11 +34,20 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from app.jobs.weights_picker import WeightsPicker
-from core.errors import ConfigError
-from core.project import as_project
+from core.errors import ConfigError, UserFacingError
+from core.messages import (
+    TRAIN_METRICS_PLOTTED,
+    ErrorEvent,
+    TrainCheckpointEvent,
+    TrainDoneEvent,
+    TrainMetricsEvent,
+    TrainStartEvent,
+    TrainStepEvent,
+    WarningEvent,
+)
+from core.project import Project, as_project
 
 LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
-METRIC_KEYS_SHOWN = ("f1", "mask_f1", "box_f1", "map", "mask_map", "box_map", "map50")
 
 
 def format_eta(seconds: float | None) -> str:
@@ -132,7 +141,7 @@ class TrainPanel(QWidget):
         self.project_root: Path | None = None
         self.job: ProcessJob | None = None
         self.total_steps: int | None = None
-        self.last_event: dict | None = None
+        self.last_event: object | None = None  # the last core.messages event
         self.error_message: str | None = None
         self._pending_start: list[str] | None = None  # a start waiting for its weights download
         self._build_ui()
@@ -185,6 +194,16 @@ class TrainPanel(QWidget):
         self.weights_picker.download_finished.connect(self._after_download)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
+        # where the trained model will run (not where it trains): core.project.DEPLOY_TARGETS
+        self.target_box = QComboBox()
+        self.target_box.addItem("GPU", "gpu")
+        self.target_box.addItem("CPU", "cpu")
+        self.target_box.setToolTip(
+            "Where the trained model will run. GPU: the paper's mask head, every decoder query. CPU: the "
+            "lighter cpu mask head (about half the latency, masks within noise of the paper's) and 100 "
+            "decoder queries in the export. Saved in project.yaml (model.mask_head, export.queries); a run "
+            "already started keeps its head.")
+        self.target_box.activated.connect(self._target_chosen)
         self.cache_box = QCheckBox("Keep decoded images on disk")
         self.cache_box.setToolTip(
             "train.cache_images: each training image is decoded and shrunk once and kept in the project's "
@@ -203,6 +222,7 @@ class TrainPanel(QWidget):
         form.addRow("Image size", self.image_size_box)
         form.addRow("Start from", self.weights_picker)
         form.addRow("Device", self.device_box)
+        form.addRow("Model will run on", self.target_box)
         form.addRow("Image cache", self.cache_box)
         form.addRow("Run name", self.name_edit)
         settings = QGroupBox("Run settings")
@@ -291,6 +311,7 @@ class TrainPanel(QWidget):
             self.weights_picker.set_context(self.project_root, self.size_box.currentText())
             return
         self.size_box.setCurrentText(str(cfg.model.size))
+        self.target_box.setCurrentIndex(self.target_box.findData("cpu" if cfg.model.mask_head == "cpu" else "gpu"))
         self.weights_picker.set_context(self.project_root, str(cfg.model.size), cfg.model.weights)
         self.epochs_box.setValue(int(cfg.train.epochs))
         self.image_size_box.setValue(int(cfg.model.image_size))
@@ -299,6 +320,23 @@ class TrainPanel(QWidget):
         if budget:
             self.minutes_box.setValue(max(1, round(budget)))
         self.time_box.setChecked(bool(budget))
+
+    def _target_chosen(self, _index: int) -> None:
+        """The person picked GPU/CPU: project.yaml gets that target's mask head and export queries."""
+        if self.project_root is None:
+            return
+        target = self.target_box.currentData()
+        try:
+            project = Project.open(self.project_root)
+            project.set_deploy_target(target)
+        except UserFacingError as exc:
+            self.status_label.setText(f"Not changed: {exc}")
+            self._load_defaults()
+            return
+        cfg = project.config
+        queries = cfg.export.queries or "all"
+        self.status_label.setText(f"Model will run on {target.upper()}: mask head {cfg.model.mask_head}, "
+                                  f"{queries} decoder queries in exports (project.yaml)")
 
     def _time_toggled(self, on: bool) -> None:
         self.minutes_box.setEnabled(on)
@@ -336,7 +374,7 @@ class TrainPanel(QWidget):
         runs_dir = self.project_root / "runs"
         for run in sorted(runs_dir.glob("*/"), key=lambda p: p.stat().st_mtime, reverse=True):
             rows = read_metrics_csv(run / "metrics.csv")
-            best = max((r.get("f1", r.get("mask_f1", float("nan"))) for r in rows), default=float("nan"))
+            best = max((r.get("f1", float("nan")) for r in rows), default=float("nan"))
             status = "resumable" if (run / "last.pt").exists() else "no checkpoint"
             text = f"{run.name} — {len(rows)} epochs, best F1 {best:.3f}" if rows else f"{run.name} — {status}"
             item = QListWidgetItem(text)
@@ -352,7 +390,7 @@ class TrainPanel(QWidget):
         self.metric_plot.clear_series()
         for row in read_metrics_csv(run / "metrics.csv"):
             epoch = row.get("epoch", float(len(self.metric_plot.series("f1"))))
-            for key in METRIC_KEYS_SHOWN:
+            for key in TRAIN_METRICS_PLOTTED:
                 if key in row:
                     self.metric_plot.add_point(key, epoch, row[key])
 
@@ -437,46 +475,42 @@ class TrainPanel(QWidget):
             self.status_label.setText("Cancelling — saving last.pt…")
             self.job.cancel()
 
-    def handle_event(self, ev: dict) -> None:
-        """Turn one trainer event into progress, plots and status (schema: README, Events)."""
+    def handle_event(self, ev: object) -> None:
+        """Turn one trainer event (a ``core.messages`` model, parsed by ProcessJob) into progress,
+        plots and status."""
         self.last_event = ev
-        kind = ev.get("event")
-        if kind == "start":
-            self.total_steps = ev.get("total_steps")
-            self.status_label.setText(f"Training {ev.get('run', '')} on {ev.get('device', '?')}")
-        elif kind == "step":
-            step = int(ev.get("step", 0))  # core.messages.TrainStepEvent.step (global optimizer steps)
-            total = ev.get("total_steps") or self.total_steps
+        if isinstance(ev, TrainStartEvent):
+            self.total_steps = ev.total_steps
+            self.status_label.setText(f"Training {ev.run} on {ev.device}")
+        elif isinstance(ev, TrainStepEvent):
+            total = ev.total_steps or self.total_steps
             if total:
-                self.progress.setValue(int(1000 * min(1.0, step / float(total))))
-            self.eta_label.setText(format_eta(ev.get("eta_s")))
-            losses = ev.get("losses") or {}
-            if "loss" in ev:
-                losses = {"loss": ev["loss"], **losses}
+                self.progress.setValue(int(1000 * min(1.0, ev.step / float(total))))
+            self.eta_label.setText(format_eta(ev.eta_s))
+            losses = {"loss": ev.loss, **ev.losses}
             for key in LOSS_KEYS_SHOWN:
-                if key in losses:
-                    self.loss_plot.add_point(key, step, float(losses[key]))
-            self.status_label.setText(
-                f"epoch {ev.get('epoch', '?')} · step {step}/{total or '?'} · "
-                f"{float(ev.get('img_per_s', 0.0)):.1f} img/s · lr {float(ev.get('lr', 0.0)):.2e}")
-        elif kind == "metrics":
-            epoch = float(ev.get("epoch", 0))
-            values = ev.get("metrics", ev)
-            for key in METRIC_KEYS_SHOWN:
-                if isinstance(values.get(key), (int, float)):
-                    self.metric_plot.add_point(key, epoch, float(values[key]))
-        elif kind == "checkpoint":
-            self.log_view.appendPlainText(f"checkpoint saved: {ev.get('path', '')}")
-        elif kind == "done":
-            if ev.get("stopped") == "signal":
+                if losses.get(key) is not None:
+                    self.loss_plot.add_point(key, ev.step, float(losses[key]))
+            speed = "—" if ev.img_per_s is None else f"{ev.img_per_s:.1f}"
+            self.status_label.setText(f"epoch {ev.epoch} · step {ev.step}/{total} · {speed} img/s · lr {ev.lr:.2e}")
+        elif isinstance(ev, TrainMetricsEvent):
+            for key in TRAIN_METRICS_PLOTTED:
+                value = getattr(ev.metrics, key)
+                if value is not None:
+                    self.metric_plot.add_point(key, float(ev.epoch), float(value))
+        elif isinstance(ev, TrainCheckpointEvent):
+            self.log_view.appendPlainText(f"checkpoint saved: {ev.path}")
+        elif isinstance(ev, WarningEvent):
+            self.log_view.appendPlainText(f"warning: {ev.message}")
+        elif isinstance(ev, TrainDoneEvent):
+            if ev.stopped == "signal":
                 self.status_label.setText("Cancelled — last.pt saved; press Resume to continue")
             else:
                 self.progress.setValue(1000)
-                best = ev.get("best_value")
-                self.status_label.setText(f"Finished — best {ev.get('best_metric', 'f1')} "
-                                          f"{best:.3f}" if isinstance(best, (int, float)) else "Finished")
-        elif kind == "error":
-            self.error_message = str(ev.get("message", "unknown error"))
+                self.status_label.setText("Finished" if ev.best_value is None else
+                                          f"Finished — best {ev.best_metric} {ev.best_value:.3f}")
+        elif isinstance(ev, ErrorEvent):
+            self.error_message = ev.message
             self.status_label.setText("Training failed")
 
     def _on_finished(self, code: int, crashed: bool) -> None:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from core.errors import ConfigError
-from core.messages import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent, parse_event
+from core.messages import CancelledEvent, ErrorEvent, ProgressEvent, ResultEvent
 from core.weights import cache_rows, cached_file, find_entry, weights_dir
 
 RANDOM = "random initialisation"
@@ -199,28 +199,23 @@ class WeightsPicker(QWidget):
             self._set_status(f"Cancelling {self.downloading}…")
             self.job.cancel()
 
-    def handle_event(self, ev: dict) -> None:
-        try:
-            msg = parse_event(ev)
-        except ValueError:
-            return  # not one of ours (the log shows the line)
+    def handle_event(self, msg: object) -> None:
+        """One `dfine weights get --events -` event (a core.messages model, parsed by ProcessJob)."""
         if isinstance(msg, ProgressEvent) and msg.stage == "start":
-            resume_from = (msg.model_extra or {}).get("resume_from") or 0
-            if resume_from:
-                self._set_status(f"Resuming {ev.get('name')} at {resume_from / 1e6:.1f} MB…")
+            if msg.resume_from:
+                self._set_status(f"Resuming {msg.name} at {msg.resume_from / 1e6:.1f} MB…")
         elif isinstance(msg, ProgressEvent):
             done, total = int(msg.done or 0), msg.total
             if total:
                 self.progress.setValue(int(1000 * (msg.fraction() or 0.0)))
-                self._set_status(f"Downloading {ev.get('name')}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+                self._set_status(f"Downloading {msg.name}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
             else:
-                self._set_status(f"Downloading {ev.get('name')}: {done / 1e6:.1f} MB")
+                self._set_status(f"Downloading {msg.name}: {done / 1e6:.1f} MB")
         elif isinstance(msg, ResultEvent):
             self.progress.setValue(1000)
-            self._set_status(f"{ev.get('name')} ready ({ev.get('check', '')})")
+            self._set_status(f"{msg.name} ready ({msg.check or ''})")
         elif isinstance(msg, CancelledEvent):
-            self._set_status(f"Cancelled — {int(ev.get('bytes', 0)) / 1e6:.1f} MB kept; "
-                                f"Download resumes it")
+            self._set_status(f"Cancelled — {(msg.bytes or 0) / 1e6:.1f} MB kept; Download resumes it")
         elif isinstance(msg, ErrorEvent):
             self.last_error = msg.message or "download failed"
             self._set_status(f"Download failed: {self.last_error}")

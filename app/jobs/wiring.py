@@ -17,7 +17,6 @@ from app.jobs.export_panel import ExportPanel
 from app.jobs.live_view import LiveView
 from app.jobs.review_panel import ReviewPanel
 from app.jobs.train_panel import TrainPanel
-from app.settings import AppSettings
 from core.annotation import ImageAnnotation
 
 
@@ -98,7 +97,7 @@ def first_start_dock_height(window_height: int) -> int:
 
 
 def attach_job_panels(window: Any) -> JobPanels:
-    settings = AppSettings(window.settings)
+    settings = window.settings
     panels = JobPanels(
         train=TrainPanel(),
         review=ReviewPanel(store=EditorAwareStore(window), settings=settings),

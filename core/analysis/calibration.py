@@ -24,7 +24,7 @@ from core.analysis.evidence import evaluable_labels, group_hypotheses, pair_ious
 from core.analysis.geometry_checks import check_geometry
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImagePred
 
 MIN_STRENGTH = 2.0  # labels: the prior's least weight (classes that truly differ still lean on it a little)

@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int_range(1), default=24, help="items on the contact sheet (default 24)")
     p.add_argument("--events", metavar="DEST", choices=["-"],
                    help="'-': JSON lines on stdout (core.messages: progress per fold in stages 'fold i/K train' "
-                   "and 'fold i/K predict', per image in stage 'images', then 'rank', 'report' and a result "
+                   "and 'fold i/K predict' (fields fold, folds, phase), per image in stage 'images', then 'rank', 'report' and a result "
                    "event with the written files); the human output goes to stderr")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.annotation import ImageAnnotation
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImagePred, gt_from_annotation
 
 SAME_QUERY_IOU = 0.97  # predictions with boxes this alike are one query's classes

@@ -78,7 +78,7 @@ from core.analysis.outline_edges import EdgeCalibration, EdgeEvidence, ImageEdge
 from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
 from core.data.images import read_image
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImagePred
 from core.geometry import mask_to_polygons
 

@@ -196,10 +196,11 @@ def run_fold(project, plan: FoldPlan, i: int, training: FoldTraining, emit: Emit
     def on_event(record: dict) -> None:
         if record.get("event") == "step":
             emit("progress", verb="analyze", stage=f"{stage} train", done=record["step"],
-                 total=record["total_steps"])
+                 total=record["total_steps"], fold=i + 1, folds=plan.k, phase="train")
 
     t0 = time.perf_counter()
-    emit("progress", verb="analyze", stage=f"{stage} train", done=0, total=None)
+    emit("progress", verb="analyze", stage=f"{stage} train", done=0, total=None, fold=i + 1, folds=plan.k,
+         phase="train")
     opts = TrainOptions(project=project.root, run_dir=train_dir, resume=True, weights=training.weights,
                         overrides=list(training.overrides), device=training.device, progress=False,
                         train_images=[project.image_dir / r for r in plan.train_images(i)], val_images=[],
@@ -213,7 +214,7 @@ def run_fold(project, plan: FoldPlan, i: int, training: FoldTraining, emit: Emit
     checkpoint = train_dir / "last.pt"
     n = predict_images(project, checkpoint, held_out, folder, training.predict_device,
                        lambda done: emit("progress", verb="analyze", stage=f"{stage} predict", done=done,
-                                         total=len(held_out)))
+                                         total=len(held_out), fold=i + 1, folds=plan.k, phase="predict"))
     atomic_write_text(folder / DONE, json.dumps({
         "fold": i, "k": plan.k, "images": n, "checkpoint": str(checkpoint),
         "train_images": len(plan.train_images(i)), "seconds": round(time.perf_counter() - t0, 1),

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from core.annotation import ImageAnnotation, Instance
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import gt_from_annotation
 
 MAX_SIDE = 1024  # px: the check runs on the image scaled to this (z is scale-free)

@@ -26,7 +26,7 @@ from core.annotation import ImageAnnotation, Instance
 from core.data.augment import Sample, TrainAugment, boxes_from_masks, drop_empty, resize
 from core.data.image_cache import DecodedImageCache, read_downscaled
 from core.errors import UserFacingError
-from core.eval import rle
+from core import rle
 
 AnnotationLoader = Callable[[Path], ImageAnnotation]
 
@@ -45,7 +45,7 @@ class BadSample:
 def rasterize_instance(inst: Instance, width: int, height: int, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
     """uint8 (height, width) mask of one instance, its pixel coordinates scaled by (sx, sy).
 
-    Uses the same pycocotools rasteriser as the evaluation (core.eval.rle), so the masks the
+    Uses the same pycocotools rasteriser as the evaluation (core.rle), so the masks the
     model learns are pixel for pixel the masks its F1/AP are measured against.
     """
 

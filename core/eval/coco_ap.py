@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImageGT, ImagePred
 
 IOU_TYPES = ("segm", "bbox")

@@ -24,7 +24,7 @@ from core.annotation import ImageAnnotation
 from core.atomic_io import atomic_write_text
 from core.bounded_input import loads_json
 from core.errors import LabelError
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.records import ImagePred
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.eval.coco_ap import CocoAccumulator
 from core.eval.matching import greedy_match
 from core.eval.metrics import (
@@ -26,6 +26,7 @@ from core.eval.metrics import (
     ThresholdSweep,
 )
 from core.eval.records import ImageGT, ImagePred
+from core.messages import TrainMetrics, plain
 
 Task = Literal["segment", "detect"]
 
@@ -43,15 +44,16 @@ class EvalSummary:
         return {"task": self.task, "conf": self.conf, "images": self.images, **self.fixed.to_dict(),
                 "curve": self.curve.to_dict(), "coco": self.coco}
 
-    def headline(self) -> dict[str, float]:
-        """Flat numbers for metrics.csv / the progress view."""
+    def headline(self) -> TrainMetrics:
+        """The flat numbers of a validation (``core.messages.TrainMetrics``: metrics events,
+        metrics.csv, the plots, ``dfine val``)."""
         out = {"f1": self.fixed.f1, "precision": self.fixed.precision, "recall": self.fixed.recall,
                "iou": self.fixed.iou, "best_threshold": self.curve.best_threshold}
         for t, v in self.coco.items():
             prefix = "mask" if t == "segm" else "box"
             out[f"{prefix}_map"] = v["map"]
             out[f"{prefix}_map50"] = v["map50"]
-        return out
+        return TrainMetrics.model_validate(plain(out))
 
 
 def pairwise_iou(gt: ImageGT, pred: ImagePred, use_masks: bool, crowd: bool = False) -> np.ndarray:

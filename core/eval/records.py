@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from core.annotation import ImageAnnotation, Instance
-from core.eval import rle as rle_ops
-from core.eval.rle import Rle
+from core import rle as rle_ops
+from core.rle import Rle
 
 
 def _boxes(v: Any, name: str) -> np.ndarray:

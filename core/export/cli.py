@@ -19,7 +19,7 @@ from core.errors import UserFacingError
 from core.export.openvino_export import OVERFLOW_FIX_CHOICES
 from core.export.pipeline import export_all, openvino_validation_fn, project_for
 from core.export.report import build_report, report_table
-from core.infer.val_metrics import load_val_items
+from core.eval.validate import load_val_items
 from core.messages import run_with_events
 
 
@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace, emit, out_stream) -> int:
     if project is not None:
         # calibrate on train images (val stays unseen for the accuracy numbers); fill up from val if few
         calib = (project.split_images("train") + project.split_images("val"))[:o.calibration_images]
-        val_items = load_val_items(project, task=meta.task)
+        val_items = load_val_items(project, project.split_images("val"), meta.task)
     accuracy_fn = openvino_validation_fn(val_items, meta, conf) if accuracy_control else None
     log(f"exporting {model_file.path} -> {out} (formats {', '.join(formats)}; precisions {', '.join(precisions)}"
         + (f"; {o.queries} decoder queries" if o.queries else "") + ")")

@@ -18,12 +18,12 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import UserFacingError
+from core.eval.validate import EVAL_FLOOR, validate
 from core.export.openvino_export import export_openvino, quantize_int8
 from core.export.tensorrt_export import export_tensorrt
 from core.infer.meta import ModelMeta
 from core.infer.runner_openvino import output_names
 from core.infer.runner_tensorrt import tensorrt_available
-from core.infer.val_metrics import evaluate
 
 FORMATS = ("onnx", "openvino", "tensorrt")
 STAGES = ("onnx", "openvino", "int8", "accuracy", "tensorrt", "measure", "report")  # the order `export_all` + report run
@@ -164,16 +164,19 @@ def openvino_validation_fn(items, meta: ModelMeta, conf: float):
     from core.infer.postprocess import postprocess
     from core.infer.preprocess import preprocess
 
-    def validate(compiled_model, validation_items) -> float:
+    def f1_of(compiled_model, validation_items) -> float:
         outputs = list(compiled_model.outputs)
         names = output_names(compiled_model)
 
         def predict(images: list[np.ndarray]):
-            batch, sizes = preprocess(images, meta.image_size)
-            res = compiled_model(batch)
-            raw = {n: np.asarray(res[o]) for n, o in zip(names, outputs)}
-            return postprocess(raw, sizes, conf, meta.class_names)
+            dets = []
+            for image in images:  # one at a time: NNCF may hand over a model compiled for batch 1
+                batch, sizes = preprocess([image], meta.image_size)
+                res = compiled_model(batch)
+                raw = {n: np.asarray(res[o]) for n, o in zip(names, outputs)}
+                dets += postprocess(raw, sizes, EVAL_FLOOR, meta.class_names, rle=True)
+            return dets
 
-        return evaluate(predict, list(validation_items), meta.class_names, meta.task, conf)["f1"]
+        return validate(predict, list(validation_items), meta.class_names, meta.task, conf).fixed.f1
 
-    return list(items), validate
+    return list(items), f1_of

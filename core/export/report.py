@@ -14,7 +14,7 @@ import numpy as np
 from core.export.pipeline import ExportResult, Progress, no_progress
 from core.infer.meta import ModelMeta
 from core.infer.timing import time_predictor
-from core.infer.val_metrics import evaluate
+from core.eval.validate import validate_predictor
 from core.messages import ExportReport
 
 
@@ -48,18 +48,18 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
             s = time_predictor(predictor, timing_images, batch_size=1).summary()
             row.update({k: round(s[k], 2) for k in ("e2e_p50_ms", "e2e_p95_ms", "raw_p50_ms", "raw_p95_ms")})
         if val_items:
-            metrics = evaluate(predictor.predict, val_items, meta.class_names, meta.task, conf)
-            row.update({f"val_{k}": round(v, 4) for k, v in metrics.items()})
+            metrics = validate_predictor(predictor, val_items, conf).headline()
+            row.update({f"val_{k}": round(getattr(metrics, k), 4) for k in ("f1", "precision", "recall", "iou")})
             if backend == "torch":
-                torch_f1 = metrics["f1"]
-            row["f1_delta_vs_torch"] = round(metrics["f1"] - torch_f1, 4) if torch_f1 is not None else None
+                torch_f1 = metrics.f1
+            row["f1_delta_vs_torch"] = round(metrics.f1 - torch_f1, 4) if torch_f1 is not None else None
         rows.append(row)
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "device": device},
         "model": {"size": meta.model_size, "task": meta.task, "image_size": list(meta.image_size),
-                  "classes": meta.class_names, "source": meta.source},
+                  "classes": meta.class_names, "source": meta.source, "mask_head": meta.mask_head or None},
         "conf": conf, "val_images": len(val_items), "timed_images": len(timing_images),
         "int8": result.int8_info, "results": rows,
     }

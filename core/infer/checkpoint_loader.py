@@ -13,7 +13,8 @@ from core.model.checkpoint import CheckpointInfo, load_trained_model
 
 def meta_from_info(info: CheckpointInfo, path: Path) -> ModelMeta:
     return ModelMeta(class_names=list(info.class_names), task=info.task, image_size=info.image_size,
-                     model_size=info.size, source=str(Path(path).resolve()))
+                     model_size=info.size, source=str(Path(path).resolve()),
+                     mask_head=info.mask_head if info.task == "segment" else "")
 
 
 def load_checkpoint(path: Path | str, device: str = "cpu") -> tuple[torch.nn.Module, ModelMeta]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 
 
 @dataclass

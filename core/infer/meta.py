@@ -24,6 +24,7 @@ class ModelMeta:
     top_k: int = 100
     model_size: str = ""
     source: str = ""  # checkpoint the export was made from
+    mask_head: str = ""  # the mask head it was trained with (model.mask_head: paper, cpu, ...); "" for detect
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -39,6 +40,8 @@ class ModelMeta:
             raise WeightsError(f"class_names must be a non-empty list of names, got {names!r}")
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
             raise WeightsError(f"top_k must be a whole number >= 1, got {self.top_k!r}")
+        if not isinstance(self.mask_head, str):
+            raise WeightsError(f"mask_head must be a name, got {self.mask_head!r}")
 
     @property
     def num_classes(self) -> int:
@@ -49,8 +52,8 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelMeta:
-        known = {k: d[k] for k in ("class_names", "task", "image_size", "top_k", "model_size", "source", "extra")
-                 if k in d}
+        fields = ("class_names", "task", "image_size", "top_k", "model_size", "source", "mask_head", "extra")
+        known = {k: d[k] for k in fields if k in d}
         return cls(**known)
 
     def save(self, folder: Path) -> Path:

@@ -170,8 +170,10 @@ class Predictor:
     def precision(self) -> str:
         return self.runner.precision
 
-    def predict(self, images: list[np.ndarray], rle: bool = False) -> list[Detections]:
-        """BGR uint8 images -> one `Detections` per image, in original pixels."""
+    def predict(self, images: list[np.ndarray], rle: bool = False, conf: float | None = None) -> list[Detections]:
+        """BGR uint8 images -> one `Detections` per image, in original pixels; those scoring at
+        least ``conf`` (default: the predictor's threshold; validation asks for all down to
+        ``core.eval.validate.EVAL_FLOOR``)."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
         results: list[Detections] = []
@@ -180,5 +182,5 @@ class Predictor:
             batch, sizes = preprocess(chunk, self.meta.image_size)
             raw = self.runner.run(batch)
             check_labels_fit(raw.get("labels"), self.meta, self.meta_file)
-            results += postprocess(raw, sizes, self.conf, self.meta.class_names, rle=rle)
+            results += postprocess(raw, sizes, self.conf if conf is None else conf, self.meta.class_names, rle=rle)
         return results

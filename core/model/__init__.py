@@ -2,7 +2,7 @@
 `load_weights(model, path) -> LoadReport`, `DeployModel` for export, `SIZE_CONFIGS`."""
 
 from core.model.builder import SIZE_CONFIGS, SIZES, SizeConfig, build_model, size_config
-from core.model.checkpoint import LoadReport, load_weights, save_weights
+from core.model.checkpoint import LoadReport, load_weights
 from core.model.network import DeployModel, DFINEModel
 
 __all__ = [
@@ -14,6 +14,5 @@ __all__ = [
            "SizeConfig",
            "build_model",
            "load_weights",
-           "save_weights",
            "size_config",
 ]

@@ -3,7 +3,7 @@
 Every file is read with `torch.load(..., weights_only=True)`: a checkpoint never runs code.
 Accepted layouts (EMA preferred when present):
   * official D-FINE: {"model": sd} and/or {"ema": {"module": sd, ...}}
-  * our checkpoints: the same keys (+ "meta": {size, num_classes, task, ...}), or a bare sd
+  * our checkpoints (core.train.trainer): the same keys + class_names, task, config, ...; or a bare sd
   * HGNetV2 ImageNet "stage1" files: a bare HGNetv2 sd ("stem.*", "stages.*") -> backbone only
 A class-count mismatch re-initialises only the class heads (+ the denoising class embedding);
 a checkpoint made for another model size raises WeightsError naming the size it looks like.
@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.atomic_io import atomic_write_with
 from core.errors import WeightsError
 
 __all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "first_non_finite",
            "guess_size", "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only",
-           "require_finite", "require_project_classes", "save_weights"]
+           "require_finite", "require_project_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -362,26 +361,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = 
                       and not (reset and k.startswith(reset))]
     log.info("%s", report.summary())
     return report
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike, ema_state: dict | None = None,
-                 extra: dict | None = None) -> Path:
-    """Write {"model": sd, ["ema": {"module": ema_sd}], "meta": {...}} atomically.
-
-    The layout is the official one, so official tools read it too; "meta" records size,
-    classes and task for our loaders.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    obj: dict = {"model": model.state_dict(),
-                 "meta": {"size": getattr(model, "size", None),
-                          "num_classes": getattr(model, "num_classes", None),
-                          "task": getattr(model, "task", None),
-                          "image_size": list(getattr(model, "image_size", ())),
-                          "mask_head": getattr(model, "mask_head_preset", None)}}
-    if ema_state is not None:
-        obj["ema"] = {"module": ema_state}
-    if extra:
-        obj.update(extra)
-    atomic_write_with(path, lambda f: torch.save(obj, f))
-    return path

@@ -89,23 +89,25 @@ def run_val(args: argparse.Namespace) -> int:
 
 
 def _run_val(args: argparse.Namespace, emit, out) -> int:
+    from core.eval.validate import load_val_items, validate_predictor
+    from core.infer.checkpoint_loader import meta_from_info
+    from core.infer.predictor import Predictor
     from core.model.checkpoint import load_trained_model, require_project_classes
     from core.project import Project
-    from core.train.trainer import evaluate_model, resolve_device
+    from core.train.trainer import resolve_device
 
     project = Project.open(args.project)
     model, info, _ = load_trained_model(args.weights, use_ema=not args.no_ema)
-    names, task, image_size = list(info.class_names), info.task, info.image_size[0]
-    require_project_classes(args.weights, names, project.class_names)
+    require_project_classes(args.weights, list(info.class_names), project.class_names)
     device = resolve_device(args.device or project.config.infer.device)
-    model.to(device).eval()
-    images = project.split_images(args.split)
-    bad: list[str] = []
     conf = project.config.infer.conf if args.conf is None else args.conf
-    emit("progress", verb="val", stage="images", done=0, total=len(images))
-    summary = evaluate_model(model, project, images, names, task, image_size, device, conf, bad=bad,
-                             progress=lambda done, total: emit("progress", verb="val", stage="images",
-                                                               done=done, total=total))
+    predictor = Predictor.from_module(model, meta_from_info(info, Path(args.weights)), device=str(device), conf=conf)
+    bad: list[str] = []
+    items = load_val_items(project, project.split_images(args.split), info.task, bad)
+    emit("progress", verb="val", stage="images", done=0, total=len(items))
+    summary = validate_predictor(predictor, items, conf, bad,
+                                 progress=lambda done, total: emit("progress", verb="val", stage="images",
+                                                                   done=done, total=total))
     for b in bad:
         print(f"skipped: {b}", file=sys.stderr)
         emit("warning", message=f"skipped: {b}", about="image")
@@ -114,8 +116,8 @@ def _run_val(args: argparse.Namespace, emit, out) -> int:
         print(json.dumps(summary.to_dict(), default=float), file=out)
     else:
         print(f"{args.split}: {summary.images} images, conf {conf:g}", file=out)
-        for k, v in head.items():
-            print(f"  {k:>14}: {v:.4f}", file=out)
+        for k, v in head.model_dump().items():
+            print(f"  {k:>14}: " + ("—" if v is None else f"{v:.4f}"), file=out)
     emit("result", verb="val", message=f"{args.split}: {summary.images} images, conf {conf:g}",
-         metrics=head, split=args.split, conf=conf)
+         metrics=head.model_dump(), split=args.split, conf=conf)
     return 0

@@ -8,8 +8,8 @@ Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are
 - ``step``: epoch, step (optimizer steps done, global), epoch_step, steps_per_epoch, total_steps,
   loss, losses {kind: value}, lr (main group), lr_backbone, img_per_s, eta_s
 - ``epoch``: epoch, step, loss (mean over the epoch), time_s
-- ``metrics``: epoch, step, metrics {f1, precision, recall, iou, map, map50, ...}, best_metric,
-  value, is_best
+- ``metrics``: epoch, step, metrics (``core.messages.TrainMetrics``: f1, precision, recall, iou,
+  best_threshold, box_map, box_map50, mask_map, mask_map50), best_metric, value, is_best
 - ``checkpoint``: kind ("last" | "best"), path, epoch, step
 - ``warning``: message (e.g. a skipped unreadable sample, named)
 - ``done``: epochs_done, step, stopped ("finished" | "signal" | "time"), best_metric, best_value, best_epoch
@@ -18,7 +18,9 @@ Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are
 
 Written to ``runs/<name>/events.jsonl`` always and to stdout with ``--events -``. Only rank 0
 writes. A ``warning`` is also one human line on stderr (``dfine train: warning: ...``): a skipped
-image must reach the person at the terminal, not only a file they may never open. ``metrics.csv`` gets one row per validation; plots are redrawn after each epoch.
+image must reach the person at the terminal, not only a file they may never open. ``metrics.csv`` gets one
+row per validation (epoch, step, then ``core.messages.TRAIN_METRIC_NAMES``); plots are redrawn after each
+epoch (``metrics.png``: ``TRAIN_METRICS_PLOTTED``, mAP included).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from core.messages import event_line, make_event, parse_event, plain
+from core.messages import (
+    TRAIN_METRIC_NAMES,
+    TRAIN_METRICS_PLOTTED,
+    TrainMetrics,
+    TrainMetricsEvent,
+    event_line,
+    make_event,
+    parse_event,
+    plain,
+)
 
 TRAIN_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "done", "error")
 
@@ -129,26 +140,42 @@ def read_events(path: Path) -> list[dict]:
     return out
 
 
-def append_metrics_csv(path: Path, row: dict[str, Any]) -> None:
-    """One row per validation; the header grows if a later row brings new columns."""
+def append_metrics_csv(path: Path, epoch: int, step: int, metrics: TrainMetrics) -> None:
+    """One row per validation: epoch, step, then every ``TRAIN_METRIC_NAMES`` column (empty when
+    the value is unknown, e.g. mask AP of a detection run)."""
     path = Path(path)
+    fields = ["epoch", "step", *TRAIN_METRIC_NAMES]
     rows: list[dict[str, Any]] = []
-    fields: list[str] = []
     if path.exists():
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            fields = list(reader.fieldnames or [])
+            fields += [k for k in reader.fieldnames or [] if k not in fields]  # a file of an older version
             rows = list(reader)
-    for k in row:
-        if k not in fields:
-            fields.append(k)
-    rows.append({k: plain(v) for k, v in row.items()})
+    rows.append({"epoch": epoch, "step": step, **plain(metrics.model_dump())})
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def metric_series(events: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """The validation curves of a run's events: {name: (epochs, values)} for each
+    ``TRAIN_METRICS_PLOTTED`` name that has a value (``metrics.png`` draws these)."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for record in events:
+        if record.get("event") != "metrics":
+            continue
+        ev = parse_event(record)
+        assert isinstance(ev, TrainMetricsEvent)
+        for name in TRAIN_METRICS_PLOTTED:
+            value = getattr(ev.metrics, name)
+            if value is not None:
+                xs, ys = series.setdefault(name, ([], []))
+                xs.append(ev.epoch)
+                ys.append(value)
+    return series
 
 
 def plot_run(run_dir: Path) -> list[Path]:
@@ -161,7 +188,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     events = read_events(run_dir / "events.jsonl")
     steps = [e for e in events if e.get("event") == "step"]
-    metrics = [e for e in events if e.get("event") == "metrics"]
+    curves = metric_series(events)
     written: list[Path] = []
     if steps:
         xs = [e["step"] for e in steps]
@@ -180,13 +207,10 @@ def plot_run(run_dir: Path) -> list[Path]:
         ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
         fig.tight_layout(), fig.savefig(run_dir / "lr.png", dpi=100), plt.close(fig)
         written += [run_dir / "losses.png", run_dir / "lr.png"]
-    if metrics:
-        xs = [e["epoch"] for e in metrics]
+    if curves:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for k in ("f1", "precision", "recall", "iou", "map", "map50"):
-            ys = [(e.get("metrics") or {}).get(k) for e in metrics]
-            if any(y is not None for y in ys):
-                ax.plot(xs, ys, marker="o", label=k)
+        for name, (xs, ys) in curves.items():
+            ax.plot(xs, ys, marker="o", label=name)
         ax.set_xlabel("epoch"), ax.set_ylim(0, 1), ax.legend(), ax.grid(alpha=0.3)
         fig.tight_layout(), fig.savefig(run_dir / "metrics.png", dpi=100), plt.close(fig)
         written.append(run_dir / "metrics.png")

@@ -32,6 +32,8 @@ from core.data.dataset import SegmentationDataset, collate
 from core.data.image_cache import cache_for_training
 from core.project_paths import child_folder
 from core.errors import ConfigError, UserFacingError
+from core.eval.validate import load_val_items, validate_predictor
+from core.infer.meta import ModelMeta
 from core.model.checkpoint import read_training_checkpoint
 from core.project_lock import training_marker
 from core.train import budget as budget_plan
@@ -102,14 +104,6 @@ def loss_weight_dict(cfg: ProjectConfig) -> dict[str, float]:
     w = cfg.train.loss_weights.model_dump()
     w["bbox"] = w.pop("l1")  # config says l1, the criterion's key is loss_bbox (as upstream)
     return w
-
-
-def headline_value(metrics: dict[str, float], best_metric: str, task: str) -> float:
-    """The number best.pt is chosen by; map/map50 use masks for segmentation, boxes for detection."""
-    if best_metric in ("map", "map50"):
-        prefix = "mask" if task == "segment" else "box"
-        return float(metrics.get(f"{prefix}_{best_metric}", float("nan")))
-    return float(metrics.get(best_metric, float("nan")))
 
 
 class StopFlag:
@@ -717,28 +711,41 @@ class Trainer:
             self.timings.save_s = max(saves[-3:])  # epochs with plots cost more: plan for them
 
     _last_was_best = False
+    _val_items: list | None = None
+
+    def _validation_predictor(self):
+        """The EMA model as the export's torch row sees it (``core.infer.Predictor``)."""
+        from core.infer.predictor import Predictor
+
+        model = self.ema.module
+        size = self.cfg.model.image_size
+        top_k = min(100, model.decoder.num_queries * len(self.class_names))
+        meta = ModelMeta(list(self.class_names), self.task, (size, size), top_k, self.cfg.model.size,
+                         mask_head=self.cfg.model.mask_head if self.task == "segment" else "")
+        return Predictor.from_module(model, meta, device=str(self.device), conf=self.cfg.infer.conf)
 
     def _validate(self, epoch: int) -> None:
         self._last_was_best = False
         if self.dist.is_main and self.val_images:
             bad: list[str] = []
-            summary = evaluate_model(self.ema.module, self.project, self.val_images, self.class_names, self.task,
-                                     self.cfg.model.image_size, self.device, self.cfg.infer.conf,
-                                     batch_size=max(1, self.local_batch), bad=bad)
+            if self._val_items is None:  # the labels are read once (an unreadable one is named below)
+                self._val_items = load_val_items(self.project, self.val_images, self.task, bad)
+            summary = validate_predictor(self._validation_predictor(), self._val_items, self.cfg.infer.conf, bad)
             warned = self.__dict__.setdefault("_val_warned", set())
             for b in bad:  # left out of the metrics: say so once per file, not silently
                 if b not in warned:
                     warned.add(b)
                     self.events.emit("warning", message=f"validation image left out of the metrics: {b}")
             metrics = summary.headline()
-            value = headline_value(metrics, self.cfg.train.best_metric, self.task)
+            headline = metrics.headline(self.cfg.train.best_metric, self.task)
+            value = float("nan") if headline is None else float(headline)
             is_best = math.isfinite(value) and value > self.best_value
             if is_best:
                 self.best_value, self.best_epoch = value, epoch
             self._last_was_best = is_best
-            self.events.emit("metrics", epoch=epoch, step=self.global_step, metrics=metrics,
+            self.events.emit("metrics", epoch=epoch, step=self.global_step, metrics=metrics.model_dump(),
                              best_metric=self.cfg.train.best_metric, value=value, is_best=is_best)
-            append_metrics_csv(self.run_dir / "metrics.csv", {"epoch": epoch, "step": self.global_step, **metrics})
+            append_metrics_csv(self.run_dir / "metrics.csv", epoch, self.global_step, metrics)
         if self.dist.enabled:  # every rank must agree on whether best.pt is written
             flag = [self._last_was_best, self.best_value, self.best_epoch]
             torch.distributed.broadcast_object_list(flag, src=0)
@@ -775,45 +782,3 @@ def _float_outputs(outputs: Any) -> Any:
     if isinstance(outputs, list):
         return [_float_outputs(v) for v in outputs]
     return outputs
-
-
-@torch.no_grad()
-def evaluate_model(model: torch.nn.Module, project, images: list[Path], class_names: list[str], task: str,
-                   image_size: int, device: torch.device, conf: float, batch_size: int = 4,
-                   bad: list[str] | None = None, progress: Callable[[int, int], None] | None = None):
-    """Paper metrics on original-resolution labels: preprocess as inference does, DeployModel
-    top-100, shared post-processing at conf 0.01 (COCO AP), fixed-threshold F1 at ``conf``."""
-    from core.data.images import read_image
-    from core.eval.evaluator import Evaluator
-    from core.eval.records import ImagePred, gt_from_annotation
-    from core.infer.postprocess import postprocess
-    from core.infer.preprocess import preprocess
-    from core.model import DeployModel
-
-    was_training = model.training
-    deploy = DeployModel(model, top_k=min(100, model.decoder.num_queries * len(class_names))).eval()
-    evaluator = Evaluator(len(class_names), class_names, task, conf=conf)
-    for start in range(0, len(images), batch_size):
-        chunk, anns, arrays = images[start:start + batch_size], [], []
-        for path in chunk:
-            try:
-                anns.append(project.load_annotation(path))
-                arrays.append(read_image(path))
-            except UserFacingError as exc:
-                if bad is not None:
-                    bad.append(str(exc))
-                if len(anns) > len(arrays):
-                    anns.pop()
-        if not arrays:
-            continue
-        batch, sizes = preprocess(arrays, (image_size, image_size))
-        outs = deploy(torch.from_numpy(batch).to(device))
-        raw = dict(zip(deploy.output_names, (o.float().cpu().numpy() for o in outs)))
-        dets = postprocess(raw, sizes, conf=0.01, class_names=class_names, rle=task == "segment")
-        for ann, det in zip(anns, dets):
-            evaluator.add(gt_from_annotation(ann, with_masks=task == "segment"),
-                          ImagePred.from_detections(det, str(ann.image_path)))
-        if progress is not None:
-            progress(min(start + batch_size, len(images)), len(images))
-    model.train(was_training)
-    return evaluator.summary()

@@ -39,15 +39,16 @@ def _wait_image(app, win, timeout: float = 10.0) -> None:
 
 
 def paging(root: str, settings_ini: str) -> int:
-    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
     from app.main import make_app
     from app.main_window import MainWindow
+    from app.settings import AppSettings
 
     app = make_app()
     app.setProperty("no_modal_errors", True)
-    win = MainWindow(QSettings(settings_ini, QSettings.Format.IniFormat))
+    win = MainWindow(AppSettings.in_file(settings_ini))
     win.resize(1000, 700)
     win.show()
     assert win.open_project(root), "project did not open"

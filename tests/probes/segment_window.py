@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the ONNX
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 os.environ["DFINE_WEIGHTS_DIR"] = str(out.parent / "weights")
@@ -20,6 +20,7 @@ import sam_onnx_fixtures as fx  # noqa: E402
 
 from app.main import make_app  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
+from app.settings import AppSettings  # noqa: E402
 from core.project import Project  # noqa: E402
 from core.weights.sam_registry import find_sam, sam_files  # noqa: E402
 
@@ -37,7 +38,7 @@ cv2.imwrite(str(p.image_dir / "img_0.png"), img)
 # scissors anchors a few px off the triangle's corners; a stray point (undone); the SAM click
 POINTS = {"a": (147, 37), "b": (253, 38), "c": (200, 154), "stray": (290, 220), "sam": (60, 60)}
 app = make_app()
-win = MainWindow(QSettings(str(out.parent / "s.ini"), QSettings.Format.IniFormat))
+win = MainWindow(AppSettings.in_file(out.parent / "s.ini"))
 win.resize(1200, 760)
 win.move(0, 0)
 win.show()

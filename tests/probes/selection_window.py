@@ -4,16 +4,17 @@ import json
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 
 from app.main import make_app
 from app.main_window import MainWindow
+from app.settings import AppSettings
 
 POINTS = {"box_in": (60, 60), "box_corner": (100, 100), "tri_tip": (200, 150), "tri_in": (200, 80),
           "prop_in": (270, 200), "empty": (300, 20)}
 root, out = sys.argv[1], Path(sys.argv[2])
 app = make_app()
-win = MainWindow(QSettings(str(out.parent / "s.ini"), QSettings.Format.IniFormat))
+win = MainWindow(AppSettings.in_file(out.parent / "s.ini"))
 win.resize(1200, 760)
 win.move(0, 0)
 win.show()

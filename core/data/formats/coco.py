@@ -28,7 +28,7 @@ from core.data.formats.report import ImportResult, outside_image
 from core.data.images import image_size
 from core.project_paths import PathOutsideError, inside
 from core.errors import ImageReadError, LabelError
-from core.eval import rle as rle_ops
+from core import rle as rle_ops
 from core.geometry import mask_to_polygons
 
 # ----------------------------------------------------------------------------- masks
