@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from core.errors import WeightsError
 
@@ -260,7 +259,7 @@ def require_project_classes(weights: str | os.PathLike, names: list[str] | tuple
 
 
 def load_trained_model(path: str | os.PathLike, use_ema: bool = True
-                       ) -> tuple[nn.Module, CheckpointInfo, dict]:
+                       ) -> tuple[DFINEModel, CheckpointInfo, dict]:
     """The network a training checkpoint describes, with its EMA (or raw) weights, in eval mode on
     the CPU; returns (model, info, checkpoint dict). Every weight must fit: a checkpoint of another
     size or class count is an error here (`dfine train --weights` fine-tunes from those)."""

@@ -34,12 +34,12 @@ def bias_init_with_prob(prior_prob: float = 0.01) -> float:
     return float(-math.log((1 - prior_prob) / prior_prob))
 
 
-def weighting_function(reg_max: int, up: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
+def weighting_function(reg_max: int, up: torch.Tensor, reg_scale: torch.Tensor | float) -> torch.Tensor:
     """FDR's non-uniform bin values W(n), n = 0..reg_max ([reg_max + 1]).
 
     Symmetric around 0, bounded by +-2*|up|*|reg_scale|; small steps near 0 for fine edits.
     """
-    ub1 = abs(up[0]) * abs(reg_scale)
+    ub1 = abs(up[0]) * (reg_scale.abs() if isinstance(reg_scale, torch.Tensor) else abs(reg_scale))
     ub2 = ub1 * 2
     step = (ub1 + 1) ** (2 / (reg_max - 2))
     left = [-(step ** i) + 1 for i in range(reg_max // 2 - 1, 0, -1)]
