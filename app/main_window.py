@@ -499,7 +499,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if not paths:
             self.empty.setText(f"{project.image_dir} has no images yet.\nCopy images there or use File → Import.")
         # review flags are read in the background (files can be large)
-        run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+        run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project),
+                 owner=self)
         if paths:
             self.select_row(0)
         self._update_title()
@@ -554,7 +555,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         """Re-read review flags (the review panel calls this after a decision)."""
         if self.project is not None:
             project = self.project
-            run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+            run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project),
+                     owner=self)
 
     def add_image(self, path: Path) -> None:
         """A new image in the project folder (e.g. from the live view): listed at once, nothing
