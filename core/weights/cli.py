@@ -24,7 +24,7 @@ from core.weights.download import DownloadCancelled
 from core.weights.manager import add_file, cache_rows, fetch
 from core.weights.progress import DownloadProgress
 from core.weights.registry import find_entry
-from core.weights.sam_registry import add_sam_file, fetch_sam, find_sam, sam_entries, sam_files
+from core.weights.sam_registry import SamEntry, add_sam_file, fetch_sam, find_sam, sam_entries, sam_files
 
 
 def weights_event(kind: str, **fields) -> dict:
@@ -143,7 +143,7 @@ def _get(args: argparse.Namespace) -> int:
         todo.append(entry)
     with _Stop() as stop:
         for entry in todo:
-            if find_sam(entry.name) is entry:
+            if isinstance(entry, SamEntry):
                 code = _get_sam(entry, folder, emit, events, stop)
                 if code:
                     return code
