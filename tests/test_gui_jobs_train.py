@@ -280,3 +280,48 @@ def test_where_the_model_runs_reaches_project_yaml_and_follows_it(qtbot, tmp_pat
     qtbot.addWidget(other)
     other.set_project(project.root)
     assert other.target_box.currentData() == "cpu"
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1024, 700)])
+def test_first_start_shows_start_and_both_plots(qtbot, qapp, gui_settings, monkeypatch, size,  # noqa: F811
+                                                screenshot_dir: Path) -> None:
+    """Issue #33 item 8: at the first start the Train dock showed the top of the run settings only:
+    Start was below them and the plots under each other, out of sight until the dock was enlarged.
+    The window is built as ``dfine-studio`` builds it (no saved layout: the default size fitted to
+    the screen, here ``size``)."""
+    import app.main as app_main
+    from PySide6.QtCore import QPoint, QRect
+
+    from app.settings import AppSettings
+    from app.theme import apply_theme
+
+    app_main.make_app()
+    qapp.setProperty("no_modal_errors", True)
+    apply_theme(qapp, "dark")
+    monkeypatch.setattr(app_main, "fit_to_screen", lambda win: win.resize(*size))
+    win = app_main.show_window(qapp, AppSettings(gui_settings))
+    qtbot.addWidget(win)
+    qtbot.waitExposed(win)
+    qtbot.wait(50)
+    assert win.size().toTuple() == size
+    dock, panel = win.job_docks[0], win._job_panels.train
+    assert dock.isVisible() and panel.isVisible()
+    viewport = dock.widget().viewport()  # what the dock's scroll area shows of the panel
+    shown = viewport.rect()
+
+    def on_screen(widget) -> QRect:
+        return shown.intersected(QRect(widget.mapTo(viewport, QPoint(0, 0)), widget.size()))
+
+    start = QRect(panel.start_button.mapTo(viewport, QPoint(0, 0)), panel.start_button.size())
+    assert shown.contains(start), (start, shown)
+    for plot in (panel.loss_plot, panel.metric_plot):
+        visible = on_screen(plot)
+        assert visible.height() >= 100 and visible.width() >= 200, (plot, visible)
+        # the curves' own area (inside title and axes) is on screen, and tall enough to read
+        curves = plot.mapFromScene(plot.plotItem.vb.sceneBoundingRect()).boundingRect()
+        curves = QRect(plot.mapTo(viewport, curves.topLeft()), curves.size())
+        assert shown.contains(curves) and curves.height() >= 60, (curves, shown)
+    # the canvas stays the main thing on screen
+    assert win.centralWidget().height() >= 2 * dock.height()
+    win.grab().save(str(screenshot_dir / f"train_dock_first_start_{size[0]}x{size[1]}.png"))
+    win.close()

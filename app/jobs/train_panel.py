@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -85,8 +87,9 @@ class CurvePlot(pg.PlotWidget):
     def __init__(self, title: str, x_label: str):
         super().__init__()
         self.setBackground(None)
-        self.setTitle(title)
-        self.setLabel("bottom", x_label)
+        # the x unit in the title, not an axis label: in a short dock every row of pixels is curve
+        self.setTitle(f"{title} by {x_label}", size="9pt")
+        self.plotItem.layout.setRowFixedHeight(0, 18)  # pyqtgraph keeps 30 px for a title
         self.showGrid(x=True, y=True, alpha=0.2)
         self.addLegend(offset=(-5, 5))
         self._series: dict[str, tuple[list[float], list[float], pg.PlotDataItem]] = {}
@@ -150,20 +153,28 @@ class TrainPanel(QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        """Left: run settings, start/resume/cancel and past runs; right: status, progress, the
-        loss and validation curves and the log."""
+        """One row of Start/Resume/Cancel, status, ETA and progress over a row of panes: the run
+        settings and past runs (scrolling), the loss curves, the validation curves and the log.
+
+        Laid out for the dock's first-start height (a fifth of the window, a short strip): the
+        buttons and both plots are on screen at once; before, Start sat below the settings and
+        the plots under each other, both out of sight until the person enlarged the dock."""
+        top = self._top_row()
         settings = self._settings_group()
-        buttons = self._button_row()
-        status_row = self._status_row()
         self._build_views()
-        left = self._left_column(settings, buttons)
-        right = self._right_column(status_row)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(1, 3)
+        panes = QSplitter(Qt.Orientation.Horizontal)
+        panes.setChildrenCollapsible(False)
+        panes.addWidget(self._settings_pane(settings))
+        for view in (self.loss_plot, self.metric_plot, self.log_view):
+            panes.addWidget(view)
+        for index, stretch in enumerate((2, 3, 3, 2)):
+            panes.setStretchFactor(index, stretch)
+        self.panes = panes
         layout = QVBoxLayout(self)
-        layout.addWidget(split)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addWidget(panes, 1)
 
     def _settings_group(self) -> QGroupBox:
         """Model size, epochs, image size, start weights, device, image cache and run name."""
@@ -189,6 +200,7 @@ class TrainPanel(QWidget):
         self.image_size_box.setSingleStep(32)
         self.image_size_box.setValue(640)
         self.weights_picker = WeightsPicker()
+        self.weights_picker.combo.setMinimumContentsLength(16)  # the settings share the dock's width
         self.weights_picker.set_size(self.size_box.currentText())
         self.size_box.currentTextChanged.connect(self.weights_picker.set_size)
         self.weights_picker.download_finished.connect(self._after_download)
@@ -213,6 +225,7 @@ class TrainPanel(QWidget):
         self.name_edit.textChanged.connect(lambda _t: self._update_resume())
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # narrow: the label above its field
         form.addRow("Model size", self.size_box)
         form.addRow("Epochs", self.epochs_box)
         time_row = QHBoxLayout()
@@ -229,8 +242,8 @@ class TrainPanel(QWidget):
         settings.setLayout(form)
         return settings
 
-    def _button_row(self) -> QHBoxLayout:
-        """Start, resume and cancel."""
+    def _top_row(self) -> QHBoxLayout:
+        """Start, resume and cancel, then the status text, ETA and progress bar."""
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primaryButton")
         self.start_button.clicked.connect(lambda: self.start(resume=False))
@@ -239,24 +252,21 @@ class TrainPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.resume_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        return buttons
-
-    def _status_row(self) -> QHBoxLayout:
-        """Progress bar (placed by _right_column), status text and ETA."""
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
+        self.progress.setMinimumWidth(120)
         self.status_label = QLabel("Idle")
+        self.status_label.setMinimumWidth(80)
         self.eta_label = QLabel(format_eta(None))
-        status_row = QHBoxLayout()
-        status_row.addWidget(self.status_label, 1)
-        status_row.addWidget(self.eta_label)
-        return status_row
+        row = QHBoxLayout()
+        for button in (self.start_button, self.resume_button, self.cancel_button):
+            row.addWidget(button)
+        row.addSpacing(8)
+        row.addWidget(self.status_label, 3)
+        row.addWidget(self.eta_label)
+        row.addWidget(self.progress, 2)
+        return row
 
     def _build_views(self) -> None:
         """The loss and validation curves, the log and the past runs list."""
@@ -265,35 +275,31 @@ class TrainPanel(QWidget):
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setPlaceholderText("Log")
         self.runs_list = QListWidget()
         self.runs_list.setMinimumHeight(48)
         for plot in (self.loss_plot, self.metric_plot):
-            plot.setMinimumHeight(110)
-        self.log_view.setMinimumHeight(40)
+            plot.setMinimumSize(180, 100)
+        self.log_view.setMinimumSize(120, 60)
         self.runs_list.itemSelectionChanged.connect(self._show_selected_run)
 
-    def _left_column(self, settings: QGroupBox, buttons: QHBoxLayout) -> QWidget:
-        """Settings, buttons, past runs."""
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(settings)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(QLabel("Past runs"))
-        left_layout.addWidget(self.runs_list, 1)
-        return left
-
-    def _right_column(self, status_row: QHBoxLayout) -> QWidget:
-        """Status, progress and the curves over the log (resizable)."""
-        plots = QSplitter(Qt.Orientation.Vertical)
-        plots.addWidget(self.loss_plot)
-        plots.addWidget(self.metric_plot)
-        plots.addWidget(self.log_view)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addLayout(status_row)
-        right_layout.addWidget(self.progress)
-        right_layout.addWidget(plots, 1)
-        return right
+    def _settings_pane(self, settings: QGroupBox) -> QScrollArea:
+        """The run settings over the past runs, scrolling on their own: the buttons and plots
+        beside them stay on screen however short the dock is."""
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(settings)
+        column.addWidget(QLabel("Past runs"))
+        column.addWidget(self.runs_list, 1)
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        area.setWidget(inner)
+        area.setMinimumSize(inner.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width(), 60)
+        self.settings_pane = area
+        return area
 
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:
