@@ -141,6 +141,7 @@ class TrainStepEvent(_Event):
     loss: float | None
     losses: dict[str, float | None]
     lr: float
+    lr_backbone: float | None = None  # the backbone's group, when it has its own lr
     img_per_s: float | None
     eta_s: float | None
 

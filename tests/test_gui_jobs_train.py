@@ -325,3 +325,76 @@ def test_first_start_shows_start_and_both_plots(qtbot, qapp, gui_settings, monke
     assert win.centralWidget().height() >= 2 * dock.height()
     win.grab().save(str(screenshot_dir / f"train_dock_first_start_{size[0]}x{size[1]}.png"))
     win.close()
+
+
+@pytest.mark.timeout(900)
+def test_resume_draws_the_whole_run_not_only_the_resumed_steps(qtbot, tmp_path: Path) -> None:
+    """Issue #33 item 8: after Resume the loss plot started over (the steps before the cancel were
+    gone) and so did the validation plot. A real tiny run is cancelled (SIGTERM, as the GUI's
+    Cancel) after its first validation, then resumed from the panel: the curves hold every step
+    and every validation of the run, each once, in order."""
+    import signal
+    import subprocess
+
+    from test_train_helpers import PY, REPO, env, events_of, tiny_project
+
+    from core.train.events import read_run_history
+
+    settings = ["--set", "train.epochs=2", "--set", "train.batch_size=1", "--set", "train.workers=0",
+                "--set", "train.no_aug_epochs=0", "--set", "train.warmup_iters=2"]
+    root = tiny_project(tmp_path / "p", n_train=3, n_val=1)
+    proc = subprocess.Popen([PY, "-m", "core", "train", str(root), "--events", "-", "--name", "cut",
+                             "--device", "cpu", "--no-progress", *settings],
+                            cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first: list[dict] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("{"):
+            first += events_of(line)
+            if first[-1]["event"] == "step" and first[-1]["step"] == 4:  # epoch 0 validated at step 3
+                proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read() if proc.stderr else ""
+    cut_at = next(e for e in first if e["event"] == "done")["step"]
+    assert 4 <= cut_at < 6 and [e["epoch"] for e in first if e["event"] == "metrics"] == [0]
+
+    panel = TrainPanel(root)
+    qtbot.addWidget(panel)
+    panel.name_edit.setText("cut")
+    panel.device_box.setCurrentText("cpu")
+    assert panel.resume_button.isEnabled()
+    live: list = []
+    ended: list = []
+    panel.run_finished.connect(lambda name, code: ended.append((name, code)))
+    with qtbot.waitSignals([panel.run_finished, panel.history_loaded], timeout=600_000):
+        panel.start(resume=True, extra_args=settings)
+        panel.job.event.connect(live.append)
+    assert ended == [("cut", 0)], panel.log_view.toPlainText()[-2000:]
+    resumed_steps = [e.step for e in live if isinstance(e, TrainStepEvent)]
+    assert resumed_steps == list(range(cut_at + 1, 7))  # the resumed process sent only these
+    history = read_run_history(root / "runs" / "cut")
+    assert [s.step for s in history.steps] == [1, 2, 3, 4, 5, 6]
+    assert panel.loss_plot.xs("loss") == [1, 2, 3, 4, 5, 6]
+    assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in history.steps])
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses["loss_mask_dice"]
+                                                                       for s in history.steps])
+    assert panel.metric_plot.xs("f1") == [0, 1]
+    assert panel.metric_plot.series("f1") == pytest.approx([m.metrics.f1 for m in history.metrics])
+    # the first attempt's points are the ones it sent before the cancel
+    first_losses = {e["step"]: e["loss"] for e in first if e["event"] == "step"}
+    assert panel.loss_plot.series("loss")[:cut_at] == pytest.approx([first_losses[k] for k in range(1, cut_at + 1)])
+
+
+def test_history_landing_after_live_points_goes_before_them(qtbot) -> None:
+    """The resumed run's history is read in a worker: when the run's first steps are drawn before
+    it lands, it goes before them; a step the run does again (resumed from an earlier checkpoint)
+    replaces the points from there on."""
+    from app.jobs.train_panel import CurvePlot
+
+    plot = CurvePlot("Losses", "step")
+    qtbot.addWidget(plot)
+    plot.add_point("loss", 5, 0.5)
+    plot.add_point("loss", 6, 0.4)
+    plot.put_history("loss", [1, 2, 3, 4, 5], [0.9, 0.8, 0.7, 0.6, 0.55])
+    assert plot.xs("loss") == [1, 2, 3, 4, 5, 6] and plot.series("loss") == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    plot.add_point("loss", 4, 0.65)
+    assert plot.xs("loss") == [1, 2, 3, 4] and plot.series("loss") == [0.9, 0.8, 0.7, 0.65]

@@ -6,6 +6,7 @@ Cancel sends SIGTERM: the trainer saves `last.pt` and exits 0, so the run resume
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 from pathlib import Path
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.process_job import ProcessJob
 from app.jobs.weights_picker import WeightsPicker
+from app.workers import run_task
 from core.errors import ConfigError, UserFacingError
 from core.messages import (
     TRAIN_METRICS_PLOTTED,
@@ -48,8 +50,21 @@ from core.messages import (
     WarningEvent,
 )
 from core.project import Project, as_project
+from core.train.events import RunHistory, read_run_history
 
 LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
+
+
+def step_losses(ev: TrainStepEvent) -> dict[str, float]:
+    """The losses of a step event that the loss plot draws."""
+    losses = {"loss": ev.loss, **ev.losses}
+    return {key: float(losses[key]) for key in LOSS_KEYS_SHOWN if losses.get(key) is not None}
+
+
+def metric_values(ev: TrainMetricsEvent) -> dict[str, float]:
+    """The validation numbers of a metrics event that the validation plot draws."""
+    values = {key: getattr(ev.metrics, key) for key in TRAIN_METRICS_PLOTTED}
+    return {key: float(value) for key, value in values.items() if value is not None}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -94,19 +109,45 @@ class CurvePlot(pg.PlotWidget):
         self.addLegend(offset=(-5, 5))
         self._series: dict[str, tuple[list[float], list[float], pg.PlotDataItem]] = {}
 
-    def add_point(self, name: str, x: float, y: float) -> None:
-        if not math.isfinite(y):
-            return
+    SYMBOLS_UP_TO = 200  # points drawn as dots up to this many in a series (thousands of dots are slow)
+
+    def _ensure(self, name: str) -> tuple[list[float], list[float], pg.PlotDataItem]:
         if name not in self._series:
             color = self.PALETTE[len(self._series) % len(self.PALETTE)]
             item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
                              symbolBrush=color, symbolPen=None)
             self._series[name] = ([], [], item)
+        return self._series[name]
+
+    def _redraw(self, name: str) -> None:
         xs, ys, item = self._series[name]
-        xs.append(x)
-        ys.append(y)
+        if len(xs) > self.SYMBOLS_UP_TO and item.opts.get("symbol") is not None:
+            item.setSymbol(None)
         item.setData(xs, ys)
         self._fit_range()
+
+    def add_point(self, name: str, x: float, y: float) -> None:
+        """Append a point; one at or before the last x replaces the points from there on (a run
+        resumed from an earlier checkpoint does those steps again)."""
+        if not math.isfinite(y):
+            return
+        xs, ys, _ = self._ensure(name)
+        if xs and x <= xs[-1]:
+            cut = bisect.bisect_left(xs, x)
+            del xs[cut:], ys[cut:]
+        xs.append(x)
+        ys.append(y)
+        self._redraw(name)
+
+    def put_history(self, name: str, xs: list[float], ys: list[float]) -> None:
+        """Put a run's earlier points (in x order) before the series' live points: those before the
+        first live point are kept (history read while the run already sends new points)."""
+        live_xs, live_ys, _ = self._ensure(name)
+        first_live = live_xs[0] if live_xs else math.inf
+        old = [(x, y) for x, y in zip(xs, ys) if x < first_live and math.isfinite(y)]
+        live_xs[:0] = [x for x, _ in old]
+        live_ys[:0] = [y for _, y in old]
+        self._redraw(name)
 
     def _fit_range(self) -> None:
         """pyqtgraph's auto-range of a single point is a degenerate −400…400 axis: pad explicitly."""
@@ -126,6 +167,9 @@ class CurvePlot(pg.PlotWidget):
     def series(self, name: str) -> list[float]:
         return list(self._series[name][1]) if name in self._series else []
 
+    def xs(self, name: str) -> list[float]:
+        return list(self._series[name][0]) if name in self._series else []
+
     def clear_series(self) -> None:
         for _, _, item in self._series.values():
             self.removeItem(item)
@@ -138,6 +182,7 @@ class TrainPanel(QWidget):
     """Start/cancel/resume training of the open project and watch it live."""
 
     run_finished = Signal(str, int)  # run name, exit code
+    history_loaded = Signal(int)  # a run's earlier steps are drawn (how many)
 
     def __init__(self, project_root: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -147,6 +192,7 @@ class TrainPanel(QWidget):
         self.last_event: object | None = None  # the last core.messages event
         self.error_message: str | None = None
         self._pending_start: list[str] | None = None  # a start waiting for its weights download
+        self._history_token = 0  # the newest history load (an older one landing late is dropped)
         self._build_ui()
         if project_root is not None:
             self.set_project(project_root)
@@ -394,11 +440,41 @@ class TrainPanel(QWidget):
         run = Path(items[0].data(Qt.ItemDataRole.UserRole))
         self.name_edit.setText(run.name)
         self.metric_plot.clear_series()
+        self.loss_plot.clear_series()
         for row in read_metrics_csv(run / "metrics.csv"):
             epoch = row.get("epoch", float(len(self.metric_plot.series("f1"))))
             for key in TRAIN_METRICS_PLOTTED:
                 if key in row:
                     self.metric_plot.add_point(key, epoch, row[key])
+        self._load_history(run, with_metrics=False)  # its losses, from events.jsonl
+
+    def _load_history(self, run: Path, with_metrics: bool) -> None:
+        """Draw what ``run`` did before (every attempt of it, from its events.jsonl) under the
+        curves, read in a worker: a long run's file has a line per step."""
+        self._history_token += 1
+        token = self._history_token
+
+        def read(_task, run_dir: Path):
+            return token, with_metrics, read_run_history(run_dir)
+
+        run_task(read, Path(run), on_done=self._history_loaded)
+
+    def _history_loaded(self, result: tuple[int, bool, RunHistory]) -> None:
+        token, with_metrics, history = result
+        if token != self._history_token:
+            return
+        for plot, points in ((self.loss_plot, [(ev.step, step_losses(ev)) for ev in history.steps]),
+                             (self.metric_plot, [(ev.epoch, metric_values(ev)) for ev in history.metrics]
+                              if with_metrics else [])):
+            series: dict[str, tuple[list[float], list[float]]] = {}
+            for x, values in points:
+                for key, value in values.items():
+                    xs, ys = series.setdefault(key, ([], []))
+                    xs.append(float(x))
+                    ys.append(value)
+            for key, (xs, ys) in series.items():
+                plot.put_history(key, xs, ys)
+        self.history_loaded.emit(len(history.steps))
 
     # ---- job control ------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -449,6 +525,9 @@ class TrainPanel(QWidget):
             self.name_edit.setText(new_name)
         self.loss_plot.clear_series()
         self.metric_plot.clear_series()
+        self._history_token += 1  # a past run's history still being read is not drawn over this one
+        if resume:  # the curves go on from where the run stopped, not from an empty plot
+            self._load_history(self.project_root / "runs" / self.run_name(), with_metrics=True)
         self.progress.setValue(0)
         self.total_steps = None
         self.error_message = None
@@ -493,17 +572,13 @@ class TrainPanel(QWidget):
             if total:
                 self.progress.setValue(int(1000 * min(1.0, ev.step / float(total))))
             self.eta_label.setText(format_eta(ev.eta_s))
-            losses = {"loss": ev.loss, **ev.losses}
-            for key in LOSS_KEYS_SHOWN:
-                if losses.get(key) is not None:
-                    self.loss_plot.add_point(key, ev.step, float(losses[key]))
+            for key, value in step_losses(ev).items():
+                self.loss_plot.add_point(key, ev.step, value)
             speed = "—" if ev.img_per_s is None else f"{ev.img_per_s:.1f}"
             self.status_label.setText(f"epoch {ev.epoch} · step {ev.step}/{total} · {speed} img/s · lr {ev.lr:.2e}")
         elif isinstance(ev, TrainMetricsEvent):
-            for key in TRAIN_METRICS_PLOTTED:
-                value = getattr(ev.metrics, key)
-                if value is not None:
-                    self.metric_plot.add_point(key, float(ev.epoch), float(value))
+            for key, value in metric_values(ev).items():
+                self.metric_plot.add_point(key, float(ev.epoch), value)
         elif isinstance(ev, TrainCheckpointEvent):
             self.log_view.appendPlainText(f"checkpoint saved: {ev.path}")
         elif isinstance(ev, WarningEvent):

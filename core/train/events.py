@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +37,8 @@ from core.messages import (
     TRAIN_METRICS_PLOTTED,
     TrainMetrics,
     TrainMetricsEvent,
+    TrainStartEvent,
+    TrainStepEvent,
     event_line,
     make_event,
     parse_event,
@@ -160,15 +163,53 @@ def append_metrics_csv(path: Path, epoch: int, step: int, metrics: TrainMetrics)
     tmp.replace(path)
 
 
+@dataclass
+class RunHistory:
+    """What a run did, as one history over all its attempts (a start, cancels, resumes): the
+    ``step`` and ``metrics`` events in step order."""
+
+    steps: list[TrainStepEvent] = field(default_factory=list)
+    metrics: list[TrainMetricsEvent] = field(default_factory=list)
+
+
+def run_history(events: list[dict]) -> RunHistory:
+    """The history of a run's events (``events.jsonl`` holds every attempt of a resumed run, one
+    after the other). Each ``start`` at step s cuts what an earlier attempt logged after s: a run
+    killed after its last checkpoint is resumed from that checkpoint and does those steps again.
+    Lines that are not valid events (a file of an older version) are left out."""
+    history = RunHistory()
+    for record in events:
+        kind = record.get("event") if isinstance(record, dict) else None
+        if kind not in ("start", "step", "metrics"):
+            continue
+        try:
+            ev = parse_event(record)
+        except ValueError:
+            continue
+        if isinstance(ev, TrainStartEvent):
+            history.steps = [s for s in history.steps if s.step <= ev.step]
+            history.metrics = [m for m in history.metrics if m.step <= ev.step]
+        elif isinstance(ev, TrainStepEvent):
+            history.steps.append(ev)
+        elif isinstance(ev, TrainMetricsEvent):
+            history.metrics.append(ev)
+    return history
+
+
+def read_run_history(run_dir: Path) -> RunHistory:
+    """:func:`run_history` of ``run_dir/events.jsonl`` (empty when there is none)."""
+    path = Path(run_dir) / "events.jsonl"
+    try:
+        return run_history(read_events(path))
+    except (OSError, UnicodeDecodeError):
+        return RunHistory()
+
+
 def metric_series(events: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     """The validation curves of a run's events: {name: (epochs, values)} for each
     ``TRAIN_METRICS_PLOTTED`` name that has a value (``metrics.png`` draws these)."""
     series: dict[str, tuple[list[int], list[float]]] = {}
-    for record in events:
-        if record.get("event") != "metrics":
-            continue
-        ev = parse_event(record)
-        assert isinstance(ev, TrainMetricsEvent)
+    for ev in run_history(events).metrics:
         for name in TRAIN_METRICS_PLOTTED:
             value = getattr(ev.metrics, name)
             if value is not None:
@@ -187,23 +228,23 @@ def plot_run(run_dir: Path) -> list[Path]:
 
     run_dir = Path(run_dir)
     events = read_events(run_dir / "events.jsonl")
-    steps = [e for e in events if e.get("event") == "step"]
+    steps = run_history(events).steps  # every attempt of a resumed run, in step order
     curves = metric_series(events)
     written: list[Path] = []
     if steps:
-        xs = [e["step"] for e in steps]
+        xs = [e.step for e in steps]
         fig, ax = plt.subplots(figsize=(7, 4))
-        kinds = sorted({k for e in steps for k in (e.get("losses") or {})})
-        ax.plot(xs, [e["loss"] for e in steps], label="loss", lw=1.5)
+        kinds = sorted({k for e in steps for k in e.losses})
+        ax.plot(xs, [e.loss for e in steps], label="loss", lw=1.5)
         for k in kinds:
             if k != "loss":
-                ax.plot(xs, [(e.get("losses") or {}).get(k) for e in steps], label=k, lw=0.8)
+                ax.plot(xs, [e.losses.get(k) for e in steps], label=k, lw=0.8)
         ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
         fig.tight_layout(), fig.savefig(run_dir / "losses.png", dpi=100), plt.close(fig)
         fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot(xs, [e["lr"] for e in steps], label="lr")
-        if any(e.get("lr_backbone") is not None for e in steps):
-            ax.plot(xs, [e.get("lr_backbone") for e in steps], label="backbone lr")
+        ax.plot(xs, [e.lr for e in steps], label="lr")
+        if any(e.lr_backbone is not None for e in steps):
+            ax.plot(xs, [e.lr_backbone for e in steps], label="backbone lr")
         ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
         fig.tight_layout(), fig.savefig(run_dir / "lr.png", dpi=100), plt.close(fig)
         written += [run_dir / "losses.png", run_dir / "lr.png"]
