@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.deploy_target import deploy_target_box
 from app.jobs.process_job import ProcessJob
 from app.jobs.weights_picker import WeightsPicker
 from app.workers import run_task
@@ -253,14 +254,7 @@ class TrainPanel(QWidget):
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
         # where the trained model will run (not where it trains): core.project.DEPLOY_TARGETS
-        self.target_box = QComboBox()
-        self.target_box.addItem("GPU", "gpu")
-        self.target_box.addItem("CPU", "cpu")
-        self.target_box.setToolTip(
-            "Where the trained model will run. GPU: the paper's mask head, every decoder query. CPU: the "
-            "lighter cpu mask head (about half the latency, masks within noise of the paper's) and 100 "
-            "decoder queries in the export. Saved in project.yaml (model.mask_head, export.queries); a run "
-            "already started keeps its head.")
+        self.target_box = deploy_target_box()
         self.target_box.activated.connect(self._target_chosen)
         self.cache_box = QCheckBox("Keep decoded images on disk")
         self.cache_box.setToolTip(
