@@ -56,7 +56,7 @@ def test_recorded_events_drive_progress_and_plots(qtbot, recorded, screenshot_di
     assert panel.progress.value() == 1000
     assert panel.status_label.text().startswith("Finished — best f1")
     assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in steps])
-    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses["loss_mask_dice"] for s in steps])
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses.loss_mask_dice for s in steps])
     # every metric the engine sent is drawn, mAP included (it was never shown before issue #34)
     for name in ("f1", "precision", "recall", "box_map50", "box_map", "mask_map50", "mask_map"):
         assert panel.metric_plot.series(name) == pytest.approx([getattr(m.metrics, name) for m in metrics]), name
@@ -375,7 +375,7 @@ def test_resume_draws_the_whole_run_not_only_the_resumed_steps(qtbot, tmp_path: 
     assert [s.step for s in history.steps] == [1, 2, 3, 4, 5, 6]
     assert panel.loss_plot.xs("loss") == [1, 2, 3, 4, 5, 6]
     assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in history.steps])
-    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses["loss_mask_dice"]
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses.loss_mask_dice
                                                                        for s in history.steps])
     assert panel.metric_plot.xs("f1") == [0, 1]
     assert panel.metric_plot.series("f1") == pytest.approx([m.metrics.f1 for m in history.metrics])
@@ -398,3 +398,29 @@ def test_history_landing_after_live_points_goes_before_them(qtbot) -> None:
     assert plot.xs("loss") == [1, 2, 3, 4, 5, 6] and plot.series("loss") == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
     plot.add_point("loss", 4, 0.65)
     assert plot.xs("loss") == [1, 2, 3, 4] and plot.series("loss") == [0.9, 0.8, 0.7, 0.65]
+
+
+def test_every_loss_a_real_run_sends_is_declared_and_drawn(qtbot, recorded) -> None:
+    """Issue #34: the loss names were a list in the panel that left out loss_fgl and loss_ddf. Every
+    loss a real tiny run sends is declared in core.messages.TrainLosses, and both the Train panel
+    and losses.png draw each one with the values sent."""
+    from core.messages import TRAIN_LOSS_NAMES
+    from core.train.events import loss_series, read_events, run_history
+
+    root, events = recorded
+    raw = [r for r in read_events(root / "runs" / "r" / "events.jsonl") if r["event"] == "step"]
+    sent = {key for r in raw for key in r["losses"]}
+    assert sent <= set(TRAIN_LOSS_NAMES), sent - set(TRAIN_LOSS_NAMES)
+    assert {"loss_bbox", "loss_giou", "loss_fgl", "loss_ddf", "loss_mask_bce", "loss_mask_dice"} <= sent
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    for ev in events:
+        panel.handle_event(ev)
+    drawn = {name for name in ("loss", *TRAIN_LOSS_NAMES) if panel.loss_plot.series(name)}
+    assert drawn == sent | {"loss"}
+    for key in sent:
+        assert panel.loss_plot.series(key) == pytest.approx([r["losses"][key] for r in raw]), key
+    curves = loss_series(run_history(read_events(root / "runs" / "r" / "events.jsonl")).steps)  # losses.png
+    assert list(curves) == [name for name in ("loss", *TRAIN_LOSS_NAMES) if name in sent | {"loss"}]
+    assert curves["loss_ddf"] == ([r["step"] for r in raw], pytest.approx([r["losses"]["loss_ddf"] for r in raw]))
+    assert (root / "runs" / "r" / "losses.png").stat().st_size > 1000

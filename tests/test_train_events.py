@@ -106,13 +106,16 @@ def test_wandb_sink_forwards_steps_and_metrics():
 
     run = FakeRun()
     sink = WandbSink(run)
-    sink.log({"event": "step", **_step(2, 1.0)})
-    sink.log({"event": "metrics", "step": 2, "metrics": {"f1": 0.7, "curve": {}}})
-    sink.log({"event": "checkpoint", "kind": "last"})
+    sink.log({"event": "step", "time": 1.0, **_step(2, 1.0)})
+    sink.log({"event": "metrics", "time": 1.0, "epoch": 0, "step": 2, "metrics": _metrics(f1=0.7, box_map=0.25),
+              "best_metric": "f1", "value": 0.7, "is_best": True})
+    sink.log({"event": "checkpoint", "time": 1.0, "kind": "last", "path": "last.pt", "epoch": 0, "step": 2})
     sink.close()
     assert run.logged[0] == (2, {"train/loss": 1.0, "train/lr": 2e-4, "train/img_per_s": 3.5,
                                  "train/loss_vfl": 0.5, "train/loss_mask_dice": 0.5})
-    assert run.logged[1] == (2, {"val/f1": 0.7}) and len(run.logged) == 2 and run.finished
+    assert run.logged[1] == (2, {"val/f1": 0.7, "val/box_map": 0.25}) and len(run.logged) == 2 and run.finished
+    with pytest.raises(ValueError, match="bad step event: losses.loss_new: Extra inputs are not permitted"):
+        sink.log({"event": "step", "time": 1.0, **_step(3, 1.0), "losses": {"loss_new": 0.1}})  # typed, not a dict
 
 
 def _start(step: int, resumed: bool) -> dict:
@@ -142,3 +145,10 @@ def test_run_history_joins_the_attempts_of_a_resumed_run():
     # a kill after the validation of epoch 0 but before its checkpoint: the resume validates again
     again = run_history([*events[:5], _start(0, True), metrics(0, 3, 0.15)])
     assert [(m.epoch, m.metrics.f1) for m in again.metrics] == [(0, 0.15)] and again.steps == []
+
+
+def test_the_criterion_weighs_and_logs_exactly_the_declared_losses():
+    from core.loss.criterion import DEFAULT_LOSS_WEIGHTS
+    from core.messages import TRAIN_LOSS_NAMES
+
+    assert set(DEFAULT_LOSS_WEIGHTS) == set(TRAIN_LOSS_NAMES)

@@ -53,13 +53,12 @@ from core.messages import (
 from core.project import Project, as_project
 from core.train.events import RunHistory, read_run_history
 
-LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
 
 
 def step_losses(ev: TrainStepEvent) -> dict[str, float]:
-    """The losses of a step event that the loss plot draws."""
-    losses = {"loss": ev.loss, **ev.losses}
-    return {key: float(losses[key]) for key in LOSS_KEYS_SHOWN if losses.get(key) is not None}
+    """The losses of a step event that the loss plot draws: the total and every loss it has."""
+    total = {} if ev.loss is None else {"loss": float(ev.loss)}
+    return {**total, **ev.losses.present()}
 
 
 def metric_values(ev: TrainMetricsEvent) -> dict[str, float]:
@@ -98,7 +97,9 @@ def read_metrics_csv(path: Path) -> list[dict[str, float]]:
 class CurvePlot(pg.PlotWidget):
     """A small multi-series line plot keyed by series name."""
 
-    PALETTE = ("#4C9BE8", "#E8804C", "#5BC88A", "#C85BB4", "#E8C84C", "#8A8AE8", "#E85B5B")
+    # one colour per curve: the total and the 8 declared losses (a run has at most 8 of these 9)
+    PALETTE = ("#4C9BE8", "#E8804C", "#5BC88A", "#C85BB4", "#E8C84C", "#8A8AE8", "#E85B5B", "#4CD6D6",
+               "#B0B0B0")
 
     def __init__(self, title: str, x_label: str):
         super().__init__()
