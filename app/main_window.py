@@ -626,6 +626,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.docs.clear()
         self.doc = None
         self.canvas.set_document(None)
+        self.instance_panel.set_instances([], [], [], [])  # an empty next project showed the last image's
         self.images.clear()
         self.project = None
         open_marker.unregister(getattr(self, "_open_marker", None))

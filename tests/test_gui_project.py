@@ -286,3 +286,16 @@ def test_new_project_asks_where_the_model_will_run(window, qtbot, tmp_path, monk
     # the new project is open, and the Train panel shows the same choice
     assert window.project is not None and window.project.root == folder.resolve()
     assert panels.train.target_box.currentText() == choice
+
+
+def test_opening_an_empty_project_clears_the_last_images_instances(window, qtbot, tmp_path):  # noqa: F811
+    """Seen in the walk of the new-project flow: after File → New project… (no images yet) the
+    Instances panel still listed the previous project's image's instances."""
+    project = make_project(tmp_path / "a", n_images=1)
+    _label(project, 0, [_tri(0), _tri(1)])
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    assert window.instance_panel.list.count() == 2
+    empty = make_project(tmp_path / "b", n_images=0)
+    window.open_project(empty.root)
+    assert window.instance_panel.list.count() == 0 and window.doc is None
