@@ -74,6 +74,25 @@ def fit_to_screen(win, share: float = 0.92) -> None:
     win.move(area.x() + (area.width() - width) // 2, area.y() + (area.height() - height) // 2)
 
 
+def show_window(app, settings, forced_theme: str | None = None):
+    """The main window with the job panels, shown: as the person left it (geometry and docks),
+    else (first start) the default size fitted to the screen and the job docks at their
+    first-start height, which Qt can set only once the window is on screen at its size."""
+    from app.jobs.wiring import attach_job_panels, size_job_docks
+    from app.main_window import MainWindow
+
+    win = MainWindow(settings)
+    attach_job_panels(win)
+    follow_system_theme(app, win, settings, forced=forced_theme)
+    restored = settings.restore_window(win)  # geometry and dock layout
+    if not restored:
+        fit_to_screen(win)
+    win.show()
+    if not restored:
+        size_job_docks(win)
+    return win
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--core"]:  # the frozen app runs its background jobs through itself
@@ -81,21 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         return core_main(argv[1:])
     args = parse_args(argv)
     app = make_app()
-    from app.main_window import MainWindow
     from app.settings import AppSettings
     from app.theme import apply_theme
     from app.workers import run_task
 
     settings = AppSettings()
     apply_theme(app, args.theme or settings.theme)
-    win = MainWindow(settings)
-    from app.jobs.wiring import attach_job_panels
-
-    attach_job_panels(win)
-    follow_system_theme(app, win, settings, forced=args.theme)
-    if not settings.restore_window(win):  # geometry and dock layout
-        fit_to_screen(win)
-    win.show()
+    win = show_window(app, settings, forced_theme=args.theme)
     last = settings.last_project
     if args.project is not None:
         win.open_project(args.project)

@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
+    QDialog,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QListView,
@@ -40,6 +40,7 @@ from app.document import LabelDocument
 from app.image_cache import ImageCache
 from app.image_list import STATUS_TEXT, ImageFilter, ImageListModel, PathRole, Status, review_flagged
 from app.key_guard import KeyGuard
+from app.new_project import NewProjectDialog
 from app.panels import ClassPanel, InstancePanel
 from app.settings import AppSettings
 from app.shortcuts import SHORTCUTS, ShortcutsDialog
@@ -499,7 +500,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         if not paths:
             self.empty.setText(f"{project.image_dir} has no images yet.\nCopy images there or use File → Import.")
         # review flags are read in the background (files can be large)
-        run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+        run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project),
+                 owner=self)
         if paths:
             self.select_row(0)
         self._update_title()
@@ -554,7 +556,8 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         """Re-read review flags (the review panel calls this after a decision)."""
         if self.project is not None:
             project = self.project
-            run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project))
+            run_task(lambda _t: review_flagged(project), on_done=lambda names: self._flags_loaded(names, project),
+                     owner=self)
 
     def add_image(self, path: Path) -> None:
         """A new image in the project folder (e.g. from the live view): listed at once, nothing
@@ -625,6 +628,7 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
         self.docs.clear()
         self.doc = None
         self.canvas.set_document(None)
+        self.instance_panel.set_instances([], [], [], [])  # an empty next project showed the last image's
         self.images.clear()
         self.project = None
         open_marker.unregister(getattr(self, "_open_marker", None))
@@ -637,19 +641,18 @@ class MainWindow(ClassActions, BackgroundActions, SegmentActions, QMainWindow):
             self._update_count()
 
     def new_project_dialog(self) -> None:
+        """A folder, then its class names, task and where the model will run (GPU / CPU)."""
         from core.project import Project
 
         folder = QFileDialog.getExistingDirectory(self, "Folder for the new project")
         if not folder:
             return
-        text, ok = QInputDialog.getText(self, "New project", "Classes (comma separated):", text="object")
-        if not ok:
+        dialog = NewProjectDialog(Path(folder), self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
             return
-        task, ok = QInputDialog.getItem(self, "New project", "Task:", ["segment", "detect"], 0, False)
-        if not ok:
-            return
+        names, task, target = dialog.values()
         try:
-            Project.create(folder, [c.strip() for c in text.split(",") if c.strip()], task)
+            Project.create(folder, names, task, deploy_target=target)
         except UserFacingError as exc:
             self._error(str(exc))
             return

@@ -78,7 +78,7 @@ class ScissorsDraft(QObject):
         self._busy = True
         self.message.emit("Intelligent scissors: finding the image's edges…")
         run_task(_build, path, on_done=lambda eng, p=path: self._built(p, eng),
-                 on_error=lambda msg, p=path: self._failed(p, msg))
+                 on_error=lambda msg, p=path: self._failed(p, msg), owner=self)
 
     def _built(self, path: Path, engine) -> None:
         self._busy = False
@@ -156,7 +156,7 @@ class ScissorsDraft(QObject):
             if have and not ready:
                 self._busy = True
                 run_task(_prepare, e, on_done=self._prepared,
-                         on_error=lambda msg: self._failed(self._key, msg))
+                         on_error=lambda msg: self._failed(self._key, msg), owner=self)
                 return
             break
         if self._close_wanted and self.ready:

@@ -260,7 +260,7 @@ class SegmentActions:
             self.statusBar().showMessage(text)
 
         self.statusBar().showMessage(f"SAM: computing the embedding of {path.name}…")
-        run_task(body, on_done=done, on_error=failed, on_progress=progress)
+        run_task(body, on_done=done, on_error=failed, on_progress=progress, owner=self)
         return True
 
     def sam_click(self, x: float, y: float, positive: bool) -> None:

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from core.errors import UserFacingError
@@ -79,10 +80,26 @@ class Task:
 _live: dict[int, Task] = {}
 
 
+def _while_alive(callback: Callable[..., None] | None, owner: QObject | None) -> Callable[..., None] | None:
+    """`callback`, run only while `owner`'s C++ object exists: a job that ends after its window
+    was closed (e.g. a SAM embedding) must not touch the deleted window."""
+    if callback is None or owner is None:
+        return callback
+
+    def call(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            callback(*args)
+    return call
+
+
 def run_task(fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
              on_error: Callable[[str], None] | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
-             pool: QThreadPool | None = None) -> Task:
+             pool: QThreadPool | None = None, owner: QObject | None = None) -> Task:
+    """Run ``fn(task, *args)`` on the pool; the callbacks run on the GUI thread, and with
+    `owner` only while that object (the window or tool they close over) is alive."""
+    on_done, on_error = _while_alive(on_done, owner), _while_alive(on_error, owner)
+    on_progress = _while_alive(on_progress, owner)
     task = Task(fn, *args)
     if on_done:
         task.signals.finished.connect(on_done)

@@ -36,7 +36,8 @@ from core.errors import UserFacingError
 
 __all__ = [
     "Event", "ExportReport", "LabelIssueRecord", "LabelIssuesFile", "ReportRow", "ReviewDecision",
-    "ReviewDecisionsFile", "TRAIN_METRICS_PLOTTED", "TRAIN_METRIC_NAMES", "TrainMetrics", "event_line", "make_event", "parse_event", "plain", "read_export_report",
+    "ReviewDecisionsFile", "TRAIN_LOSS_NAMES", "TRAIN_METRICS_PLOTTED", "TRAIN_METRIC_NAMES", "TrainLosses",
+    "TrainMetrics", "event_line", "make_event", "parse_event", "plain", "read_export_report",
     "read_model_file", "validate_model",
 ]
 
@@ -131,6 +132,33 @@ class TrainStartEvent(_Event):
     step: int
 
 
+class TrainLosses(BaseModel):
+    """The losses of one training step (the ``losses`` of a ``step`` event), each summed over the
+    decoder layers and denoising groups (``core.loss.criterion.summarize_losses``); the total is the
+    event's ``loss``. The names are declared here only: the criterion's weights, the Train panel's
+    loss plot, ``losses.png`` and the W&B sink use them. A loss the run does not compute is None
+    (absent from the line): ``loss_vfl`` or ``loss_mal`` (``train.cls_loss``), the mask losses for
+    segmentation only, ``loss_ddf`` only with a teacher (GO-LSD)."""
+
+    model_config = ConfigDict(extra="forbid")
+    loss_vfl: float | None = None
+    loss_mal: float | None = None
+    loss_bbox: float | None = None
+    loss_giou: float | None = None
+    loss_fgl: float | None = None
+    loss_ddf: float | None = None
+    loss_mask_bce: float | None = None
+    loss_mask_dice: float | None = None
+
+    def present(self) -> dict[str, float]:
+        """The losses this step has, in declared order."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+#: every loss name of a step event's ``losses``, in declared order (the total is ``loss``)
+TRAIN_LOSS_NAMES: tuple[str, ...] = tuple(TrainLosses.model_fields)
+
+
 class TrainStepEvent(_Event):
     event: Literal["step"]
     epoch: int
@@ -139,8 +167,9 @@ class TrainStepEvent(_Event):
     steps_per_epoch: int
     total_steps: int
     loss: float | None
-    losses: dict[str, float | None]
+    losses: TrainLosses
     lr: float
+    lr_backbone: float | None = None  # the backbone's group, when it has its own lr
     img_per_s: float | None
     eta_s: float | None
 

@@ -24,14 +24,18 @@ def add_new_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path, help="folder of the new project (created if missing)")
     p.add_argument("--classes", default="", help="comma-separated class names, e.g. cat,dog")
     p.add_argument("--task", choices=["segment", "detect"], default="segment")
+    p.add_argument("--runs-on", choices=["gpu", "cpu"], default="gpu",
+                   help="where the trained model will run: cpu picks the lighter mask head and 100 "
+                        "decoder queries in exports (model.mask_head, export.queries)")
 
 
 def run_new(args: argparse.Namespace) -> int:
     from core.project import Project
 
-    proj = Project.create(args.dir, _names(args.classes), args.task)
+    proj = Project.create(args.dir, _names(args.classes), args.task, deploy_target=args.runs_on)
     print(f"created {proj.root} ({proj.config.task}, {len(proj.class_names)} classes: "
-          f"{', '.join(proj.class_names) or '-'}); put images in {proj.image_dir}")
+          f"{', '.join(proj.class_names) or '-'}; model runs on {args.runs_on.upper()}); "
+          f"put images in {proj.image_dir}")
     return 0
 
 

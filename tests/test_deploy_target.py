@@ -28,3 +28,15 @@ def test_meta_of_a_checkpoint_records_its_mask_head():
     meta = meta_from_info(CheckpointInfo(("a",), "segment", "n", (256, 256), "cpu"), "x.pt")
     assert meta.mask_head == "cpu" and ModelMeta.from_dict(__import__("json").loads(meta.to_json())).mask_head == "cpu"
     assert meta_from_info(CheckpointInfo(("a",), "detect", "n", (256, 256), "paper"), "x.pt").mask_head == ""
+
+
+def test_a_project_created_for_cpu_has_the_cpu_pick_from_the_start(tmp_path):
+    from core.cli import main
+
+    made = Project.create(tmp_path / "p", ["a"], "segment", deploy_target="cpu")
+    assert made.deploy_target == "cpu"
+    assert (made.config.model.mask_head, made.config.export.queries) == ("cpu", 100)
+    assert main(["new", str(tmp_path / "q"), "--classes", "a", "--runs-on", "cpu"]) == 0
+    assert (tmp_path / "q" / "project.yaml").read_text() == made.config_path.read_text()
+    gpu = Project.create(tmp_path / "g", ["a"], "segment")  # the template's pick
+    assert (gpu.config.model.mask_head, gpu.config.export.queries) == ("paper", None)

@@ -56,7 +56,7 @@ def test_recorded_events_drive_progress_and_plots(qtbot, recorded, screenshot_di
     assert panel.progress.value() == 1000
     assert panel.status_label.text().startswith("Finished — best f1")
     assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in steps])
-    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses["loss_mask_dice"] for s in steps])
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses.loss_mask_dice for s in steps])
     # every metric the engine sent is drawn, mAP included (it was never shown before issue #34)
     for name in ("f1", "precision", "recall", "box_map50", "box_map", "mask_map50", "mask_map"):
         assert panel.metric_plot.series(name) == pytest.approx([getattr(m.metrics, name) for m in metrics]), name
@@ -280,3 +280,147 @@ def test_where_the_model_runs_reaches_project_yaml_and_follows_it(qtbot, tmp_pat
     qtbot.addWidget(other)
     other.set_project(project.root)
     assert other.target_box.currentData() == "cpu"
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1024, 700)])
+def test_first_start_shows_start_and_both_plots(qtbot, qapp, gui_settings, monkeypatch, size,  # noqa: F811
+                                                screenshot_dir: Path) -> None:
+    """Issue #33 item 8: at the first start the Train dock showed the top of the run settings only:
+    Start was below them and the plots under each other, out of sight until the dock was enlarged.
+    The window is built as ``dfine-studio`` builds it (no saved layout: the default size fitted to
+    the screen, here ``size``)."""
+    import app.main as app_main
+    from PySide6.QtCore import QPoint, QRect
+
+    from app.settings import AppSettings
+    from app.theme import apply_theme
+
+    app_main.make_app()
+    qapp.setProperty("no_modal_errors", True)
+    apply_theme(qapp, "dark")
+    monkeypatch.setattr(app_main, "fit_to_screen", lambda win: win.resize(*size))
+    win = app_main.show_window(qapp, AppSettings(gui_settings))
+    qtbot.addWidget(win)
+    qtbot.waitExposed(win)
+    qtbot.wait(50)
+    assert win.size().toTuple() == size
+    dock, panel = win.job_docks[0], win._job_panels.train
+    assert dock.isVisible() and panel.isVisible()
+    viewport = dock.widget().viewport()  # what the dock's scroll area shows of the panel
+    shown = viewport.rect()
+
+    def on_screen(widget) -> QRect:
+        return shown.intersected(QRect(widget.mapTo(viewport, QPoint(0, 0)), widget.size()))
+
+    start = QRect(panel.start_button.mapTo(viewport, QPoint(0, 0)), panel.start_button.size())
+    assert shown.contains(start), (start, shown)
+    for plot in (panel.loss_plot, panel.metric_plot):
+        visible = on_screen(plot)
+        assert visible.height() >= 100 and visible.width() >= 200, (plot, visible)
+        # the curves' own area (inside title and axes) is on screen, and tall enough to read
+        curves = plot.mapFromScene(plot.plotItem.vb.sceneBoundingRect()).boundingRect()
+        curves = QRect(plot.mapTo(viewport, curves.topLeft()), curves.size())
+        assert shown.contains(curves) and curves.height() >= 60, (curves, shown)
+    # the canvas stays the main thing on screen
+    assert win.centralWidget().height() >= 2 * dock.height()
+    win.grab().save(str(screenshot_dir / f"train_dock_first_start_{size[0]}x{size[1]}.png"))
+    win.close()
+
+
+@pytest.mark.timeout(900)
+def test_resume_draws_the_whole_run_not_only_the_resumed_steps(qtbot, tmp_path: Path) -> None:
+    """Issue #33 item 8: after Resume the loss plot started over (the steps before the cancel were
+    gone) and so did the validation plot. A real tiny run is cancelled (SIGTERM, as the GUI's
+    Cancel) after its first validation, then resumed from the panel: the curves hold every step
+    and every validation of the run, each once, in order."""
+    import signal
+    import subprocess
+
+    from test_train_helpers import PY, REPO, env, events_of, tiny_project
+
+    from core.train.events import read_run_history
+
+    settings = ["--set", "train.epochs=2", "--set", "train.batch_size=1", "--set", "train.workers=0",
+                "--set", "train.no_aug_epochs=0", "--set", "train.warmup_iters=2"]
+    root = tiny_project(tmp_path / "p", n_train=3, n_val=1)
+    proc = subprocess.Popen([PY, "-m", "core", "train", str(root), "--events", "-", "--name", "cut",
+                             "--device", "cpu", "--no-progress", *settings],
+                            cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first: list[dict] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("{"):
+            first += events_of(line)
+            if first[-1]["event"] == "step" and first[-1]["step"] == 4:  # epoch 0 validated at step 3
+                proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read() if proc.stderr else ""
+    cut_at = next(e for e in first if e["event"] == "done")["step"]
+    assert 4 <= cut_at < 6 and [e["epoch"] for e in first if e["event"] == "metrics"] == [0]
+
+    panel = TrainPanel(root)
+    qtbot.addWidget(panel)
+    panel.name_edit.setText("cut")
+    panel.device_box.setCurrentText("cpu")
+    assert panel.resume_button.isEnabled()
+    live: list = []
+    ended: list = []
+    panel.run_finished.connect(lambda name, code: ended.append((name, code)))
+    with qtbot.waitSignals([panel.run_finished, panel.history_loaded], timeout=600_000):
+        panel.start(resume=True, extra_args=settings)
+        panel.job.event.connect(live.append)
+    assert ended == [("cut", 0)], panel.log_view.toPlainText()[-2000:]
+    resumed_steps = [e.step for e in live if isinstance(e, TrainStepEvent)]
+    assert resumed_steps == list(range(cut_at + 1, 7))  # the resumed process sent only these
+    history = read_run_history(root / "runs" / "cut")
+    assert [s.step for s in history.steps] == [1, 2, 3, 4, 5, 6]
+    assert panel.loss_plot.xs("loss") == [1, 2, 3, 4, 5, 6]
+    assert panel.loss_plot.series("loss") == pytest.approx([s.loss for s in history.steps])
+    assert panel.loss_plot.series("loss_mask_dice") == pytest.approx([s.losses.loss_mask_dice
+                                                                       for s in history.steps])
+    assert panel.metric_plot.xs("f1") == [0, 1]
+    assert panel.metric_plot.series("f1") == pytest.approx([m.metrics.f1 for m in history.metrics])
+    # the first attempt's points are the ones it sent before the cancel
+    first_losses = {e["step"]: e["loss"] for e in first if e["event"] == "step"}
+    assert panel.loss_plot.series("loss")[:cut_at] == pytest.approx([first_losses[k] for k in range(1, cut_at + 1)])
+
+
+def test_history_landing_after_live_points_goes_before_them(qtbot) -> None:
+    """The resumed run's history is read in a worker: when the run's first steps are drawn before
+    it lands, it goes before them; a step the run does again (resumed from an earlier checkpoint)
+    replaces the points from there on."""
+    from app.jobs.train_panel import CurvePlot
+
+    plot = CurvePlot("Losses", "step")
+    qtbot.addWidget(plot)
+    plot.add_point("loss", 5, 0.5)
+    plot.add_point("loss", 6, 0.4)
+    plot.put_history("loss", [1, 2, 3, 4, 5], [0.9, 0.8, 0.7, 0.6, 0.55])
+    assert plot.xs("loss") == [1, 2, 3, 4, 5, 6] and plot.series("loss") == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    plot.add_point("loss", 4, 0.65)
+    assert plot.xs("loss") == [1, 2, 3, 4] and plot.series("loss") == [0.9, 0.8, 0.7, 0.65]
+
+
+def test_every_loss_a_real_run_sends_is_declared_and_drawn(qtbot, recorded) -> None:
+    """Issue #34: the loss names were a list in the panel that left out loss_fgl and loss_ddf. Every
+    loss a real tiny run sends is declared in core.messages.TrainLosses, and both the Train panel
+    and losses.png draw each one with the values sent."""
+    from core.messages import TRAIN_LOSS_NAMES
+    from core.train.events import loss_series, read_events, run_history
+
+    root, events = recorded
+    raw = [r for r in read_events(root / "runs" / "r" / "events.jsonl") if r["event"] == "step"]
+    sent = {key for r in raw for key in r["losses"]}
+    assert sent <= set(TRAIN_LOSS_NAMES), sent - set(TRAIN_LOSS_NAMES)
+    assert {"loss_bbox", "loss_giou", "loss_fgl", "loss_ddf", "loss_mask_bce", "loss_mask_dice"} <= sent
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    for ev in events:
+        panel.handle_event(ev)
+    drawn = {name for name in ("loss", *TRAIN_LOSS_NAMES) if panel.loss_plot.series(name)}
+    assert drawn == sent | {"loss"}
+    for key in sent:
+        assert panel.loss_plot.series(key) == pytest.approx([r["losses"][key] for r in raw]), key
+    curves = loss_series(run_history(read_events(root / "runs" / "r" / "events.jsonl")).steps)  # losses.png
+    assert list(curves) == [name for name in ("loss", *TRAIN_LOSS_NAMES) if name in sent | {"loss"}]
+    assert curves["loss_ddf"] == ([r["step"] for r in raw], pytest.approx([r["losses"]["loss_ddf"] for r in raw]))
+    assert (root / "runs" / "r" / "losses.png").stat().st_size > 1000

@@ -244,3 +244,58 @@ def test_icons_exist_for_every_action(window, mode):  # noqa: F811
     for a in named:
         assert not a.icon().isNull(), a.property("icon_name")
     window.set_theme("dark")
+
+
+@pytest.mark.parametrize("choice", ["CPU", "GPU"])
+def test_new_project_asks_where_the_model_will_run(window, qtbot, tmp_path, monkeypatch, choice):  # noqa: F811
+    """Issue #34: the CPU pick was reachable only by editing YAML. File → New project… asks (GPU by
+    default, the template's pick); CPU writes the lighter mask head and 100 export queries."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog
+
+    from app.jobs.wiring import attach_job_panels
+    from app.new_project import NewProjectDialog
+    from core.config import load_config
+
+    panels = attach_job_panels(window)
+    folder = tmp_path / "fresh"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    seen: dict = {}
+
+    def fill() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, NewProjectDialog)
+        seen["default"] = dialog.target_box.currentText()
+        seen["choices"] = [dialog.target_box.itemText(i) for i in range(dialog.target_box.count())]
+        dialog.classes_edit.setText("cat, dog")
+        dialog.target_box.setCurrentIndex(dialog.target_box.findText(choice))
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    QTimer.singleShot(0, fill)
+    window.act_new.trigger()
+    assert seen == {"default": "GPU", "choices": ["GPU", "CPU"]}
+    cfg = load_config(folder / "project.yaml")
+    assert cfg.classes == ["cat", "dog"] and cfg.task == "segment"
+    text = (folder / "project.yaml").read_text(encoding="utf-8")
+    if choice == "CPU":
+        assert (cfg.model.mask_head, cfg.export.queries) == ("cpu", 100)
+        assert "  mask_head: cpu\n" in text and "  queries: 100\n" in text
+    else:
+        assert (cfg.model.mask_head, cfg.export.queries) == ("paper", None)
+        assert "  mask_head: paper\n" in text and "  queries: null\n" in text
+    # the new project is open, and the Train panel shows the same choice
+    assert window.project is not None and window.project.root == folder.resolve()
+    assert panels.train.target_box.currentText() == choice
+
+
+def test_opening_an_empty_project_clears_the_last_images_instances(window, qtbot, tmp_path):  # noqa: F811
+    """Seen in the walk of the new-project flow: after File → New project… (no images yet) the
+    Instances panel still listed the previous project's image's instances."""
+    project = make_project(tmp_path / "a", n_images=1)
+    _label(project, 0, [_tri(0), _tri(1)])
+    window.open_project(project.root)
+    wait_image(qtbot, window)
+    assert window.instance_panel.list.count() == 2
+    empty = make_project(tmp_path / "b", n_images=0)
+    window.open_project(empty.root)
+    assert window.instance_panel.list.count() == 0 and window.doc is None

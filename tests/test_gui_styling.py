@@ -87,7 +87,7 @@ def test_view_menu_toggles_every_panel_and_job_docks_start_small(window, qtbot):
     assert not images.isChecked()
     images.trigger()
     assert window.files_dock.isVisible()
-    assert first_start_dock_height(800) == 180 and first_start_dock_height(1400) == 280
+    assert first_start_dock_height(800) == 210 and first_start_dock_height(1400) == 280
     window.resize(1280, 1000)
     qtbot.wait(50)
     assert train.height() <= window.height() // 4

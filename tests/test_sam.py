@@ -6,6 +6,7 @@ proposal polygon in image pixels)."""
 from __future__ import annotations
 
 import io
+import json
 import socket
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_get_downloads_both_halves_verifies_and_caches(server, cache, pairs, nam
     before = len(server.requests)
     assert run_cli("weights", "get", name)[0] == 0 and len(server.requests) == before  # cached
     code, out, _ = run_cli("weights", "list", "--json")
-    row = next(r for r in __import__("json").loads(out) if r["name"] == name)
+    row = next(r for r in json.loads(out) if r["name"] == name)
     assert row["cached"] and row["licence"] == entry.licence
 
 

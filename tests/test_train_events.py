@@ -16,6 +16,7 @@ from core.train.events import (
     metric_series,
     plot_run,
     read_events,
+    run_history,
     validate_event,
 )
 
@@ -105,10 +106,49 @@ def test_wandb_sink_forwards_steps_and_metrics():
 
     run = FakeRun()
     sink = WandbSink(run)
-    sink.log({"event": "step", **_step(2, 1.0)})
-    sink.log({"event": "metrics", "step": 2, "metrics": {"f1": 0.7, "curve": {}}})
-    sink.log({"event": "checkpoint", "kind": "last"})
+    sink.log({"event": "step", "time": 1.0, **_step(2, 1.0)})
+    sink.log({"event": "metrics", "time": 1.0, "epoch": 0, "step": 2, "metrics": _metrics(f1=0.7, box_map=0.25),
+              "best_metric": "f1", "value": 0.7, "is_best": True})
+    sink.log({"event": "checkpoint", "time": 1.0, "kind": "last", "path": "last.pt", "epoch": 0, "step": 2})
     sink.close()
     assert run.logged[0] == (2, {"train/loss": 1.0, "train/lr": 2e-4, "train/img_per_s": 3.5,
                                  "train/loss_vfl": 0.5, "train/loss_mask_dice": 0.5})
-    assert run.logged[1] == (2, {"val/f1": 0.7}) and len(run.logged) == 2 and run.finished
+    assert run.logged[1] == (2, {"val/f1": 0.7, "val/box_map": 0.25}) and len(run.logged) == 2 and run.finished
+    with pytest.raises(ValueError, match="bad step event: losses.loss_new: Extra inputs are not permitted"):
+        sink.log({"event": "step", "time": 1.0, **_step(3, 1.0), "losses": {"loss_new": 0.1}})  # typed, not a dict
+
+
+def _start(step: int, resumed: bool) -> dict:
+    return {"event": "start", "time": 1.0, "run": "r", "run_dir": "runs/r", "epochs": 2, "steps_per_epoch": 3,
+            "total_steps": 6, "device": "cpu", "world_size": 1, "num_train": 3, "num_val": 1, "classes": ["a"],
+            "resumed": resumed, "epoch": step // 3, "step": step}
+
+
+def test_run_history_joins_the_attempts_of_a_resumed_run():
+    """events.jsonl holds every attempt of a run one after the other; a run killed after its last
+    checkpoint (step 3) logged steps 4-5 that its resume does again: the history has each step once,
+    the resumed attempt's values, and the plots (losses.png, the Train panel) draw that."""
+    def metrics(epoch: int, step: int, f1: float) -> dict:
+        return {"event": "metrics", "time": 1.0, "epoch": epoch, "step": step, "metrics": _metrics(f1=f1),
+                "best_metric": "f1", "value": f1, "is_best": True}
+
+    events = [_start(0, False), *({"event": "step", "time": 1.0, **_step(k, 10.0 + k)} for k in range(1, 4)),
+              metrics(0, 3, 0.1), *({"event": "step", "time": 1.0, **_step(k, 10.0 + k)} for k in (4, 5)),
+              {"event": "step", "time": 1.0, "step": 6},  # a line of another version: left out
+              _start(3, True), *({"event": "step", "time": 1.0, **_step(k, 20.0 + k)} for k in (4, 5, 6)),
+              metrics(1, 6, 0.2)]
+    history = run_history(events)
+    assert [(s.step, s.loss) for s in history.steps] == [(1, 11.0), (2, 12.0), (3, 13.0), (4, 24.0), (5, 25.0),
+                                                         (6, 26.0)]
+    assert [(m.epoch, m.metrics.f1) for m in history.metrics] == [(0, 0.1), (1, 0.2)]
+    assert history.steps[0].lr_backbone == 1e-5  # a declared field now, not an extra
+    # a kill after the validation of epoch 0 but before its checkpoint: the resume validates again
+    again = run_history([*events[:5], _start(0, True), metrics(0, 3, 0.15)])
+    assert [(m.epoch, m.metrics.f1) for m in again.metrics] == [(0, 0.15)] and again.steps == []
+
+
+def test_the_criterion_weighs_and_logs_exactly_the_declared_losses():
+    from core.loss.criterion import DEFAULT_LOSS_WEIGHTS
+    from core.messages import TRAIN_LOSS_NAMES
+
+    assert set(DEFAULT_LOSS_WEIGHTS) == set(TRAIN_LOSS_NAMES)

@@ -6,6 +6,7 @@ Cancel sends SIGTERM: the trainer saves `last.pt` and exits 0, so the run resume
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 from pathlib import Path
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -26,14 +28,17 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from app.deploy_target import deploy_target_box
 from app.jobs.process_job import ProcessJob
 from app.jobs.weights_picker import WeightsPicker
+from app.workers import run_task
 from core.errors import ConfigError, UserFacingError
 from core.messages import (
     TRAIN_METRICS_PLOTTED,
@@ -46,8 +51,20 @@ from core.messages import (
     WarningEvent,
 )
 from core.project import Project, as_project
+from core.train.events import RunHistory, read_run_history
 
-LOSS_KEYS_SHOWN = ("loss", "loss_vfl", "loss_mal", "loss_bbox", "loss_giou", "loss_mask_bce", "loss_mask_dice")
+
+
+def step_losses(ev: TrainStepEvent) -> dict[str, float]:
+    """The losses of a step event that the loss plot draws: the total and every loss it has."""
+    total = {} if ev.loss is None else {"loss": float(ev.loss)}
+    return {**total, **ev.losses.present()}
+
+
+def metric_values(ev: TrainMetricsEvent) -> dict[str, float]:
+    """The validation numbers of a metrics event that the validation plot draws."""
+    values = {key: getattr(ev.metrics, key) for key in TRAIN_METRICS_PLOTTED}
+    return {key: float(value) for key, value in values.items() if value is not None}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -80,30 +97,59 @@ def read_metrics_csv(path: Path) -> list[dict[str, float]]:
 class CurvePlot(pg.PlotWidget):
     """A small multi-series line plot keyed by series name."""
 
-    PALETTE = ("#4C9BE8", "#E8804C", "#5BC88A", "#C85BB4", "#E8C84C", "#8A8AE8", "#E85B5B")
+    # one colour per curve: the total and the 8 declared losses (a run has at most 8 of these 9)
+    PALETTE = ("#4C9BE8", "#E8804C", "#5BC88A", "#C85BB4", "#E8C84C", "#8A8AE8", "#E85B5B", "#4CD6D6",
+               "#B0B0B0")
 
     def __init__(self, title: str, x_label: str):
         super().__init__()
         self.setBackground(None)
-        self.setTitle(title)
-        self.setLabel("bottom", x_label)
+        # the x unit in the title, not an axis label: in a short dock every row of pixels is curve
+        self.setTitle(f"{title} by {x_label}", size="9pt")
+        self.plotItem.layout.setRowFixedHeight(0, 18)  # pyqtgraph keeps 30 px for a title
         self.showGrid(x=True, y=True, alpha=0.2)
         self.addLegend(offset=(-5, 5))
         self._series: dict[str, tuple[list[float], list[float], pg.PlotDataItem]] = {}
 
-    def add_point(self, name: str, x: float, y: float) -> None:
-        if not math.isfinite(y):
-            return
+    SYMBOLS_UP_TO = 200  # points drawn as dots up to this many in a series (thousands of dots are slow)
+
+    def _ensure(self, name: str) -> tuple[list[float], list[float], pg.PlotDataItem]:
         if name not in self._series:
             color = self.PALETTE[len(self._series) % len(self.PALETTE)]
             item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
                              symbolBrush=color, symbolPen=None)
             self._series[name] = ([], [], item)
+        return self._series[name]
+
+    def _redraw(self, name: str) -> None:
         xs, ys, item = self._series[name]
-        xs.append(x)
-        ys.append(y)
+        if len(xs) > self.SYMBOLS_UP_TO and item.opts.get("symbol") is not None:
+            item.setSymbol(None)
         item.setData(xs, ys)
         self._fit_range()
+
+    def add_point(self, name: str, x: float, y: float) -> None:
+        """Append a point; one at or before the last x replaces the points from there on (a run
+        resumed from an earlier checkpoint does those steps again)."""
+        if not math.isfinite(y):
+            return
+        xs, ys, _ = self._ensure(name)
+        if xs and x <= xs[-1]:
+            cut = bisect.bisect_left(xs, x)
+            del xs[cut:], ys[cut:]
+        xs.append(x)
+        ys.append(y)
+        self._redraw(name)
+
+    def put_history(self, name: str, xs: list[float], ys: list[float]) -> None:
+        """Put a run's earlier points (in x order) before the series' live points: those before the
+        first live point are kept (history read while the run already sends new points)."""
+        live_xs, live_ys, _ = self._ensure(name)
+        first_live = live_xs[0] if live_xs else math.inf
+        old = [(x, y) for x, y in zip(xs, ys) if x < first_live and math.isfinite(y)]
+        live_xs[:0] = [x for x, _ in old]
+        live_ys[:0] = [y for _, y in old]
+        self._redraw(name)
 
     def _fit_range(self) -> None:
         """pyqtgraph's auto-range of a single point is a degenerate −400…400 axis: pad explicitly."""
@@ -123,6 +169,9 @@ class CurvePlot(pg.PlotWidget):
     def series(self, name: str) -> list[float]:
         return list(self._series[name][1]) if name in self._series else []
 
+    def xs(self, name: str) -> list[float]:
+        return list(self._series[name][0]) if name in self._series else []
+
     def clear_series(self) -> None:
         for _, _, item in self._series.values():
             self.removeItem(item)
@@ -135,6 +184,7 @@ class TrainPanel(QWidget):
     """Start/cancel/resume training of the open project and watch it live."""
 
     run_finished = Signal(str, int)  # run name, exit code
+    history_loaded = Signal(int)  # a run's earlier steps are drawn (how many)
 
     def __init__(self, project_root: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -144,26 +194,35 @@ class TrainPanel(QWidget):
         self.last_event: object | None = None  # the last core.messages event
         self.error_message: str | None = None
         self._pending_start: list[str] | None = None  # a start waiting for its weights download
+        self._history_token = 0  # the newest history load (an older one landing late is dropped)
         self._build_ui()
         if project_root is not None:
             self.set_project(project_root)
 
     # ---- UI -------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        """Left: run settings, start/resume/cancel and past runs; right: status, progress, the
-        loss and validation curves and the log."""
+        """One row of Start/Resume/Cancel, status, ETA and progress over a row of panes: the run
+        settings and past runs (scrolling), the loss curves, the validation curves and the log.
+
+        Laid out for the dock's first-start height (a fifth of the window, a short strip): the
+        buttons and both plots are on screen at once; before, Start sat below the settings and
+        the plots under each other, both out of sight until the person enlarged the dock."""
+        top = self._top_row()
         settings = self._settings_group()
-        buttons = self._button_row()
-        status_row = self._status_row()
         self._build_views()
-        left = self._left_column(settings, buttons)
-        right = self._right_column(status_row)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(1, 3)
+        panes = QSplitter(Qt.Orientation.Horizontal)
+        panes.setChildrenCollapsible(False)
+        panes.addWidget(self._settings_pane(settings))
+        for view in (self.loss_plot, self.metric_plot, self.log_view):
+            panes.addWidget(view)
+        for index, stretch in enumerate((2, 3, 3, 2)):
+            panes.setStretchFactor(index, stretch)
+        self.panes = panes
         layout = QVBoxLayout(self)
-        layout.addWidget(split)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addWidget(panes, 1)
 
     def _settings_group(self) -> QGroupBox:
         """Model size, epochs, image size, start weights, device, image cache and run name."""
@@ -189,20 +248,14 @@ class TrainPanel(QWidget):
         self.image_size_box.setSingleStep(32)
         self.image_size_box.setValue(640)
         self.weights_picker = WeightsPicker()
+        self.weights_picker.combo.setMinimumContentsLength(16)  # the settings share the dock's width
         self.weights_picker.set_size(self.size_box.currentText())
         self.size_box.currentTextChanged.connect(self.weights_picker.set_size)
         self.weights_picker.download_finished.connect(self._after_download)
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
         # where the trained model will run (not where it trains): core.project.DEPLOY_TARGETS
-        self.target_box = QComboBox()
-        self.target_box.addItem("GPU", "gpu")
-        self.target_box.addItem("CPU", "cpu")
-        self.target_box.setToolTip(
-            "Where the trained model will run. GPU: the paper's mask head, every decoder query. CPU: the "
-            "lighter cpu mask head (about half the latency, masks within noise of the paper's) and 100 "
-            "decoder queries in the export. Saved in project.yaml (model.mask_head, export.queries); a run "
-            "already started keeps its head.")
+        self.target_box = deploy_target_box()
         self.target_box.activated.connect(self._target_chosen)
         self.cache_box = QCheckBox("Keep decoded images on disk")
         self.cache_box.setToolTip(
@@ -213,6 +266,7 @@ class TrainPanel(QWidget):
         self.name_edit.textChanged.connect(lambda _t: self._update_resume())
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # narrow: the label above its field
         form.addRow("Model size", self.size_box)
         form.addRow("Epochs", self.epochs_box)
         time_row = QHBoxLayout()
@@ -229,8 +283,8 @@ class TrainPanel(QWidget):
         settings.setLayout(form)
         return settings
 
-    def _button_row(self) -> QHBoxLayout:
-        """Start, resume and cancel."""
+    def _top_row(self) -> QHBoxLayout:
+        """Start, resume and cancel, then the status text, ETA and progress bar."""
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primaryButton")
         self.start_button.clicked.connect(lambda: self.start(resume=False))
@@ -239,24 +293,21 @@ class TrainPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.resume_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        return buttons
-
-    def _status_row(self) -> QHBoxLayout:
-        """Progress bar (placed by _right_column), status text and ETA."""
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
+        self.progress.setMinimumWidth(120)
         self.status_label = QLabel("Idle")
+        self.status_label.setMinimumWidth(80)
         self.eta_label = QLabel(format_eta(None))
-        status_row = QHBoxLayout()
-        status_row.addWidget(self.status_label, 1)
-        status_row.addWidget(self.eta_label)
-        return status_row
+        row = QHBoxLayout()
+        for button in (self.start_button, self.resume_button, self.cancel_button):
+            row.addWidget(button)
+        row.addSpacing(8)
+        row.addWidget(self.status_label, 3)
+        row.addWidget(self.eta_label)
+        row.addWidget(self.progress, 2)
+        return row
 
     def _build_views(self) -> None:
         """The loss and validation curves, the log and the past runs list."""
@@ -265,35 +316,31 @@ class TrainPanel(QWidget):
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setPlaceholderText("Log")
         self.runs_list = QListWidget()
         self.runs_list.setMinimumHeight(48)
         for plot in (self.loss_plot, self.metric_plot):
-            plot.setMinimumHeight(110)
-        self.log_view.setMinimumHeight(40)
+            plot.setMinimumSize(180, 100)
+        self.log_view.setMinimumSize(120, 60)
         self.runs_list.itemSelectionChanged.connect(self._show_selected_run)
 
-    def _left_column(self, settings: QGroupBox, buttons: QHBoxLayout) -> QWidget:
-        """Settings, buttons, past runs."""
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(settings)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(QLabel("Past runs"))
-        left_layout.addWidget(self.runs_list, 1)
-        return left
-
-    def _right_column(self, status_row: QHBoxLayout) -> QWidget:
-        """Status, progress and the curves over the log (resizable)."""
-        plots = QSplitter(Qt.Orientation.Vertical)
-        plots.addWidget(self.loss_plot)
-        plots.addWidget(self.metric_plot)
-        plots.addWidget(self.log_view)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addLayout(status_row)
-        right_layout.addWidget(self.progress)
-        right_layout.addWidget(plots, 1)
-        return right
+    def _settings_pane(self, settings: QGroupBox) -> QScrollArea:
+        """The run settings over the past runs, scrolling on their own: the buttons and plots
+        beside them stay on screen however short the dock is."""
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(settings)
+        column.addWidget(QLabel("Past runs"))
+        column.addWidget(self.runs_list, 1)
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        area.setWidget(inner)
+        area.setMinimumSize(inner.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width(), 60)
+        self.settings_pane = area
+        return area
 
     # ---- project / runs ---------------------------------------------------------------------
     def set_project(self, project: object) -> None:
@@ -388,11 +435,41 @@ class TrainPanel(QWidget):
         run = Path(items[0].data(Qt.ItemDataRole.UserRole))
         self.name_edit.setText(run.name)
         self.metric_plot.clear_series()
+        self.loss_plot.clear_series()
         for row in read_metrics_csv(run / "metrics.csv"):
             epoch = row.get("epoch", float(len(self.metric_plot.series("f1"))))
             for key in TRAIN_METRICS_PLOTTED:
                 if key in row:
                     self.metric_plot.add_point(key, epoch, row[key])
+        self._load_history(run, with_metrics=False)  # its losses, from events.jsonl
+
+    def _load_history(self, run: Path, with_metrics: bool) -> None:
+        """Draw what ``run`` did before (every attempt of it, from its events.jsonl) under the
+        curves, read in a worker: a long run's file has a line per step."""
+        self._history_token += 1
+        token = self._history_token
+
+        def read(_task, run_dir: Path):
+            return token, with_metrics, read_run_history(run_dir)
+
+        run_task(read, Path(run), on_done=self._history_loaded)
+
+    def _history_loaded(self, result: tuple[int, bool, RunHistory]) -> None:
+        token, with_metrics, history = result
+        if token != self._history_token:
+            return
+        for plot, points in ((self.loss_plot, [(ev.step, step_losses(ev)) for ev in history.steps]),
+                             (self.metric_plot, [(ev.epoch, metric_values(ev)) for ev in history.metrics]
+                              if with_metrics else [])):
+            series: dict[str, tuple[list[float], list[float]]] = {}
+            for x, values in points:
+                for key, value in values.items():
+                    xs, ys = series.setdefault(key, ([], []))
+                    xs.append(float(x))
+                    ys.append(value)
+            for key, (xs, ys) in series.items():
+                plot.put_history(key, xs, ys)
+        self.history_loaded.emit(len(history.steps))
 
     # ---- job control ------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -443,6 +520,9 @@ class TrainPanel(QWidget):
             self.name_edit.setText(new_name)
         self.loss_plot.clear_series()
         self.metric_plot.clear_series()
+        self._history_token += 1  # a past run's history still being read is not drawn over this one
+        if resume:  # the curves go on from where the run stopped, not from an empty plot
+            self._load_history(self.project_root / "runs" / self.run_name(), with_metrics=True)
         self.progress.setValue(0)
         self.total_steps = None
         self.error_message = None
@@ -487,17 +567,13 @@ class TrainPanel(QWidget):
             if total:
                 self.progress.setValue(int(1000 * min(1.0, ev.step / float(total))))
             self.eta_label.setText(format_eta(ev.eta_s))
-            losses = {"loss": ev.loss, **ev.losses}
-            for key in LOSS_KEYS_SHOWN:
-                if losses.get(key) is not None:
-                    self.loss_plot.add_point(key, ev.step, float(losses[key]))
+            for key, value in step_losses(ev).items():
+                self.loss_plot.add_point(key, ev.step, value)
             speed = "—" if ev.img_per_s is None else f"{ev.img_per_s:.1f}"
             self.status_label.setText(f"epoch {ev.epoch} · step {ev.step}/{total} · {speed} img/s · lr {ev.lr:.2e}")
         elif isinstance(ev, TrainMetricsEvent):
-            for key in TRAIN_METRICS_PLOTTED:
-                value = getattr(ev.metrics, key)
-                if value is not None:
-                    self.metric_plot.add_point(key, float(ev.epoch), float(value))
+            for key, value in metric_values(ev).items():
+                self.metric_plot.add_point(key, float(ev.epoch), value)
         elif isinstance(ev, TrainCheckpointEvent):
             self.log_view.appendPlainText(f"checkpoint saved: {ev.path}")
         elif isinstance(ev, WarningEvent):

@@ -91,9 +91,20 @@ def _scrollable(panel: QWidget) -> QScrollArea:
 
 
 def first_start_dock_height(window_height: int) -> int:
-    """Height of the bottom job panels before the person resizes them: a fifth, at least the
-    tab bar + a progress row + one plot line (180 px)."""
-    return max(180, window_height // 5)
+    """Height of the bottom job panels before the person resizes them: a fifth of the window, at
+    least 210 px, the dock's title, the Train panel's button row and its plots ~140 px tall (at
+    180 px a 1024x700 window left the plots 30 px and hid Start)."""
+    return max(210, window_height // 5)
+
+
+def size_job_docks(window: Any) -> None:
+    """The job docks at their first-start height. The canvas stays the main thing on screen: the
+    panels get a fifth of the window (a third hid half the image). Takes effect only on a window
+    shown at its size (before, Qt shares the height out again when the window is resized):
+    ``app.main.show_window`` calls it after ``show``; a saved layout is restored instead."""
+    if window.job_docks:
+        window.resizeDocks([window.job_docks[0]], [first_start_dock_height(window.height())],
+                           Qt.Orientation.Vertical)
 
 
 def attach_job_panels(window: Any) -> JobPanels:
@@ -111,9 +122,7 @@ def attach_job_panels(window: Any) -> JobPanels:
     for dock in docks[1:]:
         window.tabifyDockWidget(docks[0], dock)
     docks[0].raise_()
-    # the canvas stays the main thing on screen: on first start the panels get a fifth of the
-    # window (a third hid half the image); the person's own layout is restored over this
-    window.resizeDocks([docks[0]], [first_start_dock_height(window.height())], Qt.Orientation.Vertical)
+    size_job_docks(window)
 
     def follow(project) -> None:
         for panel in panels.all():

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.errors import ConfigError
+from core.messages import TRAIN_LOSS_NAMES
 from core.loss.box_ops import box_cxcywh_to_xyxy, paired_box_iou, paired_generalized_box_iou
 from core.loss.fdr_ops import bbox2distance
 from core.loss.mask_ops import box_regions, cropped_bce_loss, cropped_dice_loss, resize_masks
@@ -478,19 +479,23 @@ def total_loss(losses: Mapping[str, Tensor]) -> Tensor:
 
 
 def summarize_losses(losses: Mapping[str, Tensor]) -> dict[str, float]:
-    """For logging: ``loss`` (total) and one entry per loss kind summed over all layers
-    (``loss_vfl``, ``loss_bbox``, ``loss_giou``, ``loss_fgl``, ``loss_ddf``, ``loss_mask_bce``,
-    ``loss_mask_dice``; mask keys only for segmentation)."""
+    """For logging: ``loss`` (total) and one entry per loss kind summed over all layers, named as
+    ``core.messages.TrainLosses`` declares them (``loss_vfl``, ``loss_bbox``, ``loss_giou``,
+    ``loss_fgl``, ``loss_ddf``, ``loss_mask_bce``, ``loss_mask_dice``; mask keys only for
+    segmentation). A kind not declared there is kept under its own name, and the step event that
+    carries it fails its validation: a new loss must be declared to be logged."""
     summary: dict[str, float] = {"loss": float(sum(float(v.detach()) for v in losses.values()))}
-    for kind in DEFAULT_LOSS_WEIGHTS:
-        parts = [float(v.detach()) for k, v in losses.items() if _kind_of(k) == kind]
-        if parts:
-            summary[kind] = float(sum(parts))
+    by_kind: dict[str, float] = {}
+    for key, value in losses.items():
+        kind = _kind_of(key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + float(value.detach())
+    for kind in sorted(by_kind, key=lambda k: TRAIN_LOSS_NAMES.index(k) if k in TRAIN_LOSS_NAMES else len(TRAIN_LOSS_NAMES)):
+        summary[kind] = by_kind[kind]
     return summary
 
 
 def _kind_of(key: str) -> str:
-    for kind in sorted(DEFAULT_LOSS_WEIGHTS, key=len, reverse=True):
+    for kind in sorted(TRAIN_LOSS_NAMES, key=len, reverse=True):
         if key == kind or key.startswith(kind + "_"):
             return kind
     return key

@@ -36,6 +36,15 @@ DeployTarget = Literal["gpu", "cpu"]
 DEPLOY_TARGETS: dict[str, tuple[str, int | None]] = {"gpu": ("paper", None), "cpu": ("cpu", 100)}
 
 
+def _with_deploy_target(text: str, target: str) -> str:
+    """project.yaml text with model.mask_head and export.queries of ``target`` (DEPLOY_TARGETS)."""
+    if target not in DEPLOY_TARGETS:
+        raise UserFacingError(f"deploy target must be one of {', '.join(DEPLOY_TARGETS)}, got {target!r}")
+    mask_head, queries = DEPLOY_TARGETS[target]
+    text = set_section_value(text, "model", "mask_head", mask_head)
+    return set_section_value(text, "export", "queries", "null" if queries is None else str(queries))
+
+
 class Project(LabelStore, Splits, ClassEdits):
     """A project folder on disk: no image or label is read until asked."""
 
@@ -70,8 +79,11 @@ class Project(LabelStore, Splits, ClassEdits):
         return project or cls(root, load_config(cfg_path))
 
     @classmethod
-    def create(cls, root: Path | str, classes: Iterable[str], task: str = "segment") -> Project:
-        """New project from the commented template (comments kept), with the given classes and task."""
+    def create(cls, root: Path | str, classes: Iterable[str], task: str = "segment",
+               deploy_target: DeployTarget = "gpu") -> Project:
+        """New project from the commented template (comments kept), with the given classes and task;
+        ``deploy_target``: where the model will run (see :meth:`set_deploy_target`; "gpu" is the
+        template's pick)."""
         root = Path(root)
         if (root / CONFIG_FILE).exists():
             raise UserFacingError(f"{root / CONFIG_FILE}: already exists; open the project instead")
@@ -79,6 +91,7 @@ class Project(LabelStore, Splits, ClassEdits):
         text = TEMPLATE.read_text(encoding="utf-8")
         text = set_top_level_value(text, "classes", _flow_list(classes))
         text = set_top_level_value(text, "task", _flow_scalar(task))
+        text = _with_deploy_target(text, deploy_target)
         cfg = parse_config_text(text, str(root / CONFIG_FILE))  # validate before touching disk
         root.mkdir(parents=True, exist_ok=True)
         for d in ("images", "labels", "splits"):
@@ -100,13 +113,9 @@ class Project(LabelStore, Splits, ClassEdits):
     def set_deploy_target(self, target: DeployTarget) -> None:
         """Where the trained model will run: sets model.mask_head and export.queries in
         project.yaml (comments kept) to that target's pick (DEPLOY_TARGETS)."""
-        if target not in DEPLOY_TARGETS:
-            raise UserFacingError(f"deploy target must be one of {', '.join(DEPLOY_TARGETS)}, got {target!r}")
-        mask_head, queries = DEPLOY_TARGETS[target]
         with self.lock():
             text = read_regular_text(self.config_path)
-            new = set_section_value(text, "model", "mask_head", mask_head)
-            new = set_section_value(new, "export", "queries", "null" if queries is None else str(queries))
+            new = _with_deploy_target(text, target)
             parse_config_text(new, str(self.config_path))
             if new != text:
                 atomic_write_text(self.config_path, new)

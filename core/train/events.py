@@ -6,7 +6,9 @@ Every event has ``event`` (its kind) and ``time`` (unix seconds). The models are
 - ``start``: run, run_dir, project, task, size, image_size, epochs, steps_per_epoch, total_steps,
   batch_size (global), device, world_size, num_train, num_val, classes, resumed (bool), epoch, step
 - ``step``: epoch, step (optimizer steps done, global), epoch_step, steps_per_epoch, total_steps,
-  loss, losses {kind: value}, lr (main group), lr_backbone, img_per_s, eta_s
+  loss, losses (``core.messages.TrainLosses``: loss_vfl | loss_mal, loss_bbox, loss_giou, loss_fgl,
+  loss_ddf, loss_mask_bce, loss_mask_dice; those the run computes), lr (main group), lr_backbone,
+  img_per_s, eta_s
 - ``epoch``: epoch, step, loss (mean over the epoch), time_s
 - ``metrics``: epoch, step, metrics (``core.messages.TrainMetrics``: f1, precision, recall, iou,
   best_threshold, box_map, box_map50, mask_map, mask_map50), best_metric, value, is_best
@@ -20,7 +22,8 @@ Written to ``runs/<name>/events.jsonl`` always and to stdout with ``--events -``
 writes. A ``warning`` is also one human line on stderr (``dfine train: warning: ...``): a skipped
 image must reach the person at the terminal, not only a file they may never open. ``metrics.csv`` gets one
 row per validation (epoch, step, then ``core.messages.TRAIN_METRIC_NAMES``); plots are redrawn after each
-epoch (``metrics.png``: ``TRAIN_METRICS_PLOTTED``, mAP included).
+epoch (``metrics.png``: ``TRAIN_METRICS_PLOTTED``, mAP included; ``losses.png``: the total and every
+``TRAIN_LOSS_NAMES`` loss of the run, over all its attempts).
 """
 
 from __future__ import annotations
@@ -28,14 +31,18 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from core.messages import (
+    TRAIN_LOSS_NAMES,
     TRAIN_METRIC_NAMES,
     TRAIN_METRICS_PLOTTED,
     TrainMetrics,
     TrainMetricsEvent,
+    TrainStartEvent,
+    TrainStepEvent,
     event_line,
     make_event,
     parse_event,
@@ -114,14 +121,17 @@ class WandbSink:
         return cls(wandb.init(project="dfine-studio", name=run_name, config=config, resume="allow"))
 
     def log(self, record: dict) -> None:
-        kind = record.get("event")
-        if kind == "step":
-            data = {"train/loss": record["loss"], "train/lr": record["lr"], "train/img_per_s": record["img_per_s"]}
-            data.update({f"train/{k}": v for k, v in (record.get("losses") or {}).items()})
-            self.run.log(data, step=record["step"])
-        elif kind == "metrics":
-            self.run.log({f"val/{k}": v for k, v in (record.get("metrics") or {}).items()
-                          if isinstance(v, (int, float))}, step=record["step"])
+        """One event (as written): a step's loss, lr, speed and every loss it has
+        (``core.messages.TrainLosses``); a validation's numbers (``TrainMetrics``); nothing else."""
+        if record.get("event") not in ("step", "metrics"):
+            return
+        ev = parse_event(record)
+        if isinstance(ev, TrainStepEvent):
+            data = {"train/loss": ev.loss, "train/lr": ev.lr, "train/img_per_s": ev.img_per_s}
+            data.update({f"train/{k}": v for k, v in ev.losses.present().items()})
+            self.run.log(data, step=ev.step)
+        elif isinstance(ev, TrainMetricsEvent):
+            self.run.log({f"val/{k}": v for k, v in ev.metrics.model_dump().items() if v is not None}, step=ev.step)
 
     def close(self) -> None:
         self.run.finish()
@@ -163,15 +173,53 @@ def append_metrics_csv(path: Path, epoch: int, step: int, metrics: TrainMetrics)
     tmp.replace(path)
 
 
+@dataclass
+class RunHistory:
+    """What a run did, as one history over all its attempts (a start, cancels, resumes): the
+    ``step`` and ``metrics`` events in step order."""
+
+    steps: list[TrainStepEvent] = field(default_factory=list)
+    metrics: list[TrainMetricsEvent] = field(default_factory=list)
+
+
+def run_history(events: list[dict]) -> RunHistory:
+    """The history of a run's events (``events.jsonl`` holds every attempt of a resumed run, one
+    after the other). Each ``start`` at step s cuts what an earlier attempt logged after s: a run
+    killed after its last checkpoint is resumed from that checkpoint and does those steps again.
+    Lines that are not valid events (a file of an older version) are left out."""
+    history = RunHistory()
+    for record in events:
+        kind = record.get("event") if isinstance(record, dict) else None
+        if kind not in ("start", "step", "metrics"):
+            continue
+        try:
+            ev = parse_event(record)
+        except ValueError:
+            continue
+        if isinstance(ev, TrainStartEvent):
+            history.steps = [s for s in history.steps if s.step <= ev.step]
+            history.metrics = [m for m in history.metrics if m.step <= ev.step]
+        elif isinstance(ev, TrainStepEvent):
+            history.steps.append(ev)
+        elif isinstance(ev, TrainMetricsEvent):
+            history.metrics.append(ev)
+    return history
+
+
+def read_run_history(run_dir: Path) -> RunHistory:
+    """:func:`run_history` of ``run_dir/events.jsonl`` (empty when there is none)."""
+    path = Path(run_dir) / "events.jsonl"
+    try:
+        return run_history(read_events(path))
+    except (OSError, UnicodeDecodeError):
+        return RunHistory()
+
+
 def metric_series(events: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     """The validation curves of a run's events: {name: (epochs, values)} for each
     ``TRAIN_METRICS_PLOTTED`` name that has a value (``metrics.png`` draws these)."""
     series: dict[str, tuple[list[int], list[float]]] = {}
-    for record in events:
-        if record.get("event") != "metrics":
-            continue
-        ev = parse_event(record)
-        assert isinstance(ev, TrainMetricsEvent)
+    for ev in run_history(events).metrics:
         for name in TRAIN_METRICS_PLOTTED:
             value = getattr(ev.metrics, name)
             if value is not None:
@@ -194,6 +242,19 @@ def _save(fig: Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def loss_series(steps: list[TrainStepEvent]) -> dict[str, tuple[list[int], list[float]]]:
+    """The loss curves of a run's steps: {name: (steps, values)} for the total ``loss`` and each
+    ``TRAIN_LOSS_NAMES`` loss the run has, in that order (``losses.png`` draws these)."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for ev in steps:
+        for name, value in (("loss", ev.loss), *ev.losses.present().items()):
+            if value is not None:
+                xs, ys = series.setdefault(name, ([], []))
+                xs.append(ev.step)
+                ys.append(value)
+    return {name: series[name] for name in ("loss", *TRAIN_LOSS_NAMES) if name in series}
+
+
 def plot_run(run_dir: Path) -> list[Path]:
     """losses.png, lr.png, metrics.png from events.jsonl (matplotlib Agg, no display needed)."""
     import matplotlib
@@ -203,26 +264,23 @@ def plot_run(run_dir: Path) -> list[Path]:
 
     run_dir = Path(run_dir)
     events = read_events(run_dir / "events.jsonl")
-    steps = [e for e in events if e.get("event") == "step"]
+    steps = run_history(events).steps  # every attempt of a resumed run, in step order
     curves = metric_series(events)
     written: list[Path] = []
     if steps:
-        xs = [e["step"] for e in steps]
+        xs = [e.step for e in steps]
         fig, ax = plt.subplots(figsize=(7, 4))
-        kinds = sorted({k for e in steps for k in (e.get("losses") or {})})
-        ax.plot(xs, [e["loss"] for e in steps], label="loss", lw=1.5)
-        for k in kinds:
-            if k != "loss":
-                ax.plot(xs, [_nan_if_none((e.get("losses") or {}).get(k)) for e in steps], label=k, lw=0.8)
+        for name, (sx, sy) in loss_series(steps).items():
+            ax.plot(sx, sy, label=name, lw=1.5 if name == "loss" else 0.8)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         _save(fig, run_dir / "losses.png")
         fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot(xs, [e["lr"] for e in steps], label="lr")
-        if any(e.get("lr_backbone") is not None for e in steps):
-            ax.plot(xs, [_nan_if_none(e.get("lr_backbone")) for e in steps], label="backbone lr")
+        ax.plot(xs, [e.lr for e in steps], label="lr")
+        if any(e.lr_backbone is not None for e in steps):
+            ax.plot(xs, [_nan_if_none(e.lr_backbone) for e in steps], label="backbone lr")
         ax.set_xlabel("step")
         ax.legend()
         ax.grid(alpha=0.3)
