@@ -1,4 +1,5 @@
-# dfine-studio: `make run` (install + open the demo project in the GUI), `make test` (install + whole suite).
+# dfine-studio: `make run` (install + open the demo project in the GUI), `make test` (install, ruff,
+# vermin, mypy on core/ (config: pyproject [tool.mypy]), whole suite).
 # Everything installs into .venv; torch is pinned to the 2.13.0 CPU wheel for dev/CI.
 PYTHON ?= python3
 VENV   := .venv
@@ -54,6 +55,7 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory system-deps EXTRA_SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --quiet core app benchmarks
+	$(VENV)/bin/mypy core
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-all: $(STAMP)

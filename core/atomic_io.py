@@ -33,7 +33,7 @@ def fsync_dir(folder: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write_with(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write_with(path: Path | str, write: Callable[[BinaryIO], object]) -> None:
     """Replace ``path`` atomically with what ``write`` puts into the open temp file
     (streams large payloads such as checkpoints without holding them in memory)."""
     path = Path(path)

@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 import numpy as np
 
@@ -99,11 +99,11 @@ def synthetic_model(size: str, num_classes: int, image_size: int, seed: int = 0,
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-        head = model.decoder.dec_score_head[-1]
+        head = cast(torch.nn.Linear, model.decoder.dec_score_head[-1])
         head.weight.mul_(4.0)
         head.bias.add_(-2.5)
         if model.mask_head is not None:
-            last = model.mask_head.query_mlp.layers[-1]
+            last = model.mask_head.query_mlp.linear(-1)
             last.weight.mul_(20.0)
             last.bias.mul_(20.0)
     return model
@@ -191,7 +191,7 @@ def prepare_models(args: argparse.Namespace, log=print) -> BenchSetup:
     for label, p in predictors:
         f1 = validate_predictor(p, items, p.conf).headline() if items else None
         models.append((label, p, f1))
-    if items:
+    if items and project is not None:  # (items come from the project)
         notes.append(f"F1/P/R/IoU on {len(items)} val images of {project.root} at conf {args.conf}")
     return BenchSetup(models, project, notes)
 
@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace, emit, out) -> int:
     emit("progress", verb="bench", stage="prepare", progress=0.0, message="exporting and opening the models")
     setup = prepare_models(args, log=lambda m: print(m, file=sys.stderr))
     frames = _bench_frames(setup.project, max(args.images, max(batch_sizes)), frame)
-    rows = []
+    rows: list[dict] = []
     total = len(setup.models) * len(batch_sizes)
     for label, predictor, f1 in setup.models:
         for bs in batch_sizes:

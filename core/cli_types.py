@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
 
@@ -158,7 +159,7 @@ def config_range(model, field: str) -> IntRange | FloatRange:
     """The checker for an option that overrides a project.yaml setting, with the bounds of its
     pydantic field, so the CLI and project.yaml can never disagree on what is allowed."""
     info = model.model_fields[field]
-    bounds: dict[str, float | None] = {"lo": None, "hi": None}
+    bounds: dict[str, Any] = {"lo": None, "hi": None}  # the field's own bound values (int or float)
     lo_open = hi_open = False
     for m in info.metadata:
         if isinstance(m, Ge):

@@ -15,13 +15,16 @@ import difflib
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.bounded_input import compose_yaml, read_regular_bytes
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 CONFIG_FILE = "project.yaml"
 
@@ -155,9 +158,21 @@ def _drop_retired(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
+ExportFormat = Literal["onnx", "openvino", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+def _default_formats() -> list[ExportFormat]:
+    return ["onnx", "openvino"]
+
+
+def _default_precisions() -> list[Precision]:
+    return ["fp32", "fp16", "int8"]
+
+
 class ExportConfig(_Section):
-    formats: list[Literal["onnx", "openvino", "tensorrt"]] = Field(default_factory=lambda: ["onnx", "openvino"])
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    formats: list[ExportFormat] = Field(default_factory=_default_formats)
+    precisions: list[Precision] = Field(default_factory=_default_precisions)
     calibration_images: int = Field(300, gt=0)
     accuracy_control: bool = False
     max_drop: float = Field(0.01, ge=0, le=1)
@@ -370,7 +385,7 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def _describe(err: dict, source: str, node: yaml.Node | None) -> str:
+def _describe(err: ErrorDetails, source: str, node: yaml.Node | None) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     line = _line_of(node, loc)

@@ -9,6 +9,7 @@ use, so it is honoured here too: a test can then run the "older CPU" branch on a
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def allowed_by_cap(cap: str | None) -> frozenset[str]:
     return _ALL
 
 
-def detect(env: dict[str, str] | None = None) -> CpuIsa:
+def detect(env: Mapping[str, str] | None = None) -> CpuIsa:
     """This machine's usable features; ``env`` defaults to os.environ (read for the cap)."""
     env = os.environ if env is None else env
     cap = env.get("ONEDNN_MAX_CPU_ISA") or None

@@ -101,7 +101,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     at 256 px) and had no confident detections within a 10-minute run."""
     low = rng.uniform(60, 200, size=(rng.integers(2, 4), rng.integers(2, 4), 3)).astype(np.float32)
     bg = cv2.resize(low, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
-    bg += rng.normal(0, 6, size=bg.shape).astype(np.float32)
+    bg += np.asarray(rng.normal(0, 6, size=bg.shape), np.float32)
     return bg
 
 

@@ -23,6 +23,7 @@ CLICK_RADIUS = 0.03  # radius of a refinement click, fraction of the box diagona
 ITERATIONS = 5  # GrabCut iterations per run
 CORE = 0.0  # > 0: start from the box's inscribed ellipse (scaled by this) as probable object
 KEEP_FRACTION = 0.05  # connected parts smaller than this x the largest are dropped (unless clicked)
+_NO_RECT = (0, 0, 0, 0)  # grabCut reads rect only with GC_INIT_WITH_RECT (None is accepted too, not by the stubs)
 
 
 def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Sequence[float]] = (),
@@ -79,7 +80,7 @@ def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Seq
         centre = (round(rect[0] + rect[2] / 2), round(rect[1] + rect[3] / 2))
         axes = (max(1, round(core * rect[2] / 2)), max(1, round(core * rect[3] / 2)))
         cv2.ellipse(mask, centre, axes, 0, 0, 360, int(cv2.GC_PR_FGD), -1)
-        cv2.grabCut(crop, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(crop, mask, _NO_RECT, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     else:
         cv2.grabCut(crop, mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
     if len(positive) or len(negative):
@@ -89,7 +90,7 @@ def grabcut_mask(image: np.ndarray, box: Sequence[float], positive: Sequence[Seq
                 qx, qy = to_crop(float(px), float(py))
                 cv2.circle(mask, (round(qx), round(qy)), r, int(value), -1)
         cv2.setRNGSeed(seed)
-        cv2.grabCut(crop, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(crop, mask, _NO_RECT, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     if scale < 1.0:
         fg = cv2.resize(fg, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST)
@@ -135,4 +136,5 @@ def next_click(pred: np.ndarray, target: np.ndarray) -> tuple[tuple[float, float
         y, x = np.unravel_index(int(np.argmax(d)), d.shape)
         if best is None or d[y, x] > best[0]:
             best = (float(d[y, x]), (x + 0.5, y + 0.5), positive)
+    assert best is not None  # one error map is non-empty (checked above)
     return best[1], best[2]

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from core.bounded_input import read_regular_bytes
 from core.errors import LimitError, UserFacingError
@@ -37,7 +38,7 @@ class _Held:
     def __init__(self) -> None:
         self.rlock = threading.RLock()
         self.depth = 0
-        self.fh = None
+        self.fh: IO[bytes] | None = None
 
 
 _registry: dict[str, _Held] = {}
@@ -50,10 +51,9 @@ def _state(path: Path) -> _Held:
         return _registry.setdefault(key, _Held())
 
 
-def _os_lock(fh, blocking: bool) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # Windows
+def _os_lock(fh: IO[bytes], blocking: bool) -> bool:
+    # sys.platform (not try-import) so the type checker knows which module each branch has
+    if sys.platform == "win32":
         import msvcrt
 
         fh.seek(0)
@@ -65,6 +65,8 @@ def _os_lock(fh, blocking: bool) -> bool:
             except OSError:
                 if not blocking:
                     return False  # LK_LOCK gives up after 10 s; keep waiting like flock does
+    import fcntl
+
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         return True
@@ -72,15 +74,15 @@ def _os_lock(fh, blocking: bool) -> bool:
         return False
 
 
-def _os_unlock(fh) -> None:
-    try:
-        import fcntl
-    except ImportError:
+def _os_unlock(fh: IO[bytes]) -> None:
+    if sys.platform == "win32":
         import msvcrt
 
         fh.seek(0)
         msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
         return
+    import fcntl
+
     fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
@@ -198,6 +200,7 @@ def project_lock(root: Path | str, blocking: bool = True, timeout: float | None 
             st.depth -= 1
             if st.depth == 0:
                 fh, st.fh = st.fh, None
+                assert fh is not None  # set when depth went 0 -> 1
                 try:
                     _os_unlock(fh)
                 finally:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from core.analysis.settings import AnalysisConfig
 from core.annotation import ImageAnnotation
 from core import rle as rle_ops
 from core.eval.records import ImagePred
+
+if TYPE_CHECKING:
+    from core.analysis.outline_edges import EdgeCalibration
 
 MIN_STRENGTH = 2.0  # labels: the prior's least weight (classes that truly differ still lean on it a little)
 MAX_STRENGTH = 50.0  # labels: its most (classes indistinguishable: a class needs many labels to stand alone)
@@ -68,7 +71,7 @@ class Calibration:
     size_iou: np.ndarray = field(default_factory=lambda: np.zeros(0))  # median IoU of correct ones per bin / overall
     size_precision: list[ClassCalibration] = field(default_factory=list)  # overall P(correct | evidence) per bin
     confusions: dict[tuple[int, int], int] = field(default_factory=dict)  # (label class, model class) -> labels
-    edges: object | None = None  # core.analysis.outline_edges.EdgeCalibration, set by analyze()
+    edges: EdgeCalibration | None = None  # set by analyze()
 
     def of(self, c: int) -> ClassCalibration:
         got = self.classes.get(c)
@@ -206,8 +209,8 @@ def _shrunk(own: list[float], correct: list[bool], n_labels: int, ious: list[flo
         xs, ps = local_precision(s, c)
         grid = np.union1d(xs, prior.scores)
         own = np.interp(grid, xs, ps)
-        base = np.array([prior.confidence(float(v)) for v in grid])
-        s, precision = grid, (len(c) * own + a * base) / (len(c) + a)
+        prior_p = np.array([prior.confidence(float(v)) for v in grid])
+        s, precision = grid, (len(c) * own + a * prior_p) / (len(c) + a)
         f1 = 2 * found / (int(np.sum(np.asarray(own_scores) >= t)) + n_labels) if n_labels else None
     else:
         s, precision, f1 = prior.scores, prior.precision, None  # no hypotheses of this class: the overall curve
@@ -250,7 +253,10 @@ def calibrate(annotations: Sequence[ImageAnnotation], predictions: Sequence[Imag
         p = pred.top(cfg.support_score)
         hyps = group_hypotheses(p, flips[n] if flips is not None else None, nc)
         if len(hyps):
-            hm = [p.masks[r] for r in hyps.rep] if use_masks else None
+            hm: list | None = None
+            if use_masks:
+                assert p.masks is not None  # segment mode: predictions carry masks
+                hm = [p.masks[r] for r in hyps.rep]
             hb = p.boxes[hyps.rep].reshape(-1, 4)
             iou = pair_ious(hm, hb, labels.masks, labels.boxes, use_masks)
             hside = hypothesis_sides(hm, hb)
@@ -316,7 +322,7 @@ def calibrate(annotations: Sequence[ImageAnnotation], predictions: Sequence[Imag
             m = hb_ == k
             out.size_precision.append(_shrunk(list(hr[m, 1]), list(hr[m, 2] > 0.5), int(m.sum()), [], overall, a)
                                       if m.any() else overall)
-    for g, p, e in disagree:
-        if e >= out.classes[p].threshold:
-            out.confusions[(g, p)] = out.confusions.get((g, p), 0) + 1
+    for g, pc, e in disagree:
+        if e >= out.classes[pc].threshold:
+            out.confusions[(g, pc)] = out.confusions.get((g, pc), 0) + 1
     return out

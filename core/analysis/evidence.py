@@ -43,9 +43,10 @@ def evaluable_labels(ann: ImageAnnotation, degenerate: set[int], use_masks: bool
                                             [ann.instances[k] for k in ok]), with_masks=use_masks)
     plain = [j for j in range(len(gt)) if not gt.iscrowd[j]]
     crowd = [j for j in range(len(gt)) if gt.iscrowd[j]]
-    return Labels([ok[j] for j in plain], [gt.masks[j] for j in plain] if use_masks else None,
+    masks = gt.masks  # set exactly when use_masks (with_masks above)
+    return Labels([ok[j] for j in plain], [masks[j] for j in plain] if masks is not None else None,
                   gt.boxes[plain].reshape(-1, 4), gt.labels[plain],
-                  [gt.masks[j] for j in crowd] if use_masks else None, gt.boxes[crowd].reshape(-1, 4))
+                  [masks[j] for j in crowd] if masks is not None else None, gt.boxes[crowd].reshape(-1, 4))
 
 
 
@@ -80,8 +81,8 @@ def group_hypotheses(pred: ImagePred, flips: ImagePred | None, num_classes: int)
         reps.append(int(p))
     vec = np.zeros((len(reps), max(num_classes, int(pred.labels.max()) + 1 if n else 0)))
     for p in range(n):
-        h, c = owner[p], int(pred.labels[p])
-        vec[h, c] = max(vec[h, c], float(pred.scores[p]))
+        hyp, cls_id = owner[p], int(pred.labels[p])
+        vec[hyp, cls_id] = max(vec[hyp, cls_id], float(pred.scores[p]))
     rep = np.asarray(reps, np.int64)
     if flips is None:
         return Hypotheses(rep, vec, vec.copy(), np.ones(len(rep)), np.full(len(rep), np.nan))

@@ -63,9 +63,9 @@ Every issue's ``message`` is one sentence with these numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -181,7 +181,7 @@ class ImageContext:
     edges: ImageEdges | None = None  # the outline edge check (segment mode, polygon labels)
     edge_cal: EdgeCalibration | None = None  # what edge z means in this project
     areas: list[float] | None = None  # each evaluable label's area (px^2)
-    hside: np.ndarray | None = None  # each hypothesis's side (sqrt of its area, px)
+    hside: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each hypothesis's side (sqrt of its area, px)
 
     def labels_area(self, j: int) -> float:
         return float(self.areas[self.keep[j]]) if self.areas else 0.0
@@ -274,7 +274,7 @@ def judge_unmatched_prediction(ctx: ImageContext, h: int, in_crowd: bool, best_l
     edge = ctx.edges.z_of(fix.get("polygons", [])) if ctx.edges is not None and fix.get("polygons") else None
     background = edge_factor(edge, ctx.edge_cal, model=True)
     words = ""
-    if background is not None:
+    if background is not None and edge is not None:  # (a background verdict needs an edge)
         ev.update(edge_z=round(edge.z, 2), p_background=round(background, 3))
         if background >= 0.75:
             words = (f"; but its outline follows no edge, unlike the project's labels (edge z {edge.z:.1f}, "
@@ -337,7 +337,7 @@ def judge_unsupported_label(ctx: ImageContext, j: int, partner: np.ndarray) -> L
     background = edge_factor(edge, ctx.edge_cal)
     score = with_pixels(ctx.cfg.spurious_weight * recall * (1.0 - min(1.0, anything / max(c.threshold, 1e-6))),
                         background)
-    ev = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
+    ev: dict[str, Any] = {"pred_score": round(u, 4), "iou": round(float(ctx.iou[:, j].max()) if len(ctx.hyps) else 0.0, 4),
           "any_class_score": round(anything, 4), "class_recall": round(c.recall, 4), "threshold": round(c.threshold, 4),
           "class_labels": c.labels, "class_found": c.found, "recall_at_size": round(recall, 4)}
     if edge is not None:
@@ -445,16 +445,19 @@ def analyze_image(ann: ImageAnnotation, pred: ImagePred, task: Literal["segment"
     p = pred.top(cfg.support_score)
     num_classes = max(len(class_names), int(labels.classes.max()) + 1 if len(labels.classes) else 0)
     hyps = group_hypotheses(p, flips, num_classes)
-    hm = [p.masks[r] for r in hyps.rep] if use_masks else None
+    # masks exist exactly when use_masks (use_masks checks pred.masks; evaluable_labels rasterises then)
+    hm = [p.masks[r] for r in hyps.rep] if use_masks and p.masks is not None else None
     hb = p.boxes[hyps.rep].reshape(-1, 4)
-    iou = pair_ious(hm, hb, [labels.masks[j] for j in keep] if use_masks else None, labels.boxes[keep], use_masks)
+    label_masks = labels.masks
+    iou = pair_ious(hm, hb, [label_masks[j] for j in keep] if label_masks is not None else None,
+                    labels.boxes[keep], use_masks)
     iou_all = pair_ious(hm, hb, labels.masks, labels.boxes, use_masks)  # incl. duplicates
     if len(labels.crowd_boxes):
         in_crowd = pair_ious(hm, hb, labels.crowd_masks, labels.crowd_boxes, use_masks).max(axis=1) > cfg.assoc_iou
     else:
         in_crowd = np.zeros(len(hyps), bool)
     edges = ImageEdges(ann, read) if read is not None and cfg.edge_check and task == "segment" else None
-    edge_cal = (cal.edges if edges is None or cal.edges is not None
+    edge_cal = (cal.edges if edges is None or read is None or cal.edges is not None
                 else calibrate_edges([ann], read, predictions=[p], min_score=cfg.support_score))
     ctx = ImageContext(image, p, hyps, labels, keep, iou, cal, cfg, class_names, use_masks, flips is not None, edges,
                        edge_cal, [ann.instances[k].area() for k in labels.index], hypothesis_sides(hm, hb))

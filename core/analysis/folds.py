@@ -75,15 +75,18 @@ def assign_folds(images: Sequence[str], groups: Sequence[str | None], classes: S
         return min(cs, key=lambda c: (freq[c], c)) if cs else None
 
     # rare-class units first (so each fold gets some), big units before small, then a seeded order
-    order = sorted(units, key=lambda u: (freq[rarest(u)] if rarest(u) is not None else 1 << 30,
-                                         -len(units[u]), _rank_key(seed, u)))
+    def rarity(key: str) -> int:
+        c = rarest(key)
+        return freq[c] if c is not None else 1 << 30
+
+    order = sorted(units, key=lambda u: (rarity(u), -len(units[u]), _rank_key(seed, u)))
     fold_images = [0] * k
     fold_class: list[dict[int, int]] = [{} for _ in range(k)]
     fold_of = [0] * len(images)
     start = int(_rank_key(seed, "start")[:8], 16) % k  # which fold the first tie goes to
     for u in order:
-        c = rarest(u)
-        best = min(range(k), key=lambda f: (fold_class[f].get(c, 0) if c is not None else 0, fold_images[f],
+        rare = rarest(u)
+        best = min(range(k), key=lambda f: (fold_class[f].get(rare, 0) if rare is not None else 0, fold_images[f],
                                             (f - start) % k))
         for i in units[u]:
             fold_of[i] = best

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import shapely
 from shapely.geometry import Polygon
@@ -63,6 +65,7 @@ def check_geometry(ann: ImageAnnotation, min_area: float = 4.0, edge_tol: float 
         area = geom.area
         inside = geom.intersection(frame)
         frac_out = 1.0 - (inside.area / area if area > 0 else 0.0)
+        fix: dict[str, Any]
         if inside.area < min_area:
             fix = {"action": "delete"}
         elif inst.is_box:

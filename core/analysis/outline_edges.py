@@ -208,6 +208,7 @@ class ImageEdges:
         model = [np.asarray(p, np.float64).reshape(-1, 2) * self._scale for p in model_polygons]
         if edge is None or not model:
             return None
+        assert self._image is not None  # loaded by of()
         level = 2.0 * edge.background_step
         pts_l, nrm_l = outline_samples(self._outline(instance))
         pts_m, nrm_m = outline_samples(model)
@@ -220,7 +221,7 @@ class ImageEdges:
         """Edge evidence for any outline in image pixels (the model's mask where nothing is labelled)."""
         if not self._ready:
             self._load()
-        if self._image is None or not polygons:
+        if self._image is None or self._occupied is None or not polygons:  # both set by _load
             return None
         return outline_edge_z(self._image, [np.asarray(p, np.float64).reshape(-1, 2) * self._scale for p in polygons],
                               self._occupied)
@@ -230,7 +231,7 @@ class ImageEdges:
         the object's outline)."""
         if not self._ready:
             self._load()
-        if self._image is None or not self._ann.instances[instance].polygons:
+        if self._image is None or self._occupied is None or not self._ann.instances[instance].polygons:
             return None
         if instance not in self._cache:
             self._cache[instance] = outline_edge_z(self._image, self._outline(instance), self._occupied)
@@ -274,8 +275,9 @@ class EdgeCalibration:
         """P(an outline with this z lies on background), equal priors; monotone in z. ``model``:
         the outline is a model's mask, compared with the model's masks on labelled objects;
         ``side``: compared with outlines of about its size (and their background placements)."""
-        use_model = model and self.model_z is not None and len(self.model_z) >= 2
-        objects, sides = (self.model_z, self.model_side) if use_model else (self.label_z, self.label_side)
+        model_z = self.model_z
+        use_model = model and model_z is not None and len(model_z) >= 2
+        objects, sides = (model_z, self.model_side) if use_model and model_z is not None else (self.label_z, self.label_side)
         lo_s, hi_s = self._size_group(sides, side)
         if sides is not None and (lo_s > 0 or np.isfinite(hi_s)):
             objects = objects[(sides >= lo_s) & (sides < hi_s)]
@@ -377,6 +379,7 @@ def _model_outline_z(annotations, read, predictions, max_outlines: int, min_scor
         if not len(keep):
             continue
         gt = gt_from_annotation(ann, with_masks=True)
+        assert gt.masks is not None  # with_masks=True
         iou = rle_ops.mask_iou([pred.masks[i] for i in keep], gt.masks)
         rows += [(n, int(keep[i])) for i in np.flatnonzero(iou.max(axis=1) >= 0.5)] if iou.size else []
     if len(rows) > max_outlines:

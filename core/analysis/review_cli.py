@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{n_open} open, {len(review.items) - n_open} decided")
         return 0
     if args.action == "undo":
-        targets = [review.find(ref) for ref in args.items] or [None]
-        for target in targets:
+        undo_targets: list[ReviewItem | None] = [review.find(ref) for ref in args.items] or [None]
+        for target in undo_targets:
             it, change = review.undo(target)
             print(f"undone #{it.rank}: {change} ({it.image.name})")
         return 0

@@ -43,7 +43,10 @@ def _new_geometry(fix: dict, class_id: int, like: Instance | None = None) -> Ins
     if polys and not (like is not None and like.is_box):
         return Instance(class_id, polygons=polys, holes=_holes(fix), group_id=group)
     if box:
-        return Instance(class_id, box=tuple(float(v) for v in box), group_id=group)
+        if len(box) != 4:  # (a hand-edited review.json): refuse, never store a broken box label
+            raise UserFacingError(f"the suggestion's box needs 4 numbers (x1, y1, x2, y2), got {box}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return Instance(class_id, box=(x1, y1, x2, y2), group_id=group)
     if polys:  # a box-only label with only an outline suggested: keep it a box, around the outline
         pts = np.concatenate(polys)
         return Instance(class_id, box=(*pts.min(0), *pts.max(0)), group_id=group)

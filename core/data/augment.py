@@ -95,8 +95,8 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     boxes = np.zeros((n, 4), np.float32)
     if n == 0:
         return boxes
-    cols = masks.any(axis=1)  # (N, W)
-    rows = masks.any(axis=2)  # (N, H)
+    cols = np.asarray(masks.any(axis=1))  # (N, W)
+    rows = np.asarray(masks.any(axis=2))  # (N, H)
     nonempty = cols.any(axis=1)
     w, h = cols.shape[1], rows.shape[1]
     x0 = cols.argmax(axis=1)
@@ -296,7 +296,7 @@ class TrainAugment:
         heavy = self.heavy_ops_on(epoch)
         may_mosaic = self.dense_on(epoch) if cfg.dense_start is not None else heavy
         with_mosaic = may_mosaic and load_other is not None and num_samples > 0 and rng.random() < cfg.mosaic_prob
-        if with_mosaic:
+        if with_mosaic and load_other is not None:
             others = [load_other(int(i)) for i in rng.integers(num_samples, size=3)]
             sample = self.mosaic([sample, *others], rng)
         if heavy:

@@ -25,7 +25,7 @@ from core.atomic_io import atomic_write_text
 from core.bounded_input import loads_json
 from core.errors import LabelError
 from core import rle as rle_ops
-from core.eval.records import ImagePred
+from core.eval.records import ImagePred, pred_from_arrays
 
 
 def _image_keys(path: Path, root: Path | None) -> list[str]:
@@ -153,7 +153,7 @@ def _image_pred(ann: ImageAnnotation, rows: list[dict], path: Path, with_masks: 
                                  f"{exc}", _short(seg)) from None
     boxes = np.array([_xyxy(r, path, ann) if "bbox" in r else rle_ops.to_xyxy([masks[k]])[0]
                       for k, r in enumerate(rows)], np.float64)
-    return ImagePred(boxes, [r["_score"] for r in rows], [r["_cls"] for r in rows], masks, str(ann.image_path))
+    return pred_from_arrays(boxes, [r["_score"] for r in rows], [r["_cls"] for r in rows], masks, str(ann.image_path))
 
 
 def _xyxy(row: dict, path: Path, ann: ImageAnnotation) -> list[float]:

@@ -61,6 +61,8 @@ def pairwise_iou(gt: ImageGT, pred: ImagePred, use_masks: bool, crowd: bool = Fa
     with crowd=True every GT is treated as a crowd region (intersection / pred area)."""
     flags = [crowd] * len(gt)
     if use_masks:
+        if pred.masks is None or gt.masks is None:
+            raise ValueError("mask IoU needs masks on both the predictions and the ground truth")
         return rle_ops.mask_iou(pred.masks, gt.masks, flags)
     return rle_ops.box_iou(pred.boxes, gt.boxes, flags)
 
@@ -69,7 +71,7 @@ class Evaluator:
     """Fixed-threshold F1/P/R/IoU (+ confusion), the F1-vs-threshold curve and COCO mAP."""
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, task: Task = "segment",
-                 conf: float = 0.5, iou_thresh: float = 0.5, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                 conf: float = 0.5, iou_thresh: float = 0.5, thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
                  coco: bool = True, coco_conf: float = 0.01, max_dets: int = 100):
         if task not in ("segment", "detect"):
             raise ValueError(f"task must be 'segment' or 'detect', got {task!r}")

@@ -161,7 +161,7 @@ class ThresholdSweep:
     so the curve uses exactly the same rules as the headline metric.
     """
 
-    def __init__(self, num_classes: int, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, iou_thresh: float = 0.5):
+    def __init__(self, num_classes: int, thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS, iou_thresh: float = 0.5):
         self.thresholds = np.asarray(thresholds, np.float64)
         self.iou_thresh = iou_thresh
         self.counters = [FixedThresholdCounter(num_classes, with_confusion=False) for _ in self.thresholds]
@@ -183,8 +183,8 @@ class ThresholdSweep:
         tot = np.array([c.totals() for c in self.counters]).reshape(-1, 4)
         b = _best(tot[:, 0], self.thresholds)
         cls_f1 = np.stack([c.class_f1() for c in self.counters])  # [T, C]
-        seen = np.stack([(c.tp + c.fp + c.fn) > 0 for c in self.counters]).any(axis=0)
-        per_class = {}
+        seen = np.asarray(np.stack([(c.tp + c.fp + c.fn) > 0 for c in self.counters]).any(axis=0))
+        per_class: dict[str, dict[str, float | None]] = {}
         for k, name in enumerate(names):
             if not seen[k]:
                 per_class[name] = {"threshold": None, "f1": None}

@@ -50,7 +50,9 @@ class ImageGT:
     boxes: np.ndarray  # float64 [N,4] xyxy pixels
     labels: np.ndarray  # int64 [N]
     masks: list[Rle] | None = None
-    iscrowd: np.ndarray | None = None  # bool [N]
+    # bool [N]; None (all False) is accepted on construction and replaced in __post_init__,
+    # so readers always get an array
+    iscrowd: np.ndarray = None  # type: ignore[assignment]
     image_id: str = ""
 
     def __post_init__(self) -> None:
@@ -136,6 +138,7 @@ def gt_from_annotation(ann: ImageAnnotation, with_masks: bool = True) -> ImageGT
     return ImageGT(ann.height, ann.width, boxes, labels, masks, crowd, str(ann.image_path))
 
 
-def pred_from_arrays(boxes: Sequence, scores: Sequence, labels: Sequence, masks: Any = None,
+def pred_from_arrays(boxes: Sequence | np.ndarray, scores: Sequence | np.ndarray, labels: Sequence | np.ndarray,
+                     masks: Any = None,
                      image_id: str = "") -> ImagePred:
     return ImagePred(np.asarray(boxes), np.asarray(scores), np.asarray(labels), masks, image_id)

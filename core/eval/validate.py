@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserFacingError
-from core.eval.evaluator import EvalSummary, Evaluator
+from core.eval.evaluator import EvalSummary, Evaluator, Task
 from core.eval.records import ImageGT, ImagePred, gt_from_annotation
 from core.infer.detections import Detections
 
@@ -57,7 +57,7 @@ def predictor_fn(predictor) -> Predict:
     return lambda images: predictor.predict(images, rle=True, conf=EVAL_FLOOR)
 
 
-def validate(predict: Predict, items: Sequence[ValItem], class_names: list[str], task: str, conf: float,
+def validate(predict: Predict, items: Sequence[ValItem], class_names: list[str], task: Task, conf: float,
              bad: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> EvalSummary:
     """Evaluate ``predict`` on ``items`` at threshold ``conf``; an unreadable image is left out
     and named in ``bad``; ``progress(done, total)`` after each batch."""

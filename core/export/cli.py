@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with the paths; an error event on failure); the human output goes to stderr")
 
 
-def _csv(text: str | None, default: list[str]) -> list[str]:
+def _csv(text: str | None, default: Sequence[str]) -> list[str]:
     return [t.strip().lower() for t in text.split(",") if t.strip()] if text else list(default)
 
 

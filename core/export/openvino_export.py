@@ -3,7 +3,7 @@ NNCF post-training quantization, optionally with accuracy control on our val F1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +108,9 @@ def quantize_int8(onnx_path: Path | str, out_dir: Path | str, calibration: Itera
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
-    count = len(calibration) if hasattr(calibration, "__len__") else None
-    if count is None:
+    if isinstance(calibration, Sized):
+        count = len(calibration)
+    else:
         calibration = list(calibration)
         count = len(calibration)
     dataset = nncf.Dataset(calibration)  # iterated lazily: 300 full-size inputs would be GBs

@@ -10,7 +10,7 @@ OpenVINO FP32/FP16/INT8 and TensorRT engines, into one export folder:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -60,7 +60,7 @@ def project_for(path: Path, explicit: Path | None = None):
     return None
 
 
-def check_request(formats: list[str], precisions: list[str], has_calibration: bool) -> None:
+def check_request(formats: Sequence[str], precisions: Sequence[str], has_calibration: bool) -> None:
     """Fail before any work when the request cannot be met (unknown names, TensorRT missing, ...)."""
     bad = [f for f in formats if f not in FORMATS] + [p for p in precisions if p not in PRECISIONS]
     if bad:
@@ -111,7 +111,7 @@ def deploy_model(model, meta: ModelMeta, queries: int | None):
     return DeployModel(model, meta.top_k, num_queries=queries)
 
 
-def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precisions: list[str],
+def export_all(model, meta: ModelMeta, out_dir: Path, formats: Sequence[str], precisions: Sequence[str],
                calibration: list[Path] | None = None, accuracy_fn: tuple | None = None, max_drop: float = 0.01,
                opset: int = 17, overflow_fix: str = "enable", queries: int | None = None,
                log: Callable[[str], None] = print, progress: Progress = no_progress) -> ExportResult:
@@ -139,6 +139,7 @@ def export_all(model, meta: ModelMeta, out_dir: Path, formats: list[str], precis
             progress("openvino", i, len(plain), f"OpenVINO {prec.upper()}")
             result.files[("openvino", prec)] = export_openvino(onnx_path, out_dir / f"openvino_{prec}", prec)
         if "int8" in precisions:
+            assert calibration is not None  # check_request refused INT8 without calibration images
             log(f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images) ...")
             progress("int8", 0, 1, f"OpenVINO INT8 (NNCF, {len(calibration)} calibration images"
                      + (", accuracy control)" if accuracy_fn is not None else ")"))

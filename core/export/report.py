@@ -35,7 +35,7 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
 
     entries = [("torch", "fp32", None)] + [(b, p, f) for (b, p), f in result.files.items()]
     rows = []
-    torch_f1 = None
+    torch_f1: float | None = None
     for i, (backend, precision, file) in enumerate(entries):
         log(f"measuring {backend} {precision} ...")
         progress("measure", i, len(entries), f"measuring {backend} {precision}")
@@ -52,7 +52,8 @@ def build_report(result: ExportResult, model, meta: ModelMeta, val_items: list, 
             row.update({f"val_{k}": round(getattr(metrics, k), 4) for k in ("f1", "precision", "recall", "iou")})
             if backend == "torch":
                 torch_f1 = metrics.f1
-            row["f1_delta_vs_torch"] = round(metrics.f1 - torch_f1, 4) if torch_f1 is not None else None
+            row["f1_delta_vs_torch"] = (round(metrics.f1 - torch_f1, 4)
+                                        if torch_f1 is not None and metrics.f1 is not None else None)
         rows.append(row)
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _writer_for(out: Path, name: str, fps: float, shape) -> cv2.VideoWriter:
     h, w = shape[:2]
     path = out / f"{Path(name).stem}_pred.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps or 25.0, (w, h))
     if not writer.isOpened():
         raise UserFacingError(f"{path}: OpenCV cannot write this video")
     return writer

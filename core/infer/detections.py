@@ -7,6 +7,7 @@ evaluation never care which runtime produced the numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class Detections:
         rows = []
         for box, score, label, rle in zip(self.boxes, self.scores, self.labels, rles):
             x0, y0, x1, y1 = (float(v) for v in box)
-            row = {
+            row: dict[str, Any] = {
                 "image_id": image_id,
                 "category_id": int(category_ids[label]) if category_ids else int(label),
                 "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],

@@ -9,17 +9,28 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from core.bounded_input import loads_json
 from core.errors import UserFacingError, WeightsError
 
 META_FILE = "meta.json"
+Task = Literal["segment", "detect"]
+
+
+def as_task(value: str) -> Task:
+    """``value`` as a task name, or WeightsError (a checkpoint's or meta.json's task is data)."""
+    if value == "segment":
+        return "segment"
+    if value == "detect":
+        return "detect"
+    raise WeightsError(f"model task must be 'segment' or 'detect', got {value!r}")
 
 
 @dataclass
 class ModelMeta:
     class_names: list[str]
-    task: str = "segment"  # "segment" | "detect"
+    task: Task = "segment"  # checked in __post_init__ (meta.json is read as is)
     image_size: tuple[int, int] = (640, 640)  # network input (h, w)
     top_k: int = 100
     model_size: str = ""
@@ -33,8 +44,7 @@ class ModelMeta:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 8192 for v in size)):
             raise WeightsError(f"image_size must be [height, width], whole numbers in 32..8192, got {size!r}")
         self.image_size = (int(size[0]), int(size[1]))
-        if self.task not in ("segment", "detect"):
-            raise WeightsError(f"model task must be 'segment' or 'detect', got {self.task!r}")
+        self.task = as_task(self.task)
         names = self.class_names
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
             raise WeightsError(f"class_names must be a non-empty list of names, got {names!r}")

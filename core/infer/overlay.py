@@ -13,7 +13,8 @@ PALETTE = np.array([[180, 119, 31], [14, 127, 255], [44, 160, 44], [40, 39, 214]
 
 
 def class_color(label: int) -> tuple[int, int, int]:
-    return tuple(int(v) for v in PALETTE[int(label) % len(PALETTE)])
+    b, g, r = (int(v) for v in PALETTE[int(label) % len(PALETTE)])
+    return (b, g, r)
 
 
 def draw_detections(image: np.ndarray, det: Detections, alpha: float = 0.45) -> np.ndarray:

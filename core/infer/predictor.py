@@ -104,6 +104,7 @@ def open_model(model_file: ModelFile, device: str = "cpu", threads: int | None =
                ) -> tuple[Runner, ModelMeta, Path | None]:
     """(runner, meta, the meta.json it came from; None for a checkpoint, which holds its own).
     An export's meta.json is checked against the model's outputs before it is used."""
+    runner: Runner
     if model_file.backend == "torch":
         from core.infer.checkpoint_loader import load_checkpoint
         from core.infer.runner_torch import TorchRunner
@@ -114,7 +115,6 @@ def open_model(model_file: ModelFile, device: str = "cpu", threads: int | None =
         return runner, meta, None
     meta_file = find_meta_file(model_file.path)
     meta = read_meta(meta_file)
-    runner: Runner
     if model_file.backend == "onnx":
         runner = OnnxRunner(model_file.path, device, threads)
     elif model_file.backend == "openvino":

@@ -35,7 +35,10 @@ class Runner(Protocol):
     backend: str  # "torch" | "onnx" | "openvino" | "tensorrt"
     device: str
     precision: str  # "fp32" | "fp16" | "int8"
-    detections_per_image: int | None  # the graph's static K (checked against meta.json's top_k)
+
+    @property
+    def detections_per_image(self) -> int | None:  # the graph's static K (checked against meta.json's top_k)
+        ...
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """[B,3,h,w] float32 -> {"scores", "labels", "boxes"[, "masks"]} numpy arrays."""

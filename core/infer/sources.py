@@ -44,7 +44,7 @@ class FrameSource:
 
     def _images(self) -> Iterator[Frame]:
         n = 0
-        for i, path in enumerate(self.paths):
+        for i, path in enumerate(self.paths or []):  # (called only when paths is set)
             if self.max_frames is not None and n >= self.max_frames:
                 return
             try:

@@ -12,7 +12,10 @@ import torch
 from torch import Tensor
 
 # The two conversions are the network's own (one implementation for model and loss).
-from core.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh  # noqa: F401
+from core.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+
+__all__ = ["box_area", "box_cxcywh_to_xyxy", "box_iou", "box_xyxy_to_cxcywh", "generalized_box_iou",
+           "paired_box_iou", "paired_generalized_box_iou"]  # the conversions are re-exported
 
 
 def box_area(boxes: Tensor) -> Tensor:

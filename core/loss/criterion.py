@@ -242,6 +242,7 @@ class DFineCriterion(nn.Module):
             batch_scale = 8 / outputs["pred_boxes"].shape[0]  # independent of the per-GPU batch size
             state.num_pos = (matched.sum() * batch_scale) ** 0.5
             state.num_neg = ((~matched).sum() * batch_scale) ** 0.5
+        assert state.num_pos is not None and state.num_neg is not None  # set together above or earlier
         pos = loss[matched].mean() if matched.any() else 0
         neg = loss[~matched].mean() if (~matched).any() else 0
         return (pos * state.num_pos + neg * state.num_neg) / (state.num_pos + state.num_neg)
@@ -332,7 +333,7 @@ class DFineCriterion(nn.Module):
             layers.append(
                 _Layer(f"_aux_{i}", {**a, **shared}, ind, go_indices, go_indices, num_boxes, num_go, targets)
             )
-        if pre is not None:
+        if pre is not None and pre_indices is not None:  # (matched exactly when pre is there)
             layers.append(
                 _Layer("_pre", pre, pre_indices, go_indices, go_indices, num_boxes, num_go, targets)
             )
@@ -398,7 +399,8 @@ class DFineCriterion(nn.Module):
                     )
                 if masks.numel() and masks.max() > 1:
                     raise ValueError(f"target {n}: masks must hold 0/1 values, found {float(masks.max())}")
-                item["masks"] = resize_masks(masks, tuple(pred_masks.shape[-2:]))
+                assert pred_masks is not None  # checked above for task 'segment'
+                item["masks"] = resize_masks(masks, (pred_masks.shape[-2], pred_masks.shape[-1]))
                 if t.get("has_mask") is not None:
                     item["has_mask"] = t["has_mask"].to(device=device, dtype=torch.bool)
             prepared.append(item)

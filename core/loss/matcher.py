@@ -113,7 +113,7 @@ class HungarianMatcher(nn.Module):
         return [torch.nan_to_num(c.float(), nan=1.0).cpu() for c in per_image]
 
     def _mask_cost(self, pred_masks: Tensor, target: Mapping[str, Tensor]) -> Tensor:
-        gt = resize_masks(target["masks"].to(pred_masks.device), tuple(pred_masks.shape[-2:]))
+        gt = resize_masks(target["masks"].to(pred_masks.device), (pred_masks.shape[-2], pred_masks.shape[-1]))
         cost = pred_masks.new_zeros((pred_masks.shape[0], gt.shape[0]), dtype=torch.float32)
         if self.cost_mask_dice:
             cost = cost + self.cost_mask_dice * pairwise_dice_cost(pred_masks, gt)

@@ -18,11 +18,14 @@ import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from core.errors import WeightsError
+
+if TYPE_CHECKING:
+    from core.model.network import DFINEModel
 
 __all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "extract_state_dict", "first_non_finite",
            "guess_size", "load_trained_model", "load_weights", "read_training_checkpoint", "read_weights_only",
@@ -210,7 +213,7 @@ def read_training_checkpoint(path: str | os.PathLike, map_location: str | torch.
     return ckpt
 
 
-def _get(obj: object, *keys: str, default: object = None) -> object:
+def _get(obj: object, *keys: str, default: object = None) -> Any:  # config values are plain JSON
     """Nested lookup in dicts (the checkpoint's config is stored as a plain dict)."""
     for key in keys:
         if not isinstance(obj, dict):
@@ -256,7 +259,7 @@ def require_project_classes(weights: str | os.PathLike, names: list[str] | tuple
 
 
 def load_trained_model(path: str | os.PathLike, use_ema: bool = True
-                       ) -> tuple[nn.Module, CheckpointInfo, dict]:
+                       ) -> tuple[DFINEModel, CheckpointInfo, dict]:
     """The network a training checkpoint describes, with its EMA (or raw) weights, in eval mode on
     the CPU; returns (model, info, checkpoint dict). Every weight must fit: a checkpoint of another
     size or class count is an error here (`dfine train --weights` fine-tunes from those)."""
@@ -306,7 +309,7 @@ def _require_finite_state(path: Path, state: dict, raw: object, used_ema: bool) 
                        f"corrupt file or a training run that diverged; not used{hint}")
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
+def load_weights(model: DFINEModel, path: str | os.PathLike, strict_size: bool = True) -> LoadReport:
     """Load `path` into `model` (in place) and return a LoadReport (also logged at INFO)."""
     path = Path(path)
     obj = read_weights_only(path)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +34,12 @@ def bias_init_with_prob(prior_prob: float = 0.01) -> float:
     return float(-math.log((1 - prior_prob) / prior_prob))
 
 
-def weighting_function(reg_max: int, up: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
+def weighting_function(reg_max: int, up: torch.Tensor, reg_scale: torch.Tensor | float) -> torch.Tensor:
     """FDR's non-uniform bin values W(n), n = 0..reg_max ([reg_max + 1]).
 
     Symmetric around 0, bounded by +-2*|up|*|reg_scale|; small steps near 0 for fine edits.
     """
-    ub1 = abs(up[0]) * abs(reg_scale)
+    ub1 = abs(up[0]) * (reg_scale.abs() if isinstance(reg_scale, torch.Tensor) else abs(reg_scale))
     ub2 = ub1 * 2
     step = (ub1 + 1) ** (2 / (reg_max - 2))
     left = [-(step ** i) + 1 for i in range(reg_max // 2 - 1, 0, -1)]
@@ -64,6 +66,10 @@ class MLP(nn.Module):
         h = [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + h, h + [output_dim]))
         self.act = make_activation(act)
+
+    def linear(self, i: int) -> nn.Linear:
+        """Layer `i` as its concrete type (ModuleList indexing is typed as plain Module)."""
+        return cast(nn.Linear, self.layers[i])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -96,6 +102,8 @@ def deformable_attention_core(value: list[torch.Tensor], spatial_shapes: list[li
 
 class MSDeformableAttention(nn.Module):
     """Multi-scale deformable attention with box-relative offsets (reference = box cxcywh)."""
+
+    num_points_scale: torch.Tensor  # buffer
 
     def __init__(self, embed_dim: int = 256, num_heads: int = 8, num_levels: int = 4,
                  num_points: int | list[int] = 4, offset_scale: float = 0.5):
@@ -221,8 +229,8 @@ class LQE(nn.Module):
         super().__init__()
         self.k, self.reg_max = k, reg_max
         self.reg_conf = MLP(4 * (k + 1), hidden_dim, 1, num_layers)
-        init.constant_(self.reg_conf.layers[-1].bias, 0)
-        init.constant_(self.reg_conf.layers[-1].weight, 0)
+        init.constant_(self.reg_conf.linear(-1).bias, 0)
+        init.constant_(self.reg_conf.linear(-1).weight, 0)
 
     def forward(self, scores: torch.Tensor, pred_corners: torch.Tensor) -> torch.Tensor:
         b, n, _ = pred_corners.size()
@@ -262,7 +270,8 @@ class TransformerDecoder(nn.Module):
         """Returns (boxes, logits, corners, refs) stacked over the emitted layers, the layer-0
         pre-boxes/pre-logits and, if asked, the stacked hidden states [L,B,Q,C]."""
         output = target
-        output_detach = pred_corners_undetach = 0
+        output_detach: torch.Tensor | float = 0
+        pred_corners_undetach: torch.Tensor | float = 0
         value = self._value(memory, spatial_shapes)
         out_boxes, out_logits, out_corners, out_refs, hidden = [], [], [], [], []
         project = weighting_function(self.reg_max, up, reg_scale)
@@ -285,6 +294,7 @@ class TransformerDecoder(nn.Module):
                 pre_scores = score_head[0](output)
                 ref_points_initial = pre_boxes.detach()
 
+            assert ref_points_initial is not None  # set by layer 0
             pred_corners = bbox_head[i](output + output_detach) + pred_corners_undetach
             inter_ref_bbox = distance2bbox(ref_points_initial, integral(pred_corners, project),
                                            reg_scale)
@@ -316,7 +326,8 @@ class DFINETransformer(nn.Module):
     """
 
     def __init__(self, num_classes: int = 80, hidden_dim: int = 256, num_queries: int = 300,
-                 feat_channels: list[int] = (512, 1024, 2048), feat_strides: list[int] = (8, 16, 32),
+                 feat_channels: Sequence[int] = (512, 1024, 2048),
+                 feat_strides: Sequence[int] = (8, 16, 32),
                  num_levels: int = 3, num_points: int | list[int] = 4, nhead: int = 8,
                  num_layers: int = 6, dim_feedforward: int = 1024, dropout: float = 0.0,
                  activation: str = "relu", num_denoising: int = 100,
@@ -325,15 +336,15 @@ class DFINETransformer(nn.Module):
                  eps: float = 1e-2, aux_loss: bool = True, reg_max: int = 32,
                  reg_scale: float = 4.0, layer_scale: float = 1):
         super().__init__()
-        feat_channels, feat_strides = list(feat_channels), list(feat_strides)
-        if len(feat_channels) > num_levels or len(feat_strides) != len(feat_channels):
+        channels, strides = list(feat_channels), list(feat_strides)
+        if len(channels) > num_levels or len(strides) != len(channels):
             raise ValueError("feat_channels/feat_strides must match and not exceed num_levels")
-        for _ in range(num_levels - len(feat_strides)):
-            feat_strides.append(feat_strides[-1] * 2)
+        for _ in range(num_levels - len(strides)):
+            strides.append(strides[-1] * 2)
         self.hidden_dim = hidden_dim
         scaled_dim = round(layer_scale * hidden_dim)
         self.nhead = nhead
-        self.feat_strides = feat_strides
+        self.feat_strides = strides
         self.num_levels = num_levels
         self.num_classes = num_classes
         self.num_queries = num_queries
@@ -343,7 +354,7 @@ class DFINETransformer(nn.Module):
         self.aux_loss = aux_loss
         self.reg_max = reg_max
 
-        self._build_input_proj_layer(feat_channels)
+        self._build_input_proj_layer(channels)
         self.up = nn.Parameter(torch.tensor([0.5]), requires_grad=False)
         self.reg_scale = nn.Parameter(torch.tensor([float(reg_scale)]), requires_grad=False)
         layer = TransformerDecoderLayer(hidden_dim, nhead, dim_feedforward, dropout, activation,
@@ -381,25 +392,26 @@ class DFINETransformer(nn.Module):
             self.register_buffer("valid_mask", valid_mask)
         else:
             self.anchors = self.valid_mask = None
-        self._reset_parameters(feat_channels)
+        self._reset_parameters(channels)
 
     # ---- init -------------------------------------------------------------------------------
     def _reset_parameters(self, feat_channels: list[int]) -> None:
         bias = bias_init_with_prob(0.01)
         init.constant_(self.enc_score_head.bias, bias)
         for mlp in (self.enc_bbox_head, self.pre_bbox_head):
-            init.constant_(mlp.layers[-1].weight, 0)
-            init.constant_(mlp.layers[-1].bias, 0)
+            init.constant_(mlp.linear(-1).weight, 0)
+            init.constant_(mlp.linear(-1).bias, 0)
         for cls_, reg_ in zip(self.dec_score_head, self.dec_bbox_head):
+            assert isinstance(cls_, nn.Linear) and isinstance(reg_, MLP)
             init.constant_(cls_.bias, bias)
-            init.constant_(reg_.layers[-1].weight, 0)
-            init.constant_(reg_.layers[-1].bias, 0)
-        init.xavier_uniform_(self.enc_output[0].weight)
-        init.xavier_uniform_(self.query_pos_head.layers[0].weight)
-        init.xavier_uniform_(self.query_pos_head.layers[1].weight)
+            init.constant_(reg_.linear(-1).weight, 0)
+            init.constant_(reg_.linear(-1).bias, 0)
+        init.xavier_uniform_(cast(nn.Linear, self.enc_output[0]).weight)
+        init.xavier_uniform_(self.query_pos_head.linear(0).weight)
+        init.xavier_uniform_(self.query_pos_head.linear(1).weight)
         for m, c in zip(self.input_proj, feat_channels):
             if c != self.hidden_dim:
-                init.xavier_uniform_(m[0].weight)
+                init.xavier_uniform_(cast(nn.Conv2d, cast(nn.Sequential, m)[0]).weight)
 
     def reset_class_heads(self) -> list[str]:
         """Re-initialise every class-count-dependent layer (used when the class list changes).
@@ -408,7 +420,7 @@ class DFINETransformer(nn.Module):
         """
         bias = bias_init_with_prob(0.01)
         heads = [("enc_score_head", self.enc_score_head)] + [
-            (f"dec_score_head.{i}", h) for i, h in enumerate(self.dec_score_head)]
+            (f"dec_score_head.{i}", cast(nn.Linear, h)) for i, h in enumerate(self.dec_score_head)]
         for _, lin in heads:
             lin.reset_parameters()
             init.constant_(lin.bias, bias)
@@ -455,15 +467,17 @@ class DFINETransformer(nn.Module):
     def _generate_anchors(self, spatial_shapes=None, grid_size: float = 0.05,
                           dtype=torch.float32, device=None):
         if spatial_shapes is None:
+            if self.eval_spatial_size is None:
+                raise ValueError("spatial_shapes is needed when the model has no eval_spatial_size")
             h0, w0 = self.eval_spatial_size
             spatial_shapes = [[int(h0 / s), int(w0 / s)] for s in self.feat_strides]
-        anchors = []
+        per_level = []
         for lvl, (h, w) in enumerate(spatial_shapes):
             gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
             xy = (torch.stack([gx, gy], dim=-1).unsqueeze(0) + 0.5) / torch.tensor([w, h], dtype=dtype)
             wh = torch.ones_like(xy) * grid_size * (2.0 ** lvl)
-            anchors.append(torch.cat([xy, wh], dim=-1).reshape(-1, h * w, 4))
-        anchors = torch.cat(anchors, dim=1)
+            per_level.append(torch.cat([xy, wh], dim=-1).reshape(-1, h * w, 4))
+        anchors = torch.cat(per_level, dim=1)
         if device is not None:
             anchors = anchors.to(device)
         valid = ((anchors > self.eps) * (anchors < 1 - self.eps)).all(-1, keepdim=True)

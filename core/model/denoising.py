@@ -17,7 +17,7 @@ __all__ = ["contrastive_denoising_group"]
 
 
 def contrastive_denoising_group(
-    targets: list[dict],
+    targets: list[dict] | None,
     num_classes: int,
     num_queries: int,
     class_embed: nn.Embedding,
@@ -59,8 +59,7 @@ def contrastive_denoising_group(
     negative[:, max_gt:] = 1
     negative = negative.tile([1, num_group, 1])
     positive = (1 - negative).squeeze(-1) * pad_mask
-    dn_positive_idx = torch.nonzero(positive)[:, 1]
-    dn_positive_idx = torch.split(dn_positive_idx, [n * num_group for n in num_gts])
+    dn_positive_idx = torch.split(torch.nonzero(positive)[:, 1], [n * num_group for n in num_gts])
     n_dn = int(max_gt * 2 * num_group)
 
     if label_noise_ratio > 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from itertools import pairwise
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,8 @@ _CONV_NORM_PAIRS: tuple[tuple[type[nn.Module], str, str], ...] = (
     (ConvNormLayer, "conv", "norm"),   # act(norm(conv(x)))
     (ConvBNAct, "conv", "bn"),          # lab(act(bn(conv(x)))): lab comes after the ReLU
 )
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class FusedVGGBlock(nn.Module):
@@ -104,6 +107,7 @@ def _merge_vgg(block: VGGBlock) -> FusedVGGBlock | None:
     conv = nn.Conv2d(c3.in_channels, c3.out_channels, 3, 1, padding=1, bias=True,
                      device=c3.weight.device, dtype=c3.weight.dtype)
     conv.weight.copy_(c3.weight + F.pad(c1.weight, [1, 1, 1, 1]))
+    assert conv.bias is not None  # built with bias=True
     zero = torch.zeros_like(conv.bias)
     conv.bias.copy_((zero if c3.bias is None else c3.bias) + (zero if c1.bias is None else c1.bias))
     return FusedVGGBlock(conv, block.act)
@@ -122,7 +126,7 @@ def _merge_vgg_blocks(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def fuse_for_deploy(model: nn.Module) -> nn.Module:
+def fuse_for_deploy(model: _M) -> _M:
     """Fused deep copy of `model` in eval mode; `model` itself is left untouched.
 
     Every conv -> BN (ConvNormLayer, ConvBNAct / LightConvBNAct, the encoder's input_proj; plain

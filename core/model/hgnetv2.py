@@ -49,6 +49,11 @@ class FrozenBatchNorm2d(nn.Module):
     (no `num_batches_tracked`) and the parameter count, so we must do the same.
     """
 
+    weight: torch.Tensor  # buffers (frozen), registered in __init__
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()
         self.register_buffer("weight", torch.ones(num_features))
@@ -202,7 +207,8 @@ class HGNetv2(nn.Module):
         self.use_lab = use_lab
         self.return_idx = list(return_idx)
         self.out_channels = [row[2] for row in arch["stages"]]
-        self.stem = StemBlock(*arch["stem"], use_lab=use_lab)
+        in_chs, mid_chs, out_chs = arch["stem"]
+        self.stem = StemBlock(in_chs, mid_chs, out_chs, use_lab=use_lab)
         self.stages = nn.ModuleList([
             HG_Stage(cin, mid, cout, nb, nl, ds, light, k, use_lab)
             for (cin, mid, cout, nb, ds, light, k, nl) in arch["stages"]

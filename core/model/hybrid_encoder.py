@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +163,7 @@ class HybridEncoder(nn.Module):
 
     def __init__(self, in_channels: list[int], feat_strides: list[int], hidden_dim: int = 256,
                  nhead: int = 8, dim_feedforward: int = 1024, dropout: float = 0.0,
-                 enc_act: str = "gelu", use_encoder_idx: list[int] = (2,),
+                 enc_act: str = "gelu", use_encoder_idx: Sequence[int] = (2,),
                  num_encoder_layers: int = 1, pe_temperature: float = 10000.0,
                  expansion: float = 1.0, depth_mult: float = 1.0, act: str = "silu",
                  eval_spatial_size: tuple[int, int] | None = None):

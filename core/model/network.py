@@ -8,12 +8,17 @@ Submodule names (`backbone`, `decoder`, `encoder`, registered in that order as u
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from core.model.box_ops import box_cxcywh_to_xyxy
 from core.model.deploy_fuse import fuse_for_deploy
+
+if TYPE_CHECKING:
+    from core.model.decoder import DFINETransformer
+    from core.model.mask_head import MaskHead
 
 __all__ = ["DFINEModel", "DeployModel"]
 
@@ -33,8 +38,8 @@ class DFINEModel(nn.Module):
     DFINETransformer.
     """
 
-    def __init__(self, backbone: nn.Module, encoder: nn.Module, decoder: nn.Module,
-                 mask_head: nn.Module | None = None):
+    def __init__(self, backbone: nn.Module, encoder: nn.Module, decoder: DFINETransformer,
+                 mask_head: MaskHead | None = None):
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
@@ -52,6 +57,7 @@ class DFINEModel(nn.Module):
         out = self.decoder(feats, targets, return_hidden=with_masks)
         if not with_masks:
             return out
+        assert self.mask_head is not None
         hidden = out.pop("_hidden")          # [L,B,Q,C]: all layers (train) / last layer (eval)
         dn_hidden = out.pop("_dn_hidden", None)
         mask_feat = self.mask_head.features(feats)
@@ -134,6 +140,7 @@ class DeployModel(nn.Module):
         boxes = box_cxcywh_to_xyxy(boxes.gather(1, query.unsqueeze(-1).expand(-1, -1, 4)))
         if not self.with_masks:
             return labels, boxes, scores
+        assert m.mask_head is not None
         hidden = out["_hidden"][-1]  # [B,Q,C]
         hidden = hidden.gather(1, query.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         masks = torch.sigmoid(m.mask_head.logits(hidden, m.mask_head.features(feats)))

@@ -9,13 +9,14 @@ from pathlib import Path
 from core.bounded_input import read_regular_text
 from core.config import check_class_name, parse_config_text
 from core.errors import UserFacingError
+from core.project.host import ProjectHost
 from core.project.journal import ClassEditJournal, _is_proposals
 from core.project.remap import _class_index, _delete_plan, changed_rows, remap_label_files, remap_text
 from core.project.template import _flow_list, set_top_level_value
 from core.proposals import remap_proposal_files, remap_proposals_text
 
 
-class ClassEdits:
+class ClassEdits(ProjectHost):
     """Add, rename, merge, delete and undo classes (a mixin of :class:`core.project.Project`):
     planned from the files as they are now, applied through the journal."""
 

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.atomic_io import atomic_delete, atomic_write_text
 from core.bounded_input import load_json_file, load_yaml, read_regular_bytes, read_regular_text
@@ -202,7 +202,7 @@ class ClassEditJournal:
         rows = rows or {}
         entries = self._entries()
         seq = int(entries[-1].stem) + 1 if entries else 1
-        j = {
+        j: dict[str, Any] = {
             "id": uuid.uuid4().hex,
             "description": desc,
             "new_to_old": {str(k): v for k, v in new_to_old.items()},

@@ -57,7 +57,7 @@ class Project(LabelStore, Splits, ClassEdits):
     # ------------------------------------------------------------------ open / create
 
     @classmethod
-    def open(cls, root: Path | str) -> Project:
+    def open(cls, root: str | os.PathLike[str]) -> Project:
         """Read project.yaml. When no writer holds the project lock, first finish what a crash
         left: roll back an interrupted class edit, remove stale temp files, move old sidecar
         proposals out of labels/ (so opening may write)."""

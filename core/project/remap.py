@@ -3,6 +3,7 @@ class ids, the rows an edit changed and how to put them back."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from core.data.formats.yolo_txt import parse_class_id
@@ -59,7 +60,7 @@ def remap_label_files(labels_dir: Path, mapping: dict[int, int | None], num_clas
     return changes
 
 
-def _remap_line(line: str, mapping: dict[int, int | None], path: Path, lineno: int,
+def _remap_line(line: str, mapping: Mapping[int, int | None], path: Path, lineno: int,
                 num_classes: int | None) -> str | None:
     """One row with its class id mapped (None: the row is removed); blank lines unchanged."""
     toks = line.split()
@@ -102,7 +103,8 @@ def changed_rows(text: str, mapping: dict[int, int | None], path: Path, num_clas
             rows.append([line, new])
         elif new is not None and inverse is not None and line.split():
             old_id = parse_class_id(line.split()[0], path, i, num_classes)
-            if inverse.get(mapping[old_id]) != old_id:  # same text, other class: undo must know
+            new_id = mapping[old_id]
+            if new_id is None or inverse.get(new_id) != old_id:  # same text, other class: undo must know
                 rows.append([line, new])
     return rows
 

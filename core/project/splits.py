@@ -11,12 +11,13 @@ from typing import Literal
 from core.atomic_io import atomic_write_text
 from core.bounded_input import compile_user_regex, read_regular_bytes, search_user_regex
 from core.errors import ConfigError
+from core.project.host import ProjectHost
 
 GROUPS_FILE = "groups.csv"
 Split = Literal["train", "val"]
 
 
-class Splits:
+class Splits(ProjectHost):
     """Train/val assignment of a project (a mixin of :class:`core.project.Project`): groups from
     groups.csv or a pattern, split files kept, new images placed by a seeded hash."""
 

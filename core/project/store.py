@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from core.annotation import ImageAnnotation
@@ -14,6 +15,7 @@ from core.bounded_input import read_regular_bytes
 from core.config import load_config
 from core.data.formats.yolo_txt import format_yolo_txt, load_sidecar, parse_yolo_txt, sidecar_path
 from core.errors import ConflictError, LabelError, UserFacingError
+from core.project.host import ProjectHost
 from core.project.labels import _check_geometry, _image_size, _read_label_text
 from core.project_lock import project_lock
 from core.proposals import proposals_path, read_proposals, write_proposals
@@ -21,7 +23,7 @@ from core.proposals import proposals_path, read_proposals, write_proposals
 log = logging.getLogger(__name__)
 
 
-class LabelStore:
+class LabelStore(ProjectHost):
     """Project's label store (a mixin of :class:`core.project.Project`): read and write one
     image's labels atomically inside the project lock, model proposals beside them."""
 
@@ -60,7 +62,7 @@ class LabelStore:
         return ImageAnnotation(image, w, h, inst, group_id=self.group_of(image),
                                proposals_included=include_proposals)
 
-    def lock(self, blocking: bool = True, timeout: float | None = None):
+    def lock(self, blocking: bool = True, timeout: float | None = None) -> AbstractContextManager[bool]:
         """The one project lock (core.project_lock): hold it around any read-modify-write of
         label files or project.yaml. Re-entrant; every store method below takes it itself.
         A blocking wait ends after ``timeout`` s (default LOCK_WAIT_S) with LockBusyError."""

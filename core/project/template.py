@@ -16,8 +16,9 @@ def _find_template() -> Path:
     a wheel installs it under <prefix>/share/dfine-studio/ (pyproject data-files)."""
     candidates = [Path(__file__).resolve().parents[2] / "projects_template" / CONFIG_FILE,
                   Path(sys.prefix) / "share" / "dfine-studio" / "projects_template" / CONFIG_FILE]
-    if getattr(sys, "_MEIPASS", None):
-        candidates.insert(0, Path(sys._MEIPASS) / "projects_template" / CONFIG_FILE)
+    bundle = getattr(sys, "_MEIPASS", None)  # set by PyInstaller
+    if bundle:
+        candidates.insert(0, Path(bundle) / "projects_template" / CONFIG_FILE)
     return next((c for c in candidates if c.exists()), candidates[0])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from core.atomic_io import atomic_write_with
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) generator states as tensors / plain types."""
     version, py_state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # the legacy tuple form (the default; the dict form is only for legacy=False)
+    name, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     state: dict[str, Any] = {
         "python": [int(version), torch.tensor(py_state, dtype=torch.int64), gauss],
         "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],

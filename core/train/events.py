@@ -33,7 +33,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from core.messages import (
     TRAIN_LOSS_NAMES,
@@ -50,6 +50,9 @@ from core.messages import (
 )
 
 TRAIN_KINDS = ("start", "step", "epoch", "metrics", "checkpoint", "warning", "done", "error")
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class EventLog:
@@ -226,6 +229,19 @@ def metric_series(events: list[dict]) -> dict[str, tuple[list[int], list[float]]
     return series
 
 
+def _nan_if_none(v: float | None) -> float:
+    """A missing value as a gap in the plot (what matplotlib makes of None too)."""
+    return float("nan") if v is None else v
+
+
+def _save(fig: Figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def loss_series(steps: list[TrainStepEvent]) -> dict[str, tuple[list[int], list[float]]]:
     """The loss curves of a run's steps: {name: (steps, values)} for the total ``loss`` and each
     ``TRAIN_LOSS_NAMES`` loss the run has, in that order (``losses.png`` draws these)."""
@@ -256,21 +272,29 @@ def plot_run(run_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, (sx, sy) in loss_series(steps).items():
             ax.plot(sx, sy, label=name, lw=1.5 if name == "loss" else 0.8)
-        ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
-        fig.tight_layout(), fig.savefig(run_dir / "losses.png", dpi=100), plt.close(fig)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        _save(fig, run_dir / "losses.png")
         fig, ax = plt.subplots(figsize=(7, 3))
         ax.plot(xs, [e.lr for e in steps], label="lr")
         if any(e.lr_backbone is not None for e in steps):
-            ax.plot(xs, [e.lr_backbone for e in steps], label="backbone lr")
-        ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
-        fig.tight_layout(), fig.savefig(run_dir / "lr.png", dpi=100), plt.close(fig)
+            ax.plot(xs, [_nan_if_none(e.lr_backbone) for e in steps], label="backbone lr")
+        ax.set_xlabel("step")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        _save(fig, run_dir / "lr.png")
         written += [run_dir / "losses.png", run_dir / "lr.png"]
     if curves:
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, (xs, ys) in curves.items():
             ax.plot(xs, ys, marker="o", label=name)
-        ax.set_xlabel("epoch"), ax.set_ylim(0, 1), ax.legend(), ax.grid(alpha=0.3)
-        fig.tight_layout(), fig.savefig(run_dir / "metrics.png", dpi=100), plt.close(fig)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        _save(fig, run_dir / "metrics.png")
         written.append(run_dir / "metrics.png")
     return written
 

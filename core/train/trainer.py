@@ -18,11 +18,12 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 
 from core import cpu_isa
 from core.atomic_io import atomic_write_text
@@ -45,6 +46,9 @@ from core.train.optim import build_optimizer
 from core.train.schedule import FlatCosineSchedule
 from core.weights import resolve_weights, weights_dir
 from core.weights.progress import DownloadProgress
+
+if TYPE_CHECKING:
+    from core.model.network import DFINEModel
 
 CHECKPOINT_VERSION = 1
 
@@ -231,8 +235,8 @@ class Trainer:
         self.layout = self._layout_for(t.epochs)
         self.epochs_total = t.epochs
         self.total_steps = self.layout.total_steps
-        self.train_set.augment.cfg.dense_start = self.layout.dense_start
-        self.train_set.augment.cfg.dense_end = self.layout.dense_end
+        aug.cfg.dense_start = self.layout.dense_start  # aug is the training set's augment
+        aug.cfg.dense_end = self.layout.dense_end
 
         model = build_model(cfg.model.size, len(self.class_names), cfg.task, cfg.model.image_size,
                             mask_head=cfg.model.mask_head)
@@ -368,7 +372,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _payload(self) -> dict[str, Any]:
-        rng = rng_state()
+        rng: dict[str, Any] | list[Any] = rng_state()
         if self.dist.enabled:  # every rank's generators, so each rank resumes its own stream
             gathered: list[Any] = [None] * self.dist.world_size
             torch.distributed.all_gather_object(gathered, rng)
@@ -450,7 +454,9 @@ class Trainer:
         sums: dict[str, float] = {}
         n = len(micro_batches)
         for i, (images, targets) in enumerate(micro_batches):
-            sync = nullcontext() if (i == n - 1 or not self.dist.enabled) else model.no_sync()
+            # (distributed: self.model is the DistributedDataParallel wrapper, ddp.wrap_model)
+            sync = (nullcontext() if (i == n - 1 or not self.dist.enabled)
+                    else cast(DistributedDataParallel, model).no_sync())
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     outputs = model(images, targets=targets)
@@ -717,7 +723,7 @@ class Trainer:
         """The EMA model as the export's torch row sees it (``core.infer.Predictor``)."""
         from core.infer.predictor import Predictor
 
-        model = self.ema.module
+        model = cast("DFINEModel", self.ema.module)  # the EMA copy of the model built in __init__
         size = self.cfg.model.image_size
         top_k = min(100, model.decoder.num_queries * len(self.class_names))
         meta = ModelMeta(list(self.class_names), self.task, (size, size), top_k, self.cfg.model.size,
@@ -747,7 +753,7 @@ class Trainer:
                              best_metric=self.cfg.train.best_metric, value=value, is_best=is_best)
             append_metrics_csv(self.run_dir / "metrics.csv", epoch, self.global_step, metrics)
         if self.dist.enabled:  # every rank must agree on whether best.pt is written
-            flag = [self._last_was_best, self.best_value, self.best_epoch]
+            flag: list[Any] = [self._last_was_best, self.best_value, self.best_epoch]
             torch.distributed.broadcast_object_list(flag, src=0)
             self._last_was_best, self.best_value, self.best_epoch = flag
         ddp.barrier()

@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.errors import UserFacingError, WeightsError
 from core.messages import event_line, make_event
@@ -23,7 +24,7 @@ from core.weights.cache import cached_file, weights_dir
 from core.weights.download import DownloadCancelled
 from core.weights.manager import add_file, cache_rows, fetch
 from core.weights.progress import DownloadProgress
-from core.weights.registry import find_entry
+from core.weights.registry import WeightsEntry, find_entry
 from core.weights.sam_registry import SamEntry, add_sam_file, fetch_sam, find_sam, sam_entries, sam_files
 
 
@@ -78,15 +79,15 @@ def _list(args: argparse.Namespace) -> int:
     print(header)
     for r in rows:
         e = r.entry
-        cached = (f"{r.bytes / 1e6:.0f} MB" if r.present else
+        cached = (f"{(r.bytes or 0) / 1e6:.0f} MB" if r.present else
                   f"part {r.partial / 1e6:.0f} MB" if r.partial else "no")
         ap = f"{e.ap:.1f}" if e.ap is not None else "-"
         print(f"{e.name:<20} {'/'.join(e.sizes) or '-':<5} {e.backbone:<8} {e.dataset:<22} {ap:>5}  "
               f"{cached:<11} {r.path}")
     print("\npromptable segmentation (click-to-segment), encoder + decoder ONNX:")
-    for e in sam_entries():
-        row = _sam_row(e, folder)
-        print(f"{e.name:<20} ~{e.size_mb:.0f} MB  {'cached' if row['cached'] else 'no':<7} {e.licence.split(' (')[0]:<11} "
+    for s in sam_entries():
+        row = _sam_row(s, folder)
+        print(f"{s.name:<20} ~{s.size_mb:.0f} MB  {'cached' if row['cached'] else 'no':<7} {s.licence.split(' (')[0]:<11} "
               f"{row['path']}")
     return 0
 
@@ -105,7 +106,7 @@ class _Stop:
 
     def __init__(self) -> None:
         self.requested = False
-        self._old = {}
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _Stop:  # noqa: PYI034
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,7 +136,7 @@ def _get(args: argparse.Namespace) -> int:
             print(event_line(weights_event(kind, **fields)), flush=True)
 
     folder = _folder(args)
-    todo = []
+    todo: list[WeightsEntry | SamEntry] = []
     for name in args.names:
         entry = find_entry(name) or find_sam(name)
         if entry is None:
@@ -143,7 +144,7 @@ def _get(args: argparse.Namespace) -> int:
         todo.append(entry)
     with _Stop() as stop:
         for entry in todo:
-            if isinstance(entry, SamEntry):
+            if isinstance(entry, SamEntry):  # (from find_sam above)
                 code = _get_sam(entry, folder, emit, events, stop)
                 if code:
                     return code

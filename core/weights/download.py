@@ -164,7 +164,8 @@ class _Clocks:
     def __init__(self, url: str, part: Path, limits: Limits, should_stop: Callable[[], bool] | None):
         self.url, self.part, self.limits, self.should_stop = url, part, limits, should_stop
         self.start = self.last_byte = time.monotonic()
-        self.done, self.total = 0, None
+        self.done = 0
+        self.total: int | None = None
         self.reading = False  # the stall clock runs once the headers are in (before: connect timeout)
 
     def got(self, done: int) -> None:

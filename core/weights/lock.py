@@ -7,6 +7,7 @@ so a crash or kill -9 never leaves a stale lock that blocks the next try.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ __all__ = ["download_lock"]
 
 
 def _try_lock(fd: int) -> bool:
-    if os.name == "nt":
+    if sys.platform == "win32":  # (not os.name: the type checker knows sys.platform)
         import msvcrt
 
         try:

@@ -6,6 +6,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["DownloadProgress"]
 
@@ -17,7 +21,7 @@ class DownloadProgress:
         self.name, self.emit = name, emit
         self.stream = sys.stderr if stream is None else stream
         self.done = 0
-        self._bar = None
+        self._bar: tqdm | None = None
         self._last_time = 0.0
         self._last_tenth = -1
 

@@ -35,6 +35,7 @@ def expected_shapes(entry: WeightsEntry) -> tuple[dict[str, tuple[int, ...]], di
         if entry.kind == "detector":
             from core.model.builder import build_model
 
+            assert entry.size is not None  # every detector entry of the registry names its size
             model = build_model(entry.size, entry.classes or 80, task="detect", image_size=640)
             return _shapes(model), {}
         from core.model.hgnetv2 import HGNetv2

@@ -243,7 +243,8 @@ def load_coco(json_path: Path | str, image_dir: Path | str | None = None) -> Imp
                                    target.height, target.width, where, path, problems)
         if inst is None:
             continue
-        far = outside_image(inst.polygons or [inst.bbox()], target.width, target.height)
+        points: list = list(inst.polygons) if inst.polygons else [inst.bbox()]
+        far = outside_image(points, target.width, target.height)
         if far is not None:
             problems.append(LabelError(path, None, f"{where}: point outside the {target.width}x{target.height} "
                                        "image", value=far))
@@ -269,7 +270,8 @@ def coco_dict(annotations: list[ImageAnnotation], class_names: list[str],
               image_root: Path | str | None = None) -> dict:
     """Build a COCO instances dict; ``file_name`` is relative to ``image_root`` when inside it."""
     root = Path(image_root) if image_root is not None else None
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for img_id, ann in enumerate(annotations, start=1):
         images.append({"id": img_id, "file_name": _relative_name(ann.image_path, root),
                        "width": ann.width, "height": ann.height})

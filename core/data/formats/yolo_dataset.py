@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +276,7 @@ def load_yolo_folder(folder: Path | str, class_names: list[str] | None = None) -
     return result
 
 
-def report_orphan_labels(result: ImportResult, read: list[Path], other: list[Path] = ()) -> None:
+def report_orphan_labels(result: ImportResult, read: list[Path], other: Sequence[Path] = ()) -> None:
     """A label file in a label folder of the imported images whose image does not exist is
     dropped: name each one (and its instance count) in ``result.problems``, never silently.
     ``other``: images of the source not imported (the test split), whose labels are not orphans."""

@@ -39,6 +39,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -299,7 +300,7 @@ def format_yolo_txt(instances: list[Instance], width: int, height: int) -> Forma
     rows: list[str] = []
     entries: dict[str, dict] = {}
     for inst in instances:
-        extra = {}
+        extra: dict[str, Any] = {}
         if inst.group_id is not None:
             extra["group_id"] = int(inst.group_id)
         if inst.iscrowd:
