@@ -12,11 +12,13 @@ overall `download.DEADLINE` ends it as an error, the `.part` kept for the next `
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import UserFacingError, WeightsError
 from core.messages import event_line, make_event
@@ -26,6 +28,8 @@ from core.weights.manager import add_file, cache_rows, fetch
 from core.weights.progress import DownloadProgress
 from core.weights.registry import WeightsEntry, find_entry
 from core.weights.sam_registry import SamEntry, add_sam_file, fetch_sam, find_sam, sam_entries, sam_files
+
+_T = TypeVar("_T")
 
 
 def weights_event(kind: str, **fields) -> dict:
@@ -153,19 +157,11 @@ def _get(args: argparse.Namespace) -> int:
             part = final.with_name(final.name + ".part")
             emit("progress", stage="start", name=entry.name, url=entry.download_url(), path=str(final),
                  resume_from=part.stat().st_size if part.is_file() and not final.is_file() else 0)
-            bar = DownloadProgress(entry.name, emit if events else None)
-            try:
-                path, check = fetch(entry, folder, bar, stop)
-            except DownloadCancelled as exc:
-                bar.close()
-                emit("cancelled", name=entry.name, bytes=bar.done)
-                print(f"dfine weights: {exc}", file=sys.stderr)
+            got = _fetch_reporting(entry.name, emit, events,
+                                   functools.partial(fetch, entry, folder, should_stop=stop))
+            if got is None:
                 return 130
-            except UserFacingError as exc:
-                bar.close()
-                emit("error", message=str(exc), type=exc.__class__.__name__)
-                raise
-            bar.close()
+            path, check = got
             size = path.stat().st_size
             emit("result", name=entry.name, paths={"weights": str(path)}, bytes=size, check=check)
             if not events:
@@ -173,23 +169,34 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _get_sam(entry, folder: Path, emit, events: bool, stop) -> int:
-    """`get` of a SAM pair: both halves, the same events as a checkpoint (paths: encoder, decoder)."""
-    emit("progress", stage="start", name=entry.name, url=entry.download_url("encoder"),
-         path=str(sam_files(entry, folder)["encoder"].parent), resume_from=0)
-    bar = DownloadProgress(entry.name, emit if events else None)
+def _fetch_reporting(name: str, emit, events: bool, run: Callable[[DownloadProgress], _T]) -> _T | None:
+    """One download behind a progress bar, for `get`: its result, or None when cancelled (the
+    'cancelled' event and the stderr line are sent); any other error is sent as an 'error' event
+    and raised."""
+    bar = DownloadProgress(name, emit if events else None)
     try:
-        paths, check = fetch_sam(entry, folder, bar, stop)
+        got = run(bar)
     except DownloadCancelled as exc:
         bar.close()
-        emit("cancelled", name=entry.name, bytes=bar.done)
+        emit("cancelled", name=name, bytes=bar.done)
         print(f"dfine weights: {exc}", file=sys.stderr)
-        return 130
+        return None
     except UserFacingError as exc:
         bar.close()
         emit("error", message=str(exc), type=exc.__class__.__name__)
         raise
     bar.close()
+    return got
+
+
+def _get_sam(entry, folder: Path, emit, events: bool, stop) -> int:
+    """`get` of a SAM pair: both halves, the same events as a checkpoint (paths: encoder, decoder)."""
+    emit("progress", stage="start", name=entry.name, url=entry.download_url("encoder"),
+         path=str(sam_files(entry, folder)["encoder"].parent), resume_from=0)
+    got = _fetch_reporting(entry.name, emit, events, lambda bar: fetch_sam(entry, folder, bar, stop))
+    if got is None:
+        return 130
+    paths, check = got
     size = sum(p.stat().st_size for p in paths.values())
     emit("result", name=entry.name, paths={k: str(v) for k, v in paths.items()}, bytes=size, check=check)
     if not events:
