@@ -2,7 +2,6 @@
 and S): a project with a light square and a red triangle, a tiny SAM pair of the real signature in
 a temporary weights cache; writes the screen coordinates of the scene points the driver clicks,
 and every status message to a log."""
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,9 +17,8 @@ os.environ["DFINE_WEIGHTS_DIR"] = str(out.parent / "weights")
 
 import sam_onnx_fixtures as fx  # noqa: E402
 
-from app.main import make_app  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.settings import AppSettings  # noqa: E402
+from probe_window import open_probe_window  # noqa: E402
+
 from core.project import Project  # noqa: E402
 from core.weights.sam_registry import find_sam, sam_files  # noqa: E402
 
@@ -37,28 +35,7 @@ cv2.imwrite(str(p.image_dir / "img_0.png"), img)
 
 # scissors anchors a few px off the triangle's corners; a stray point (undone); the SAM click
 POINTS = {"a": (147, 37), "b": (253, 38), "c": (200, 154), "stray": (290, 220), "sam": (60, 60)}
-app = make_app()
-win = MainWindow(AppSettings.in_file(out.parent / "s.ini"))
-win.resize(1200, 760)
-win.move(0, 0)
-win.show()
-win.open_project(root)
-
-
-def dump() -> None:
-    if win.canvas.image is None:
-        QTimer.singleShot(200, dump)
-        return
-    pts = {}
-    for name, (x, y) in POINTS.items():
-        g = win.canvas.viewport().mapToGlobal(win.canvas.mapFromScene(float(x), float(y)))
-        pts[name] = [g.x(), g.y()]
-    out.write_text(json.dumps(pts))
-
-
-def log(message: str) -> None:
-    with (out.parent / "status.log").open("a") as f:
-        f.write(message + "\n")
+app, win = open_probe_window(root, out, POINTS)
 
 
 def anchors_now() -> None:  # the driver reads the anchor count after each step
@@ -66,7 +43,5 @@ def anchors_now() -> None:  # the driver reads the anchor count after each step
     QTimer.singleShot(100, anchors_now)
 
 
-QTimer.singleShot(500, dump)
 QTimer.singleShot(500, anchors_now)
-win.statusBar().messageChanged.connect(log)
 app.exec()
