@@ -16,6 +16,7 @@ from conftest_gui import gui_settings, make_project, screenshot, wait_image, win
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from test_gui_editor import click, key, vp
+from test_gui_segment_box import opened  # noqa: F401
 
 from app.canvas import Tool
 from core.data.dataset import rasterize_instance
@@ -25,14 +26,6 @@ from core.grabcut import mask_iou
 X0, Y0, X1, Y1 = 80, 60, 161, 121
 
 
-@pytest.fixture
-def opened(window, qtbot, tmp_path):  # noqa: F811
-    project = make_project(tmp_path / "proj", n_images=2)
-    assert window.open_project(project.root)
-    wait_image(qtbot, window)
-    window.activateWindow()
-    window.canvas.setFocus()
-    return window, project
 
 
 def edge_distance(pts: np.ndarray) -> np.ndarray:
@@ -49,7 +42,7 @@ def wait_ready(qtbot, win) -> None:
     qtbot.waitUntil(lambda: win.scissors.ready, timeout=10_000)
 
 
-def test_scissors_snaps_to_the_square_with_preview_undo_per_anchor_and_close(opened, qtbot, monkeypatch):
+def test_scissors_snaps_to_the_square_with_preview_undo_per_anchor_and_close(opened, qtbot, monkeypatch):  # noqa: F811
     from core.scissors import Scissors
 
     threads: list[str] = []
@@ -107,7 +100,7 @@ def test_scissors_snaps_to_the_square_with_preview_undo_per_anchor_and_close(ope
     assert win.doc.instances == []
 
 
-def test_scissors_enter_closes_esc_cancels_backspace_pops(opened, qtbot):
+def test_scissors_enter_closes_esc_cancels_backspace_pops(opened, qtbot):  # noqa: F811
     win, _ = opened
     key(win, Qt.Key.Key_I)
     for x, y in [(83, 58), (163, 63), (158, 123)]:
@@ -174,7 +167,7 @@ def test_scissors_on_a_real_photo_in_the_window(window, qtbot, tmp_path, coco8_d
     screenshot(window, "scissors_photo_closed")
 
 
-def test_scissors_preview_is_straight_and_clicks_queue_while_a_map_is_built(opened, qtbot, monkeypatch):
+def test_scissors_preview_is_straight_and_clicks_queue_while_a_map_is_built(opened, qtbot, monkeypatch):  # noqa: F811
     """The GUI never waits for an anchor's map: until the worker has it, the preview is the straight
     segment and further clicks are kept (and drawn straight), then snapped in order."""
     from core.scissors import Scissors
