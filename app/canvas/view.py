@@ -337,15 +337,7 @@ class CanvasView(QGraphicsView):
             if self._cursor is not None:
                 pts.append(self._cursor)
             painter.drawPolyline(pts)
-            h = 7.0 / s
-            painter.setBrush(QColor(255, 255, 255))
-            for k, (x, y) in enumerate(self._draft):
-                if k == 0 and len(self._draft) >= 3 and self._near_first():
-                    painter.setBrush(color)
-                    painter.drawEllipse(QPointF(x, y), h, h)
-                    painter.setBrush(QColor(255, 255, 255))
-                else:
-                    painter.drawRect(QRectF(x - h / 2, y - h / 2, h, h))
+            self._paint_vertices(painter, self._draft, color, s, len(self._draft) >= 3 and self._near_first())
         if self.tool == Tool.SCISSORS and self.scissors is not None and self.scissors.drawing:
             self._paint_scissors(painter, color, s)
         if self._box_start is not None and self._cursor is not None:
@@ -377,10 +369,16 @@ class CanvasView(QGraphicsView):
                 painter.setPen(dash)
                 painter.drawPolyline([QPointF(x, y) for x, y in path])
                 painter.setPen(pen)
+        self._paint_vertices(painter, sc.anchors, color, s, len(sc.anchors) >= 3 and self._near_scissors_first())
+
+    @staticmethod
+    def _paint_vertices(painter: QPainter, points, color: QColor, s: float, closes: bool) -> None:
+        """The points of an outline being drawn as white squares; the first one a filled circle when
+        `closes` (a click there would close the outline)."""
         h = 7.0 / s
         painter.setBrush(QColor(255, 255, 255))
-        for k, (x, y) in enumerate(sc.anchors):
-            if k == 0 and len(sc.anchors) >= 3 and self._near_scissors_first():
+        for k, (x, y) in enumerate(points):
+            if k == 0 and closes:
                 painter.setBrush(color)
                 painter.drawEllipse(QPointF(x, y), h, h)
                 painter.setBrush(QColor(255, 255, 255))
