@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from core.atomic_io import atomic_write_text
+from core.bounded_input import load_json_file
 from core.errors import UserFacingError
 from core.project_paths import inside
 
@@ -46,11 +47,9 @@ def others(root: Path | str, mine: Path | None = None) -> list[dict]:
         if mine is not None and path == mine:
             continue
         try:
-            if path.stat().st_size > 4096:
-                continue
-            info = json.loads(path.read_text(encoding="utf-8"))
+            info = load_json_file(path, dict, 4096)  # regular file, size bound: a FIFO never blocks
             pid = int(info["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, UserFacingError, ValueError, KeyError, TypeError):
             continue
         if info.get("host") == host and not _alive(pid):
             try:
